@@ -1,0 +1,261 @@
+//! Lenient building blocks for the carriers' wire structs. Carriers send ids as strings one day and
+//! numbers the next, flags as `true` or `1`, and add keys without notice (Clickpost: "do not apply
+//! strict JSON check"), so the wire structs ignore unknown keys and use these types.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::NormalizeError;
+
+/// Parses a body into a carrier's wire struct, turning serde's failures into precise errors.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, NormalizeError> {
+    let text = std::str::from_utf8(body).map_err(|e| NormalizeError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let first = text.trim_start().as_bytes().first().copied();
+    let found = match first {
+        None => return Err(NormalizeError::Empty),
+        Some(b'{') => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'n') => Some("null"),
+        // Not the start of any JSON value: let the parser name the line and column.
+        Some(_) => None,
+    };
+    if let Some(found) = found {
+        return Err(NormalizeError::NotAnObject { found });
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            NormalizeError::Field {
+                path,
+                source: inner,
+            }
+        } else {
+            NormalizeError::Syntax(inner)
+        }
+    })?;
+    de.end().map_err(NormalizeError::Syntax)?;
+    Ok(value)
+}
+
+/// The payload as a JSON value, for the event's `source`. Only called on a body that has already
+/// parsed, so it cannot fail in practice; if it did, the event simply goes without `source`.
+pub(crate) fn source_value(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// A text or id field that may arrive as a string or as an integer. Integers keep every digit
+/// (`11633336773305`); numbers with a fraction or an exponent are refused rather than rounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Str(pub String);
+
+impl<'de> Deserialize<'de> for Str {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl Visitor<'_> for StrVisitor {
+            type Value = Str;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str, E> {
+                Ok(Str(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str, E> {
+                Ok(Str(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Str, E> {
+                Ok(Str(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Str, E> {
+                Ok(Str(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(StrVisitor)
+    }
+}
+
+/// An integer that may arrive as a number or as a numeric string (`4` or `"4"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Int(pub i64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntVisitor;
+        impl Visitor<'_> for IntVisitor {
+            type Value = Int;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string holding one")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
+                i64::try_from(v)
+                    .map(Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
+                v.trim()
+                    .parse()
+                    .map(Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_any(IntVisitor)
+    }
+}
+
+/// A yes/no flag: `true`/`false`, `1`/`0`, or those as strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FlagVisitor;
+        impl Visitor<'_> for FlagVisitor {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, 1 or 0")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
+                match v {
+                    0 => Ok(Flag(false)),
+                    1 => Ok(Flag(true)),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" => Ok(Flag(true)),
+                    "false" | "0" | "" => Ok(Flag(false)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(FlagVisitor)
+    }
+}
+
+/// The text of an optional field, with blank strings treated as absent (carriers send `""` for
+/// "no value").
+pub(crate) fn text(field: &Option<Str>) -> Option<String> {
+    field
+        .as_ref()
+        .map(|s| s.0.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The first of several optional fields that has text.
+pub(crate) fn first_text<const N: usize>(fields: [&Option<Str>; N]) -> Option<String> {
+    fields.into_iter().find_map(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        id: Option<Str>,
+        n: Option<Int>,
+        flag: Option<Flag>,
+    }
+
+    fn probe(json: &str) -> Result<Probe, NormalizeError> {
+        parse_json(json.as_bytes())
+    }
+
+    #[test]
+    fn ids_arrive_as_strings_or_integers_and_keep_every_digit() {
+        assert_eq!(
+            probe(r#"{"id": 11633336773305}"#).unwrap().id,
+            Some(Str("11633336773305".into()))
+        );
+        assert_eq!(
+            probe(r#"{"id": "00030761872"}"#).unwrap().id,
+            Some(Str("00030761872".into()))
+        );
+        assert_eq!(
+            probe(r#"{"id": 18446744073709551615}"#).unwrap().id,
+            Some(Str("18446744073709551615".into()))
+        );
+    }
+
+    #[test]
+    fn an_id_with_a_fraction_is_refused_not_rounded() {
+        let err = probe(r#"{"id": 1.1633336773305e13}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `id`") && err.contains("a string or an integer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn integers_and_flags_are_lenient() {
+        let p = probe(r#"{"n": "18", "flag": 1}"#).unwrap();
+        assert_eq!((p.n, p.flag), (Some(Int(18)), Some(Flag(true))));
+        let p = probe(r#"{"n": 18, "flag": "false", "unknown": [1, 2]}"#).unwrap();
+        assert_eq!((p.n, p.flag), (Some(Int(18)), Some(Flag(false))));
+        assert!(probe(r#"{"n": "NA"}"#).is_err());
+        assert!(probe(r#"{"flag": 2}"#).is_err());
+    }
+
+    #[test]
+    fn errors_say_what_the_body_is() {
+        let cases = [
+            ("", "the body is empty"),
+            ("  \n", "the body is empty"),
+            ("[1]", "must be a JSON object, but it is an array"),
+            ("\"x\"", "but it is a string"),
+            ("42", "but it is a number"),
+            ("null", "but it is null"),
+            (
+                "{\"id\": 1",
+                "not valid JSON: EOF while parsing an object at line 1 column 8",
+            ),
+            (
+                "{} {}",
+                "not valid JSON: trailing characters at line 1 column 4",
+            ),
+            (
+                "{\"id\": [1]}",
+                "field `id` is invalid: invalid type: sequence",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = probe(body).unwrap_err().to_string();
+            assert!(err.contains(expected), "{body:?}: {err}");
+        }
+        let err = parse_json::<Probe>(b"{\"id\": \"\xff\"}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the body is not valid UTF-8: invalid byte at offset 8"
+        );
+    }
+
+    #[test]
+    fn blank_text_counts_as_absent() {
+        assert_eq!(text(&Some(Str("  ".into()))), None);
+        assert_eq!(
+            first_text([&None, &Some(Str("".into())), &Some(Str("b".into()))]),
+            Some("b".into())
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! The canonical tracking event (`rms.tracking.v1`): what every carrier payload becomes and what
+//! a client receives. Its JSON Schema is `shared/schema/rms.tracking.v1.json`; a test validates
+//! every fixture's output against it, so the two cannot drift apart.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The value of every event's `schema` field.
+pub const SCHEMA_ID: &str = "rms.tracking.v1";
+
+/// The aggregators that push to us. Serialised in lowercase (`"clickpost"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Carrier {
+    Clickpost,
+    Shiprocket,
+    Shipway,
+}
+
+impl Carrier {
+    pub const ALL: [Carrier; 3] = [Carrier::Clickpost, Carrier::Shiprocket, Carrier::Shipway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carrier::Clickpost => "clickpost",
+            Carrier::Shiprocket => "shiprocket",
+            Carrier::Shipway => "shipway",
+        }
+    }
+}
+
+impl fmt::Display for Carrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Carrier {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Carrier::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownName {
+                kind: "carrier",
+                given: s.to_owned(),
+                valid: Carrier::ALL.iter().map(|c| c.as_str()).collect(),
+            })
+    }
+}
+
+/// A name that is not one of a fixed set; the message lists the valid ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {given:?}; valid values are: {}", valid.join(", "))]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub given: String,
+    pub valid: Vec<&'static str>,
+}
+
+macro_rules! statuses {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Canonical shipment status. Mapped from carrier status *codes* (carriers.md tables), never
+        /// from free text. A code we do not know becomes `Unknown`, with the raw code kept.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum Status {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl Status {
+            pub const ALL: &'static [Status] = &[$(Status::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Status::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+statuses! {
+    OrderPlaced => "ORDER_PLACED",
+    PickupScheduled => "PICKUP_SCHEDULED",
+    OutForPickup => "OUT_FOR_PICKUP",
+    PickupFailed => "PICKUP_FAILED",
+    PickupCancelled => "PICKUP_CANCELLED",
+    PickedUp => "PICKED_UP",
+    InTransit => "IN_TRANSIT",
+    ReachedDestinationHub => "REACHED_DESTINATION_HUB",
+    OutForDelivery => "OUT_FOR_DELIVERY",
+    DeliveryFailed => "DELIVERY_FAILED",
+    Delivered => "DELIVERED",
+    Cancelled => "CANCELLED",
+    RtoInitiated => "RTO_INITIATED",
+    RtoInTransit => "RTO_IN_TRANSIT",
+    RtoOutForDelivery => "RTO_OUT_FOR_DELIVERY",
+    RtoDelivered => "RTO_DELIVERED",
+    RtoFailed => "RTO_FAILED",
+    Lost => "LOST",
+    Damaged => "DAMAGED",
+    Delayed => "DELAYED",
+    OnHold => "ON_HOLD",
+    NotServiceable => "NOT_SERVICEABLE",
+    ReturnRequested => "RETURN_REQUESTED",
+    ReturnApproved => "RETURN_APPROVED",
+    ReturnRejected => "RETURN_REJECTED",
+    Unknown => "UNKNOWN",
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownName {
+                kind: "status",
+                given: s.to_owned(),
+                valid: Status::ALL.iter().map(|st| st.as_str()).collect(),
+            })
+    }
+}
+
+/// `forward`: the parcel travels to the customer (RTO included: an RTO is a forward parcel coming
+/// back). `return`: a reverse pickup or a customer return request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShipmentType {
+    Forward,
+    Return,
+}
+
+/// The carrier's own view of the status, kept verbatim next to the canonical one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierStatus {
+    /// The code the canonical status was mapped from (`"8"`, `"18"`, `"DEL"`).
+    pub code: String,
+    /// The carrier's description of that code, if it sent one.
+    pub description: Option<String>,
+    /// The underlying courier's raw status string (`"OFD"`, `"X-IBD3F"`), if any.
+    pub raw: Option<String>,
+    /// Clickpost Selected-Status mode only.
+    pub notification_event_id: Option<i64>,
+}
+
+/// The shipment's latest status as the carrier reports it at send time (Clickpost sends one with
+/// every scan; it can be newer than the scan the webhook is about).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestStatus {
+    pub status: Status,
+    pub code: String,
+    pub description: Option<String>,
+    pub event_time: Option<DateTime<Utc>>,
+    pub event_time_raw: Option<String>,
+}
+
+/// Non-delivery report: why a delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ndr {
+    pub code: String,
+    pub reason: Option<String>,
+}
+
+/// A returned item (Clickpost `item_info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub return_reason: Option<String>,
+    pub refund_mode: Option<String>,
+}
+
+/// The deterministic identity of one tracking event: the same carrier scan for the same tenant
+/// always gets the same id, whichever Lambda or retry sees it. Dedup keys on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// `evt_` + the first 128 bits of SHA-256 over the length-prefixed parts (length prefixes
+    /// keep `("ab","c")` and `("a","bc")` apart).
+    pub fn derive(parts: &EventIdParts<'_>) -> EventId {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rms.event_id.v1");
+        for part in [
+            parts.tenant_id,
+            parts.carrier.as_str(),
+            parts.shipment_key,
+            parts.status_code,
+            parts.event_time_raw,
+            parts.notification_event_id.unwrap_or(""),
+        ] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        EventId(format!("evt_{}", hex::encode(&digest[..16])))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The placeholder a normaliser holds until the event is complete and its id is derived.
+    pub(crate) fn unset() -> EventId {
+        EventId(String::new())
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What `event_id` is a digest of (design.md): tenant, carrier, shipment key, carrier status
+/// code, verbatim event time, and Clickpost's `notification_event_id`.
+pub struct EventIdParts<'a> {
+    pub tenant_id: &'a str,
+    pub carrier: Carrier,
+    pub shipment_key: &'a str,
+    pub status_code: &'a str,
+    pub event_time_raw: &'a str,
+    pub notification_event_id: Option<&'a str>,
+}
+
+/// The canonical tracking event. Field order is the wire order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalEvent {
+    pub schema: String,
+    pub event_id: EventId,
+    pub tenant_id: String,
+    pub carrier: Carrier,
+    /// Courier name, or the carrier's courier id where no name is given.
+    pub courier: Option<String>,
+    /// The shipment's AWB; `None` for return requests that have none yet.
+    pub awb: Option<String>,
+    pub order_id: Option<String>,
+    pub reference_number: Option<String>,
+    pub shipment_type: ShipmentType,
+    pub forward_awb: Option<String>,
+    pub forward_reference_number: Option<String>,
+    pub status: Status,
+    pub carrier_status: CarrierStatus,
+    pub location: Option<String>,
+    pub remark: Option<String>,
+    pub event_time: DateTime<Utc>,
+    pub event_time_raw: String,
+    pub received_at: DateTime<Utc>,
+    pub latest_status: Option<LatestStatus>,
+    pub is_stale: bool,
+    pub ndr: Option<Ndr>,
+    /// Expected delivery date, as the carrier gives it (a calendar date, no zone).
+    pub edd: Option<NaiveDate>,
+    pub items: Vec<Item>,
+    /// The carrier's original payload (for a batch, this event's element of it).
+    pub source: Option<serde_json::Value>,
+}
+
+impl CanonicalEvent {
+    /// The key events of one shipment share: the AWB, else the forward AWB or reference that a
+    /// return request carries before it has an AWB. Normalisers guarantee one exists.
+    pub fn shipment_key(&self) -> &str {
+        self.awb
+            .as_deref()
+            .or(self.forward_awb.as_deref())
+            .or(self.forward_reference_number.as_deref())
+            .or(self.reference_number.as_deref())
+            .or(self.order_id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts<'a>(tenant: &'a str, key: &'a str, time: &'a str) -> EventIdParts<'a> {
+        EventIdParts {
+            tenant_id: tenant,
+            carrier: Carrier::Clickpost,
+            shipment_key: key,
+            status_code: "8",
+            event_time_raw: time,
+            notification_event_id: Some("5"),
+        }
+    }
+
+    #[test]
+    fn event_id_is_deterministic_and_depends_on_every_part() {
+        let a = EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:00Z"));
+        assert_eq!(
+            a,
+            EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:00Z"))
+        );
+        assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 36);
+        assert_ne!(
+            a,
+            EventId::derive(&parts("other", "AWB1", "2023-02-07T18:09:00Z"))
+        );
+        assert_ne!(
+            a,
+            EventId::derive(&parts("acme", "AWB2", "2023-02-07T18:09:00Z"))
+        );
+        assert_ne!(
+            a,
+            EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:01Z"))
+        );
+    }
+
+    #[test]
+    fn event_id_parts_cannot_bleed_into_each_other() {
+        let a = EventId::derive(&parts("ab", "c", "t"));
+        let b = EventId::derive(&parts("a", "bc", "t"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn status_names_round_trip_and_unknown_names_list_the_valid_ones() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(*status));
+            let json = serde_json::to_string(status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        let err = "DELIVERD".parse::<Status>().unwrap_err().to_string();
+        assert!(
+            err.contains("\"DELIVERD\"") && err.contains("RTO_DELIVERED"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn carrier_names_parse_case_insensitively() {
+        assert_eq!("Clickpost".parse::<Carrier>(), Ok(Carrier::Clickpost));
+        assert!("delhivery".parse::<Carrier>().is_err());
+    }
+}
