@@ -1,1 +1,29 @@
-fn main() {}
+//! `rms`: RMS Notify on one machine, and the ops command line.
+
+mod normalize;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rms",
+    version,
+    about = "RMS Notify: carrier tracking webhooks, relayed to clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Normalize(normalize::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Normalize(args) => normalize::run(args),
+    }
+}

@@ -1,0 +1,514 @@
+//! Every payload in `tests/fixtures/` normalises to the expected canonical event, field by field,
+//! and every event validates against the checked-in JSON Schema.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::PathBuf;
+
+use chrono::{TimeZone, Utc};
+use serde_json::Value;
+use shared::model::Ndr;
+use shared::{
+    normalize, CanonicalEvent, Carrier, NormalizeContext, NormalizeError, ShipmentType, Status,
+};
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("reading fixture {name}: {e}"))
+}
+
+fn ctx() -> NormalizeContext {
+    NormalizeContext::new(
+        "acme",
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+    )
+}
+
+fn events(carrier: Carrier, name: &str) -> Vec<CanonicalEvent> {
+    normalize(carrier, &fixture(name), &ctx()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The fields a client acts on, in one comparable shape, borrowed from the event.
+#[derive(Debug, PartialEq)]
+struct Expected<'a> {
+    status: Status,
+    shipment_type: ShipmentType,
+    awb: Option<&'a str>,
+    forward_awb: Option<&'a str>,
+    forward_reference_number: Option<&'a str>,
+    order_id: Option<&'a str>,
+    reference_number: Option<&'a str>,
+    /// As serialised on the wire.
+    event_time: String,
+    event_time_raw: &'a str,
+    /// code, reason
+    ndr: Option<(&'a str, Option<&'a str>)>,
+    /// code, description, raw, notification_event_id
+    carrier_status: (&'a str, Option<&'a str>, Option<&'a str>, Option<i64>),
+    courier: Option<&'a str>,
+    location: Option<&'a str>,
+    edd: Option<String>,
+}
+
+fn actual(e: &CanonicalEvent) -> Expected<'_> {
+    Expected {
+        status: e.status,
+        shipment_type: e.shipment_type,
+        awb: e.awb.as_deref(),
+        forward_awb: e.forward_awb.as_deref(),
+        forward_reference_number: e.forward_reference_number.as_deref(),
+        order_id: e.order_id.as_deref(),
+        reference_number: e.reference_number.as_deref(),
+        event_time: serde_json::to_value(e.event_time)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        event_time_raw: &e.event_time_raw,
+        ndr: e
+            .ndr
+            .as_ref()
+            .map(|Ndr { code, reason }| (code.as_str(), reason.as_deref())),
+        carrier_status: (
+            &e.carrier_status.code,
+            e.carrier_status.description.as_deref(),
+            e.carrier_status.raw.as_deref(),
+            e.carrier_status.notification_event_id,
+        ),
+        courier: e.courier.as_deref(),
+        location: e.location.as_deref(),
+        edd: e.edd.map(|d| d.to_string()),
+    }
+}
+
+#[test]
+fn clickpost_selected_status_delivered_capture() {
+    let [e] = &events(
+        Carrier::Clickpost,
+        "clickpost/delivered_selected_captured.json",
+    )[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::Delivered,
+            shipment_type: ShipmentType::Forward,
+            awb: Some("81125552141"),
+            forward_awb: None,
+            forward_reference_number: None,
+            order_id: Some("00030761872"),
+            reference_number: Some("4569960218853"),
+            // The `Z` is a mislabel: 18:09 IST is 12:39 UTC (carriers.md §1.8).
+            event_time: "2023-02-07T12:39:00Z".into(),
+            event_time_raw: "2023-02-07T18:09:00Z",
+            ndr: None,
+            carrier_status: ("8", Some("Delivered"), Some("Delivered"), Some(5)),
+            courier: Some("21"),
+            location: Some("SRM COLLEGE (MMC)"),
+            edd: None,
+        }
+    );
+    let latest = e.latest_status.as_ref().unwrap();
+    assert_eq!(
+        (latest.status, latest.code.as_str()),
+        (Status::Delivered, "8")
+    );
+}
+
+#[test]
+fn clickpost_failed_delivery_with_ndr() {
+    let [e] = &events(
+        Carrier::Clickpost,
+        "clickpost/failed_delivery_ndr_selected.json",
+    )[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::DeliveryFailed,
+            shipment_type: ShipmentType::Forward,
+            awb: Some("2614010163240"),
+            forward_awb: None,
+            forward_reference_number: None,
+            order_id: Some("ABC123"),
+            reference_number: Some("WERA-NMS1908MSO2"),
+            event_time: "2019-04-30T19:25:06Z".into(),
+            event_time_raw: "2019-05-01T00:55:06Z",
+            ndr: Some(("1", Some("Customer unavailable"))),
+            carrier_status: ("9", Some("FailedDelivery"), Some("Pending"), Some(4)),
+            courier: Some("4"),
+            location: Some("Lucknow_Aliganj (Uttar Pradesh)"),
+            edd: Some("2020-03-25".into()),
+        }
+    );
+}
+
+#[test]
+fn clickpost_all_status_out_for_delivery() {
+    let [e] = &events(
+        Carrier::Clickpost,
+        "clickpost/out_for_delivery_all_status.json",
+    )[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::OutForDelivery,
+            shipment_type: ShipmentType::Forward,
+            awb: Some("SF49245NER"),
+            forward_awb: None,
+            forward_reference_number: None,
+            order_id: Some("ABC123"),
+            reference_number: Some("WERA-9616974"),
+            event_time: "2019-05-06T04:34:20Z".into(),
+            event_time_raw: "2019-05-06T10:04:20Z",
+            ndr: None,
+            carrier_status: ("6", Some("OutForDelivery"), Some("OFD"), None),
+            courier: Some("9"),
+            location: Some("DEL_GeetaColony"),
+            edd: Some("2020-03-25".into()),
+        }
+    );
+    assert_eq!(
+        e.latest_status.as_ref().unwrap().status,
+        Status::OutForDelivery
+    );
+}
+
+#[test]
+fn clickpost_return_order_placed_has_no_awb_and_a_utc_time() {
+    let [e] = &events(
+        Carrier::Clickpost,
+        "clickpost/seed_return_order_placed.json",
+    )[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::ReturnRequested,
+            shipment_type: ShipmentType::Return,
+            awb: None,
+            forward_awb: Some("sample_forward_awb"),
+            forward_reference_number: Some("sample_forward_reference"),
+            order_id: None,
+            reference_number: None,
+            // Return-request times are documented as UTC (carriers.md §1.8).
+            event_time: "2017-08-02T13:23:02Z".into(),
+            event_time_raw: "2017-08-02T13:23:02Z",
+            ndr: None,
+            carrier_status: ("101", Some("Return Order Placed"), Some("O"), Some(11)),
+            courier: None, // cp_id -1: no courier yet
+            location: Some("VASAI, MUMBAI"),
+            edd: None,
+        }
+    );
+    assert_eq!(e.shipment_key(), "sample_forward_awb");
+}
+
+#[test]
+fn clickpost_test_webhook_sample_with_millisecond_time() {
+    let [e] = &events(Carrier::Clickpost, "clickpost/seed_test_webhook_data.json")[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::ReturnRequested,
+            shipment_type: ShipmentType::Return,
+            awb: None,
+            forward_awb: Some("sample_forward_awb"),
+            forward_reference_number: Some("sample_forward_reference"),
+            order_id: None,
+            reference_number: None,
+            event_time: "2016-07-12T17:12:36.710Z".into(),
+            event_time_raw: "2016-07-12T17:12:36.710",
+            ndr: None,
+            carrier_status: (
+                "101",
+                Some("Return Order Placed"),
+                Some("Return Order Placed"),
+                None
+            ),
+            courier: Some("1"),
+            location: None,
+            edd: None,
+        }
+    );
+}
+
+#[test]
+fn clickpost_python_literals_give_a_parse_error_naming_line_and_column() {
+    let body = fixture("clickpost/seed_verbatim_python_literals.txt");
+    let err = normalize(Carrier::Clickpost, &body, &ctx()).unwrap_err();
+    assert!(matches!(err, NormalizeError::Syntax(_)), "{err:?}");
+    // Line 11 is `    "is_rvp":True,`: the `T` is at column 14.
+    assert_eq!(
+        err.to_string(),
+        "the body is not valid JSON: expected value at line 11 column 14"
+    );
+}
+
+#[test]
+fn shiprocket_official_in_transit_sample() {
+    let [e] = &events(Carrier::Shiprocket, "shiprocket/in_transit_official.json")[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            // shipment_status_id 18; current_status_id 20 is another code space and not used.
+            status: Status::InTransit,
+            shipment_type: ShipmentType::Forward,
+            awb: Some("19041424751540"),
+            forward_awb: None,
+            forward_reference_number: None,
+            order_id: Some("1373900_150876814"),
+            reference_number: None,
+            event_time: "2023-05-23T06:13:46Z".into(),
+            event_time_raw: "2023-05-23 11:43:46",
+            ndr: None,
+            carrier_status: ("18", Some("IN TRANSIT"), Some("X-IBD3F"), None),
+            courier: Some("Delhivery Surface"),
+            location: Some("Mumbai_MiraRdIndEstate_I (Maharashtra)"),
+            edd: Some("2023-05-23".into()),
+        }
+    );
+}
+
+#[test]
+fn shipway_classic_status_feed_gives_one_event_per_element() {
+    let events = events(Carrier::Shipway, "shipway/classic_status_feed.json");
+    let got: Vec<Expected> = events.iter().map(actual).collect();
+    assert_eq!(
+        got,
+        vec![
+            Expected {
+                status: Status::OutForDelivery,
+                shipment_type: ShipmentType::Forward,
+                awb: Some("1490112233445"),
+                forward_awb: None,
+                forward_reference_number: None,
+                order_id: Some("CUR12345"),
+                reference_number: None,
+                event_time: "2024-03-11T03:42:40Z".into(),
+                event_time_raw: "2024-03-11 09:12:40",
+                ndr: None,
+                carrier_status: (
+                    "OOD",
+                    Some("Out for Delivery"),
+                    Some("Out for delivery"),
+                    None
+                ),
+                courier: Some("Delhivery"),
+                location: Some("Pune_Hub"),
+                edd: None,
+            },
+            Expected {
+                status: Status::Delivered,
+                shipment_type: ShipmentType::Forward,
+                awb: Some("1490112233446"),
+                forward_awb: None,
+                forward_reference_number: None,
+                order_id: Some("CUR12346"),
+                reference_number: None,
+                event_time: "2024-03-11T08:10:02Z".into(),
+                event_time_raw: "2024-03-11 13:40:02",
+                ndr: None,
+                carrier_status: (
+                    "DEL",
+                    Some("Delivered"),
+                    Some("Delivered to consignee"),
+                    None
+                ),
+                courier: Some("Delhivery"),
+                location: Some("Nashik_DC"),
+                edd: None,
+            },
+        ]
+    );
+    assert_ne!(events[0].event_id, events[1].event_id);
+    // Each event's source is its own element of the batch, not the whole body.
+    let body: Value = serde_json::from_slice(&fixture("shipway/classic_status_feed.json")).unwrap();
+    assert_eq!(events[1].source.as_ref(), Some(&body["status_feed"][1]));
+}
+
+#[test]
+fn shipway_panel_delivered_sample() {
+    let [e] = &events(Carrier::Shipway, "shipway/panel_delivered.json")[..] else {
+        panic!("expected one event")
+    };
+    assert_eq!(
+        actual(e),
+        Expected {
+            status: Status::Delivered,
+            shipment_type: ShipmentType::Forward,
+            awb: Some("12345678901234"),
+            forward_awb: None,
+            forward_reference_number: None,
+            order_id: Some("99999999"),
+            reference_number: Some("999999"),
+            event_time: "2025-01-04T09:30:00Z".into(),
+            event_time_raw: "2025-01-04 15:00:00",
+            ndr: None,
+            carrier_status: (
+                "DEL",
+                Some("Delivered"),
+                Some("Delivered to consignee"),
+                None
+            ),
+            courier: Some("DummyCarrier"),
+            location: Some("Dummy_Location_A"),
+            edd: Some("2025-01-05".into()),
+        }
+    );
+}
+
+#[test]
+fn shipway_panel_return_with_a_numeric_reverse_awb_keeps_every_digit() {
+    let mut body: Value = serde_json::from_slice(&fixture("shipway/panel_delivered.json")).unwrap();
+    body["current_status"] = "RDEL".into();
+    body["reverse_tracking_number"] = serde_json::json!(11633336773305_u64);
+    let events = normalize(Carrier::Shipway, body.to_string().as_bytes(), &ctx()).unwrap();
+    let e = &events[0];
+    assert_eq!(
+        (e.status, e.shipment_type),
+        (Status::Delivered, ShipmentType::Return)
+    );
+    assert_eq!(e.awb.as_deref(), Some("11633336773305"));
+    assert_eq!(e.forward_awb.as_deref(), Some("12345678901234"));
+}
+
+#[test]
+fn every_fixture_carries_its_payload_as_source_and_the_context_fields() {
+    for (carrier, name) in all_fixtures() {
+        let body: Value = serde_json::from_slice(&fixture(name)).unwrap();
+        for e in events(carrier, name) {
+            assert_eq!(e.schema, "rms.tracking.v1");
+            assert_eq!(e.tenant_id, "acme");
+            assert_eq!(e.carrier, carrier);
+            assert!(!e.is_stale);
+            assert_eq!(e.received_at, ctx().received_at);
+            if body.get("status_feed").is_none() {
+                assert_eq!(e.source.as_ref(), Some(&body), "{name}");
+            }
+        }
+    }
+}
+
+fn all_fixtures() -> Vec<(Carrier, &'static str)> {
+    vec![
+        (
+            Carrier::Clickpost,
+            "clickpost/delivered_selected_captured.json",
+        ),
+        (
+            Carrier::Clickpost,
+            "clickpost/failed_delivery_ndr_selected.json",
+        ),
+        (
+            Carrier::Clickpost,
+            "clickpost/out_for_delivery_all_status.json",
+        ),
+        (
+            Carrier::Clickpost,
+            "clickpost/seed_return_order_placed.json",
+        ),
+        (Carrier::Clickpost, "clickpost/seed_test_webhook_data.json"),
+        (Carrier::Shiprocket, "shiprocket/in_transit_official.json"),
+        (Carrier::Shipway, "shipway/classic_status_feed.json"),
+        (Carrier::Shipway, "shipway/panel_delivered.json"),
+    ]
+}
+
+#[test]
+fn the_fixture_list_covers_every_json_fixture_on_disk() {
+    let listed: Vec<String> = all_fixtures().iter().map(|(_, n)| n.to_string()).collect();
+    for carrier in ["clickpost", "shiprocket", "shipway"] {
+        for entry in std::fs::read_dir(fixture_path(carrier)).unwrap() {
+            let name = format!("{carrier}/{}", entry.unwrap().file_name().to_string_lossy());
+            if name.ends_with(".json") {
+                assert!(listed.contains(&name), "{name} is not asserted by any test");
+            }
+        }
+    }
+}
+
+fn schema() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/rms.tracking.v1.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_fixture_event_validates_against_the_published_schema() {
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema())
+        .unwrap();
+    let mut checked = 0;
+    for (carrier, name) in all_fixtures() {
+        for include_source in [true, false] {
+            let ctx = NormalizeContext {
+                include_source,
+                ..ctx()
+            };
+            for e in normalize(carrier, &fixture(name), &ctx).unwrap() {
+                let json = serde_json::to_value(&e).unwrap();
+                let errors: Vec<String> = validator
+                    .iter_errors(&json)
+                    .map(|err| format!("{} at {}", err, err.instance_path))
+                    .collect();
+                assert!(errors.is_empty(), "{name}: {errors:#?}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 18);
+}
+
+#[test]
+fn the_schema_rejects_what_the_code_would_never_send() {
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    let e = &events(
+        Carrier::Clickpost,
+        "clickpost/delivered_selected_captured.json",
+    )[0];
+    let good = serde_json::to_value(e).unwrap();
+    assert!(validator.is_valid(&good));
+    for (field, bad) in [
+        ("status", Value::from("DELIVERD")),
+        ("event_id", Value::from("not-an-id")),
+        ("extra_field", Value::from(1)),
+        ("shipment_type", Value::from("rto")),
+    ] {
+        let mut broken = good.clone();
+        broken[field] = bad;
+        assert!(!validator.is_valid(&broken), "{field} should be rejected");
+    }
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("awb");
+    assert!(
+        !validator.is_valid(&missing),
+        "a missing field should be rejected"
+    );
+}
+
+#[test]
+fn the_schema_lists_exactly_the_canonical_statuses() {
+    let listed: Vec<String> = schema()["$defs"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let code: Vec<String> = Status::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    assert_eq!(listed, code);
+}
