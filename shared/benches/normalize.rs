@@ -1,1 +1,66 @@
-fn main() {}
+//! Normaliser cost per carrier sample, with `source` attached (the default).
+//! Run: `cargo bench -p shared --bench normalize`. Figures go in docs/performance.md.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shared::{normalize, Carrier, NormalizeContext};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name);
+    std::fs::read(path).unwrap()
+}
+
+fn normalizers(c: &mut Criterion) {
+    let ctx = NormalizeContext::new(
+        "acme",
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+    );
+    let samples = [
+        (
+            "clickpost/delivered_selected",
+            Carrier::Clickpost,
+            "clickpost/delivered_selected_captured.json",
+        ),
+        (
+            "clickpost/failed_delivery_ndr",
+            Carrier::Clickpost,
+            "clickpost/failed_delivery_ndr_selected.json",
+        ),
+        (
+            "shiprocket/in_transit",
+            Carrier::Shiprocket,
+            "shiprocket/in_transit_official.json",
+        ),
+        (
+            "shipway/panel_delivered",
+            Carrier::Shipway,
+            "shipway/panel_delivered.json",
+        ),
+        (
+            "shipway/classic_status_feed",
+            Carrier::Shipway,
+            "shipway/classic_status_feed.json",
+        ),
+    ];
+    let mut group = c.benchmark_group("normalize");
+    for (label, carrier, name) in samples {
+        let body = fixture(name);
+        let events = normalize(carrier, &body, &ctx).unwrap().len();
+        // Throughput in events, so criterion's elem/s reads as events per second.
+        group.throughput(Throughput::Elements(events as u64));
+        group.bench_function(label, |b| {
+            b.iter(|| normalize(carrier, black_box(&body), &ctx).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, normalizers);
+criterion_main!(benches);

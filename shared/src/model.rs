@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// The value of every event's `schema` field.
@@ -268,7 +269,7 @@ pub struct CanonicalEvent {
     pub edd: Option<NaiveDate>,
     pub items: Vec<Item>,
     /// The carrier's original payload (for a batch, this event's element of it).
-    pub source: Option<serde_json::Value>,
+    pub source: Option<Source>,
 }
 
 impl CanonicalEvent {
@@ -283,6 +284,51 @@ impl CanonicalEvent {
             .or(self.order_id.as_deref())
             .unwrap_or_default()
     }
+}
+
+/// A carrier's original payload, passed through to the client as JSON. It is kept as text rather
+/// than parsed into a tree: nothing downstream inspects it, and building the tree would double the
+/// cost of normalising. Line breaks between tokens are dropped, so that an event is one line of
+/// JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Source(Box<RawValue>);
+
+impl Source {
+    /// `None` if `json` is not one JSON value.
+    pub fn from_json(json: &str) -> Option<Source> {
+        RawValue::from_string(one_line(json)).ok().map(Source)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON tree, for callers that want to look inside.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// Puts a JSON text on one line. Raw line breaks cannot occur inside JSON strings (they must be
+/// escaped there), so every `\n` and `\r` byte is between tokens and can go; spaces stay as sent.
+fn one_line(json: &str) -> String {
+    let json = json.trim();
+    let mut out = String::with_capacity(json.len());
+    let mut start = 0;
+    for at in memchr::memchr2_iter(b'\n', b'\r', json.as_bytes()) {
+        // An ASCII byte is always a char boundary, so these slices are whole characters.
+        out.push_str(&json[start..at]);
+        start = at + 1;
+    }
+    out.push_str(&json[start..]);
+    out
 }
 
 #[cfg(test)]
@@ -341,6 +387,15 @@ mod tests {
             err.contains("\"DELIVERD\"") && err.contains("RTO_DELIVERED"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn source_is_put_on_one_line_with_strings_untouched() {
+        let source =
+            Source::from_json("{\r\n\"a\" : [1, 2],\n\"b\": \"x y\\\" \\n z\"\n}\n").unwrap();
+        assert_eq!(source.as_str(), r#"{"a" : [1, 2],"b": "x y\" \n z"}"#);
+        assert_eq!(source.to_value()["b"], "x y\" \n z");
+        assert!(Source::from_json("{\"a\":").is_none());
     }
 
     #[test]

@@ -154,8 +154,16 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// 2000 cases per property by default; `PROPTEST_CASES` overrides (the quick test mode lowers it).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn random_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::wire::{first_text, parse_json, source_value, text, Flag, Int, Str};
+use super::wire::{first_text, parse_json, source, text, Flag, Int, Str};
 use super::{parse_time, seal, NormalizeContext, NormalizeError};
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, ShipmentType, Status,
@@ -237,11 +237,7 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
                 refund_mode: text(&item.refund_mode),
             })
             .collect(),
-        source: if ctx.include_source {
-            source_value(body)
-        } else {
-            None
-        },
+        source: source(body, ctx),
     };
     seal(
         event,

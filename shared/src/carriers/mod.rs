@@ -45,8 +45,8 @@ pub enum NormalizeError {
     NotUtf8 { offset: usize },
     #[error("the body is not valid JSON: {0}")]
     Syntax(#[source] serde_json::Error),
-    #[error("the body must be a JSON object, but it is {found}")]
-    NotAnObject { found: &'static str },
+    #[error("{what} must be a JSON object, but it is {found}")]
+    NotAnObject { what: String, found: &'static str },
     #[error("field `{path}` is invalid: {source}")]
     Field {
         path: String,

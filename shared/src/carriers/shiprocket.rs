@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::wire::{first_text, parse_json, source_value, text, Flag, Str};
+use super::wire::{first_text, parse_json, source, text, Flag, Str};
 use super::{parse_time, seal, NormalizeContext, NormalizeError};
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Status, SCHEMA_ID,
@@ -156,11 +156,7 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         ndr,
         edd: text(&payload.etd).and_then(|d| time::to_date(&d)),
         items: Vec::new(),
-        source: if ctx.include_source {
-            source_value(body)
-        } else {
-            None
-        },
+        source: source(body, ctx),
     };
     seal(
         event,

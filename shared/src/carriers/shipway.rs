@@ -9,11 +9,12 @@ use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::wire::{first_text, parse_json, source_value, text, Str};
+use super::wire::{first_text, parse_element, parse_json, source, text, Str};
 use super::{parse_time, seal, NormalizeContext, NormalizeError};
 use crate::model::{
-    CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Status, SCHEMA_ID,
+    CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Source, Status, SCHEMA_ID,
 };
 use crate::time;
 
@@ -89,7 +90,7 @@ struct Shipment {
     scans: Option<Scans>,
     extra_fields: Option<ExtraFields>,
     api_input: Option<Box<Shipment>>,
-    status_feed: Option<Vec<serde_json::Value>>,
+    status_feed: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -150,23 +151,13 @@ pub fn normalize(
             .into_iter()
             .enumerate()
             .map(|(i, element)| {
-                let shipment =
-                    Shipment::deserialize(&element).map_err(|source| NormalizeError::Field {
-                        path: format!("status_feed[{i}]"),
-                        source,
-                    })?;
-                let source = ctx.include_source.then_some(element);
-                to_event(&shipment, source, &format!("status_feed[{i}]."), ctx)
+                let path = format!("status_feed[{i}]");
+                let shipment: Shipment = parse_element(&element, &path)?;
+                let source = source(element.get().as_bytes(), ctx);
+                to_event(&shipment, source, &format!("{path}."), ctx)
             })
             .collect(),
-        None => {
-            let source = if ctx.include_source {
-                source_value(body)
-            } else {
-                None
-            };
-            to_event(&top, source, "", ctx).map(|e| vec![e])
-        }
+        None => to_event(&top, source(body, ctx), "", ctx).map(|e| vec![e]),
     }
 }
 
@@ -183,7 +174,7 @@ pub fn body_hash(body: &[u8]) -> Option<String> {
 
 fn to_event(
     top: &Shipment,
-    source: Option<serde_json::Value>,
+    source: Option<Source>,
     path: &str,
     ctx: &NormalizeContext,
 ) -> Result<CanonicalEvent, NormalizeError> {
@@ -362,10 +353,15 @@ mod tests {
                 .starts_with("field `status_feed[1].status_time` is invalid"),
             "{err}"
         );
+        let err = normalize(br#"{"status_feed":[{"awbno":"A","current_status":"DEL","status_time":"2024-03-11 09:12:40"}, 7]}"#, &ctx()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`status_feed[1]` must be a JSON object, but it is a number"
+        );
         let err = normalize(br#"{"status_feed":[{"awbno":["A"]}]}"#, &ctx()).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("field `status_feed[0]` is invalid"),
+                .starts_with("field `status_feed[0].awbno` is invalid"),
             "{err}"
         );
     }

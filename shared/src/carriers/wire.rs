@@ -7,7 +7,10 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::NormalizeError;
+use serde_json::value::RawValue;
+
+use super::{NormalizeContext, NormalizeError};
+use crate::model::Source;
 
 /// Parses a body into a carrier's wire struct, turning serde's failures into precise errors.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, NormalizeError> {
@@ -27,29 +30,61 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Normaliz
         Some(_) => None,
     };
     if let Some(found) = found {
-        return Err(NormalizeError::NotAnObject { found });
+        return Err(NormalizeError::NotAnObject {
+            what: "the body".to_owned(),
+            found,
+        });
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_data() {
-            NormalizeError::Field {
-                path,
-                source: inner,
-            }
-        } else {
-            NormalizeError::Syntax(inner)
+    // The fast path parses without tracking where it is; only a payload that fails is parsed
+    // again with path tracking, to name the field in the error.
+    serde_json::from_str(text).map_err(|e| {
+        if !e.is_data() {
+            return NormalizeError::Syntax(e);
         }
-    })?;
-    de.end().map_err(NormalizeError::Syntax)?;
-    Ok(value)
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(tracked) => NormalizeError::Field {
+                path: tracked.path().to_string(),
+                source: tracked.into_inner(),
+            },
+            // Unreachable (the same text failed a moment ago), but keep the first error if so.
+            Ok(_) => NormalizeError::Field {
+                path: ".".to_owned(),
+                source: e,
+            },
+        }
+    })
 }
 
-/// The payload as a JSON value, for the event's `source`. Only called on a body that has already
-/// parsed, so it cannot fail in practice; if it did, the event simply goes without `source`.
-pub(crate) fn source_value(body: &[u8]) -> Option<serde_json::Value> {
-    serde_json::from_slice(body).ok()
+/// Parses one element of a batch (already known to be valid JSON), naming the element in errors.
+pub(crate) fn parse_element<T: DeserializeOwned>(
+    element: &RawValue,
+    prefix: &str,
+) -> Result<T, NormalizeError> {
+    parse_json(element.get().as_bytes()).map_err(|e| match e {
+        NormalizeError::Field { path, source } => NormalizeError::Field {
+            path: if path == "." {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{path}")
+            },
+            source,
+        },
+        NormalizeError::NotAnObject { found, .. } => NormalizeError::NotAnObject {
+            what: format!("`{prefix}`"),
+            found,
+        },
+        other => other,
+    })
+}
+
+/// The event's `source`, if the tenant wants it. Only called on a body that has already parsed,
+/// so it cannot fail in practice; if it did, the event would simply go without `source`.
+pub(crate) fn source(body: &[u8], ctx: &NormalizeContext) -> Option<Source> {
+    if !ctx.include_source {
+        return None;
+    }
+    std::str::from_utf8(body).ok().and_then(Source::from_json)
 }
 
 /// A text or id field that may arrive as a string or as an integer. Integers keep every digit
