@@ -1,10 +1,15 @@
-//! RMS Notify's domain: the canonical tracking event, the carrier normalisers, and (as the
-//! relay grows) the ingest and dispatch use-cases with the ports they run on. No AWS or Lambda
-//! crate is used here; adapters live at the edges.
+//! RMS Notify's domain: the canonical tracking event, the carrier normalisers, the ingest
+//! use-case and the ports it runs on. AWS SDK code lives only in `adapters` (feature `aws`); no
+//! Lambda crate is used here.
 
+pub mod adapters;
+pub mod auth;
 pub mod carriers;
+pub mod http;
+pub mod ingest;
 pub mod model;
+pub mod ports;
 pub mod time;
 
 pub use carriers::{normalize, NormalizeContext, NormalizeError};
-pub use model::{CanonicalEvent, Carrier, EventId, ShipmentType, Status};
+pub use model::{CanonicalEvent, Carrier, EventId, ShipmentType, Status, TenantId};

@@ -55,6 +55,53 @@ impl FromStr for Carrier {
     }
 }
 
+/// A tenant's id: 1 to 64 letters, digits, `-` or `_`. It becomes part of storage keys, so
+/// nothing else is allowed in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(text: &str) -> Result<Self, InvalidTenantId> {
+        let ok = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(TenantId(text.to_owned()))
+        } else {
+            Err(InvalidTenantId(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = InvalidTenantId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        TenantId::parse(&value)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tenant id {0:?}: use 1 to 64 letters, digits, '-' or '_'")]
+pub struct InvalidTenantId(pub String);
+
 /// A name that is not one of a fixed set; the message lists the valid ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} {given:?}; valid values are: {}", valid.join(", "))]
@@ -396,6 +443,14 @@ mod tests {
         assert_eq!(source.as_str(), r#"{"a" : [1, 2],"b": "x y\" \n z"}"#);
         assert_eq!(source.to_value()["b"], "x y\" \n z");
         assert!(Source::from_json("{\"a\":").is_none());
+    }
+
+    #[test]
+    fn tenant_ids_are_limited_to_key_safe_characters() {
+        assert_eq!(TenantId::parse("acme-01_x").unwrap().as_str(), "acme-01_x");
+        for bad in ["", "a#b", "a b", "é", &"x".repeat(65)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

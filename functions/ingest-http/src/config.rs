@@ -1,0 +1,134 @@
+//! The notify functions' settings, from their environment (set by the SAM template).
+
+use std::time::Duration;
+
+use shared::ingest::{CarrierZones, IngestSettings};
+use shared::time::parse_zone;
+
+/// A setting that is missing or malformed; the message names the variable and what it expects.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set; the SAM template sets it for every function")]
+    Missing(&'static str),
+    #[error("environment variable {name} is {value:?}: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub config_table: String,
+    pub events_table: String,
+    pub events_queue_url: String,
+    /// `CLAIM_SECONDS`: how long an unqueued claim protects an event (default 60).
+    pub claim_for: Duration,
+    /// `CLICKPOST_ZONE`, `SHIPROCKET_ZONE`, `SHIPWAY_ZONE` (default +05:30).
+    pub zones: CarrierZones,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let zone = |name: &'static str| match lookup(name) {
+            None => Ok(shared::time::ist()),
+            Some(value) => parse_zone(&value).map_err(|expected| ConfigError::Invalid {
+                name,
+                value,
+                expected,
+            }),
+        };
+        let claim_seconds = match lookup("CLAIM_SECONDS") {
+            None => 60,
+            Some(value) => value
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "CLAIM_SECONDS",
+                    value,
+                    expected: "a whole number of seconds above 0".to_owned(),
+                })?,
+        };
+        Ok(Config {
+            config_table: required("CONFIG_TABLE")?,
+            events_table: required("EVENTS_TABLE")?,
+            events_queue_url: required("EVENTS_QUEUE_URL")?,
+            claim_for: Duration::from_secs(claim_seconds),
+            zones: CarrierZones {
+                clickpost: zone("CLICKPOST_ZONE")?,
+                shiprocket: zone("SHIPROCKET_ZONE")?,
+                shipway: zone("SHIPWAY_ZONE")?,
+            },
+        })
+    }
+
+    pub fn ingest_settings(&self) -> IngestSettings {
+        IngestSettings {
+            claim_for: self.claim_for,
+            zones: self.zones,
+            ..IngestSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| env.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("CONFIG_TABLE", "config"),
+        ("EVENTS_TABLE", "events"),
+        ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/q"),
+    ];
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = from(&BASE[..2]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("environment variable EVENTS_QUEUE_URL is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn defaults_are_ist_and_sixty_seconds() {
+        let config = from(&BASE).unwrap();
+        assert_eq!(config.claim_for, Duration::from_secs(60));
+        assert_eq!(config.zones.shipway, shared::time::ist());
+    }
+
+    #[test]
+    fn a_malformed_zone_or_claim_says_what_is_expected() {
+        let mut env = BASE.to_vec();
+        env.push(("SHIPWAY_ZONE", "IST+1"));
+        let err = from(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("SHIPWAY_ZONE is \"IST+1\"") && err.contains("+05:30"),
+            "{err}"
+        );
+        let mut env = BASE.to_vec();
+        env.push(("CLAIM_SECONDS", "0"));
+        assert!(from(&env).unwrap_err().to_string().contains("above 0"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP edge of the three notify Lambdas (`clickpost-notify`, `shiprocket-notify`,
+//! `shipway-notify`): an API Gateway (HTTP API, payload v2) request in, the ingest use-case in
+//! `shared`, and its answer out. Each function's `main` is one call to [`run`].
+
+mod config;
+mod handler;
+
+pub use config::{Config, ConfigError};
+pub use handler::{handle, inbound};
+
+use aws_sdk_dynamodb::Client as DynamoClient;
+use aws_sdk_sqs::Client as SqsClient;
+use lambda_http::{service_fn, Error, Request};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
+use shared::adapters::emf::EmfMetrics;
+use shared::adapters::sqs::SqsEventQueue;
+use shared::ingest::Ingest;
+use shared::Carrier;
+
+/// The ingest use-case on its AWS adapters.
+pub type AwsIngest = Ingest<DynamoConfigStore, DynamoEventStore, SqsEventQueue, EmfMetrics>;
+
+/// Builds the use-case from the configuration and one client per AWS service.
+pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsIngest {
+    Ingest {
+        config: DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+        events: DynamoEventStore::new(dynamo, &config.events_table),
+        queue: SqsEventQueue::new(sqs, &config.events_queue_url),
+        metrics: EmfMetrics,
+        settings: config.ingest_settings(),
+    }
+}
+
+/// JSON logs on stdout, the level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_current_span(false)
+        .init();
+}
+
+/// The whole life of a notify function: logging, configuration, clients (built once per
+/// container, reused by every invocation), then the Lambda runtime loop.
+pub async fn run(carrier: Carrier) -> Result<(), Error> {
+    init_logging();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let ingest = aws_ingest(&config, DynamoClient::new(&aws), SqsClient::new(&aws));
+    let ingest = &ingest;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        handle(ingest, carrier, request).await
+    }))
+    .await
+}

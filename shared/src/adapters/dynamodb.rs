@@ -1,0 +1,359 @@
+//! DynamoDB adapters for the config and events tables.
+//!
+//! Both tables have a string partition key `pk` and a string sort key `sk`; the events table
+//! expires items through TTL on `expires_at` (epoch seconds). Items:
+//!
+//! | table | pk | sk | what |
+//! |---|---|---|---|
+//! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to |
+//! | config | `TENANT#<tenant>` | `PROFILE` | `include_source` (BOOL) |
+//! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim |
+//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
+//! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | `body` (B), `carrier`, `reason`: rejected payloads |
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use crate::auth::CredentialDigest;
+use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+use crate::ports::{
+    Claim, ConfigStore, EventStore, Freshness, Quarantined, TenantAuth, Unavailable,
+};
+
+const SERVICE: &str = "DynamoDB";
+const RECEIVED: &str = "RECEIVED";
+const QUEUED: &str = "QUEUED";
+
+/// How long an event id is remembered, so that a re-send is recognised as a duplicate.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
+/// How long the newest event time of a shipment is kept (for `is_stale`).
+pub const SHIPMENT_STATE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
+/// How long a rejected payload is kept for inspection.
+pub const QUARANTINE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
+    now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> String {
+    format!("CREDENTIAL#{carrier}#{}", digest.to_hex())
+}
+
+fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
+    key(format!("EVENT#{event_id}"), "CLAIM")
+}
+
+/// The config table: tenants and their carrier credentials.
+#[derive(Clone)]
+pub struct DynamoConfigStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoConfigStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoConfigStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Registers a carrier credential (by its digest) for a tenant.
+    pub async fn put_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+        tenant: &TenantId,
+    ) -> Result<(), Unavailable> {
+        let mut item = key(credential_pk(carrier, digest), "CREDENTIAL");
+        item.insert("tenant_id".into(), s(tenant.as_str()));
+        item.insert("carrier".into(), s(carrier.as_str()));
+        item.insert("key_hint".into(), s(digest.hint()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+
+    /// Creates or replaces a tenant's profile.
+    pub async fn put_tenant(
+        &self,
+        tenant: &TenantId,
+        include_source: bool,
+    ) -> Result<(), Unavailable> {
+        let mut item = key(format!("TENANT#{tenant}"), "PROFILE");
+        item.insert("tenant_id".into(), s(tenant.as_str()));
+        item.insert(
+            "include_source".into(),
+            AttributeValue::Bool(include_source),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+}
+
+impl ConfigStore for DynamoConfigStore {
+    async fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantAuth>, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(credential_pk(carrier, digest), "CREDENTIAL")))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        let Some(tenant_id) = found
+            .item()
+            .and_then(|item| text(item, "tenant_id"))
+            .and_then(|t| TenantId::parse(&t).ok())
+        else {
+            return Ok(None);
+        };
+        let profile = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("TENANT#{tenant_id}"), "PROFILE")))
+            .projection_expression("include_source")
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        let include_source = profile
+            .item()
+            .and_then(|item| item.get("include_source"))
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(true);
+        Ok(Some(TenantAuth {
+            tenant_id,
+            include_source,
+        }))
+    }
+}
+
+/// The events table: claims, shipment state and the quarantine.
+#[derive(Clone)]
+pub struct DynamoEventStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoEventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoEventStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The state of an event's claim (`RECEIVED` or `QUEUED`), read consistently.
+    pub async fn claim_state(&self, event_id: &EventId) -> Result<Option<String>, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        Ok(found.item().and_then(|item| text(item, "state")))
+    }
+}
+
+impl EventStore for DynamoEventStore {
+    async fn claim(
+        &self,
+        event: &CanonicalEvent,
+        now: DateTime<Utc>,
+        hold_for: Duration,
+    ) -> Result<Claim, Unavailable> {
+        let mut item = claim_key(&event.event_id);
+        item.insert("state".into(), s(RECEIVED));
+        item.insert("claim_expires_at".into(), n(epoch_after(now, hold_for)));
+        item.insert("tenant_id".into(), s(&event.tenant_id));
+        item.insert("carrier".into(), s(event.carrier.as_str()));
+        item.insert("shipment_key".into(), s(event.shipment_key()));
+        item.insert("received_at".into(), s(now.to_rfc3339()));
+        item.insert("expires_at".into(), n(epoch_after(now, DEDUP_WINDOW)));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // One conditional write, never get-then-put: the id is new, or an earlier claim was
+            // never queued and has expired.
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :received AND claim_expires_at < :now)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":received", s(RECEIVED))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let failure = match put {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(e) => e,
+        };
+        let existing_state = match failure.as_service_error() {
+            Some(err) if err.is_conditional_check_failed_exception() => match err {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                    c.item().and_then(|item| text(item, "state"))
+                }
+                _ => None,
+            },
+            _ => return Err(Unavailable::new(SERVICE, "PutItem", failure)),
+        };
+        // Servers that do not return the old item on a failed condition get a consistent read.
+        let state = match existing_state {
+            Some(state) => Some(state),
+            None => self.claim_state(&event.event_id).await?,
+        };
+        Ok(match state.as_deref() {
+            Some(QUEUED) => Claim::AlreadyQueued,
+            _ => Claim::InFlight,
+        })
+    }
+
+    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(event_id)))
+            .update_expression("SET #state = :queued REMOVE claim_expires_at")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":queued", s(QUEUED))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(event_id)))
+            // Never undo a queued event: that would let its re-send be queued twice.
+            .condition_expression("#state = :received")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":received", s(RECEIVED))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Unavailable::new(SERVICE, "DeleteItem", e)),
+        }
+    }
+
+    async fn record_shipment_event(
+        &self,
+        event: &CanonicalEvent,
+    ) -> Result<Freshness, Unavailable> {
+        let now = Utc::now();
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                format!("SHIPMENT#{}#{}", event.tenant_id, event.shipment_key()),
+                "LATEST",
+            )))
+            .update_expression(
+                "SET latest_event_time = :t, latest_event_id = :id, expires_at = :exp",
+            )
+            // Equal times are not stale: a retry of the same event must not flag itself.
+            .condition_expression("attribute_not_exists(pk) OR latest_event_time <= :t")
+            .expression_attribute_values(":t", n(event.event_time.timestamp_millis()))
+            .expression_attribute_values(":id", s(event.event_id.as_str()))
+            .expression_attribute_values(":exp", n(epoch_after(now, SHIPMENT_STATE_TTL)))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(Freshness::Latest),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Freshness::Stale)
+            }
+            Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn quarantine(&self, q: &Quarantined<'_>) -> Result<(), Unavailable> {
+        let mut item = key(format!("QUARANTINE#{}", q.tenant_id), &q.body_digest);
+        item.insert("carrier".into(), s(q.carrier.as_str()));
+        item.insert("reason".into(), s(q.reason));
+        item.insert("received_at".into(), s(q.received_at.to_rfc3339()));
+        item.insert(
+            "body".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(q.body)),
+        );
+        item.insert(
+            "expires_at".into(),
+            n(epoch_after(q.received_at, QUARANTINE_TTL)),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // The same body is kept once, with the time it was first seen.
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Unavailable::new(SERVICE, "PutItem", e)),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! In-memory fakes of every port, for use-case and handler tests. They keep the semantics of the
+//! real stores (conditional claims, claim expiry, newest-wins shipment state, quarantine once per
+//! body) and can be switched to "unavailable" to test the 503 paths.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::{Credential, CredentialDigest};
+use crate::model::{CanonicalEvent, Carrier, EventId};
+use crate::ports::{
+    Claim, ConfigStore, EventQueue, EventStore, Freshness, Metrics, Quarantined, TenantAuth,
+    Unavailable,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test thread must not hide the state from the assertions that follow.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn down(service: &'static str, operation: &'static str) -> Unavailable {
+    Unavailable::new(service, operation, "switched off by the test")
+}
+
+#[derive(Default)]
+pub struct MemoryConfig {
+    credentials: Mutex<HashMap<(Carrier, CredentialDigest), TenantAuth>>,
+    unavailable: AtomicBool,
+}
+
+impl MemoryConfig {
+    pub fn add_credential(&self, carrier: Carrier, credential: &Credential, tenant: TenantAuth) {
+        lock(&self.credentials).insert((carrier, credential.digest()), tenant);
+    }
+
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
+    }
+}
+
+impl ConfigStore for MemoryConfig {
+    async fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantAuth>, Unavailable> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(down("memory config", "GetItem"));
+        }
+        Ok(lock(&self.credentials).get(&(carrier, *digest)).cloned())
+    }
+}
+
+/// The state of one claimed event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    Received { expires_at: DateTime<Utc> },
+    Queued,
+}
+
+/// One quarantined body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub tenant_id: String,
+    pub carrier: Carrier,
+    pub body: Vec<u8>,
+    pub reason: String,
+}
+
+#[derive(Default)]
+struct EventsState {
+    claims: HashMap<EventId, ClaimState>,
+    latest: HashMap<(String, String), DateTime<Utc>>,
+    quarantine: HashMap<String, QuarantineRecord>,
+}
+
+#[derive(Default)]
+pub struct MemoryEvents {
+    state: Mutex<EventsState>,
+    unavailable: AtomicBool,
+}
+
+impl MemoryEvents {
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    pub fn claim_state(&self, event_id: &EventId) -> Option<ClaimState> {
+        lock(&self.state).claims.get(event_id).copied()
+    }
+
+    pub fn quarantined(&self) -> Vec<QuarantineRecord> {
+        lock(&self.state).quarantine.values().cloned().collect()
+    }
+
+    fn check(&self, operation: &'static str) -> Result<(), Unavailable> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(down("memory events", operation));
+        }
+        Ok(())
+    }
+}
+
+impl EventStore for MemoryEvents {
+    async fn claim(
+        &self,
+        event: &CanonicalEvent,
+        now: DateTime<Utc>,
+        hold_for: Duration,
+    ) -> Result<Claim, Unavailable> {
+        self.check("PutItem")?;
+        let mut state = lock(&self.state);
+        let result = match state.claims.get(&event.event_id) {
+            Some(ClaimState::Queued) => Claim::AlreadyQueued,
+            Some(ClaimState::Received { expires_at }) if *expires_at >= now => Claim::InFlight,
+            _ => Claim::Claimed,
+        };
+        if result == Claim::Claimed {
+            let hold = chrono::Duration::from_std(hold_for).unwrap_or(chrono::Duration::MAX);
+            state.claims.insert(
+                event.event_id.clone(),
+                ClaimState::Received {
+                    expires_at: now + hold,
+                },
+            );
+        }
+        Ok(result)
+    }
+
+    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        self.check("UpdateItem")?;
+        lock(&self.state)
+            .claims
+            .insert(event_id.clone(), ClaimState::Queued);
+        Ok(())
+    }
+
+    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        self.check("DeleteItem")?;
+        let mut state = lock(&self.state);
+        if matches!(
+            state.claims.get(event_id),
+            Some(ClaimState::Received { .. })
+        ) {
+            state.claims.remove(event_id);
+        }
+        Ok(())
+    }
+
+    async fn record_shipment_event(
+        &self,
+        event: &CanonicalEvent,
+    ) -> Result<Freshness, Unavailable> {
+        self.check("UpdateItem")?;
+        let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
+        let mut state = lock(&self.state);
+        match state.latest.get(&key) {
+            Some(latest) if *latest > event.event_time => Ok(Freshness::Stale),
+            _ => {
+                state.latest.insert(key, event.event_time);
+                Ok(Freshness::Latest)
+            }
+        }
+    }
+
+    async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
+        self.check("PutItem")?;
+        lock(&self.state)
+            .quarantine
+            .entry(item.body_digest.clone())
+            .or_insert_with(|| QuarantineRecord {
+                tenant_id: item.tenant_id.to_string(),
+                carrier: item.carrier,
+                body: item.body.to_vec(),
+                reason: item.reason.to_owned(),
+            });
+        Ok(())
+    }
+}
+
+/// A message as the queue holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub body: String,
+    pub tenant_id: String,
+    pub carrier: String,
+    pub event_id: String,
+}
+
+#[derive(Default)]
+pub struct MemoryQueue {
+    messages: Mutex<Vec<QueuedMessage>>,
+    unavailable: AtomicBool,
+}
+
+impl MemoryQueue {
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    pub fn messages(&self) -> Vec<QueuedMessage> {
+        lock(&self.messages).clone()
+    }
+}
+
+impl EventQueue for MemoryQueue {
+    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(down("memory queue", "SendMessage"));
+        }
+        let body = serde_json::to_string(event)
+            .map_err(|e| Unavailable::new("memory queue", "serialise", e))?;
+        lock(&self.messages).push(QueuedMessage {
+            body,
+            tenant_id: event.tenant_id.clone(),
+            carrier: event.carrier.to_string(),
+            event_id: event.event_id.to_string(),
+        });
+        Ok(())
+    }
+}
+
+/// One recorded count: name, value, dimensions.
+type Count = (&'static str, u64, Vec<(&'static str, String)>);
+
+/// Metrics kept in memory, for assertions.
+#[derive(Default)]
+pub struct RecordingMetrics {
+    counts: Mutex<Vec<Count>>,
+}
+
+impl RecordingMetrics {
+    /// The sum of a metric over all dimensions.
+    pub fn total(&self, name: &str) -> u64 {
+        lock(&self.counts)
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, v, _)| v)
+            .sum()
+    }
+
+    /// The sum of a metric where a dimension has a given value.
+    pub fn total_where(&self, name: &str, dimension: &str, value: &str) -> u64 {
+        lock(&self.counts)
+            .iter()
+            .filter(|(n, _, dims)| {
+                *n == name && dims.iter().any(|(d, v)| *d == dimension && v == value)
+            })
+            .map(|(_, v, _)| v)
+            .sum()
+    }
+}
+
+impl Metrics for RecordingMetrics {
+    fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]) {
+        let dims = dimensions
+            .iter()
+            .map(|(d, v)| (*d, v.to_string()))
+            .collect();
+        lock(&self.counts).push((name, value, dims));
+    }
+}

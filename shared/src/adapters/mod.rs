@@ -1,0 +1,8 @@
+//! Adapters: the ports implemented on real infrastructure, and in memory for tests.
+
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+pub mod emf;
+pub mod memory;
+#[cfg(feature = "aws")]
+pub mod sqs;

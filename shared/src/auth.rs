@@ -1,0 +1,180 @@
+//! Carrier credentials: where each carrier puts its key (design.md, "Carrier endpoints"), and the
+//! SHA-256 digest by which a key is stored and looked up. No plaintext key is kept at rest or
+//! logged; `Debug` on these types shows only a short digest prefix.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::carriers::shipway;
+use crate::model::Carrier;
+
+/// A credential as a carrier sent it. Never logged: `Debug` shows only its digest's prefix.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    pub fn new(value: impl Into<String>) -> Self {
+        Credential(value.into())
+    }
+
+    pub fn digest(&self) -> CredentialDigest {
+        CredentialDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    /// The secret itself, for the one place that must hold it (configuration at creation time).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential(digest {}…)", self.digest().hint())
+    }
+}
+
+/// SHA-256 of a credential: the form in which credentials are stored and looked up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialDigest([u8; 32]);
+
+impl CredentialDigest {
+    /// The full digest in lowercase hex, for storage keys only (never for logs).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(CredentialDigest(bytes))
+    }
+
+    /// The first 8 hex digits: enough for ops to tell keys apart in a log, useless to an attacker.
+    pub fn hint(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Debug for CredentialDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CredentialDigest({}…)", self.hint())
+    }
+}
+
+/// The parts of an inbound request a credential can come from.
+pub struct CredentialSources<'a> {
+    /// Header names in lowercase.
+    pub headers: &'a HashMap<String, String>,
+    pub query: &'a HashMap<String, String>,
+    pub body: &'a [u8],
+}
+
+/// The credentials a carrier's request presents, in the order they are tried. Empty and blank
+/// values are skipped, so a request without a usable one gives an empty list (401 "missing").
+pub fn presented_credentials(carrier: Carrier, from: &CredentialSources<'_>) -> Vec<Credential> {
+    let header = |name: &str| from.headers.get(name).map(String::as_str);
+    let candidates: Vec<Option<String>> = match carrier {
+        // `webhook_key` from registration; the dashboard's "basic token auth" sends `Authorization`.
+        Carrier::Clickpost => vec![
+            header("webhook_key").map(str::to_owned),
+            header("authorization").map(str::to_owned),
+        ],
+        // The panel's token goes in `x-api-key`; some accounts send `anx-api-key`.
+        Carrier::Shiprocket => vec![
+            header("x-api-key").map(str::to_owned),
+            header("anx-api-key").map(str::to_owned),
+        ],
+        // A header, a `?key=` on the URL, or the classic format's `hash` body field.
+        Carrier::Shipway => vec![
+            header("x-api-key").map(str::to_owned),
+            from.query.get("key").cloned(),
+            shipway::body_hash(from.body),
+        ],
+    };
+    let mut presented: Vec<Credential> = Vec::new();
+    for value in candidates.into_iter().flatten() {
+        let value = value.trim();
+        if !value.is_empty() && !presented.iter().any(|c| c.0 == value) {
+            presented.push(Credential::new(value));
+        }
+    }
+    presented
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources<'a>(
+        headers: &'a HashMap<String, String>,
+        query: &'a HashMap<String, String>,
+        body: &'a [u8],
+    ) -> CredentialSources<'a> {
+        CredentialSources {
+            headers,
+            query,
+            body,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret_or_the_full_digest() {
+        let key = Credential::new("s3cret-webhook-key");
+        let shown = format!("{key:?} {:?}", key.digest());
+        assert!(!shown.contains("s3cret"));
+        assert!(!shown.contains(&key.digest().to_hex()));
+        assert!(shown.contains(&key.digest().hint()));
+    }
+
+    #[test]
+    fn digests_round_trip_through_hex() {
+        let digest = Credential::new("k").digest();
+        assert_eq!(CredentialDigest::from_hex(&digest.to_hex()), Some(digest));
+        assert_eq!(CredentialDigest::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn each_carrier_presents_its_documented_credentials_in_order() {
+        let none = map(&[]);
+        let h = map(&[
+            ("webhook_key", "wk"),
+            ("authorization", "tok"),
+            ("x-api-key", "xk"),
+        ]);
+        let got = presented_credentials(Carrier::Clickpost, &sources(&h, &none, b""));
+        assert_eq!(got, vec![Credential::new("wk"), Credential::new("tok")]);
+
+        let h = map(&[("anx-api-key", "anx")]);
+        let got = presented_credentials(Carrier::Shiprocket, &sources(&h, &none, b""));
+        assert_eq!(got, vec![Credential::new("anx")]);
+
+        let q = map(&[("key", "qk")]);
+        let got = presented_credentials(
+            Carrier::Shipway,
+            &sources(&none, &q, br#"{"hash":"hh","status_feed":[]}"#),
+        );
+        assert_eq!(got, vec![Credential::new("qk"), Credential::new("hh")]);
+    }
+
+    #[test]
+    fn blank_and_repeated_values_are_not_credentials() {
+        let none = map(&[]);
+        let h = map(&[("webhook_key", "  "), ("authorization", "")]);
+        assert!(presented_credentials(Carrier::Clickpost, &sources(&h, &none, b"")).is_empty());
+        let h = map(&[("x-api-key", "same")]);
+        let q = map(&[("key", "same")]);
+        assert_eq!(
+            presented_credentials(Carrier::Shipway, &sources(&h, &q, b"")).len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The ingest use-case, shared by the three notify Lambdas and `rms serve`:
+//! authenticate → normalise → claim → mark the shipment's latest → enqueue → mark queued.
+//!
+//! Every answer is an `IngestOutcome`; `http::respond` turns it into the status and body the
+//! carrier sees. Failures of a store or the queue release the claim and answer 503, so that the
+//! carrier's retry is accepted rather than taken for a duplicate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use crate::auth::{presented_credentials, CredentialSources};
+use crate::carriers::{normalize, NormalizeContext};
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
+use crate::ports::{
+    Claim, ConfigStore, EventQueue, EventStore, Freshness, Metrics, Quarantined, TenantAuth,
+    Unavailable,
+};
+use crate::time;
+
+/// A carrier's HTTP request, as the transport (API Gateway, `rms serve`) received it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub carrier: Carrier,
+    pub method: String,
+    /// Header names in lowercase.
+    pub headers: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// How ingest behaves; the defaults are the production values.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Bodies above this size are refused (413).
+    pub max_body_bytes: usize,
+    /// How long a claim protects an event that has not been queued yet. Longer than the function
+    /// timeout, so that a live request never loses its claim; short, so that the carrier's retry
+    /// after a crash is accepted soon.
+    pub claim_for: Duration,
+    /// The zone each carrier's wall-clock times are in.
+    pub zones: CarrierZones,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_body_bytes: 256 * 1024,
+            claim_for: Duration::from_secs(60),
+            zones: CarrierZones::default(),
+        }
+    }
+}
+
+/// The zone of each carrier's timestamps (default IST for all three, carriers.md).
+#[derive(Debug, Clone, Copy)]
+pub struct CarrierZones {
+    pub clickpost: FixedOffset,
+    pub shiprocket: FixedOffset,
+    pub shipway: FixedOffset,
+}
+
+impl Default for CarrierZones {
+    fn default() -> Self {
+        CarrierZones {
+            clickpost: time::ist(),
+            shiprocket: time::ist(),
+            shipway: time::ist(),
+        }
+    }
+}
+
+impl CarrierZones {
+    pub fn for_carrier(&self, carrier: Carrier) -> FixedOffset {
+        match carrier {
+            Carrier::Clickpost => self.clickpost,
+            Carrier::Shiprocket => self.shiprocket,
+            Carrier::Shipway => self.shipway,
+        }
+    }
+}
+
+/// What ingest did with a request; one variant per row of design.md's answer table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A GET, or a POST with an empty body: a connectivity check. Nothing happened.
+    Probe,
+    /// The payload's events, each queued now or found already queued. A Shipway batch can mix
+    /// both; an empty batch has neither.
+    Accepted {
+        queued: Vec<EventId>,
+        duplicates: Vec<EventId>,
+    },
+    Unauthorized(AuthFailure),
+    /// Authenticated, but not a payload we can normalise; the body was quarantined.
+    Invalid {
+        reason: String,
+    },
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
+    MethodNotAllowed,
+    /// A store or the queue failed; nothing is left claimed. The carrier should retry.
+    Unavailable,
+    /// Another request is accepting the same event right now; retry shortly.
+    InFlight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Unknown,
+}
+
+/// The ingest use-case over its ports.
+pub struct Ingest<C, E, Q, M> {
+    pub config: C,
+    pub events: E,
+    pub queue: Q,
+    pub metrics: M,
+    pub settings: IngestSettings,
+}
+
+impl<C: ConfigStore, E: EventStore, Q: EventQueue, M: Metrics> Ingest<C, E, Q, M> {
+    pub async fn handle(&self, request: &Inbound, now: DateTime<Utc>) -> IngestOutcome {
+        let carrier = request.carrier;
+        let outcome = self.handle_inner(request, now).await;
+        let result = match &outcome {
+            IngestOutcome::Probe => "probe",
+            IngestOutcome::Accepted { .. } => "accepted",
+            IngestOutcome::Unauthorized(_) => "unauthorized",
+            IngestOutcome::Invalid { .. } => "invalid",
+            IngestOutcome::TooLarge { .. } => "too_large",
+            IngestOutcome::MethodNotAllowed => "method_not_allowed",
+            IngestOutcome::Unavailable => "unavailable",
+            IngestOutcome::InFlight => "in_flight",
+        };
+        let rejected = match &outcome {
+            IngestOutcome::Unauthorized(_) => Some("Unauthorized"),
+            IngestOutcome::Invalid { .. } => Some("InvalidPayload"),
+            IngestOutcome::TooLarge { .. } => Some("TooLarge"),
+            IngestOutcome::MethodNotAllowed => Some("MethodNotAllowed"),
+            _ => None,
+        };
+        if let Some(reason) = rejected {
+            self.metrics.count(
+                "Rejected",
+                1,
+                &[("Carrier", carrier.as_str()), ("Reason", reason)],
+            );
+        }
+        info!(carrier = %carrier, outcome = result, "request handled");
+        outcome
+    }
+
+    async fn handle_inner(&self, request: &Inbound, now: DateTime<Utc>) -> IngestOutcome {
+        let carrier = request.carrier;
+        let method = request.method.to_ascii_uppercase();
+        if method == "GET" || method == "HEAD" {
+            return IngestOutcome::Probe;
+        }
+        if method != "POST" {
+            return IngestOutcome::MethodNotAllowed;
+        }
+        if request.body.iter().all(u8::is_ascii_whitespace) {
+            return IngestOutcome::Probe;
+        }
+        self.metrics
+            .count("Received", 1, &[("Carrier", carrier.as_str())]);
+        if request.body.len() > self.settings.max_body_bytes {
+            return IngestOutcome::TooLarge {
+                size: request.body.len(),
+                limit: self.settings.max_body_bytes,
+            };
+        }
+
+        let tenant = match self.authenticate(request).await {
+            Ok(Ok(tenant)) => tenant,
+            Ok(Err(failure)) => return IngestOutcome::Unauthorized(failure),
+            Err(e) => {
+                error!(carrier = %carrier, error = %e, cause = %source_of(&e), "config store unavailable");
+                return IngestOutcome::Unavailable;
+            }
+        };
+        let tenant_id = tenant.tenant_id;
+
+        let ctx = NormalizeContext {
+            tenant_id: tenant_id.to_string(),
+            received_at: now,
+            zone: self.settings.zones.for_carrier(carrier),
+            include_source: tenant.include_source,
+        };
+        let events = match normalize(carrier, &request.body, &ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                return self
+                    .reject(&tenant_id, carrier, &request.body, &e.to_string(), now)
+                    .await
+            }
+        };
+
+        let mut queued = Vec::new();
+        let mut duplicates = Vec::new();
+        for mut event in events {
+            match self.accept(&mut event, now).await {
+                Ok(Claim::Claimed) => queued.push(event.event_id),
+                Ok(Claim::AlreadyQueued) => {
+                    self.metrics
+                        .count("Duplicate", 1, &[("Carrier", carrier.as_str())]);
+                    info!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, "duplicate event");
+                    duplicates.push(event.event_id);
+                }
+                Ok(Claim::InFlight) => {
+                    info!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, "event is being accepted by another request");
+                    return IngestOutcome::InFlight;
+                }
+                Err(e) => {
+                    error!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, error = %e, cause = %source_of(&e), "event not accepted");
+                    return IngestOutcome::Unavailable;
+                }
+            }
+        }
+        IngestOutcome::Accepted { queued, duplicates }
+    }
+
+    /// Tries each credential the request presents; the first that belongs to a tenant wins.
+    async fn authenticate(
+        &self,
+        request: &Inbound,
+    ) -> Result<Result<TenantAuth, AuthFailure>, Unavailable> {
+        let presented = presented_credentials(
+            request.carrier,
+            &CredentialSources {
+                headers: &request.headers,
+                query: &request.query,
+                body: &request.body,
+            },
+        );
+        let Some(first) = presented.first() else {
+            warn!(carrier = %request.carrier, "no credential presented");
+            return Ok(Err(AuthFailure::Missing));
+        };
+        for credential in &presented {
+            let digest = credential.digest();
+            if let Some(tenant) = self
+                .config
+                .tenant_by_credential(request.carrier, &digest)
+                .await?
+            {
+                return Ok(Ok(tenant));
+            }
+        }
+        warn!(carrier = %request.carrier, key_hint = %first.digest().hint(), "unknown credential");
+        Ok(Err(AuthFailure::Unknown))
+    }
+
+    /// Claims, stamps freshness, queues and marks one event. On any failure after the claim the
+    /// claim is released, so the carrier's retry can take it again.
+    async fn accept(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, Unavailable> {
+        let claim = self
+            .events
+            .claim(event, now, self.settings.claim_for)
+            .await?;
+        if claim != Claim::Claimed {
+            return Ok(claim);
+        }
+        let queued = async {
+            event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
+            self.queue.enqueue(event).await
+        }
+        .await;
+        if let Err(e) = queued {
+            if let Err(release) = self.events.release(&event.event_id).await {
+                // The claim expires by itself after `claim_for`; until then a retry is 503 too.
+                error!(event_id = %event.event_id, error = %release, "claim not released");
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.events.mark_queued(&event.event_id).await {
+            // The event is on the queue, so it is accepted. The claim stays RECEIVED until it
+            // expires; a re-send after that is queued again and the dispatcher drops the copy.
+            warn!(event_id = %event.event_id, error = %e, "event queued but not marked queued");
+        }
+        let carrier = event.carrier.as_str();
+        self.metrics.count("Accepted", 1, &[("Carrier", carrier)]);
+        if event.status == Status::Unknown {
+            self.metrics
+                .count("UnmappedStatus", 1, &[("Carrier", carrier)]);
+            warn!(carrier, code = %event.carrier_status.code, "unmapped carrier status code");
+        }
+        info!(
+            tenant_id = %event.tenant_id,
+            carrier,
+            event_id = %event.event_id,
+            awb = event.awb.as_deref().unwrap_or(""),
+            status = %event.status,
+            is_stale = event.is_stale,
+            "event accepted"
+        );
+        Ok(Claim::Claimed)
+    }
+
+    /// Quarantines an authenticated payload that does not normalise, and answers 400. If the
+    /// quarantine cannot be written, answers 503 instead: the carrier's retry is then the only
+    /// copy of the body, and it must not be dropped.
+    async fn reject(
+        &self,
+        tenant_id: &TenantId,
+        carrier: Carrier,
+        body: &[u8],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> IngestOutcome {
+        let item = Quarantined {
+            tenant_id,
+            carrier,
+            body_digest: hex::encode(Sha256::digest(body)),
+            body,
+            reason,
+            received_at: now,
+        };
+        match self.events.quarantine(&item).await {
+            Ok(()) => {
+                warn!(tenant_id = %tenant_id, carrier = %carrier, body_digest = %item.body_digest, reason, "payload rejected and quarantined");
+                IngestOutcome::Invalid {
+                    reason: reason.to_owned(),
+                }
+            }
+            Err(e) => {
+                error!(tenant_id = %tenant_id, carrier = %carrier, error = %e, cause = %source_of(&e), "quarantine unavailable");
+                IngestOutcome::Unavailable
+            }
+        }
+    }
+}
+
+/// The innermost cause of an error, for logs.
+fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,196 @@
+//! The ports the use-cases run on. Each has an AWS adapter (`adapters::dynamodb`, `adapters::sqs`)
+//! and an in-memory fake (`adapters::memory`); the embedded store is one more adapter.
+//!
+//! Methods return `impl Future + Send` so that handlers can run on a multi-threaded runtime
+//! without boxing every call.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::CredentialDigest;
+use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A store or queue could not be reached or refused the call. The caller answers 503 so the
+/// carrier retries; the source is kept for the logs.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} {operation} failed")]
+pub struct Unavailable {
+    /// `DynamoDB`, `SQS`, `SQLite`…
+    pub service: &'static str,
+    pub operation: &'static str,
+    #[source]
+    pub source: BoxError,
+}
+
+impl Unavailable {
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Unavailable {
+            service,
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// A tenant found by one of its carrier credentials, with what ingest needs to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantAuth {
+    pub tenant_id: TenantId,
+    /// Attach the carrier's payload to each event as `source`.
+    pub include_source: bool,
+}
+
+pub trait ConfigStore: Send + Sync {
+    /// The tenant whose `carrier` credential has this digest, if any.
+    fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<Option<TenantAuth>, Unavailable>> + Send;
+}
+
+/// The result of trying to claim an event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the event now: it must queue it, then mark it queued, or release it.
+    Claimed,
+    /// The event was accepted before: a duplicate.
+    AlreadyQueued,
+    /// Another request holds a live claim and has not queued the event yet.
+    InFlight,
+}
+
+/// Whether an event is the newest accepted so far for its shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Latest,
+    /// A newer event was already accepted for the same tenant and shipment.
+    Stale,
+}
+
+/// A rejected payload, kept so that nothing an authenticated carrier sent is lost.
+#[derive(Debug)]
+pub struct Quarantined<'a> {
+    pub tenant_id: &'a TenantId,
+    pub carrier: Carrier,
+    /// SHA-256 of the body in hex: the same body is kept once.
+    pub body_digest: String,
+    pub body: &'a [u8],
+    pub reason: &'a str,
+    pub received_at: DateTime<Utc>,
+}
+
+pub trait EventStore: Send + Sync {
+    /// Claims the event's id with one conditional write: it succeeds if the id is new, or if an
+    /// earlier claim was never queued and has expired (its Lambda died).
+    fn claim(
+        &self,
+        event: &CanonicalEvent,
+        now: DateTime<Utc>,
+        hold_for: Duration,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
+
+    /// Marks a claimed event as queued: from now on it is a duplicate for good.
+    fn mark_queued(
+        &self,
+        event_id: &EventId,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Gives a claim up, so that the carrier's retry is accepted.
+    fn release(&self, event_id: &EventId) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Records the event's time as its shipment's latest, unless a newer one is there already.
+    fn record_shipment_event(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<Freshness, Unavailable>> + Send;
+
+    /// Keeps a rejected payload (once per body digest, for a limited time).
+    fn quarantine(
+        &self,
+        item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
+pub trait EventQueue: Send + Sync {
+    /// Puts the event on the delivery queue, with `tenant_id`, `carrier` and `event_id` as
+    /// message attributes.
+    fn enqueue(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
+/// Counters, published as CloudWatch metrics (EMF) on AWS.
+pub trait Metrics: Send + Sync {
+    fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]);
+}
+
+// A shared handle to a port is the port: tests keep an `Arc` to the fake they assert on, and
+// `rms serve` shares one store between ingest and the dispatcher.
+
+impl<T: ConfigStore> ConfigStore for Arc<T> {
+    fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<Option<TenantAuth>, Unavailable>> + Send {
+        (**self).tenant_by_credential(carrier, digest)
+    }
+}
+
+impl<T: EventStore> EventStore for Arc<T> {
+    fn claim(
+        &self,
+        event: &CanonicalEvent,
+        now: DateTime<Utc>,
+        hold_for: Duration,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        (**self).claim(event, now, hold_for)
+    }
+    fn mark_queued(
+        &self,
+        event_id: &EventId,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).mark_queued(event_id)
+    }
+    fn release(&self, event_id: &EventId) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).release(event_id)
+    }
+    fn record_shipment_event(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<Freshness, Unavailable>> + Send {
+        (**self).record_shipment_event(event)
+    }
+    fn quarantine(
+        &self,
+        item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).quarantine(item)
+    }
+}
+
+impl<T: EventQueue> EventQueue for Arc<T> {
+    fn enqueue(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).enqueue(event)
+    }
+}
+
+impl<T: Metrics> Metrics for Arc<T> {
+    fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]) {
+        (**self).count(name, value, dimensions)
+    }
+}
