@@ -1,1 +1,280 @@
-//! Helpers for the integration tests.
+//! Shared set-up for the integration tests: real AWS SDK clients pointed at the `moto_server`
+//! that `scripts/with-moto` starts on loopback, and tables and queues created with the key
+//! schema and attributes of the SAM template. Every test makes its own uniquely named tables and
+//! queues, so tests run in parallel on one server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use ingest_http::Config;
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
+use shared::adapters::memory::RecordingMetrics;
+use shared::adapters::sqs::SqsEventQueue;
+use shared::auth::Credential;
+use shared::ingest::Ingest;
+use shared::Carrier;
+
+/// The moto endpoint, from `scripts/with-moto`.
+pub fn moto_endpoint() -> String {
+    std::env::var("RMS_MOTO_ENDPOINT").expect(
+        "RMS_MOTO_ENDPOINT is not set: run the integration tests through scripts/test, \
+         which starts moto_server (or wrap the command in scripts/with-moto)",
+    )
+}
+
+/// An SDK configuration for `endpoint`, with test credentials, no retries and short timeouts,
+/// so that a dead endpoint fails in well under a second.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// An endpoint on loopback where nothing listens: a service that is down.
+pub fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A name no other test in this run uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The tables and queues of one test.
+pub struct Stack {
+    pub sdk: SdkConfig,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub config_table: String,
+    pub events_table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// The redrive policy's `maxReceiveCount`, as in the SAM template.
+pub const MAX_RECEIVE_COUNT: u32 = 10;
+
+impl Stack {
+    pub async fn create() -> Stack {
+        let sdk = sdk_config(&moto_endpoint()).await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let name = unique("rms");
+        let config_table = format!("{name}-config");
+        let events_table = format!("{name}-events");
+        for table in [&config_table, &events_table] {
+            create_table(&dynamo, table).await;
+        }
+        dynamo
+            .update_time_to_live()
+            .table_name(&events_table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
+        );
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-events"))
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, "60")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        Stack {
+            sdk,
+            dynamo,
+            sqs,
+            config_table,
+            events_table,
+            queue_url,
+            dlq_url,
+        }
+    }
+
+    /// The notify functions' configuration for this stack.
+    pub fn config(&self) -> Config {
+        let env = HashMap::from([
+            ("CONFIG_TABLE", self.config_table.clone()),
+            ("EVENTS_TABLE", self.events_table.clone()),
+            ("EVENTS_QUEUE_URL", self.queue_url.clone()),
+        ]);
+        Config::from_lookup(|name| env.get(name).cloned()).unwrap()
+    }
+
+    /// The ingest use-case on the real adapters, against this stack.
+    pub fn ingest(&self) -> TestIngest {
+        ingest_with(&self.config(), self.dynamo.clone(), self.sqs.clone())
+    }
+
+    /// Registers `key` as tenant `tenant`'s credential for `carrier`.
+    pub async fn add_tenant_key(&self, tenant: &str, carrier: Carrier, key: &str) {
+        let store = DynamoConfigStore::new(self.dynamo.clone(), &self.config_table);
+        let tenant = shared::TenantId::parse(tenant).unwrap();
+        store.put_tenant(&tenant, true).await.unwrap();
+        store
+            .put_credential(carrier, &Credential::new(key).digest(), &tenant)
+            .await
+            .unwrap();
+    }
+
+    /// Every message now on `queue_url`, received once with its attributes and hidden for a
+    /// minute so that it is not received twice.
+    pub async fn drain(&self, queue_url: &str) -> Vec<Message> {
+        let mut all = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .wait_time_seconds(0)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .unwrap();
+            let batch = received.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            for m in batch {
+                let attributes = m
+                    .message_attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
+                    .collect();
+                all.push(Message {
+                    body: serde_json::from_str(m.body.as_deref().unwrap()).unwrap(),
+                    attributes,
+                    receipt_handle: m.receipt_handle.unwrap(),
+                });
+            }
+        }
+    }
+}
+
+/// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
+pub type TestIngest = Ingest<DynamoConfigStore, DynamoEventStore, SqsEventQueue, RecordingMetrics>;
+
+/// The notify functions' wiring (`ingest_http::aws_ingest`), with metrics kept for assertions.
+pub fn ingest_with(
+    config: &Config,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+) -> TestIngest {
+    let production = ingest_http::aws_ingest(config, dynamo, sqs);
+    Ingest {
+        config: production.config,
+        events: production.events,
+        queue: production.queue,
+        metrics: RecordingMetrics::default(),
+        settings: production.settings,
+    }
+}
+
+/// A received SQS message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub body: serde_json::Value,
+    pub attributes: HashMap<String, String>,
+    pub receipt_handle: String,
+}
+
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
+    let attribute = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    dynamo
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A fixture's bytes, from `tests/fixtures/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

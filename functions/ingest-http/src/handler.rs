@@ -79,6 +79,7 @@ mod tests {
     use shared::{EventId, TenantId};
 
     use super::*;
+    use crate::apigw;
 
     const CLICKPOST_KEY: &str = "cp-7e7cc4c4-webhook-key";
     const SHIPROCKET_KEY: &str = "sr-token-0042";
@@ -130,15 +131,6 @@ mod tests {
         }
     }
 
-    fn path(carrier: Carrier) -> &'static str {
-        match carrier {
-            Carrier::Clickpost => "/rms/in/api/clickpost/notify",
-            Carrier::Shiprocket => "/rms/in/api/st/notify",
-            Carrier::Shipway => "/rms/in/api/shipway/notify",
-        }
-    }
-
-    /// An API Gateway HTTP API (payload v2) event, parsed by lambda_http as in production.
     fn request(
         carrier: Carrier,
         method: &str,
@@ -146,65 +138,7 @@ mod tests {
         query: &str,
         body: &[u8],
     ) -> Request {
-        let headers: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::from(*v)))
-            .chain([("content-type".to_owned(), Value::from("application/json"))])
-            .collect();
-        let query_map: serde_json::Map<String, Value> = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (k.to_owned(), Value::from(v)))
-            .collect();
-        let (body, encoded) = match std::str::from_utf8(body) {
-            Ok(text) => (text.to_owned(), false),
-            Err(_) => (base64(body), true),
-        };
-        let event = json!({
-            "version": "2.0",
-            "routeKey": format!("{method} {}", path(carrier)),
-            "rawPath": path(carrier),
-            "rawQueryString": query,
-            "headers": headers,
-            "queryStringParameters": if query_map.is_empty() { Value::Null } else { Value::Object(query_map) },
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "api",
-                "domainName": "api.example.invalid",
-                "domainPrefix": "api",
-                "http": {"method": method, "path": path(carrier), "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "carrier"},
-                "requestId": "req-1",
-                "routeKey": format!("{method} {}", path(carrier)),
-                "stage": "$default",
-                "time": "22/Nov/2026:10:00:00 +0000",
-                "timeEpoch": 1795000000000_i64
-            },
-            "body": if body.is_empty() { Value::Null } else { Value::from(body) },
-            "isBase64Encoded": encoded
-        });
-        lambda_http::request::from_str(&event.to_string()).unwrap()
-    }
-
-    fn base64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        apigw::notify_request(carrier, method, headers, query, body)
     }
 
     fn fixture(name: &str) -> Vec<u8> {

@@ -2,6 +2,7 @@
 //! `shipway-notify`): an API Gateway (HTTP API, payload v2) request in, the ingest use-case in
 //! `shared`, and its answer out. Each function's `main` is one call to [`run`].
 
+pub mod apigw;
 mod config;
 mod handler;
 

@@ -1,0 +1,277 @@
+//! Ingest against moto_server with the real AWS SDK clients: the claim protocol, the queue, the
+//! 503 paths, and out-of-order events. Run through `scripts/test` (it starts moto_server).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ingest_http::apigw::notify_request;
+use ingest_http::handle;
+use integration_tests::{dead_endpoint, fixture, ingest_with, sdk_config, Stack};
+use serde_json::Value;
+use shared::adapters::dynamodb::DynamoEventStore;
+use shared::ports::{ConfigStore, EventQueue, EventStore, Metrics};
+use shared::{Carrier, EventId};
+
+const KEY: &str = "cp-webhook-key-integration";
+
+async fn post<C, E, Q, M>(
+    ingest: &shared::ingest::Ingest<C, E, Q, M>,
+    carrier: Carrier,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value)
+where
+    C: ConfigStore,
+    E: EventStore,
+    Q: EventQueue,
+    M: Metrics,
+{
+    let response = handle(
+        ingest,
+        carrier,
+        notify_request(carrier, "POST", headers, "", body),
+    )
+    .await
+    .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(response.body().as_ref()).unwrap(),
+    )
+}
+
+async fn claim_state(stack: &Stack, event_id: &str) -> Option<String> {
+    let id: EventId = serde_json::from_value(Value::from(event_id)).unwrap();
+    DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table)
+        .claim_state(&id)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_accepted_event_is_on_the_queue_once_with_its_attributes() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let body = fixture("clickpost/delivered_selected_captured.json");
+
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    let event_id = answer["event_ids"][0].as_str().unwrap().to_owned();
+    // The same payload again is a duplicate and sends nothing.
+    let (status, again) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("duplicate")));
+
+    let messages = stack.drain(&stack.queue_url).await;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(
+        m.attributes,
+        HashMap::from([
+            ("tenant_id".to_owned(), "acme".to_owned()),
+            ("carrier".to_owned(), "clickpost".to_owned()),
+            ("event_id".to_owned(), event_id.clone()),
+        ])
+    );
+    assert_eq!(m.body["event_id"], event_id.as_str());
+    assert_eq!(m.body["status"], "DELIVERED");
+    assert_eq!(m.body["awb"], "81125552141");
+    assert_eq!(
+        claim_state(&stack, &event_id).await.as_deref(),
+        Some("QUEUED")
+    );
+}
+
+#[tokio::test]
+async fn the_same_payload_posted_50_times_concurrently_leaves_exactly_one_message() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = Arc::new(stack.ingest());
+    let body = Arc::new(fixture("clickpost/failed_delivery_ndr_selected.json"));
+
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (ingest, body) = (ingest.clone(), body.clone());
+        posts.spawn(async move {
+            post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await
+        });
+    }
+    let mut answers: HashMap<String, usize> = HashMap::new();
+    while let Some(result) = posts.join_next().await {
+        let (status, answer) = result.unwrap();
+        let label = format!("{status} {}", answer["status"].as_str().unwrap_or("error"));
+        *answers.entry(label).or_default() += 1;
+    }
+    // One request wins the claim. The others see it queued (a duplicate), or still in flight, in
+    // which case they are asked to retry: none is told "accepted" twice.
+    assert_eq!(answers.get("200 accepted"), Some(&1), "{answers:?}");
+    let others: usize = answers
+        .iter()
+        .filter(|(label, _)| *label == "200 duplicate" || *label == "503 error")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(others, 49, "{answers:?}");
+    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+    assert_eq!(ingest.metrics.total("Accepted"), 1);
+}
+
+#[tokio::test]
+async fn a_shipway_batch_of_n_leaves_n_messages() {
+    let stack = Stack::create().await;
+    stack
+        .add_tenant_key("acme", Carrier::Shipway, "d60cdf34ebacf6cbf4e6080061c1ba1f")
+        .await;
+    let ingest = stack.ingest();
+    let mut body: Value =
+        serde_json::from_slice(&fixture("shipway/classic_status_feed.json")).unwrap();
+    let template = body["status_feed"][0].clone();
+    let feed: Vec<Value> = (0..25)
+        .map(|i| {
+            let mut element = template.clone();
+            element["awbno"] = Value::from(format!("14900000000{i:02}"));
+            element
+        })
+        .collect();
+    body["status_feed"] = Value::from(feed);
+
+    // Authenticated by the body's `hash`, as classic Shipway pushes are.
+    let (status, answer) = post(&ingest, Carrier::Shipway, &[], body.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["event_ids"].as_array().unwrap().len(), 25);
+    let messages = stack.drain(&stack.queue_url).await;
+    assert_eq!(messages.len(), 25);
+    let mut awbs: Vec<&str> = messages
+        .iter()
+        .map(|m| m.body["awb"].as_str().unwrap())
+        .collect();
+    awbs.sort_unstable();
+    awbs.dedup();
+    assert_eq!(awbs.len(), 25);
+}
+
+#[tokio::test]
+async fn an_sqs_failure_after_the_claim_is_503_and_the_retry_is_queued_once() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let body = fixture("clickpost/out_for_delivery_all_status.json");
+
+    // SQS endpoint down: DynamoDB works, so the claim is taken, then released.
+    let sqs_down = aws_sdk_sqs::Client::new(&sdk_config(&dead_endpoint()).await);
+    let broken = ingest_with(&stack.config(), stack.dynamo.clone(), sqs_down);
+    let (status, answer) = post(&broken, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(status, 503, "{answer}");
+
+    // The queue itself gone: the same.
+    let mut gone_config = stack.config();
+    gone_config.events_queue_url = format!("{}-deleted", stack.queue_url);
+    let gone = ingest_with(&gone_config, stack.dynamo.clone(), stack.sqs.clone());
+    let (status, _) = post(&gone, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(status, 503);
+
+    // After recovery the carrier's retry is accepted, not taken for a duplicate.
+    let ingest = stack.ingest();
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    let (_, again) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+}
+
+#[tokio::test]
+async fn dynamodb_down_is_503_with_nothing_queued() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let dynamo_down = aws_sdk_dynamodb::Client::new(&sdk_config(&dead_endpoint()).await);
+    let broken = ingest_with(&stack.config(), dynamo_down, stack.sqs.clone());
+    let body = fixture("clickpost/out_for_delivery_all_status.json");
+    let (status, answer) = post(&broken, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(status, 503);
+    assert!(
+        !answer["error"].as_str().unwrap().contains("DynamoDB"),
+        "no internals: {answer}"
+    );
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_newer_then_an_older_event_are_both_queued_the_older_flagged_stale() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let delivered = fixture("clickpost/delivered_selected_captured.json");
+    let out_for_delivery = String::from_utf8(delivered.clone())
+        .unwrap()
+        .replace("\"clickpost_status_code\":8", "\"clickpost_status_code\":6")
+        .replacen("2023-02-07T18:09:00Z", "2023-02-07T09:30:00Z", 1);
+
+    post(
+        &ingest,
+        Carrier::Clickpost,
+        &[("webhook_key", KEY)],
+        &delivered,
+    )
+    .await;
+    let (status, _) = post(
+        &ingest,
+        Carrier::Clickpost,
+        &[("webhook_key", KEY)],
+        out_for_delivery.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let messages = stack.drain(&stack.queue_url).await;
+    let by_status: HashMap<&str, bool> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.body["status"].as_str().unwrap(),
+                m.body["is_stale"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_status,
+        HashMap::from([("DELIVERED", false), ("OUT_FOR_DELIVERY", true)])
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_payload_is_quarantined_in_the_events_table() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let body = fixture("clickpost/seed_verbatim_python_literals.txt");
+    for _ in 0..2 {
+        let (status, _) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+        assert_eq!(status, 400);
+    }
+    let items = stack
+        .dynamo
+        .query()
+        .table_name(&stack.events_table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("QUARANTINE#acme".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1, "kept once per body");
+    assert_eq!(items[0]["body"].as_b().unwrap().as_ref(), body.as_slice());
+    assert!(items[0]["expires_at"].as_n().is_ok(), "expires through TTL");
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
+}
