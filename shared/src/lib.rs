@@ -5,10 +5,12 @@
 pub mod adapters;
 pub mod auth;
 pub mod carriers;
+pub mod dispatch;
 pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod ports;
+pub mod push;
 pub mod time;
 
 pub use carriers::{normalize, NormalizeContext, NormalizeError};

@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::auth::CredentialDigest;
-use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
+use crate::push::PushConfig;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -130,6 +131,132 @@ pub trait EventQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
+/// Where each tenant's notifications go (cached by `dispatch::CachedPushConfigs`).
+pub trait PushConfigStore: Send + Sync {
+    fn push_config(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send;
+}
+
+/// One delivery attempt, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub event_id: EventId,
+    pub tenant_id: String,
+    /// The shipment's AWB (or its key, for a return request without one).
+    pub awb: String,
+    pub status: Status,
+    /// 1 for the first delivery attempt (SQS's receive count).
+    pub attempt: u32,
+    pub outcome: AttemptOutcome,
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    /// Why it did not succeed, in words (never header values).
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry,
+    DeadLetter,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+pub trait DeliveryLog: Send + Sync {
+    /// Keeps an attempt; a delivered one also marks its event delivered.
+    fn record_attempt(
+        &self,
+        attempt: &Attempt,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Whether the event was delivered already (the queue delivers at least once).
+    fn was_delivered(
+        &self,
+        event_id: &EventId,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+}
+
+/// An HTTP POST to a client's endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushRequest {
+    pub url: String,
+    /// Names and values; values may be the client's secrets, so `Debug` shows names only.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PushRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("PushRequest")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What came of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushResult {
+    /// The endpoint answered (any status; redirects are not followed).
+    Answered {
+        status: u16,
+        retry_after: Option<Duration>,
+        /// The first bytes of the answer, for ops and the test push.
+        body_prefix: String,
+        latency: Duration,
+    },
+    TimedOut {
+        latency: Duration,
+    },
+    /// No connection (refused, reset, DNS failure, TLS failure).
+    ConnectFailed {
+        reason: String,
+        latency: Duration,
+    },
+    /// Not attempted: the URL is not allowed (private address, bad scheme, bad header value).
+    Refused {
+        reason: String,
+    },
+}
+
+pub trait Pusher: Send + Sync {
+    fn push(&self, request: &PushRequest) -> impl Future<Output = PushResult> + Send;
+}
+
+/// What the dispatcher does to a message besides acknowledging it.
+pub trait QueueActions: Send + Sync {
+    /// Keeps the message hidden for `after`, so the queue hands it out again then.
+    fn retry_later(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Puts the message on the dead-letter queue, body intact, with the reason as attributes.
+    fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
 /// Counters, published as CloudWatch metrics (EMF) on AWS.
 pub trait Metrics: Send + Sync {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]);
@@ -192,5 +319,53 @@ impl<T: EventQueue> EventQueue for Arc<T> {
 impl<T: Metrics> Metrics for Arc<T> {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]) {
         (**self).count(name, value, dimensions)
+    }
+}
+
+impl<T: PushConfigStore> PushConfigStore for Arc<T> {
+    fn push_config(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send {
+        (**self).push_config(tenant)
+    }
+}
+
+impl<T: DeliveryLog> DeliveryLog for Arc<T> {
+    fn record_attempt(
+        &self,
+        attempt: &Attempt,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).record_attempt(attempt)
+    }
+    fn was_delivered(
+        &self,
+        event_id: &EventId,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).was_delivered(event_id)
+    }
+}
+
+impl<T: Pusher> Pusher for Arc<T> {
+    fn push(&self, request: &PushRequest) -> impl Future<Output = PushResult> + Send {
+        (**self).push(request)
+    }
+}
+
+impl<T: QueueActions> QueueActions for Arc<T> {
+    fn retry_later(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).retry_later(receipt_handle, after)
+    }
+    fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).dead_letter(body, attributes, reason)
     }
 }

@@ -275,3 +275,62 @@ async fn an_invalid_payload_is_quarantined_in_the_events_table() {
     assert!(items[0]["expires_at"].as_n().is_ok(), "expires through TTL");
     assert!(stack.drain(&stack.queue_url).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retry() {
+    use std::time::Duration;
+
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let body = fixture("clickpost/out_for_delivery_all_status.json");
+    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
+        .unwrap()
+        .remove(0);
+    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
+
+    // A request that claimed the event and died before queueing it: its claim is still live.
+    let claimed = store
+        .claim(&event, chrono::Utc::now(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed, shared::ports::Claim::Claimed);
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(status, 503, "a live claim is not a duplicate yet: {answer}");
+
+    // The same, but the claim has expired: the carrier's retry takes it over and queues the event.
+    stack
+        .dynamo
+        .update_item()
+        .table_name(&stack.events_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{}", event.event_id)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CLAIM".into()),
+        )
+        .update_expression("SET claim_expires_at = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+    assert_eq!(
+        claim_state(&stack, event.event_id.as_str())
+            .await
+            .as_deref(),
+        Some("QUEUED")
+    );
+}

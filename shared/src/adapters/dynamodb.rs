@@ -7,9 +7,12 @@
 //! |---|---|---|---|
 //! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `include_source` (BOOL) |
+//! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | `body` (B), `carrier`, `reason`: rejected payloads |
+//! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error` |
+//! | events | `DELIVERED#<event_id>` | `DELIVERED` | the event reached the client (so a redelivered message is not pushed twice) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,10 +22,12 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::auth::CredentialDigest;
-use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Claim, ConfigStore, EventStore, Freshness, Quarantined, TenantAuth, Unavailable,
+    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventStore, Freshness,
+    PushConfigStore, Quarantined, TenantAuth, Unavailable,
 };
+use crate::push::{PushConfig, SecretValue, SigningSecret};
 
 const SERVICE: &str = "DynamoDB";
 const RECEIVED: &str = "RECEIVED";
@@ -162,6 +167,193 @@ impl ConfigStore for DynamoConfigStore {
             tenant_id,
             include_source,
         }))
+    }
+}
+
+fn push_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+    key(format!("TENANT#{tenant}"), "PUSH")
+}
+
+impl DynamoConfigStore {
+    /// Creates or replaces a tenant's Push Config.
+    pub async fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> Result<(), Unavailable> {
+        let mut item = push_key(tenant);
+        item.insert("url".into(), s(&config.url));
+        let headers = config
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), s(value.expose())))
+            .collect();
+        item.insert("headers".into(), AttributeValue::M(headers));
+        let statuses = config.statuses.iter().map(|st| s(st.as_str())).collect();
+        item.insert("statuses".into(), AttributeValue::L(statuses));
+        if let Some(secret) = &config.signing_secret {
+            item.insert("signing_secret".into(), s(secret.expose()));
+        }
+        let timeout_ms = i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX);
+        item.insert("timeout_ms".into(), n(timeout_ms));
+        item.insert("enabled".into(), AttributeValue::Bool(config.enabled));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        Ok(())
+    }
+}
+
+impl PushConfigStore for DynamoConfigStore {
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(push_key(tenant)))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let headers = item
+            .get("headers")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                let mut pairs: Vec<(String, SecretValue)> = m
+                    .iter()
+                    .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), SecretValue::new(v))))
+                    .collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs
+            })
+            .unwrap_or_default();
+        // A status name this build does not know (written by a newer one) is skipped, not fatal.
+        let statuses = item
+            .get("statuses")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_s().ok())
+                    .filter_map(|name| name.parse::<Status>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let timeout = item
+            .get("timeout_ms")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(PushConfig::DEFAULT_TIMEOUT, Duration::from_millis);
+        Ok(Some(PushConfig {
+            url: text(item, "url").unwrap_or_default(),
+            headers,
+            statuses,
+            signing_secret: text(item, "signing_secret")
+                .and_then(|t| SigningSecret::parse(&t).ok()),
+            timeout,
+            enabled: item
+                .get("enabled")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(true),
+        }))
+    }
+}
+
+/// How long delivery attempts are kept in the log.
+pub const DELIVERY_LOG_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The delivery log, in the events table.
+#[derive(Clone)]
+pub struct DynamoDeliveryLog {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDeliveryLog {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDeliveryLog {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn delivered_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
+    key(format!("DELIVERED#{event_id}"), "DELIVERED")
+}
+
+impl DeliveryLog for DynamoDeliveryLog {
+    async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
+        let at = attempt
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut item = key(
+            format!("DELIVERY#{}#{}", attempt.tenant_id, attempt.awb),
+            &format!("{at}#{}#{:03}", attempt.event_id, attempt.attempt),
+        );
+        item.insert("event_id".into(), s(attempt.event_id.as_str()));
+        item.insert("tenant_id".into(), s(&attempt.tenant_id));
+        item.insert("awb".into(), s(&attempt.awb));
+        item.insert("status".into(), s(attempt.status.as_str()));
+        item.insert("attempt".into(), n(i64::from(attempt.attempt)));
+        item.insert("outcome".into(), s(attempt.outcome.as_str()));
+        if let Some(code) = attempt.http_status {
+            item.insert("http_status".into(), n(i64::from(code)));
+        }
+        item.insert(
+            "latency_ms".into(),
+            n(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX)),
+        );
+        if let Some(error) = &attempt.error {
+            item.insert("error".into(), s(error));
+        }
+        item.insert("at".into(), s(&at));
+        item.insert(
+            "expires_at".into(),
+            n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        if attempt.outcome == AttemptOutcome::Delivered {
+            let mut marker = delivered_key(&attempt.event_id);
+            marker.insert("at".into(), s(&at));
+            marker.insert(
+                "expires_at".into(),
+                n(epoch_after(attempt.at, DEDUP_WINDOW)),
+            );
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(delivered_key(event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        Ok(found.item().is_some())
     }
 }
 

@@ -10,11 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::auth::{Credential, CredentialDigest};
-use crate::model::{CanonicalEvent, Carrier, EventId};
+use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
-    Claim, ConfigStore, EventQueue, EventStore, Freshness, Metrics, Quarantined, TenantAuth,
-    Unavailable,
+    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventQueue, EventStore, Freshness,
+    Metrics, PushConfigStore, PushRequest, PushResult, Pusher, Quarantined, QueueActions,
+    TenantAuth, Unavailable,
 };
+use crate::push::PushConfig;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the assertions that follow.
@@ -263,5 +265,136 @@ impl Metrics for RecordingMetrics {
             .map(|(d, v)| (*d, v.to_string()))
             .collect();
         lock(&self.counts).push((name, value, dims));
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryPushConfigs {
+    configs: Mutex<HashMap<TenantId, PushConfig>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryPushConfigs {
+    /// Sets (or, with `None`, removes) a tenant's Push Config.
+    pub fn set(&self, tenant: &TenantId, config: Option<PushConfig>) {
+        let mut configs = lock(&self.configs);
+        match config {
+            Some(c) => configs.insert(tenant.clone(), c),
+            None => configs.remove(tenant),
+        };
+    }
+
+    /// How many times the store was read.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+impl PushConfigStore for MemoryPushConfigs {
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(lock(&self.configs).get(tenant).cloned())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryDeliveryLog {
+    attempts: Mutex<Vec<Attempt>>,
+}
+
+impl MemoryDeliveryLog {
+    pub fn attempts(&self) -> Vec<Attempt> {
+        lock(&self.attempts).clone()
+    }
+}
+
+impl DeliveryLog for MemoryDeliveryLog {
+    async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
+        lock(&self.attempts).push(attempt.clone());
+        Ok(())
+    }
+
+    async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
+        Ok(lock(&self.attempts)
+            .iter()
+            .any(|a| &a.event_id == event_id && a.outcome == AttemptOutcome::Delivered))
+    }
+}
+
+/// A pusher that answers from a script, in order, and keeps every request it was given. When the
+/// script runs out it answers as a closed port would.
+pub struct ScriptedPusher {
+    script: Mutex<std::collections::VecDeque<PushResult>>,
+    requests: Mutex<Vec<PushRequest>>,
+}
+
+impl ScriptedPusher {
+    pub fn new(script: Vec<PushResult>) -> Self {
+        ScriptedPusher {
+            script: Mutex::new(script.into()),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<PushRequest> {
+        lock(&self.requests).clone()
+    }
+}
+
+impl Pusher for ScriptedPusher {
+    async fn push(&self, request: &PushRequest) -> PushResult {
+        lock(&self.requests).push(request.clone());
+        lock(&self.script)
+            .pop_front()
+            .unwrap_or(PushResult::ConnectFailed {
+                reason: "the test script has no more answers".into(),
+                latency: Duration::ZERO,
+            })
+    }
+}
+
+/// A dead-lettered message, as the fake keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLettered {
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct MemoryQueueActions {
+    retries: Mutex<Vec<(String, Duration)>>,
+    dead: Mutex<Vec<DeadLettered>>,
+}
+
+impl MemoryQueueActions {
+    /// (receipt handle, delay) of every retry asked for.
+    pub fn retries(&self) -> Vec<(String, Duration)> {
+        lock(&self.retries).clone()
+    }
+
+    pub fn dead_lettered(&self) -> Vec<DeadLettered> {
+        lock(&self.dead).clone()
+    }
+}
+
+impl QueueActions for MemoryQueueActions {
+    async fn retry_later(&self, receipt_handle: &str, after: Duration) -> Result<(), Unavailable> {
+        lock(&self.retries).push((receipt_handle.to_owned(), after));
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> Result<(), Unavailable> {
+        lock(&self.dead).push(DeadLettered {
+            body: body.to_owned(),
+            attributes: attributes.to_vec(),
+            reason: reason.to_owned(),
+        });
+        Ok(())
     }
 }

@@ -4,5 +4,7 @@
 pub mod dynamodb;
 pub mod emf;
 pub mod memory;
+#[cfg(feature = "push")]
+pub mod push;
 #[cfg(feature = "aws")]
 pub mod sqs;

@@ -3,8 +3,10 @@
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 
+use std::time::Duration;
+
 use crate::model::CanonicalEvent;
-use crate::ports::{EventQueue, Unavailable};
+use crate::ports::{EventQueue, QueueActions, Unavailable};
 
 const SERVICE: &str = "SQS";
 
@@ -42,6 +44,69 @@ impl EventQueue for SqsEventQueue {
             .message_attributes("tenant_id", attribute(&event.tenant_id)?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// The dispatcher's side of the events queue: visibility changes for retries, and the DLQ.
+#[derive(Clone)]
+pub struct SqsQueueActions {
+    client: Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+}
+
+impl SqsQueueActions {
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        dead_letter_queue_url: impl Into<String>,
+    ) -> Self {
+        SqsQueueActions {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_queue_url: dead_letter_queue_url.into(),
+        }
+    }
+}
+
+impl QueueActions for SqsQueueActions {
+    async fn retry_later(&self, receipt_handle: &str, after: Duration) -> Result<(), Unavailable> {
+        // SQS takes whole seconds, at most 12 hours.
+        let seconds = i32::try_from(after.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> Result<(), Unavailable> {
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(body);
+        for (name, value) in attributes {
+            send = send.message_attributes(name, attribute(value)?);
+        }
+        send.message_attributes("dead_letter_reason", attribute(reason)?)
+            .message_attributes(
+                "dead_lettered_at",
+                attribute(&chrono::Utc::now().to_rfc3339())?,
+            )
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "SendMessage", e))?;

@@ -1,0 +1,234 @@
+//! One SQS batch: each record delivered concurrently (bounded), and the batch response naming
+//! exactly the records that must come back. The whole batch never fails for one record.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
+use shared::dispatch::{Decision, Dispatch};
+use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions};
+use shared::CanonicalEvent;
+use tracing::{error, warn};
+
+/// Delivers a batch; returns the ids of the records to be received again.
+pub async fn handle<C, P, L, M, A>(
+    dispatch: &Dispatch<C, P, L, M>,
+    actions: &A,
+    event: SqsEvent,
+    concurrency: usize,
+) -> SqsBatchResponse
+where
+    C: PushConfigStore,
+    P: Pusher,
+    L: DeliveryLog,
+    M: Metrics,
+    A: QueueActions,
+{
+    let failures: Vec<BatchItemFailure> = stream::iter(event.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            (!process(dispatch, actions, record).await).then(|| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|failure| async move { failure })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+/// Handles one record; `true` if it is done with (acknowledge), `false` if it must come back.
+async fn process<C, P, L, M, A>(
+    dispatch: &Dispatch<C, P, L, M>,
+    actions: &A,
+    record: SqsMessage,
+) -> bool
+where
+    C: PushConfigStore,
+    P: Pusher,
+    L: DeliveryLog,
+    M: Metrics,
+    A: QueueActions,
+{
+    let message_id = record.message_id.as_deref().unwrap_or("");
+    let body = record.body.as_deref().unwrap_or("");
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1);
+    let attributes: Vec<(String, String)> = record
+        .message_attributes
+        .iter()
+        .filter_map(|(name, value)| value.string_value.clone().map(|v| (name.clone(), v)))
+        .collect();
+
+    let decision = match serde_json::from_str::<CanonicalEvent>(body) {
+        Ok(event) => dispatch.deliver(&event, receive_count, Utc::now()).await,
+        Err(e) => Decision::DeadLetter {
+            reason: format!("the message is not an rms.tracking.v1 event: {e}"),
+        },
+    };
+    match decision {
+        Decision::Delivered | Decision::Skipped { .. } => true,
+        Decision::Retry { after, .. } => {
+            let receipt = record.receipt_handle.as_deref().unwrap_or("");
+            if let Err(e) = actions.retry_later(receipt, after).await {
+                // The message comes back after the queue's own visibility timeout instead.
+                warn!(message_id, error = %e, "could not set the retry delay");
+            }
+            false
+        }
+        Decision::DeadLetter { reason } => {
+            match actions.dead_letter(body, &attributes, &reason).await {
+                Ok(()) => true,
+                Err(e) => {
+                    // Not acknowledged, so it is not lost: it comes back and is dead-lettered then,
+                    // or by the redrive policy.
+                    error!(message_id, error = %e, "could not move the message to the dead-letter queue");
+                    false
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use aws_lambda_events::event::sqs::SqsMessageAttribute;
+    use shared::adapters::memory::{
+        MemoryDeliveryLog, MemoryPushConfigs, MemoryQueueActions, RecordingMetrics, ScriptedPusher,
+    };
+    use shared::dispatch::DispatchSettings;
+    use shared::ports::PushResult;
+    use shared::push::PushConfig;
+    use shared::{normalize, Carrier, NormalizeContext, TenantId};
+
+    use super::*;
+
+    fn record(i: usize, body: String) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("msg-{i}"));
+        m.receipt_handle = Some(format!("rh-{i}"));
+        m.body = Some(body);
+        m.attributes = HashMap::from([("ApproximateReceiveCount".to_owned(), "1".to_owned())]);
+        let mut tenant = SqsMessageAttribute::default();
+        tenant.string_value = Some("acme".into());
+        tenant.data_type = Some("String".into());
+        m.message_attributes = HashMap::from([("tenant_id".to_owned(), tenant)]);
+        m
+    }
+
+    fn event_json(awb: &str) -> String {
+        let body = format!(
+            r#"{{"waybill":"{awb}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#
+        );
+        let ctx = NormalizeContext::new("acme", Utc::now());
+        serde_json::to_string(&normalize(Carrier::Clickpost, body.as_bytes(), &ctx).unwrap()[0])
+            .unwrap()
+    }
+
+    fn answered(status: u16) -> PushResult {
+        PushResult::Answered {
+            status,
+            retry_after: None,
+            body_prefix: String::new(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    type TestDispatch = Dispatch<
+        Arc<MemoryPushConfigs>,
+        Arc<ScriptedPusher>,
+        Arc<MemoryDeliveryLog>,
+        Arc<RecordingMetrics>,
+    >;
+
+    fn dispatch(script: Vec<PushResult>) -> TestDispatch {
+        let configs = Arc::new(MemoryPushConfigs::default());
+        configs.set(
+            &TenantId::parse("acme").unwrap(),
+            Some(PushConfig {
+                url: "https://client.example/hook".into(),
+                headers: vec![],
+                statuses: vec![],
+                signing_secret: None,
+                timeout: Duration::from_secs(1),
+                enabled: true,
+            }),
+        );
+        Dispatch {
+            configs,
+            pusher: Arc::new(ScriptedPusher::new(script)),
+            log: Arc::new(MemoryDeliveryLog::default()),
+            metrics: Arc::new(RecordingMetrics::default()),
+            settings: DispatchSettings::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_10_with_3_failures_reports_exactly_those_3() {
+        // Concurrency 1 keeps the script in record order.
+        let mut script: Vec<PushResult> = (0..10).map(|_| answered(200)).collect();
+        for i in [2, 5, 9] {
+            script[i] = answered(503);
+        }
+        let dispatch = dispatch(script);
+        let actions = MemoryQueueActions::default();
+        let mut event = SqsEvent::default();
+        event.records = (0..10)
+            .map(|i| record(i, event_json(&format!("AWB{i}"))))
+            .collect();
+
+        let response = handle(&dispatch, &actions, event, 1).await;
+        let mut failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        failed.sort();
+        assert_eq!(failed, vec!["msg-2", "msg-5", "msg-9"]);
+        let retried: Vec<String> = actions.retries().into_iter().map(|(rh, _)| rh).collect();
+        assert_eq!(retried.len(), 3);
+        assert!(retried.contains(&"rh-5".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_message_that_is_not_an_event_is_dead_lettered_with_its_body_and_attributes() {
+        let dispatch = dispatch(vec![]);
+        let actions = MemoryQueueActions::default();
+        let mut event = SqsEvent::default();
+        event.records = vec![record(0, "{\"not\":\"an event\"}".into())];
+        let response = handle(&dispatch, &actions, event, 4).await;
+        assert!(response.batch_item_failures.is_empty());
+        let dead = actions.dead_lettered();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, "{\"not\":\"an event\"}");
+        assert_eq!(
+            dead[0].attributes,
+            vec![("tenant_id".to_owned(), "acme".to_owned())]
+        );
+        assert!(dead[0]
+            .reason
+            .starts_with("the message is not an rms.tracking.v1 event"));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_dead_lettered_and_acknowledged() {
+        let dispatch = dispatch(vec![answered(410)]);
+        let actions = MemoryQueueActions::default();
+        let mut event = SqsEvent::default();
+        event.records = vec![record(0, event_json("A1"))];
+        let response = handle(&dispatch, &actions, event, 4).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(actions.dead_lettered()[0].reason.contains("410"));
+    }
+}

@@ -1,0 +1,75 @@
+//! The dispatcher Lambda: an SQS batch in, each record delivered by the shared dispatch use-case
+//! (bounded concurrency), and an `SqsBatchResponse` naming only the records to retry.
+
+mod config;
+mod handler;
+
+pub use config::{Config, ConfigError};
+pub use handler::handle;
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::emf::EmfMetrics;
+use shared::adapters::push::HttpPusher;
+use shared::adapters::sqs::SqsQueueActions;
+use shared::dispatch::{CachedPushConfigs, Dispatch};
+
+/// The dispatch use-case on its AWS adapters.
+pub type AwsDispatch =
+    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, EmfMetrics>;
+
+/// Builds the use-case and the queue actions from the configuration and one client per service.
+pub fn aws_dispatcher(
+    config: &Config,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+) -> Result<(AwsDispatch, SqsQueueActions), Error> {
+    let dispatch = Dispatch {
+        configs: CachedPushConfigs::new(
+            DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+            config.config_cache,
+        ),
+        pusher: HttpPusher::new(config.targets)?,
+        log: DynamoDeliveryLog::new(dynamo, &config.events_table),
+        metrics: EmfMetrics,
+        settings: config.dispatch_settings(),
+    };
+    let actions =
+        SqsQueueActions::new(sqs, &config.events_queue_url, &config.dead_letter_queue_url);
+    Ok((dispatch, actions))
+}
+
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_current_span(false)
+        .init();
+}
+
+/// Logging, configuration, clients (once per container), then the runtime loop.
+pub async fn run() -> Result<(), Error> {
+    init_logging();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let (dispatch, actions) = aws_dispatcher(
+        &config,
+        aws_sdk_dynamodb::Client::new(&aws),
+        aws_sdk_sqs::Client::new(&aws),
+    )?;
+    let (dispatch, actions, concurrency) = (&dispatch, &actions, config.concurrency);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle(dispatch, actions, event.payload, concurrency).await)
+    }))
+    .await
+}
+
+/// The longest any single record may take: the largest per-tenant timeout the admin API accepts.
+pub const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,643 @@
+//! The dispatch use-case, shared by the dispatcher Lambda and `rms serve`: one queued event →
+//! the tenant's Push Config → status filter → signed POST → a `Decision` the queue adapter acts on
+//! (acknowledge, retry later, or dead-letter). Rules: design.md, "Dispatcher delivery rules".
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::model::{CanonicalEvent, TenantId};
+use crate::ports::{
+    Attempt, AttemptOutcome, DeliveryLog, Metrics, PushConfigStore, PushRequest, PushResult,
+    Pusher, Unavailable,
+};
+use crate::push::PushConfig;
+
+/// SQS cannot hide a message for longer than 12 hours, and no wait is ever longer.
+pub const MAX_DELAY: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// The wait after the n-th failed attempt (the last entry repeats).
+    pub retry_schedule: Vec<Duration>,
+    /// ±fraction of randomness on each wait, so that retries after an outage spread out.
+    pub jitter: f64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        DispatchSettings {
+            retry_schedule: vec![
+                Duration::from_secs(30),
+                minutes(2),
+                minutes(10),
+                minutes(30),
+                minutes(60),
+                minutes(120),
+                minutes(240),
+                minutes(480),
+                minutes(720),
+            ],
+            jitter: 0.2,
+        }
+    }
+}
+
+/// What the queue should do with the message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Delivered now: acknowledge.
+    Delivered,
+    /// Nothing to deliver (the tenant does not want this status, or it was delivered before):
+    /// acknowledge.
+    Skipped { reason: &'static str },
+    /// Try again after `after`: keep the message hidden that long and report it failed.
+    Retry { after: Duration, reason: String },
+    /// Will never succeed as it is: move to the dead-letter queue with `reason`, acknowledge.
+    DeadLetter { reason: String },
+}
+
+pub struct Dispatch<C, P, L, M> {
+    pub configs: C,
+    pub pusher: P,
+    pub log: L,
+    pub metrics: M,
+    pub settings: DispatchSettings,
+}
+
+impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L, M> {
+    /// Delivers one event; `receive_count` is how many times the queue has handed it out (1 on
+    /// the first attempt).
+    pub async fn deliver(
+        &self,
+        event: &CanonicalEvent,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let attempt = receive_count.max(1);
+        let tenant_id = match TenantId::parse(&event.tenant_id) {
+            Ok(t) => t,
+            Err(e) => return dead_letter(e.to_string()),
+        };
+        let config = match self.configs.push_config(&tenant_id).await {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                return self.wait(event, attempt, None, "the tenant has no Push Config yet")
+            }
+            Err(e) => return self.wait(event, attempt, None, &format!("config store: {e}")),
+        };
+        if !config.enabled {
+            return self.wait(event, attempt, None, "the tenant's Push Config is disabled");
+        }
+        if !config.wants(event.status) {
+            self.metrics
+                .count("Filtered", 1, &[("Tenant", event.tenant_id.as_str())]);
+            info!(tenant_id = %event.tenant_id, event_id = %event.event_id, status = %event.status, "status not selected by the tenant; skipped");
+            return Decision::Skipped {
+                reason: "status not selected",
+            };
+        }
+        match self.log.was_delivered(&event.event_id).await {
+            Ok(true) => {
+                info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
+                return Decision::Skipped {
+                    reason: "already delivered",
+                };
+            }
+            Ok(false) => {}
+            Err(e) => return self.wait(event, attempt, None, &format!("delivery log: {e}")),
+        }
+
+        let request = match build_request(event, &config, now) {
+            Ok(request) => request,
+            Err(reason) => {
+                return self
+                    .finish(event, attempt, PushResult::Refused { reason }, now)
+                    .await
+            }
+        };
+        let result = self.pusher.push(&request).await;
+        self.finish(event, attempt, result, now).await
+    }
+
+    /// Classifies the push result, logs the attempt, counts it.
+    async fn finish(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+        result: PushResult,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let tenant = event.tenant_id.as_str();
+        let (decision, http_status, latency) = match &result {
+            PushResult::Answered {
+                status,
+                retry_after,
+                latency,
+                ..
+            } => {
+                let decision = match status {
+                    200..=299 => Decision::Delivered,
+                    408 | 429 | 500..=599 => self.wait(event, attempt, *retry_after, &format!("the endpoint answered {status}")),
+                    300..=399 => dead_letter(format!("the endpoint answered {status} (a redirect); redirects are not followed: update the Push Config URL")),
+                    _ => dead_letter(format!("the endpoint answered {status}; a 4xx other than 408 and 429 will not succeed on retry")),
+                };
+                if matches!(status, 401 | 403) {
+                    self.metrics
+                        .count("ClientAuthFailed", 1, &[("Tenant", tenant)]);
+                    warn!(tenant_id = tenant, event_id = %event.event_id, http_status = status, "the client's endpoint refused our credentials; check the tenant's Push Config headers");
+                }
+                (decision, Some(*status), *latency)
+            }
+            PushResult::TimedOut { latency } => (
+                self.wait(
+                    event,
+                    attempt,
+                    None,
+                    &format!("no answer within {} ms", latency.as_millis()),
+                ),
+                None,
+                *latency,
+            ),
+            PushResult::ConnectFailed { reason, latency } => (
+                self.wait(
+                    event,
+                    attempt,
+                    None,
+                    &format!("could not connect: {reason}"),
+                ),
+                None,
+                *latency,
+            ),
+            PushResult::Refused { reason } => (
+                dead_letter(format!("refused: {reason}")),
+                None,
+                Duration::ZERO,
+            ),
+        };
+
+        let (outcome, error) = match &decision {
+            Decision::Delivered => (AttemptOutcome::Delivered, None),
+            Decision::Retry { reason, .. } => (AttemptOutcome::Retry, Some(reason.clone())),
+            Decision::DeadLetter { reason } => (AttemptOutcome::DeadLetter, Some(reason.clone())),
+            Decision::Skipped { .. } => return decision,
+        };
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let record = Attempt {
+            event_id: event.event_id.clone(),
+            tenant_id: event.tenant_id.clone(),
+            awb: event.shipment_key().to_owned(),
+            status: event.status,
+            attempt,
+            outcome,
+            http_status,
+            latency_ms,
+            error: error.clone(),
+            at: now,
+        };
+        if let Err(e) = self.log.record_attempt(&record).await {
+            // The delivery happened (or not) whatever the log says; losing a log line must not
+            // cause a second delivery, so the decision stands.
+            warn!(event_id = %event.event_id, error = %e, "delivery attempt not logged");
+        }
+        match &decision {
+            Decision::Delivered => {
+                self.metrics.count("Delivered", 1, &[("Tenant", tenant)]);
+                self.metrics.count("DeliveryLatencyMs", latency_ms, &[]);
+                let end_to_end = (Utc::now() - event.received_at).num_milliseconds().max(0);
+                self.metrics.count(
+                    "EndToEndLatencyMs",
+                    u64::try_from(end_to_end).unwrap_or(0),
+                    &[],
+                );
+                info!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, status = %event.status, attempt, http_status, latency_ms, "delivered");
+            }
+            Decision::Retry { after, reason } => {
+                self.metrics
+                    .count("DeliveryFailed", 1, &[("Tenant", tenant)]);
+                warn!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, attempt, http_status, retry_in_s = after.as_secs(), reason = %reason, "delivery failed; will retry");
+            }
+            Decision::DeadLetter { reason } => {
+                self.metrics.count("DeadLettered", 1, &[("Tenant", tenant)]);
+                warn!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, attempt, http_status, reason = %reason, "delivery dead-lettered");
+            }
+            Decision::Skipped { .. } => {}
+        }
+        decision
+    }
+
+    /// A retry after the schedule's wait for this attempt (or the endpoint's `Retry-After`).
+    fn wait(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        reason: &str,
+    ) -> Decision {
+        let after = retry_after
+            .unwrap_or_else(|| backoff(&self.settings, attempt, event.event_id.as_str()))
+            .min(MAX_DELAY);
+        Decision::Retry {
+            after,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+fn dead_letter(reason: String) -> Decision {
+    Decision::DeadLetter { reason }
+}
+
+/// The schedule's wait after `attempt`, with jitter. The jitter is derived from the event id and
+/// the attempt, so it spreads different events apart yet is the same every time it is computed.
+pub fn backoff(settings: &DispatchSettings, attempt: u32, event_id: &str) -> Duration {
+    let Some(last) = settings.retry_schedule.last() else {
+        return Duration::ZERO;
+    };
+    let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+    let base = settings.retry_schedule.get(index).unwrap_or(last);
+    let digest = Sha256::digest(format!("{event_id}#{attempt}").as_bytes());
+    let unit = f64::from(u16::from_be_bytes([digest[0], digest[1]])) / f64::from(u16::MAX); // 0..=1
+    let factor = 1.0 + settings.jitter * (2.0 * unit - 1.0);
+    base.mul_f64(factor.max(0.0)).min(MAX_DELAY)
+}
+
+/// The POST for an event: the canonical event as JSON, the tenant's credential headers, and the
+/// Standard Webhooks headers (`webhook-id` is the event id, so clients can deduplicate).
+fn build_request(
+    event: &CanonicalEvent,
+    config: &PushConfig,
+    now: DateTime<Utc>,
+) -> Result<PushRequest, String> {
+    let body =
+        serde_json::to_vec(event).map_err(|e| format!("the event could not be serialised: {e}"))?;
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), "RMS-Notify/1".to_owned()),
+    ];
+    for (name, value) in &config.headers {
+        if value.expose().contains(['\r', '\n']) {
+            return Err(format!("the value of header {name} contains a line break"));
+        }
+        headers.push((name.clone(), value.expose().to_owned()));
+    }
+    headers.push(("webhook-id".to_owned(), event.event_id.to_string()));
+    let timestamp = now.timestamp();
+    headers.push(("webhook-timestamp".to_owned(), timestamp.to_string()));
+    if let Some(secret) = &config.signing_secret {
+        headers.push((
+            "webhook-signature".to_owned(),
+            secret.sign(event.event_id.as_str(), timestamp, &body),
+        ));
+    }
+    Ok(PushRequest {
+        url: config.url.clone(),
+        headers,
+        body,
+        timeout: config.timeout,
+    })
+}
+
+/// A Push Config store with an in-memory cache: one read per tenant per `ttl` per container, so a
+/// burst of events costs one config read. A change takes effect within `ttl`.
+pub struct CachedPushConfigs<S> {
+    inner: S,
+    ttl: Duration,
+    cache: Mutex<HashMap<TenantId, (Instant, Option<PushConfig>)>>,
+}
+
+impl<S> CachedPushConfigs<S> {
+    pub fn new(inner: S, ttl: Duration) -> Self {
+        CachedPushConfigs {
+            inner,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<S: PushConfigStore> PushConfigStore for CachedPushConfigs<S> {
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        let lock = || {
+            self.cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some((at, config)) = lock().get(tenant) {
+            if at.elapsed() < self.ttl {
+                return Ok(config.clone());
+            }
+        }
+        let config = self.inner.push_config(tenant).await?;
+        lock().insert(tenant.clone(), (Instant::now(), config.clone()));
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::adapters::memory::{
+        MemoryDeliveryLog, MemoryPushConfigs, RecordingMetrics, ScriptedPusher,
+    };
+    use crate::carriers::{normalize, NormalizeContext};
+    use crate::model::{Carrier, Status};
+    use crate::push::{SecretValue, SigningSecret};
+
+    fn event() -> CanonicalEvent {
+        let body =
+            br#"{"waybill":"AWB1","clickpost_status_code":8,"timestamp":"2023-02-07T18:09:00Z"}"#;
+        let ctx = NormalizeContext::new(
+            "acme",
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        );
+        normalize(Carrier::Clickpost, body, &ctx).unwrap().remove(0)
+    }
+
+    fn config() -> PushConfig {
+        PushConfig {
+            url: "https://client.example/hook".into(),
+            headers: vec![("Authorization".into(), SecretValue::new("Bearer t0ken"))],
+            statuses: vec![],
+            signing_secret: Some(
+                SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            ),
+            timeout: Duration::from_secs(10),
+            enabled: true,
+        }
+    }
+
+    struct World {
+        dispatch: Dispatch<
+            Arc<MemoryPushConfigs>,
+            Arc<ScriptedPusher>,
+            Arc<MemoryDeliveryLog>,
+            Arc<RecordingMetrics>,
+        >,
+        configs: Arc<MemoryPushConfigs>,
+        pusher: Arc<ScriptedPusher>,
+        log: Arc<MemoryDeliveryLog>,
+        metrics: Arc<RecordingMetrics>,
+    }
+
+    fn world(results: Vec<PushResult>) -> World {
+        let configs = Arc::new(MemoryPushConfigs::default());
+        configs.set(&TenantId::parse("acme").unwrap(), Some(config()));
+        let pusher = Arc::new(ScriptedPusher::new(results));
+        let log = Arc::new(MemoryDeliveryLog::default());
+        let metrics = Arc::new(RecordingMetrics::default());
+        World {
+            dispatch: Dispatch {
+                configs: configs.clone(),
+                pusher: pusher.clone(),
+                log: log.clone(),
+                metrics: metrics.clone(),
+                settings: DispatchSettings::default(),
+            },
+            configs,
+            pusher,
+            log,
+            metrics,
+        }
+    }
+
+    fn answered(status: u16) -> PushResult {
+        PushResult::Answered {
+            status,
+            retry_after: None,
+            body_prefix: String::new(),
+            latency: Duration::from_millis(12),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 5).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_2xx_is_delivered_once_and_logged_with_its_attempt() {
+        let w = world(vec![answered(204)]);
+        assert_eq!(
+            w.dispatch.deliver(&event(), 1, now()).await,
+            Decision::Delivered
+        );
+        let attempts = w.log.attempts();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (
+                attempts[0].attempt,
+                attempts[0].http_status,
+                attempts[0].latency_ms
+            ),
+            (1, Some(204), 12)
+        );
+        // The queue may hand the same message out again: it is not pushed twice.
+        assert_eq!(
+            w.dispatch.deliver(&event(), 2, now()).await,
+            Decision::Skipped {
+                reason: "already delivered"
+            }
+        );
+        assert_eq!(w.pusher.requests().len(), 1);
+        assert_eq!(w.metrics.total("Delivered"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_request_carries_the_credentials_and_a_valid_signature() {
+        let w = world(vec![answered(200)]);
+        let e = event();
+        w.dispatch.deliver(&e, 1, now()).await;
+        let request = &w.pusher.requests()[0];
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("Authorization"), Some("Bearer t0ken"));
+        assert_eq!(header("content-type"), Some("application/json"));
+        assert_eq!(header("webhook-id"), Some(e.event_id.as_str()));
+        assert_eq!(header("webhook-timestamp"), Some("1795341605"));
+        let expected = config().signing_secret.unwrap().sign(
+            e.event_id.as_str(),
+            1_795_341_605,
+            &request.body,
+        );
+        assert_eq!(header("webhook-signature"), Some(expected.as_str()));
+        let sent: CanonicalEvent = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(sent, e);
+        assert!(
+            !format!("{request:?}").contains("t0ken"),
+            "Debug hides header values"
+        );
+    }
+
+    #[tokio::test]
+    async fn retryable_answers_back_off_by_the_schedule_and_honour_retry_after() {
+        for (result, attempt, expected_base) in [
+            (answered(500), 1, 30),
+            (answered(503), 3, 600),
+            (answered(408), 2, 120),
+            (
+                PushResult::TimedOut {
+                    latency: Duration::from_secs(10),
+                },
+                9,
+                43_200,
+            ),
+            (
+                PushResult::ConnectFailed {
+                    reason: "refused".into(),
+                    latency: Duration::ZERO,
+                },
+                20,
+                43_200,
+            ),
+        ] {
+            let w = world(vec![result.clone()]);
+            let Decision::Retry { after, .. } = w.dispatch.deliver(&event(), attempt, now()).await
+            else {
+                panic!("{result:?} should be retried");
+            };
+            let base = expected_base as f64;
+            let secs = after.as_secs_f64();
+            assert!(
+                secs >= base * 0.8 - 0.001 && secs <= (base * 1.2).min(43_200.0) + 0.001,
+                "{result:?} attempt {attempt}: {secs}"
+            );
+            assert_eq!(w.metrics.total("DeliveryFailed"), 1);
+        }
+        let w = world(vec![PushResult::Answered {
+            status: 429,
+            retry_after: Some(Duration::from_secs(120)),
+            body_prefix: String::new(),
+            latency: Duration::ZERO,
+        }]);
+        assert!(
+            matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { after, .. } if after == Duration::from_secs(120))
+        );
+        let w = world(vec![PushResult::Answered {
+            status: 503,
+            retry_after: Some(Duration::from_secs(7 * 24 * 3600)),
+            body_prefix: String::new(),
+            latency: Duration::ZERO,
+        }]);
+        assert!(
+            matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { after, .. } if after == MAX_DELAY)
+        );
+    }
+
+    #[tokio::test]
+    async fn other_4xx_and_redirects_are_dead_lettered_and_401_is_counted() {
+        for status in [400, 401, 403, 404, 410, 422, 301, 302] {
+            let w = world(vec![answered(status)]);
+            let decision = w.dispatch.deliver(&event(), 1, now()).await;
+            assert!(
+                matches!(&decision, Decision::DeadLetter { reason } if reason.contains(&status.to_string())),
+                "{status}: {decision:?}"
+            );
+            assert_eq!(
+                w.metrics.total("ClientAuthFailed"),
+                u64::from(matches!(status, 401 | 403)),
+                "{status}"
+            );
+            assert_eq!(w.log.attempts()[0].outcome, AttemptOutcome::DeadLetter);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unselected_status_is_skipped_without_a_call() {
+        let w = world(vec![]);
+        let mut c = config();
+        c.statuses = vec![Status::RtoDelivered];
+        w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
+        assert_eq!(
+            w.dispatch.deliver(&event(), 1, now()).await,
+            Decision::Skipped {
+                reason: "status not selected"
+            }
+        );
+        assert!(w.pusher.requests().is_empty());
+        assert_eq!(w.metrics.total("Filtered"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_or_unconfigured_tenant_waits_instead_of_dropping() {
+        let w = world(vec![]);
+        let mut c = config();
+        c.enabled = false;
+        w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
+        assert!(
+            matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { reason, .. } if reason.contains("disabled"))
+        );
+        w.configs.set(&TenantId::parse("acme").unwrap(), None);
+        assert!(
+            matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { reason, .. } if reason.contains("no Push Config"))
+        );
+        assert!(w.pusher.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_header_value_with_a_line_break_is_refused_not_sent() {
+        let w = world(vec![]);
+        let mut c = config();
+        c.headers = vec![("X-Client".into(), SecretValue::new("a\r\nX-Injected: 1"))];
+        w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
+        assert!(
+            matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::DeadLetter { reason } if reason.contains("line break"))
+        );
+        assert!(w.pusher.requests().is_empty());
+    }
+
+    #[test]
+    fn backoff_follows_the_schedule_within_the_jitter_and_is_repeatable() {
+        let settings = DispatchSettings::default();
+        for (attempt, base) in [
+            (1, 30.0),
+            (2, 120.0),
+            (5, 3600.0),
+            (9, 43_200.0),
+            (50, 43_200.0),
+        ] {
+            let wait = backoff(&settings, attempt, "evt_x").as_secs_f64();
+            assert!(
+                wait >= base * 0.8 && wait <= (base * 1.2_f64).min(43_200.0),
+                "{attempt}: {wait}"
+            );
+            assert_eq!(
+                backoff(&settings, attempt, "evt_x"),
+                backoff(&settings, attempt, "evt_x")
+            );
+        }
+        let spread: std::collections::HashSet<u64> = (0..20)
+            .map(|i| backoff(&settings, 1, &format!("evt_{i}")).as_millis() as u64)
+            .collect();
+        assert!(spread.len() > 10, "jitter spreads events apart");
+    }
+
+    #[tokio::test]
+    async fn the_push_config_cache_reads_once_per_ttl() {
+        let inner = Arc::new(MemoryPushConfigs::default());
+        let acme = TenantId::parse("acme").unwrap();
+        inner.set(&acme, Some(config()));
+        let cached = CachedPushConfigs::new(inner.clone(), Duration::from_secs(60));
+        for _ in 0..5 {
+            assert!(cached.push_config(&acme).await.unwrap().is_some());
+        }
+        assert_eq!(inner.reads(), 1);
+        let expired = CachedPushConfigs::new(inner.clone(), Duration::ZERO);
+        expired.push_config(&acme).await.unwrap();
+        expired.push_config(&acme).await.unwrap();
+        assert_eq!(inner.reads(), 3);
+    }
+}
