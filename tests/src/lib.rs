@@ -87,6 +87,12 @@ pub const MAX_RECEIVE_COUNT: u32 = 10;
 
 impl Stack {
     pub async fn create() -> Stack {
+        Stack::create_with(MAX_RECEIVE_COUNT).await
+    }
+
+    /// A stack whose redrive policy moves a message to the DLQ after `max_receive_count`
+    /// receives.
+    pub async fn create_with(max_receive_count: u32) -> Stack {
         let sdk = sdk_config(&moto_endpoint()).await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -128,7 +134,7 @@ impl Stack {
             .unwrap()[&QueueAttributeName::QueueArn]
             .clone();
         let redrive = format!(
-            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#
         );
         let queue_url = sqs
             .create_queue()
@@ -277,4 +283,99 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The Python stand-in for a client's endpoint (`tests/receiver/receiver.py`), which verifies
+/// signatures with the `standardwebhooks` package. Stopped when dropped.
+pub struct Receiver {
+    child: std::process::Child,
+    pub base_url: String,
+    http: reqwest::Client,
+}
+
+impl Receiver {
+    /// Starts a receiver on 127.0.0.1 and a free port; `secret` is the signing secret it checks.
+    pub fn start(secret: Option<&str>) -> Receiver {
+        use std::io::BufRead;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut command = std::process::Command::new(root.join(".venv/bin/python"));
+        command
+            .arg(root.join("tests/receiver/receiver.py"))
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped());
+        if let Some(secret) = secret {
+            command.args(["--secret", secret]);
+        }
+        let mut child = command
+            .spawn()
+            .expect("start the test receiver (.venv/bin/python; run through scripts/test)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
+            .to_owned();
+        Receiver {
+            child,
+            base_url: format!("http://{address}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Every request the receiver got, in arrival order.
+    pub async fn requests(&self) -> Vec<serde_json::Value> {
+        self.http
+            .get(self.url("/_requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything the JSON logger writes while the guard lives (on this thread).
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Installs a JSON subscriber for the current thread; logs are kept until `text()`.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
 }

@@ -1,0 +1,583 @@
+//! The dispatcher against moto_server SQS (a real redrive policy) and a test receiver on
+//! 127.0.0.1 that verifies signatures with the Python `standardwebhooks` package. The event source
+//! mapping is played by `Harness::poll`: receive a batch, hand it to the dispatcher's handler,
+//! delete what it did not report as failed.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use integration_tests::{LogCapture, Receiver, Stack};
+use serde_json::Value;
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::memory::RecordingMetrics;
+use shared::adapters::push::{HttpPusher, TargetPolicy};
+use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
+use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
+use shared::ports::{EventQueue, QueueActions, Unavailable};
+use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::{normalize, Carrier, NormalizeContext, Status, TenantId};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const BEARER: &str = "Bearer client-credential-8d1f";
+
+/// Queue actions that also record the delays asked for, to check them against the schedule.
+struct Recording {
+    inner: SqsQueueActions,
+    delays: Mutex<Vec<Duration>>,
+}
+
+impl QueueActions for Recording {
+    async fn retry_later(&self, receipt_handle: &str, after: Duration) -> Result<(), Unavailable> {
+        self.delays.lock().unwrap().push(after);
+        self.inner.retry_later(receipt_handle, after).await
+    }
+    async fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> Result<(), Unavailable> {
+        self.inner.dead_letter(body, attributes, reason).await
+    }
+}
+
+type TestDispatch =
+    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, RecordingMetrics>;
+
+struct Harness {
+    stack: Stack,
+    dispatch: TestDispatch,
+    actions: Recording,
+}
+
+/// What one poll did.
+#[derive(Debug, Default)]
+struct Poll {
+    received: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Harness {
+    async fn new(
+        max_receive_count: u32,
+        schedule: Vec<Duration>,
+        targets: TargetPolicy,
+    ) -> Harness {
+        let stack = Stack::create_with(max_receive_count).await;
+        let dispatch = Dispatch {
+            // No caching: each test changes Push Configs as it goes.
+            configs: CachedPushConfigs::new(
+                DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table),
+                Duration::ZERO,
+            ),
+            pusher: HttpPusher::new(targets).unwrap(),
+            log: DynamoDeliveryLog::new(stack.dynamo.clone(), &stack.events_table),
+            metrics: RecordingMetrics::default(),
+            settings: DispatchSettings {
+                retry_schedule: schedule,
+                jitter: 0.0,
+            },
+        };
+        let actions = Recording {
+            inner: SqsQueueActions::new(stack.sqs.clone(), &stack.queue_url, &stack.dlq_url),
+            delays: Mutex::new(Vec::new()),
+        };
+        Harness {
+            stack,
+            dispatch,
+            actions,
+        }
+    }
+
+    async fn set_push(&self, tenant: &str, url: &str, timeout: Duration) {
+        let store = DynamoConfigStore::new(self.stack.dynamo.clone(), &self.stack.config_table);
+        let config = PushConfig {
+            url: url.to_owned(),
+            headers: vec![
+                ("Authorization".to_owned(), SecretValue::new(BEARER)),
+                ("X-Client-Id".to_owned(), SecretValue::new(tenant)),
+            ],
+            statuses: vec![],
+            signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
+            timeout,
+            enabled: true,
+        };
+        store
+            .put_push_config(&TenantId::parse(tenant).unwrap(), &config)
+            .await
+            .unwrap();
+    }
+
+    /// Queues a Clickpost in-transit event for `tenant` and `awb`; returns its SQS body.
+    async fn enqueue(&self, tenant: &str, awb: &str) -> String {
+        let body = format!(
+            r#"{{"waybill":"{awb}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#
+        );
+        let ctx = NormalizeContext::new(tenant, chrono::Utc::now());
+        let event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
+            .unwrap()
+            .remove(0);
+        SqsEventQueue::new(self.stack.sqs.clone(), &self.stack.queue_url)
+            .enqueue(&event)
+            .await
+            .unwrap();
+        serde_json::to_string(&event).unwrap()
+    }
+
+    /// One turn of the event source mapping.
+    async fn poll(&self) -> Poll {
+        let received = self
+            .stack
+            .sqs
+            .receive_message()
+            .queue_url(&self.stack.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        let mut event = SqsEvent::default();
+        let mut receipts = HashMap::new();
+        for m in &messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.attributes = m
+                .attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            record.message_attributes = m
+                .message_attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut a = SqsMessageAttribute::default();
+                    a.string_value = v.string_value;
+                    a.data_type = Some(v.data_type);
+                    (k, a)
+                })
+                .collect();
+            receipts.insert(
+                m.message_id.clone().unwrap(),
+                m.receipt_handle.clone().unwrap(),
+            );
+            event.records.push(record);
+        }
+        let response = dispatcher::handle(&self.dispatch, &self.actions, event, 4).await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        for (id, receipt) in &receipts {
+            if !failed.contains(id) {
+                self.stack
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.stack.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        Poll {
+            received: receipts.into_keys().collect(),
+            failed,
+        }
+    }
+
+    /// Polls until a message shows up (or `limit` passes).
+    async fn poll_until_received(&self, limit: Duration) -> Poll {
+        let started = std::time::Instant::now();
+        loop {
+            let poll = self.poll().await;
+            if !poll.received.is_empty() || started.elapsed() > limit {
+                return poll;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn delays(&self) -> Vec<Duration> {
+        self.actions.delays.lock().unwrap().clone()
+    }
+
+    async fn attempts(
+        &self,
+        tenant: &str,
+        awb: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.stack
+            .dynamo
+            .query()
+            .table_name(&self.stack.events_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("DELIVERY#{tenant}#{awb}")),
+            )
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+    }
+}
+
+fn local() -> TargetPolicy {
+    TargetPolicy {
+        allow_private: true,
+        allow_http: true,
+    }
+}
+
+fn seconds(s: &[u64]) -> Vec<Duration> {
+    s.iter().map(|s| Duration::from_secs(*s)).collect()
+}
+
+#[tokio::test]
+async fn a_2xx_is_delivered_once_with_the_configured_headers_and_a_valid_signature() {
+    let receiver = Receiver::start(Some(SECRET));
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push("acme", &receiver.url("/ok"), Duration::from_secs(5))
+        .await;
+    let body = h.enqueue("acme", "AWB-OK").await;
+
+    let poll = h.poll().await;
+    assert_eq!((poll.received.len(), poll.failed.len()), (1, 0));
+    assert!(
+        h.poll().await.received.is_empty(),
+        "acknowledged: not received again"
+    );
+
+    let requests = receiver.requests().await;
+    assert_eq!(requests.len(), 1, "delivered exactly once");
+    let r = &requests[0];
+    assert_eq!(r["headers"]["authorization"], BEARER);
+    assert_eq!(r["headers"]["x-client-id"], "acme");
+    assert_eq!(r["headers"]["content-type"], "application/json");
+    assert_eq!(
+        r["signature"], "valid",
+        "standardwebhooks accepts the signature"
+    );
+    let sent: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    let queued: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent, queued);
+    assert_eq!(r["headers"]["webhook-id"], queued["event_id"]);
+    let attempts = h.attempts("acme", "AWB-OK").await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["outcome"].as_s().unwrap(), "delivered");
+    assert_eq!(attempts[0]["http_status"].as_n().unwrap(), "200");
+    assert_eq!(h.dispatch.metrics.total("Delivered"), 1);
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt_after_the_scheduled_waits() {
+    let receiver = Receiver::start(Some(SECRET));
+    let h = Harness::new(10, seconds(&[1, 2]), local()).await;
+    h.set_push(
+        "acme",
+        &receiver.url("/fail-then-ok/2/flaky"),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.enqueue("acme", "AWB-FLAKY").await;
+
+    let first = h.poll().await;
+    assert_eq!(first.failed.len(), 1);
+    assert!(
+        h.poll().await.received.is_empty(),
+        "hidden for the scheduled wait, not visible at once"
+    );
+    let second = h.poll_until_received(Duration::from_secs(5)).await;
+    assert_eq!(second.failed.len(), 1);
+    let third = h.poll_until_received(Duration::from_secs(6)).await;
+    assert_eq!((third.received.len(), third.failed.len()), (1, 0));
+
+    assert_eq!(
+        h.delays(),
+        seconds(&[1, 2]),
+        "visibility extended per the schedule"
+    );
+    assert_eq!(
+        receiver.requests().await.len(),
+        3,
+        "two failures, then the delivery"
+    );
+    let mut attempts: Vec<(String, String)> = h
+        .attempts("acme", "AWB-FLAKY")
+        .await
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_n().unwrap().clone(),
+                a["outcome"].as_s().unwrap().clone(),
+            )
+        })
+        .collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        vec![
+            ("1".into(), "retry".into()),
+            ("2".into(), "retry".into()),
+            ("3".into(), "delivered".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn after_max_receive_count_the_message_is_in_the_dlq_with_its_body_intact() {
+    let receiver = Receiver::start(Some(SECRET));
+    let h = Harness::new(3, seconds(&[0]), local()).await;
+    h.set_push("acme", &receiver.url("/status/503"), Duration::from_secs(5))
+        .await;
+    let body = h.enqueue("acme", "AWB-DOWN").await;
+
+    for attempt in 1..=3 {
+        let poll = h.poll_until_received(Duration::from_secs(3)).await;
+        assert_eq!(poll.failed.len(), 1, "attempt {attempt}");
+    }
+    // The next receive exceeds maxReceiveCount: SQS moves the message to the DLQ.
+    assert!(h.poll().await.received.is_empty());
+    let dead = h.stack.drain(&h.stack.dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, serde_json::from_str::<Value>(&body).unwrap());
+    assert_eq!(
+        dead[0].attributes["event_id"],
+        dead[0].body["event_id"].as_str().unwrap()
+    );
+    assert_eq!(receiver.requests().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_after_that_long() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push(
+        "acme",
+        &receiver.url("/status/429?retry_after=120"),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.enqueue("acme", "AWB-429").await;
+    assert_eq!(h.poll().await.failed.len(), 1);
+    assert_eq!(h.delays(), seconds(&[120]));
+}
+
+#[tokio::test]
+async fn a_410_goes_to_the_dlq_at_once_with_the_reason() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push("acme", &receiver.url("/status/410"), Duration::from_secs(5))
+        .await;
+    let body = h.enqueue("acme", "AWB-GONE").await;
+    let poll = h.poll().await;
+    assert_eq!(
+        (poll.received.len(), poll.failed.len()),
+        (1, 0),
+        "acknowledged"
+    );
+    assert!(h.poll().await.received.is_empty());
+    let dead = h.stack.drain(&h.stack.dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, serde_json::from_str::<Value>(&body).unwrap());
+    assert!(
+        dead[0].attributes["dead_letter_reason"].contains("answered 410"),
+        "{:?}",
+        dead[0].attributes
+    );
+    assert_eq!(dead[0].attributes["tenant_id"], "acme");
+}
+
+#[tokio::test]
+async fn a_401_is_dead_lettered_and_counted_as_client_auth_failed() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push("acme", &receiver.url("/status/401"), Duration::from_secs(5))
+        .await;
+    h.enqueue("acme", "AWB-401").await;
+    h.poll().await;
+    assert_eq!(h.stack.drain(&h.stack.dlq_url).await.len(), 1);
+    assert_eq!(h.dispatch.metrics.total("ClientAuthFailed"), 1);
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_is_cut_at_the_tenant_timeout() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push(
+        "acme",
+        &receiver.url("/hang/10"),
+        Duration::from_millis(800),
+    )
+    .await;
+    h.enqueue("acme", "AWB-HANG").await;
+    let started = std::time::Instant::now();
+    let poll = h.poll().await;
+    let took = started.elapsed();
+    assert_eq!(poll.failed.len(), 1, "a timeout is retried");
+    assert!(
+        took < Duration::from_secs(3),
+        "cut at the timeout, took {took:?}"
+    );
+    let attempts = h.attempts("acme", "AWB-HANG").await;
+    assert!(
+        attempts[0]["error"]
+            .as_s()
+            .unwrap()
+            .contains("no answer within"),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_10_where_3_fail_reports_exactly_those_3() {
+    let receiver = Receiver::start(Some(SECRET));
+    let h = Harness::new(10, seconds(&[30]), local()).await;
+    h.set_push("good", &receiver.url("/ok"), Duration::from_secs(5))
+        .await;
+    h.set_push("bad", &receiver.url("/status/503"), Duration::from_secs(5))
+        .await;
+    let mut bad_events = Vec::new();
+    for i in 0..10 {
+        let tenant = if i % 3 == 1 { "bad" } else { "good" };
+        let body = h.enqueue(tenant, &format!("AWB-{i}")).await;
+        if tenant == "bad" {
+            bad_events.push(serde_json::from_str::<Value>(&body).unwrap()["event_id"].clone());
+        }
+    }
+    assert_eq!(bad_events.len(), 3);
+    // moto hands out up to 10 at once, like the event source mapping with BatchSize 10.
+    let poll = h.poll().await;
+    assert_eq!(poll.received.len(), 10);
+    assert_eq!(poll.failed.len(), 3);
+    let ok = receiver
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r["path"] == "/ok")
+        .count();
+    assert_eq!(ok, 7);
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_with_a_logged_reason_and_dead_lettered() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let receiver = Receiver::start(None);
+    let port = receiver.base_url.rsplit(':').next().unwrap().to_owned();
+    let h = Harness::new(
+        10,
+        seconds(&[1]),
+        TargetPolicy {
+            allow_private: false,
+            allow_http: true,
+        },
+    )
+    .await;
+    let targets = [
+        format!("http://127.0.0.1:{port}/ok"),
+        "http://10.0.0.1/ok".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("http://[::1]:{port}/ok"),
+        format!("http://localhost:{port}/ok"),
+    ];
+    for (i, url) in targets.iter().enumerate() {
+        let tenant = format!("t{i}");
+        h.set_push(&tenant, url, Duration::from_secs(2)).await;
+        h.enqueue(&tenant, "AWB-SSRF").await;
+    }
+    let poll = h.poll().await;
+    assert_eq!((poll.received.len(), poll.failed.len()), (5, 0));
+    let dead = h.stack.drain(&h.stack.dlq_url).await;
+    assert_eq!(dead.len(), 5);
+    for d in &dead {
+        let reason = &d.attributes["dead_letter_reason"];
+        assert!(
+            reason.contains("private targets are not allowed"),
+            "{reason}"
+        );
+    }
+    assert!(
+        receiver.requests().await.is_empty(),
+        "nothing reached the receiver"
+    );
+    let text = logs.text();
+    let refusals = text
+        .lines()
+        .filter(|l| {
+            l.contains("delivery dead-lettered") && l.contains("private targets are not allowed")
+        })
+        .count();
+    assert_eq!(refusals, 5, "each refusal is logged with its reason");
+    assert!(text.contains("localhost resolves to"));
+}
+
+#[tokio::test]
+async fn credential_header_values_never_appear_in_the_logs() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let receiver = Receiver::start(Some(SECRET));
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    for (tenant, path) in [
+        ("ok", "/ok"),
+        ("down", "/status/503"),
+        ("auth", "/status/401"),
+        ("gone", "/status/410"),
+    ] {
+        h.set_push(tenant, &receiver.url(path), Duration::from_secs(2))
+            .await;
+        h.enqueue(tenant, "AWB-LOG").await;
+    }
+    h.poll().await;
+    assert_eq!(receiver.requests().await.len(), 4);
+    let text = logs.text();
+    assert!(text.lines().count() >= 4, "the logs were captured");
+    assert!(
+        !text.contains("client-credential-8d1f"),
+        "a credential header value was logged"
+    );
+    assert!(
+        !text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "the signing secret was logged"
+    );
+}
+
+#[tokio::test]
+async fn an_unselected_status_is_acknowledged_without_a_call() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    let store = DynamoConfigStore::new(h.stack.dynamo.clone(), &h.stack.config_table);
+    let config = PushConfig {
+        url: receiver.url("/ok"),
+        headers: vec![],
+        statuses: vec![Status::Delivered, Status::RtoDelivered],
+        signing_secret: None,
+        timeout: Duration::from_secs(2),
+        enabled: true,
+    };
+    store
+        .put_push_config(&TenantId::parse("picky").unwrap(), &config)
+        .await
+        .unwrap();
+    h.enqueue("picky", "AWB-FILTER").await; // IN_TRANSIT
+    let poll = h.poll().await;
+    assert_eq!((poll.received.len(), poll.failed.len()), (1, 0));
+    assert!(receiver.requests().await.is_empty());
+    assert_eq!(h.dispatch.metrics.total("Filtered"), 1);
+}
