@@ -15,6 +15,12 @@ pub struct EmfMetrics;
 /// One EMF document for a count.
 pub fn document(name: &str, value: u64, dimensions: &[(&str, &str)], timestamp_ms: i64) -> Value {
     let names: Vec<&str> = dimensions.iter().map(|(d, _)| *d).collect();
+    // Per dimension value, and the total over all of them (what alarms watch).
+    let sets = if names.is_empty() {
+        json!([[]])
+    } else {
+        json!([names, []])
+    };
     let unit = if name.ends_with("Ms") {
         "Milliseconds"
     } else {
@@ -27,7 +33,7 @@ pub fn document(name: &str, value: u64, dimensions: &[(&str, &str)], timestamp_m
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [names],
+                "Dimensions": sets,
                 "Metrics": [{"Name": name, "Unit": unit}],
             }],
         }),

@@ -1,0 +1,179 @@
+"""Checks the SAM template holds the contracts of design.md and the Rust code.
+
+Run: .venv/bin/python -m unittest discover -s infra/tests   (scripts/test runs it)
+"""
+import json
+import pathlib
+import re
+import unittest
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
+RESOURCES = TEMPLATE["Resources"]
+
+# The retry schedule in shared/src/dispatch.rs (DispatchSettings::default): nine waits.
+RETRY_WAITS = 9
+
+
+def of_type(kind):
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def functions():
+    return of_type("AWS::Serverless::Function")
+
+
+def routes():
+    found = set()
+    for name, fn in functions().items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                found.add((event["Properties"]["Method"], event["Properties"]["Path"], name))
+    return found
+
+
+class Routes(unittest.TestCase):
+    def test_exactly_the_three_carrier_routes_and_their_probes(self):
+        expected = set()
+        for path, fn in [
+            ("/rms/in/api/clickpost/notify", "ClickpostNotifyFunction"),
+            ("/rms/in/api/st/notify", "ShiprocketNotifyFunction"),
+            ("/rms/in/api/shipway/notify", "ShipwayNotifyFunction"),
+        ]:
+            expected |= {("POST", path, fn), ("GET", path, fn)}
+        self.assertEqual(routes(), expected)
+
+    def test_no_shiprocket_url_part_holds_a_banned_substring(self):
+        banned = ("shiprocket", "kartrocket", "sr", "kr")
+        for method, path, fn in routes():
+            if fn == "ShiprocketNotifyFunction":
+                for word in banned:
+                    self.assertNotIn(word, path.lower())
+        stage = TEMPLATE["Parameters"]["Stage"]
+        self.assertNotRegex(stage["Default"], "sr|kr")
+        pattern = re.compile(stage["AllowedPattern"])
+        self.assertIsNone(pattern.match("sr-live"))
+        self.assertIsNone(pattern.match("ukraine"))
+        self.assertIsNotNone(pattern.match("live"))
+        url = TEMPLATE["Outputs"]["ShiprocketNotifyUrl"]["Value"]
+        self.assertIn("/rms/in/api/st/notify", json.dumps(url))
+
+    def test_the_api_is_throttled_and_access_logged(self):
+        api = RESOURCES["HttpApi"]["Properties"]
+        self.assertIn("ThrottlingRateLimit", api["DefaultRouteSettings"])
+        self.assertIn("ThrottlingBurstLimit", api["DefaultRouteSettings"])
+        self.assertIn("DestinationArn", api["AccessLogSettings"])
+
+
+class Queues(unittest.TestCase):
+    def test_the_redrive_policy_allows_every_scheduled_retry(self):
+        queue = RESOURCES["EventsQueue"]["Properties"]
+        self.assertEqual(queue["RedrivePolicy"]["maxReceiveCount"], RETRY_WAITS + 1)
+        self.assertEqual(
+            queue["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+        )
+
+    def test_retention_outlasts_the_whole_schedule(self):
+        schedule_seconds = 30 + 120 + 600 + 1800 + 3600 + 7200 + 14400 + 28800 + 43200
+        for name in ("EventsQueue", "EventsDeadLetterQueue"):
+            self.assertGreater(RESOURCES[name]["Properties"]["MessageRetentionPeriod"], 2 * schedule_seconds)
+            self.assertIn("KmsMasterKeyId", RESOURCES[name]["Properties"])
+
+    def test_visibility_is_at_least_six_times_the_dispatcher_timeout(self):
+        visibility = RESOURCES["EventsQueue"]["Properties"]["VisibilityTimeout"]
+        timeout = RESOURCES["DispatcherFunction"]["Properties"]["Timeout"]
+        self.assertGreaterEqual(visibility, 6 * timeout)
+
+    def test_the_dispatcher_reports_batch_item_failures_with_bounded_concurrency(self):
+        event = RESOURCES["DispatcherFunction"]["Properties"]["Events"]["Queue"]
+        self.assertEqual(event["Type"], "SQS")
+        self.assertEqual(event["Properties"]["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertGreater(event["Properties"]["ScalingConfig"]["MaximumConcurrency"], 1)
+        self.assertIn("BatchSize", event["Properties"])
+        self.assertIn("MaximumBatchingWindowInSeconds", event["Properties"])
+
+
+class Tables(unittest.TestCase):
+    def test_tables_have_the_key_schema_the_code_uses(self):
+        for name in ("ConfigTable", "EventsTable"):
+            props = RESOURCES[name]["Properties"]
+            self.assertEqual(props["BillingMode"], "PAY_PER_REQUEST")
+            self.assertEqual(
+                props["KeySchema"],
+                [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            )
+            self.assertTrue(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
+            self.assertEqual(props["SSESpecification"]["SSEType"], "KMS")
+            self.assertEqual(props["SSESpecification"]["KMSMasterKeyId"], {"Ref": "DataKey"})
+
+    def test_the_events_table_expires_items_on_expires_at(self):
+        ttl = RESOURCES["EventsTable"]["Properties"]["TimeToLiveSpecification"]
+        self.assertEqual(ttl, {"AttributeName": "expires_at", "Enabled": True})
+
+
+class Functions(unittest.TestCase):
+    def test_every_function_is_arm64_al2023_bootstrap_with_json_logs_and_tracing(self):
+        glob = TEMPLATE["Globals"]["Function"]
+        self.assertEqual(glob["Runtime"], "provided.al2023")
+        self.assertEqual(glob["Architectures"], ["arm64"])
+        self.assertEqual(glob["Handler"], "bootstrap")
+        self.assertEqual(glob["Tracing"], "Active")
+        self.assertEqual(glob["LoggingConfig"]["LogFormat"], "JSON")
+        for name, fn in functions().items():
+            props = fn["Properties"]
+            self.assertIn("MemorySize", props, name)
+            self.assertIn("Timeout", props, name)
+            crate = re.sub(r"(?<!^)(?=[A-Z])", "-", name.removesuffix("Function")).lower()
+            self.assertEqual(props["CodeUri"], f"../target/lambda/{crate}/bootstrap.zip", name)
+            self.assertTrue((ROOT / "functions" / crate / "Cargo.toml").exists(), name)
+
+    def test_every_function_has_a_log_group_with_retention(self):
+        groups = [g["Properties"] for g in of_type("AWS::Logs::LogGroup").values()]
+        named = {json.dumps(g.get("LogGroupName")) for g in groups}
+        for name in functions():
+            self.assertIn(json.dumps({"Fn::Sub": f"/aws/lambda/${{{name}}}"}), named)
+        for g in groups:
+            self.assertIn("RetentionInDays", g)
+
+    def test_no_function_policy_grants_a_wildcard_action_or_resource(self):
+        policies = of_type("AWS::IAM::ManagedPolicy")
+        for name, fn in functions().items():
+            for ref in fn["Properties"]["Policies"]:
+                self.assertIsInstance(ref, dict, f"{name}: only the stack's own policies")
+                policy = policies[ref["Ref"]]
+                for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    for action in actions:
+                        self.assertNotIn("*", action, f"{name}: {action}")
+                    self.assertNotEqual(statement["Resource"], "*", name)
+
+
+class Alarms(unittest.TestCase):
+    def test_each_alarm_of_the_runbook_exists_and_notifies_the_topic(self):
+        alarms = of_type("AWS::CloudWatch::Alarm")
+        self.assertEqual(
+            set(alarms),
+            {
+                "DeadLetterQueueNotEmptyAlarm",
+                "OldestEventAgeAlarm",
+                "IngestServerErrorRateAlarm",
+                "DispatcherErrorsAlarm",
+                "ClientAuthFailedAlarm",
+            },
+        )
+        for alarm in alarms.values():
+            self.assertEqual(alarm["Properties"]["AlarmActions"], [{"Ref": "AlarmTopic"}])
+
+    def test_the_dashboard_shows_the_design_metrics(self):
+        body = json.dumps(RESOURCES["Dashboard"]["Properties"]["DashboardBody"])
+        for metric in (
+            "Received", "Accepted", "Duplicate", "Rejected", "UnmappedStatus", "Delivered",
+            "DeliveryFailed", "DeadLettered", "DeliveryLatencyMs", "EndToEndLatencyMs",
+        ):
+            self.assertIn(f'\\"{metric}\\"', body, metric)
+
+
+if __name__ == "__main__":
+    unittest.main()
