@@ -1,6 +1,8 @@
 //! `rms`: RMS Notify on one machine, and the ops command line.
 
+mod dlq;
 mod normalize;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -20,10 +22,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Normalize(normalize::Args),
+    Serve(serve::Args),
+    #[command(subcommand)]
+    Dlq(dlq::Command),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Normalize(args) => normalize::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Dlq(command) => dlq::run(command),
     }
 }

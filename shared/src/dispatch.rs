@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::model::{CanonicalEvent, TenantId};
 use crate::ports::{
     Attempt, AttemptOutcome, DeliveryLog, Metrics, PushConfigStore, PushRequest, PushResult,
-    Pusher, Unavailable,
+    Pusher, QueueActions, Unavailable,
 };
 use crate::push::PushConfig;
 
@@ -251,6 +251,38 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
 
 fn dead_letter(reason: String) -> Decision {
     Decision::DeadLetter { reason }
+}
+
+/// Carries a decision out on the queue. Returns `true` when the message is done with and must be
+/// acknowledged (deleted), `false` when it must come back.
+pub async fn settle<A: QueueActions>(
+    decision: &Decision,
+    actions: &A,
+    receipt: &str,
+    body: &str,
+    attributes: &[(String, String)],
+) -> bool {
+    match decision {
+        Decision::Delivered | Decision::Skipped { .. } => true,
+        Decision::Retry { after, .. } => {
+            if let Err(e) = actions.retry_later(receipt, *after).await {
+                // The message comes back after the queue's own visibility timeout instead.
+                warn!(receipt, error = %e, "could not set the retry delay");
+            }
+            false
+        }
+        Decision::DeadLetter { reason } => {
+            match actions.dead_letter(body, attributes, reason).await {
+                Ok(()) => true,
+                Err(e) => {
+                    // Not acknowledged, so not lost: it comes back and is dead-lettered then, or by the
+                    // queue's own redrive.
+                    tracing::error!(receipt, error = %e, "could not move the message to the dead-letter queue");
+                    false
+                }
+            }
+        }
+    }
 }
 
 /// The schedule's wait after `attempt`, with jitter. The jitter is derived from the event id and

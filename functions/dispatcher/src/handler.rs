@@ -4,10 +4,9 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
-use shared::dispatch::{Decision, Dispatch};
+use shared::dispatch::{settle, Decision, Dispatch};
 use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions};
 use shared::CanonicalEvent;
-use tracing::{error, warn};
 
 /// Delivers a batch; returns the ids of the records to be received again.
 pub async fn handle<C, P, L, M, A>(
@@ -54,7 +53,6 @@ where
     M: Metrics,
     A: QueueActions,
 {
-    let message_id = record.message_id.as_deref().unwrap_or("");
     let body = record.body.as_deref().unwrap_or("");
     let receive_count = record
         .attributes
@@ -73,28 +71,8 @@ where
             reason: format!("the message is not an rms.tracking.v1 event: {e}"),
         },
     };
-    match decision {
-        Decision::Delivered | Decision::Skipped { .. } => true,
-        Decision::Retry { after, .. } => {
-            let receipt = record.receipt_handle.as_deref().unwrap_or("");
-            if let Err(e) = actions.retry_later(receipt, after).await {
-                // The message comes back after the queue's own visibility timeout instead.
-                warn!(message_id, error = %e, "could not set the retry delay");
-            }
-            false
-        }
-        Decision::DeadLetter { reason } => {
-            match actions.dead_letter(body, &attributes, &reason).await {
-                Ok(()) => true,
-                Err(e) => {
-                    // Not acknowledged, so it is not lost: it comes back and is dead-lettered then,
-                    // or by the redrive policy.
-                    error!(message_id, error = %e, "could not move the message to the dead-letter queue");
-                    false
-                }
-            }
-        }
-    }
+    let receipt = record.receipt_handle.as_deref().unwrap_or("");
+    settle(&decision, actions, receipt, body, &attributes).await
 }
 
 #[cfg(test)]

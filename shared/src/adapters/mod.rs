@@ -6,5 +6,7 @@ pub mod emf;
 pub mod memory;
 #[cfg(feature = "push")]
 pub mod push;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;

@@ -1,0 +1,122 @@
+//! `rms serve --demo`: a demo tenant whose notifications go to a receiver inside the same process,
+//! which prints each one, so a newcomer sees the whole relay work with one `curl`.
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use shared::auth::Credential;
+use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::{Carrier, TenantId};
+
+use super::config::{ServeConfig, Tenant};
+
+pub const RECEIVER_PATH: &str = "/demo/receiver";
+const TENANT: &str = "demo";
+const CLIENT_TOKEN: &str = "Bearer demo-client-token";
+const SIGNING_SECRET: &str = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5";
+
+fn key(carrier: Carrier) -> String {
+    format!("demo-{carrier}-key")
+}
+
+/// Adds the demo tenant, pointed at the built-in receiver on this server.
+pub fn configure(config: &mut ServeConfig) {
+    config.allow_private_targets = true;
+    let id = TenantId::parse(TENANT).unwrap_or_else(|_| unreachable!("a valid literal"));
+    config.tenants.retain(|t| t.id != id);
+    config.tenants.push(Tenant {
+        id,
+        keys: Carrier::ALL
+            .iter()
+            .map(|c| (*c, Credential::new(key(*c))))
+            .collect(),
+        push: Some(PushConfig {
+            url: format!("http://{}{RECEIVER_PATH}", config.listen),
+            headers: vec![
+                ("Authorization".to_owned(), SecretValue::new(CLIENT_TOKEN)),
+                ("X-Client-Id".to_owned(), SecretValue::new(TENANT)),
+            ],
+            statuses: vec![],
+            signing_secret: SigningSecret::parse(SIGNING_SECRET).ok(),
+            timeout: PushConfig::DEFAULT_TIMEOUT,
+            enabled: true,
+        }),
+        include_source: false,
+    });
+}
+
+/// What a newcomer needs: the keys, and a `curl` per carrier sample.
+pub fn banner(config: &ServeConfig) {
+    let base = format!("http://{}", config.listen);
+    let samples = [
+        (
+            Carrier::Clickpost,
+            "webhook_key",
+            "/rms/in/api/clickpost/notify",
+            "tests/fixtures/clickpost/delivered_selected_captured.json",
+        ),
+        (
+            Carrier::Shiprocket,
+            "x-api-key",
+            "/rms/in/api/st/notify",
+            "tests/fixtures/shiprocket/in_transit_official.json",
+        ),
+        (
+            Carrier::Shipway,
+            "x-api-key",
+            "/rms/in/api/shipway/notify",
+            "tests/fixtures/shipway/panel_delivered.json",
+        ),
+    ];
+    println!(
+        "\nRMS Notify demo on {base} (database {})",
+        config.database.display()
+    );
+    println!("Tenant `{TENANT}`; its notifications go to the built-in receiver at {base}{RECEIVER_PATH},");
+    println!("which prints each one below. Carrier keys:");
+    for (carrier, header, _, _) in &samples {
+        println!("  {carrier:<10} {header}: {}", key(*carrier));
+    }
+    println!("\nFrom the repository root, send a sample:\n");
+    for (carrier, header, path, file) in &samples {
+        println!("  curl -s {base}{path} -H '{header}: {}' -H 'content-type: application/json' --data-binary @{file}", key(*carrier));
+    }
+    println!(
+        "\nThe same again is a duplicate; dead letters: curl -s {base}/admin/dlq ; Ctrl-C stops.\n"
+    );
+}
+
+/// The demo client's endpoint: checks the credentials and signature it was configured with, and
+/// prints the notification.
+pub async fn receive(headers: HeaderMap, body: Bytes) -> Json<Value> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let signed = SigningSecret::parse(SIGNING_SECRET).is_ok_and(|secret| {
+        let timestamp = header("webhook-timestamp")
+            .parse::<i64>()
+            .unwrap_or_default();
+        secret.sign(header("webhook-id"), timestamp, &body) == header("webhook-signature")
+    });
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let text = |field: &str| event[field].as_str().unwrap_or("-").to_owned();
+    println!(
+        "receiver: {:<22} {:<10} awb {:<16} {} event {}  [credentials {}, signature {}]",
+        text("status"),
+        text("carrier"),
+        text("awb"),
+        text("shipment_type"),
+        text("event_id"),
+        if header("authorization") == CLIENT_TOKEN {
+            "ok"
+        } else {
+            "WRONG"
+        },
+        if signed { "valid" } else { "INVALID" },
+    );
+    Json(json!({"received": true}))
+}

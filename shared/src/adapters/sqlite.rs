@@ -1,0 +1,626 @@
+//! The embedded store of `rms serve`: every port on one SQLite file, with the semantics of the AWS
+//! adapters. Claims are one conditional statement; the queue has visibility timeouts, receive
+//! counts and a dead-letter state; accepted events are committed before the carrier hears 200.
+//!
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed event survives the
+//! process being killed (`kill -9`); surviving a power cut as well would need `FULL`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::auth::CredentialDigest;
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
+use crate::ports::{
+    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventQueue, EventStore, Freshness,
+    PushConfigStore, Quarantined, QueueActions, TenantAuth, Unavailable,
+};
+use crate::push::{PushConfig, SecretValue, SigningSecret};
+
+const SERVICE: &str = "SQLite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    include_source INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    carrier TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    PRIMARY KEY (carrier, digest)
+);
+CREATE TABLE IF NOT EXISTS push_configs (
+    tenant_id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    statuses TEXT NOT NULL,
+    signing_secret TEXT,
+    timeout_ms INTEGER NOT NULL,
+    enabled INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    event_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    claim_expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS shipments (
+    tenant_id TEXT NOT NULL,
+    shipment_key TEXT NOT NULL,
+    latest_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, shipment_key)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    digest TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'ready',
+    dead_reason TEXT,
+    enqueued_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (state, visible_at_ms);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    awb TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    http_status INTEGER,
+    latency_ms INTEGER NOT NULL,
+    error TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_awb ON deliveries (tenant_id, awb);
+CREATE TABLE IF NOT EXISTS delivered (
+    event_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL
+);
+";
+
+/// One SQLite database holding every port's state.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn unavailable(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Unavailable {
+    move |e| Unavailable::new(SERVICE, operation, e)
+}
+
+/// A message handed out by the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// The receipt: the row id, as text.
+    pub receipt: String,
+    pub event_id: String,
+    pub tenant_id: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub event_id: String,
+    pub tenant_id: String,
+    pub reason: String,
+    pub receive_count: u32,
+    pub enqueued_at: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, Unavailable> {
+        let conn = Connection::open(path).map_err(unavailable("open"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(unavailable("configure"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(unavailable("create schema"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<SqliteStore, Unavailable> {
+        let conn = Connection::open_in_memory().map_err(unavailable("open"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(unavailable("create schema"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn put_tenant(&self, tenant: &TenantId, include_source: bool) -> Result<(), Unavailable> {
+        self.conn()
+            .execute(
+                "INSERT INTO tenants (id, include_source) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET include_source = excluded.include_source",
+                params![tenant.as_str(), include_source],
+            )
+            .map_err(unavailable("put tenant"))?;
+        Ok(())
+    }
+
+    pub fn put_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+        tenant: &TenantId,
+    ) -> Result<(), Unavailable> {
+        self.conn()
+            .execute(
+                "INSERT INTO credentials (carrier, digest, tenant_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (carrier, digest) DO UPDATE SET tenant_id = excluded.tenant_id",
+                params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
+            )
+            .map_err(unavailable("put credential"))?;
+        Ok(())
+    }
+
+    pub fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> Result<(), Unavailable> {
+        let headers: Vec<(&str, &str)> = config
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.expose()))
+            .collect();
+        let statuses: Vec<&str> = config.statuses.iter().map(|s| s.as_str()).collect();
+        let headers = serde_json::to_string(&headers)
+            .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
+        let statuses = serde_json::to_string(&statuses)
+            .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
+        self.conn()
+            .execute(
+                "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, headers = excluded.headers,
+                   statuses = excluded.statuses, signing_secret = excluded.signing_secret,
+                   timeout_ms = excluded.timeout_ms, enabled = excluded.enabled",
+                params![
+                    tenant.as_str(),
+                    config.url,
+                    headers,
+                    statuses,
+                    config.signing_secret.as_ref().map(SigningSecret::expose),
+                    i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX),
+                    config.enabled,
+                ],
+            )
+            .map_err(unavailable("put push config"))?;
+        Ok(())
+    }
+
+    /// Hands out up to `max` visible messages, hiding each for `visibility` and counting the
+    /// receive. A message received more than `max_receives` times moves to the dead-letter state
+    /// instead, as SQS's redrive policy does.
+    pub fn lease(
+        &self,
+        max: usize,
+        visibility: Duration,
+        max_receives: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Leased>, Unavailable> {
+        let now_ms = now.timestamp_millis();
+        let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable("lease"))?;
+        tx.execute(
+            "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)'
+             WHERE state = 'ready' AND visible_at_ms <= ?1 AND receive_count >= ?2",
+            params![now_ms, max_receives],
+        )
+        .map_err(unavailable("lease"))?;
+        let leased = {
+            let mut statement = tx
+                .prepare(
+                    "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1
+                     WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?2
+                                  ORDER BY visible_at_ms, id LIMIT ?3)
+                     RETURNING id, event_id, tenant_id, body, receive_count",
+                )
+                .map_err(unavailable("lease"))?;
+            let rows = statement
+                .query_map(
+                    params![hidden_until, now_ms, i64::try_from(max).unwrap_or(i64::MAX)],
+                    |row| {
+                        Ok(Leased {
+                            receipt: row.get::<_, i64>(0)?.to_string(),
+                            event_id: row.get(1)?,
+                            tenant_id: row.get(2)?,
+                            body: row.get(3)?,
+                            receive_count: row.get(4)?,
+                        })
+                    },
+                )
+                .map_err(unavailable("lease"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable("lease"))?
+        };
+        tx.commit().map_err(unavailable("lease"))?;
+        Ok(leased)
+    }
+
+    /// Removes a handled message.
+    pub fn ack(&self, receipt: &str) -> Result<(), Unavailable> {
+        let id: i64 = receipt
+            .parse()
+            .map_err(|e| Unavailable::new(SERVICE, "ack", e))?;
+        self.conn()
+            .execute("DELETE FROM queue WHERE id = ?1", params![id])
+            .map_err(unavailable("ack"))?;
+        Ok(())
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count, enqueued_at FROM queue WHERE state = 'dead' ORDER BY id")
+            .map_err(unavailable("list dead letters"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(DeadLetter {
+                    id: row.get(0)?,
+                    event_id: row.get(1)?,
+                    tenant_id: row.get(2)?,
+                    reason: row.get(3)?,
+                    receive_count: row.get(4)?,
+                    enqueued_at: row.get(5)?,
+                })
+            })
+            .map_err(unavailable("list dead letters"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list dead letters"))
+    }
+
+    /// Puts dead letters back on the queue (all of them, or those ids), as new: receive count 0,
+    /// visible now. Returns how many moved.
+    pub fn redrive(&self, ids: Option<&[i64]>, now: DateTime<Utc>) -> Result<usize, Unavailable> {
+        let conn = self.conn();
+        let moved = match ids {
+            None => conn.execute(
+                "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead'",
+                params![now.timestamp_millis()],
+            ),
+            Some(ids) => {
+                let mut total = 0;
+                for id in ids {
+                    total += conn
+                        .execute(
+                            "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead' AND id = ?2",
+                            params![now.timestamp_millis(), id],
+                        )
+                        .map_err(unavailable("redrive"))?;
+                }
+                Ok(total)
+            }
+        }
+        .map_err(unavailable("redrive"))?;
+        Ok(moved)
+    }
+
+    /// Every delivery attempt for a tenant's shipment, oldest first.
+    pub fn attempts(&self, tenant: &str, awb: &str) -> Result<Vec<Attempt>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at
+                 FROM deliveries WHERE tenant_id = ?1 AND awb = ?2 ORDER BY id",
+            )
+            .map_err(unavailable("list deliveries"))?;
+        let rows = statement
+            .query_map(params![tenant, awb], |row| {
+                let event_id: String = row.get(0)?;
+                let status: String = row.get(3)?;
+                let outcome: String = row.get(5)?;
+                let at: String = row.get(9)?;
+                Ok(Attempt {
+                    event_id: serde_json::from_value(serde_json::Value::from(event_id))
+                        .unwrap_or_else(|_| EventId::unset()),
+                    tenant_id: row.get(1)?,
+                    awb: row.get(2)?,
+                    status: status.parse().unwrap_or(Status::Unknown),
+                    attempt: row.get(4)?,
+                    outcome: match outcome.as_str() {
+                        "delivered" => AttemptOutcome::Delivered,
+                        "retry" => AttemptOutcome::Retry,
+                        _ => AttemptOutcome::DeadLetter,
+                    },
+                    http_status: row.get(6)?,
+                    latency_ms: row.get(7)?,
+                    error: row.get(8)?,
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map(|t| t.with_timezone(&Utc))
+                        .unwrap_or_default(),
+                })
+            })
+            .map_err(unavailable("list deliveries"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list deliveries"))
+    }
+
+    /// How many messages wait (ready) and how many are dead.
+    pub fn queue_depth(&self) -> Result<(u64, u64), Unavailable> {
+        self.conn()
+            .query_row(
+                "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0) FROM queue",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(unavailable("queue depth"))
+    }
+}
+
+impl ConfigStore for SqliteStore {
+    async fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantAuth>, Unavailable> {
+        let found: Option<(String, Option<bool>)> = self
+            .conn()
+            .query_row(
+                "SELECT c.tenant_id, t.include_source FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
+                 WHERE c.carrier = ?1 AND c.digest = ?2",
+                params![carrier.as_str(), digest.to_hex()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable("find credential"))?;
+        Ok(found.and_then(|(tenant, include_source)| {
+            TenantId::parse(&tenant).ok().map(|tenant_id| TenantAuth {
+                tenant_id,
+                include_source: include_source.unwrap_or(true),
+            })
+        }))
+    }
+}
+
+impl EventStore for SqliteStore {
+    async fn claim(
+        &self,
+        event: &CanonicalEvent,
+        now: DateTime<Utc>,
+        hold_for: Duration,
+    ) -> Result<Claim, Unavailable> {
+        let expires = now.timestamp() + i64::try_from(hold_for.as_secs()).unwrap_or(i64::MAX / 4);
+        let conn = self.conn();
+        // One conditional statement, as on DynamoDB: new, or an expired unqueued claim.
+        let claimed = conn
+            .execute(
+                "INSERT INTO claims (event_id, state, claim_expires_at) VALUES (?1, 'RECEIVED', ?2)
+                 ON CONFLICT (event_id) DO UPDATE SET state = 'RECEIVED', claim_expires_at = excluded.claim_expires_at
+                 WHERE claims.state = 'RECEIVED' AND claims.claim_expires_at < ?3",
+                params![event.event_id.as_str(), expires, now.timestamp()],
+            )
+            .map_err(unavailable("claim"))?;
+        if claimed == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let state: Option<String> = conn
+            .query_row(
+                "SELECT state FROM claims WHERE event_id = ?1",
+                params![event.event_id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable("claim"))?;
+        Ok(if state.as_deref() == Some("QUEUED") {
+            Claim::AlreadyQueued
+        } else {
+            Claim::InFlight
+        })
+    }
+
+    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        self.conn()
+            .execute(
+                "UPDATE claims SET state = 'QUEUED', claim_expires_at = NULL WHERE event_id = ?1",
+                params![event_id.as_str()],
+            )
+            .map_err(unavailable("mark queued"))?;
+        Ok(())
+    }
+
+    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
+        self.conn()
+            .execute(
+                "DELETE FROM claims WHERE event_id = ?1 AND state = 'RECEIVED'",
+                params![event_id.as_str()],
+            )
+            .map_err(unavailable("release"))?;
+        Ok(())
+    }
+
+    async fn record_shipment_event(
+        &self,
+        event: &CanonicalEvent,
+    ) -> Result<Freshness, Unavailable> {
+        let updated = self
+            .conn()
+            .execute(
+                "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET latest_ms = excluded.latest_ms
+                 WHERE shipments.latest_ms <= excluded.latest_ms",
+                params![
+                    event.tenant_id,
+                    event.shipment_key(),
+                    event.event_time.timestamp_millis()
+                ],
+            )
+            .map_err(unavailable("shipment state"))?;
+        Ok(if updated == 1 {
+            Freshness::Latest
+        } else {
+            Freshness::Stale
+        })
+    }
+
+    async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO quarantine (digest, tenant_id, carrier, body, reason, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![item.body_digest, item.tenant_id.as_str(), item.carrier.as_str(), item.body, item.reason, item.received_at.to_rfc3339()],
+            )
+            .map_err(unavailable("quarantine"))?;
+        Ok(())
+    }
+}
+
+impl EventQueue for SqliteStore {
+    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        let body =
+            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "enqueue", e))?;
+        self.conn()
+            .execute(
+                "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![event.event_id.as_str(), event.tenant_id, body, Utc::now().timestamp_millis(), Utc::now().to_rfc3339()],
+            )
+            .map_err(unavailable("enqueue"))?;
+        Ok(())
+    }
+}
+
+impl QueueActions for SqliteStore {
+    async fn retry_later(&self, receipt_handle: &str, after: Duration) -> Result<(), Unavailable> {
+        let id: i64 = receipt_handle
+            .parse()
+            .map_err(|e| Unavailable::new(SERVICE, "retry later", e))?;
+        let visible = Utc::now().timestamp_millis()
+            + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
+        self.conn()
+            .execute(
+                "UPDATE queue SET visible_at_ms = ?1 WHERE id = ?2",
+                params![visible, id],
+            )
+            .map_err(unavailable("retry later"))?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        body: &str,
+        attributes: &[(String, String)],
+        reason: &str,
+    ) -> Result<(), Unavailable> {
+        let attribute = |name: &str| {
+            attributes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at)
+                 VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5)",
+                params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339()],
+            )
+            .map_err(unavailable("dead letter"))?;
+        Ok(())
+    }
+}
+
+impl PushConfigStore for SqliteStore {
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        type Row = (String, String, String, Option<String>, i64, bool);
+        let row: Option<Row> = self
+            .conn()
+            .query_row(
+                "SELECT url, headers, statuses, signing_secret, timeout_ms, enabled FROM push_configs WHERE tenant_id = ?1",
+                params![tenant.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(unavailable("push config"))?;
+        let Some((url, headers, statuses, secret, timeout_ms, enabled)) = row else {
+            return Ok(None);
+        };
+        let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
+        let statuses: Vec<String> = serde_json::from_str(&statuses).unwrap_or_default();
+        Ok(Some(PushConfig {
+            url,
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n, SecretValue::new(v)))
+                .collect(),
+            statuses: statuses.iter().filter_map(|s| s.parse().ok()).collect(),
+            signing_secret: secret.and_then(|s| SigningSecret::parse(&s).ok()),
+            timeout: Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(10_000)),
+            enabled,
+        }))
+    }
+}
+
+impl DeliveryLog for SqliteStore {
+    async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable("record attempt"))?;
+        tx.execute(
+            "INSERT INTO deliveries (event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                attempt.event_id.as_str(),
+                attempt.tenant_id,
+                attempt.awb,
+                attempt.status.as_str(),
+                attempt.attempt,
+                attempt.outcome.as_str(),
+                attempt.http_status,
+                i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+                attempt.error,
+                attempt.at.to_rfc3339(),
+            ],
+        )
+        .map_err(unavailable("record attempt"))?;
+        if attempt.outcome == AttemptOutcome::Delivered {
+            tx.execute(
+                "INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)",
+                params![attempt.event_id.as_str(), attempt.at.to_rfc3339()],
+            )
+            .map_err(unavailable("record attempt"))?;
+        }
+        tx.commit().map_err(unavailable("record attempt"))?;
+        Ok(())
+    }
+
+    async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM delivered WHERE event_id = ?1",
+                params![event_id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable("was delivered"))?;
+        Ok(found.is_some())
+    }
+}
