@@ -1,0 +1,435 @@
+//! `rms serve` as a user runs it: the built binary on a free loopback port, a test receiver
+//! (Python, verifying signatures with `standardwebhooks`) as the client's endpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::Receiver;
+use serde_json::Value;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const CLICKPOST_KEY: &str = "serve-test-clickpost";
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `rms serve`; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(dir: &Path, config: &str) -> Server {
+        let path = dir.join("rms.toml");
+        std::fs::write(&path, config).unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rms"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while server
+            .http
+            .get(format!("{}/admin/health", server.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "rms serve did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, receiver_url: &str, schedule: &str, max_attempts: u32) -> String {
+    format!(
+        r#"
+database = "{db}"
+allow_private_targets = true
+[dispatch]
+timeout = "2s"
+retry_schedule = [{schedule}]
+max_attempts = {max_attempts}
+[[tenants]]
+id = "acme"
+[tenants.keys]
+clickpost = "{CLICKPOST_KEY}"
+shiprocket = "serve-test-shiprocket"
+shipway = "serve-test-shipway"
+[tenants.push]
+url = "{receiver_url}"
+headers = {{ Authorization = "Bearer acme-token", "X-Client-Id" = "acme" }}
+statuses = []
+signing_secret = "{SECRET}"
+"#,
+        db = dir.join("rms.db").display()
+    )
+}
+
+async fn wait_for(receiver: &Receiver, count: usize, limit: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let requests = receiver.requests().await;
+        if requests.len() >= count || started.elapsed() > limit {
+            return requests;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_is_delivered_once_with_the_configured_headers() {
+    let dir = scratch_dir("serve-fixtures");
+    let receiver = Receiver::start(Some(SECRET));
+    let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
+    let fixtures = [
+        (
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", CLICKPOST_KEY),
+            "clickpost/delivered_selected_captured.json",
+        ),
+        (
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", CLICKPOST_KEY),
+            "clickpost/failed_delivery_ndr_selected.json",
+        ),
+        (
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", CLICKPOST_KEY),
+            "clickpost/out_for_delivery_all_status.json",
+        ),
+        (
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", CLICKPOST_KEY),
+            "clickpost/seed_return_order_placed.json",
+        ),
+        (
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", CLICKPOST_KEY),
+            "clickpost/seed_test_webhook_data.json",
+        ),
+        (
+            "/rms/in/api/st/notify",
+            ("x-api-key", "serve-test-shiprocket"),
+            "shiprocket/in_transit_official.json",
+        ),
+        (
+            "/rms/in/api/shipway/notify",
+            ("x-api-key", "serve-test-shipway"),
+            "shipway/classic_status_feed.json",
+        ),
+        (
+            "/rms/in/api/shipway/notify",
+            ("x-api-key", "serve-test-shipway"),
+            "shipway/panel_delivered.json",
+        ),
+    ];
+    let mut accepted = HashSet::new();
+    for (path, key, name) in fixtures {
+        let (status, answer) = server.post(path, &[key], fixture(name)).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("accepted")),
+            "{name}: {answer}"
+        );
+        for id in answer["event_ids"].as_array().unwrap() {
+            accepted.insert(id.as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(accepted.len(), 9);
+    // Duplicates give no second delivery.
+    for (path, key, name) in fixtures {
+        let (status, answer) = server.post(path, &[key], fixture(name)).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("duplicate")),
+            "{name}"
+        );
+    }
+
+    let requests = wait_for(&receiver, 9, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests_after = receiver.requests().await;
+    assert_eq!(
+        requests_after.len(),
+        9,
+        "one delivery per event: {}",
+        requests.len()
+    );
+    let delivered: HashSet<String> = requests_after
+        .iter()
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, accepted);
+    for r in &requests_after {
+        assert_eq!(r["headers"]["authorization"], "Bearer acme-token");
+        assert_eq!(r["headers"]["x-client-id"], "acme");
+        assert_eq!(r["signature"], "valid");
+    }
+    // Probes and bad keys answer as API Gateway would.
+    let probe = server
+        .http
+        .get(format!("{}/rms/in/api/st/notify", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status().as_u16(), 200);
+    let (status, _) = server
+        .post(
+            "/rms/in/api/st/notify",
+            &[("x-api-key", "wrong")],
+            fixture("shiprocket/in_transit_official.json"),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
+    let dir = scratch_dir("serve-retry");
+    let receiver = Receiver::start(Some(SECRET));
+    let server = Server::start(
+        &dir,
+        &config(
+            &dir,
+            &receiver.url("/fail-then-ok/2/x"),
+            "\"200ms\", \"300ms\"",
+            10,
+        ),
+    )
+    .await;
+    let (status, _) = server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", CLICKPOST_KEY)],
+            fixture("clickpost/delivered_selected_captured.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let requests = wait_for(&receiver, 3, Duration::from_secs(10)).await;
+    assert_eq!(requests.len(), 3);
+    let attempts = server
+        .get("/admin/deliveries?tenant=acme&awb=81125552141")
+        .await;
+    let outcomes: Vec<&str> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["retry", "retry", "delivered"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.requests().await.len(), 3, "not delivered again");
+}
+
+#[tokio::test]
+async fn after_max_attempts_the_event_is_a_dead_letter_listed_by_rms_dlq() {
+    let dir = scratch_dir("serve-dead");
+    let receiver = Receiver::start(None);
+    let server = Server::start(
+        &dir,
+        &config(&dir, &receiver.url("/status/503"), "\"100ms\"", 3),
+    )
+    .await;
+    let (_, answer) = server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", CLICKPOST_KEY)],
+            fixture("clickpost/out_for_delivery_all_status.json"),
+        )
+        .await;
+    let event_id = answer["event_ids"][0].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let dead = loop {
+        let dead = server.get("/admin/dlq").await;
+        if !dead.as_array().unwrap().is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead[0]["event_id"], event_id.as_str());
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("max attempts"),
+        "{dead}"
+    );
+    assert_eq!(
+        receiver.requests().await.len(),
+        3,
+        "exactly max_attempts attempts"
+    );
+
+    let listed = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["dlq", "list", "--json", "--database"])
+        .arg(dir.join("rms.db"))
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let line: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(line["event_id"], event_id.as_str());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_and_exits_zero() {
+    let dir = scratch_dir("serve-term");
+    let receiver = Receiver::start(None);
+    let mut server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A Clickpost scan for a new AWB: a new event each time.
+fn scan(i: usize) -> Vec<u8> {
+    format!(r#"{{"waybill":"CRASH{i:05}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#).into_bytes()
+}
+
+#[tokio::test]
+async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
+    let dir = scratch_dir("serve-crash");
+    let receiver = Receiver::start(None);
+    let text = config(&dir, &receiver.url("/ok"), "\"200ms\"", 10);
+    let mut server = Server::start(&dir, &text).await;
+
+    // Carriers posting as fast as they can, while the server is killed mid-stream.
+    let base = server.base.clone();
+    let load = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut answered = HashSet::new();
+        let mut posts = tokio::task::JoinSet::new();
+        for i in 0..400 {
+            let (http, base) = (http.clone(), base.clone());
+            posts.spawn(async move {
+                let response = http
+                    .post(format!("{base}/rms/in/api/clickpost/notify"))
+                    .header("webhook_key", CLICKPOST_KEY)
+                    .body(scan(i))
+                    .send()
+                    .await
+                    .ok()?;
+                if response.status().as_u16() != 200 {
+                    return None;
+                }
+                let answer: Value = response.json().await.ok()?;
+                answer["event_ids"][0].as_str().map(str::to_owned)
+            });
+            if i % 8 == 7 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        while let Some(result) = posts.join_next().await {
+            if let Ok(Some(id)) = result {
+                answered.insert(id);
+            }
+        }
+        answered
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.child.kill().unwrap(); // SIGKILL: no chance to flush or finish anything
+    server.child.wait().unwrap();
+    let answered = load.await.unwrap();
+    assert!(
+        answered.len() > 10 && answered.len() < 400,
+        "killed mid-stream: {} answered",
+        answered.len()
+    );
+
+    let _restarted = Server::start(&dir, &text).await;
+    let started = Instant::now();
+    let delivered = loop {
+        let delivered: HashSet<String> = receiver
+            .requests()
+            .await
+            .iter()
+            .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+            .collect();
+        if answered.is_subset(&delivered) || started.elapsed() > Duration::from_secs(30) {
+            break delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lost: Vec<&String> = answered.difference(&delivered).collect();
+    eprintln!(
+        "answered 200: {}, delivered: {}, lost: {}",
+        answered.len(),
+        delivered.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "answered 200 but never delivered: {lost:?}"
+    );
+}
