@@ -1,0 +1,25 @@
+-- wrk script: every request is a new Clickpost scan (a new AWB), so each one is a new event to
+-- claim, queue and deliver, not a duplicate.
+local counter = 0
+local prefix
+
+init = function(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  prefix = tostring(math.random(1, 1e9))
+end
+
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"waybill":"B%s-%d","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z","additional":{"order_id":"O%d"}}',
+    prefix, counter, counter)
+  return wrk.format("POST", "/rms/in/api/clickpost/notify",
+    {["webhook_key"] = "demo-clickpost-key", ["content-type"] = "application/json"}, body)
+end
+
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT requests=%d errors=%d duration_us=%d p50_us=%d p99_us=%d\n",
+    summary.requests, errors, summary.duration, latency:percentile(50), latency:percentile(99)))
+end
