@@ -27,10 +27,21 @@ struct Emulator {
 impl Emulator {
     fn start(env: &[(&str, String)]) -> Emulator {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut command = Command::new(root.join(".venv/bin/cargo-lambda"));
         command
-            .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port"])
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
             .arg(port.to_string())
             .current_dir(&root)
             .stdout(Stdio::null())
@@ -39,8 +50,13 @@ impl Emulator {
         for (name, value) in env {
             command.args(["--env-var", &format!("{name}={value}")]);
         }
-        let child = command.spawn().expect("cargo lambda (run through scripts/test, which installs it)");
-        Emulator { child, base: format!("http://127.0.0.1:{port}") }
+        let child = command
+            .spawn()
+            .expect("cargo lambda (run through scripts/test, which installs it)");
+        Emulator {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 }
 
@@ -48,7 +64,9 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         // cargo-lambda stops its functions (each in a session of its own) on SIGINT, as on Ctrl-C;
         // it ignores SIGTERM while they run.
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -110,9 +128,27 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
     ]);
     let http = reqwest::Client::new();
     let posts = [
-        ("clickpost-notify", "/rms/in/api/clickpost/notify", ("webhook_key", "e2e-clickpost"), "clickpost/delivered_selected_captured.json", 1),
-        ("shiprocket-notify", "/rms/in/api/st/notify", ("x-api-key", "e2e-shiprocket"), "shiprocket/in_transit_official.json", 1),
-        ("shipway-notify", "/rms/in/api/shipway/notify", ("x-api-key", "d60cdf34ebacf6cbf4e6080061c1ba1f"), "shipway/classic_status_feed.json", 2),
+        (
+            "clickpost-notify",
+            "/rms/in/api/clickpost/notify",
+            ("webhook_key", "e2e-clickpost"),
+            "clickpost/delivered_selected_captured.json",
+            1,
+        ),
+        (
+            "shiprocket-notify",
+            "/rms/in/api/st/notify",
+            ("x-api-key", "e2e-shiprocket"),
+            "shiprocket/in_transit_official.json",
+            1,
+        ),
+        (
+            "shipway-notify",
+            "/rms/in/api/shipway/notify",
+            ("x-api-key", "d60cdf34ebacf6cbf4e6080061c1ba1f"),
+            "shipway/classic_status_feed.json",
+            2,
+        ),
     ];
     let mut accepted = HashSet::new();
     for (function, path, (header, key), name, events) in posts {
@@ -120,10 +156,23 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
         // The first request to a function builds and starts it: allow for a cold build.
         let started = Instant::now();
         let answer: Value = loop {
-            match http.post(&url).header(header, key).body(fixture(name)).timeout(Duration::from_secs(600)).send().await {
-                Ok(response) if response.status().as_u16() == 200 => break response.json().await.unwrap(),
+            match http
+                .post(&url)
+                .header(header, key)
+                .body(fixture(name))
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await
+            {
+                Ok(response) if response.status().as_u16() == 200 => {
+                    break response.json().await.unwrap()
+                }
                 Ok(response) if started.elapsed() > Duration::from_secs(600) => {
-                    panic!("{function}: {} {}", response.status(), response.text().await.unwrap_or_default())
+                    panic!(
+                        "{function}: {} {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )
                 }
                 Err(e) if started.elapsed() > Duration::from_secs(600) => panic!("{function}: {e}"),
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -158,7 +207,10 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
             })
         })
         .collect();
-    let invoke = format!("{}/2015-03-31/functions/dispatcher/invocations", emulator.base);
+    let invoke = format!(
+        "{}/2015-03-31/functions/dispatcher/invocations",
+        emulator.base
+    );
     let response: Value = http
         .post(&invoke)
         .json(&json!({"Records": records}))
@@ -174,8 +226,10 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
 
     let requests = receiver.requests().await;
     assert_eq!(requests.len(), 4);
-    let delivered: HashSet<String> =
-        requests.iter().map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned()).collect();
+    let delivered: HashSet<String> = requests
+        .iter()
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(delivered, accepted);
     for r in &requests {
         assert_eq!(r["headers"]["authorization"], "Bearer e2e-token");

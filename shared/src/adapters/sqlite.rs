@@ -98,6 +98,21 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// Runs a statement through the connection's prepared-statement cache: the hot paths run the same
+/// few statements thousands of times a second, and parsing the SQL each time costs more than running it.
+fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn unavailable(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Unavailable {
     move |e| Unavailable::new(SERVICE, operation, e)
 }
@@ -156,13 +171,13 @@ impl SqliteStore {
     }
 
     pub fn put_tenant(&self, tenant: &TenantId, include_source: bool) -> Result<(), Unavailable> {
-        self.conn()
-            .execute(
-                "INSERT INTO tenants (id, include_source) VALUES (?1, ?2)
+        execute(
+            &self.conn(),
+            "INSERT INTO tenants (id, include_source) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET include_source = excluded.include_source",
-                params![tenant.as_str(), include_source],
-            )
-            .map_err(unavailable("put tenant"))?;
+            params![tenant.as_str(), include_source],
+        )
+        .map_err(unavailable("put tenant"))?;
         Ok(())
     }
 
@@ -172,13 +187,13 @@ impl SqliteStore {
         digest: &CredentialDigest,
         tenant: &TenantId,
     ) -> Result<(), Unavailable> {
-        self.conn()
-            .execute(
-                "INSERT INTO credentials (carrier, digest, tenant_id) VALUES (?1, ?2, ?3)
+        execute(
+            &self.conn(),
+            "INSERT INTO credentials (carrier, digest, tenant_id) VALUES (?1, ?2, ?3)
                  ON CONFLICT (carrier, digest) DO UPDATE SET tenant_id = excluded.tenant_id",
-                params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
-            )
-            .map_err(unavailable("put credential"))?;
+            params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
+        )
+        .map_err(unavailable("put credential"))?;
         Ok(())
     }
 
@@ -197,8 +212,7 @@ impl SqliteStore {
             .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
         let statuses = serde_json::to_string(&statuses)
             .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
-        self.conn()
-            .execute(
+        execute(&self.conn(),
                 "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, headers = excluded.headers,
@@ -232,7 +246,7 @@ impl SqliteStore {
         let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(unavailable("lease"))?;
-        tx.execute(
+        execute(&tx,
             "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)'
              WHERE state = 'ready' AND visible_at_ms <= ?1 AND receive_count >= ?2",
             params![now_ms, max_receives],
@@ -240,7 +254,7 @@ impl SqliteStore {
         .map_err(unavailable("lease"))?;
         let leased = {
             let mut statement = tx
-                .prepare(
+                .prepare_cached(
                     "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1
                      WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?2
                                   ORDER BY visible_at_ms, id LIMIT ?3)
@@ -273,8 +287,7 @@ impl SqliteStore {
         let id: i64 = receipt
             .parse()
             .map_err(|e| Unavailable::new(SERVICE, "ack", e))?;
-        self.conn()
-            .execute("DELETE FROM queue WHERE id = ?1", params![id])
+        execute(&self.conn(), "DELETE FROM queue WHERE id = ?1", params![id])
             .map_err(unavailable("ack"))?;
         Ok(())
     }
@@ -282,7 +295,7 @@ impl SqliteStore {
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Unavailable> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare("SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count, enqueued_at FROM queue WHERE state = 'dead' ORDER BY id")
+            .prepare_cached("SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count, enqueued_at FROM queue WHERE state = 'dead' ORDER BY id")
             .map_err(unavailable("list dead letters"))?;
         let rows = statement
             .query_map([], |row| {
@@ -305,15 +318,14 @@ impl SqliteStore {
     pub fn redrive(&self, ids: Option<&[i64]>, now: DateTime<Utc>) -> Result<usize, Unavailable> {
         let conn = self.conn();
         let moved = match ids {
-            None => conn.execute(
+            None => execute(&conn,
                 "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead'",
                 params![now.timestamp_millis()],
             ),
             Some(ids) => {
                 let mut total = 0;
                 for id in ids {
-                    total += conn
-                        .execute(
+                    total += execute(&conn,
                             "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead' AND id = ?2",
                             params![now.timestamp_millis(), id],
                         )
@@ -330,7 +342,7 @@ impl SqliteStore {
     pub fn attempts(&self, tenant: &str, awb: &str) -> Result<Vec<Attempt>, Unavailable> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at
                  FROM deliveries WHERE tenant_id = ?1 AND awb = ?2 ORDER BY id",
             )
@@ -368,13 +380,13 @@ impl SqliteStore {
 
     /// How many messages wait (ready) and how many are dead.
     pub fn queue_depth(&self) -> Result<(u64, u64), Unavailable> {
-        self.conn()
-            .query_row(
-                "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0) FROM queue",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(unavailable("queue depth"))
+        query_row(
+            &self.conn(),
+            "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0) FROM queue",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(unavailable("queue depth"))
     }
 }
 
@@ -384,9 +396,7 @@ impl ConfigStore for SqliteStore {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantAuth>, Unavailable> {
-        let found: Option<(String, Option<bool>)> = self
-            .conn()
-            .query_row(
+        let found: Option<(String, Option<bool>)> = query_row(&self.conn(),
                 "SELECT c.tenant_id, t.include_source FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
                  WHERE c.carrier = ?1 AND c.digest = ?2",
                 params![carrier.as_str(), digest.to_hex()],
@@ -413,8 +423,7 @@ impl EventStore for SqliteStore {
         let expires = now.timestamp() + i64::try_from(hold_for.as_secs()).unwrap_or(i64::MAX / 4);
         let conn = self.conn();
         // One conditional statement, as on DynamoDB: new, or an expired unqueued claim.
-        let claimed = conn
-            .execute(
+        let claimed = execute(&conn,
                 "INSERT INTO claims (event_id, state, claim_expires_at) VALUES (?1, 'RECEIVED', ?2)
                  ON CONFLICT (event_id) DO UPDATE SET state = 'RECEIVED', claim_expires_at = excluded.claim_expires_at
                  WHERE claims.state = 'RECEIVED' AND claims.claim_expires_at < ?3",
@@ -424,14 +433,14 @@ impl EventStore for SqliteStore {
         if claimed == 1 {
             return Ok(Claim::Claimed);
         }
-        let state: Option<String> = conn
-            .query_row(
-                "SELECT state FROM claims WHERE event_id = ?1",
-                params![event.event_id.as_str()],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(unavailable("claim"))?;
+        let state: Option<String> = query_row(
+            &conn,
+            "SELECT state FROM claims WHERE event_id = ?1",
+            params![event.event_id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable("claim"))?;
         Ok(if state.as_deref() == Some("QUEUED") {
             Claim::AlreadyQueued
         } else {
@@ -440,22 +449,22 @@ impl EventStore for SqliteStore {
     }
 
     async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
-        self.conn()
-            .execute(
-                "UPDATE claims SET state = 'QUEUED', claim_expires_at = NULL WHERE event_id = ?1",
-                params![event_id.as_str()],
-            )
-            .map_err(unavailable("mark queued"))?;
+        execute(
+            &self.conn(),
+            "UPDATE claims SET state = 'QUEUED', claim_expires_at = NULL WHERE event_id = ?1",
+            params![event_id.as_str()],
+        )
+        .map_err(unavailable("mark queued"))?;
         Ok(())
     }
 
     async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
-        self.conn()
-            .execute(
-                "DELETE FROM claims WHERE event_id = ?1 AND state = 'RECEIVED'",
-                params![event_id.as_str()],
-            )
-            .map_err(unavailable("release"))?;
+        execute(
+            &self.conn(),
+            "DELETE FROM claims WHERE event_id = ?1 AND state = 'RECEIVED'",
+            params![event_id.as_str()],
+        )
+        .map_err(unavailable("release"))?;
         Ok(())
     }
 
@@ -463,19 +472,18 @@ impl EventStore for SqliteStore {
         &self,
         event: &CanonicalEvent,
     ) -> Result<Freshness, Unavailable> {
-        let updated = self
-            .conn()
-            .execute(
-                "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
+        let updated = execute(
+            &self.conn(),
+            "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET latest_ms = excluded.latest_ms
                  WHERE shipments.latest_ms <= excluded.latest_ms",
-                params![
-                    event.tenant_id,
-                    event.shipment_key(),
-                    event.event_time.timestamp_millis()
-                ],
-            )
-            .map_err(unavailable("shipment state"))?;
+            params![
+                event.tenant_id,
+                event.shipment_key(),
+                event.event_time.timestamp_millis()
+            ],
+        )
+        .map_err(unavailable("shipment state"))?;
         Ok(if updated == 1 {
             Freshness::Latest
         } else {
@@ -484,8 +492,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
-        self.conn()
-            .execute(
+        execute(&self.conn(),
                 "INSERT OR IGNORE INTO quarantine (digest, tenant_id, carrier, body, reason, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![item.body_digest, item.tenant_id.as_str(), item.carrier.as_str(), item.body, item.reason, item.received_at.to_rfc3339()],
             )
@@ -498,8 +505,7 @@ impl EventQueue for SqliteStore {
     async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
         let body =
             serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "enqueue", e))?;
-        self.conn()
-            .execute(
+        execute(&self.conn(),
                 "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![event.event_id.as_str(), event.tenant_id, body, Utc::now().timestamp_millis(), Utc::now().to_rfc3339()],
             )
@@ -515,12 +521,12 @@ impl QueueActions for SqliteStore {
             .map_err(|e| Unavailable::new(SERVICE, "retry later", e))?;
         let visible = Utc::now().timestamp_millis()
             + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
-        self.conn()
-            .execute(
-                "UPDATE queue SET visible_at_ms = ?1 WHERE id = ?2",
-                params![visible, id],
-            )
-            .map_err(unavailable("retry later"))?;
+        execute(
+            &self.conn(),
+            "UPDATE queue SET visible_at_ms = ?1 WHERE id = ?2",
+            params![visible, id],
+        )
+        .map_err(unavailable("retry later"))?;
         Ok(())
     }
 
@@ -537,8 +543,7 @@ impl QueueActions for SqliteStore {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        self.conn()
-            .execute(
+        execute(&self.conn(),
                 "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at)
                  VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5)",
                 params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339()],
@@ -551,9 +556,7 @@ impl QueueActions for SqliteStore {
 impl PushConfigStore for SqliteStore {
     async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
         type Row = (String, String, String, Option<String>, i64, bool);
-        let row: Option<Row> = self
-            .conn()
-            .query_row(
+        let row: Option<Row> = query_row(&self.conn(),
                 "SELECT url, headers, statuses, signing_secret, timeout_ms, enabled FROM push_configs WHERE tenant_id = ?1",
                 params![tenant.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
@@ -583,7 +586,7 @@ impl DeliveryLog for SqliteStore {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(unavailable("record attempt"))?;
-        tx.execute(
+        execute(&tx,
             "INSERT INTO deliveries (event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -601,7 +604,8 @@ impl DeliveryLog for SqliteStore {
         )
         .map_err(unavailable("record attempt"))?;
         if attempt.outcome == AttemptOutcome::Delivered {
-            tx.execute(
+            execute(
+                &tx,
                 "INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)",
                 params![attempt.event_id.as_str(), attempt.at.to_rfc3339()],
             )
@@ -612,15 +616,14 @@ impl DeliveryLog for SqliteStore {
     }
 
     async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
-        let found: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM delivered WHERE event_id = ?1",
-                params![event_id.as_str()],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(unavailable("was delivered"))?;
+        let found: Option<i64> = query_row(
+            &self.conn(),
+            "SELECT 1 FROM delivered WHERE event_id = ?1",
+            params![event_id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable("was delivered"))?;
         Ok(found.is_some())
     }
 }
