@@ -17,6 +17,13 @@ request = function()
     {["webhook_key"] = "demo-clickpost-key", ["content-type"] = "application/json"}, body)
 end
 
+-- With PACE_MS set, each connection waits that long between requests: a steady rate of about
+-- connections * 1000 / PACE_MS requests per second instead of as fast as possible.
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace then
+  delay = function() return pace end
+end
+
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout
