@@ -8,6 +8,8 @@ pub mod carriers;
 pub mod dispatch;
 pub mod http;
 pub mod ingest;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod model;
 pub mod ports;
 pub mod push;

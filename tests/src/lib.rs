@@ -364,12 +364,13 @@ impl std::io::Write for LogCapture {
 }
 
 impl LogCapture {
-    /// Installs a JSON subscriber for the current thread; logs are kept until `text()`.
+    /// Installs a JSON subscriber for the current thread, as verbose as the binaries' filter
+    /// allows (`shared::logging` at TRACE); logs are kept until `text()`.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter(shared::logging::filter("trace"))
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::set_default(subscriber)

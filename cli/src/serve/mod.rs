@@ -84,10 +84,7 @@ fn fail(message: &str) -> ExitCode {
 
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
         .with_writer(std::io::stderr)
         .try_init();

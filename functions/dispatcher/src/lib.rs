@@ -45,10 +45,7 @@ pub fn aws_dispatcher(
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
         .with_current_span(false)
         .init();

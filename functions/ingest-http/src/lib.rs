@@ -36,10 +36,7 @@ pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsI
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
         .with_current_span(false)
         .init();
