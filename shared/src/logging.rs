@@ -27,3 +27,14 @@ pub fn filter(default: &str) -> EnvFilter {
     }
     filter
 }
+
+/// JSON logs on stdout with `filter("info")`, as the Lambda functions write them (CloudWatch reads
+/// stdout; the function's JSON log format keeps the lines as they are).
+pub fn init_json_logging() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter("info"))
+        .with_target(false)
+        .with_current_span(false)
+        .try_init();
+}

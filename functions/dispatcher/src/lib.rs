@@ -42,18 +42,9 @@ pub fn aws_dispatcher(
     Ok((dispatch, actions))
 }
 
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(shared::logging::filter("info"))
-        .with_target(false)
-        .with_current_span(false)
-        .init();
-}
-
 /// Logging, configuration, clients (once per container), then the runtime loop.
 pub async fn run() -> Result<(), Error> {
-    init_logging();
+    shared::logging::init_json_logging();
     let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
     let (dispatch, actions) = aws_dispatcher(

@@ -32,20 +32,10 @@ pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsI
     }
 }
 
-/// JSON logs on stdout, the level from `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(shared::logging::filter("info"))
-        .with_target(false)
-        .with_current_span(false)
-        .init();
-}
-
 /// The whole life of a notify function: logging, configuration, clients (built once per
 /// container, reused by every invocation), then the Lambda runtime loop.
 pub async fn run(carrier: Carrier) -> Result<(), Error> {
-    init_logging();
+    shared::logging::init_json_logging();
     let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
     let ingest = aws_ingest(&config, DynamoClient::new(&aws), SqsClient::new(&aws));
