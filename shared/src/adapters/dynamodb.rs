@@ -60,6 +60,22 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// An unconditional PutItem.
+async fn put(
+    client: &Client,
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<(), Unavailable> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+    Ok(())
+}
+
 fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> String {
     format!("CREDENTIAL#{carrier}#{}", digest.to_hex())
 }
@@ -94,13 +110,7 @@ impl DynamoConfigStore {
         item.insert("tenant_id".into(), s(tenant.as_str()));
         item.insert("carrier".into(), s(carrier.as_str()));
         item.insert("key_hint".into(), s(digest.hint()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        put(&self.client, &self.table, item).await?;
         Ok(())
     }
 
@@ -116,13 +126,7 @@ impl DynamoConfigStore {
             "include_source".into(),
             AttributeValue::Bool(include_source),
         );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        put(&self.client, &self.table, item).await?;
         Ok(())
     }
 }
@@ -197,13 +201,7 @@ impl DynamoConfigStore {
         let timeout_ms = i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX);
         item.insert("timeout_ms".into(), n(timeout_ms));
         item.insert("enabled".into(), AttributeValue::Bool(config.enabled));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        put(&self.client, &self.table, item).await?;
         Ok(())
     }
 }
@@ -318,13 +316,7 @@ impl DeliveryLog for DynamoDeliveryLog {
             "expires_at".into(),
             n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),
         );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+        put(&self.client, &self.table, item).await?;
         if attempt.outcome == AttemptOutcome::Delivered {
             let mut marker = delivered_key(&attempt.event_id);
             marker.insert("at".into(), s(&at));
@@ -332,13 +324,7 @@ impl DeliveryLog for DynamoDeliveryLog {
                 "expires_at".into(),
                 n(epoch_after(attempt.at, DEDUP_WINDOW)),
             );
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(marker))
-                .send()
-                .await
-                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+            put(&self.client, &self.table, marker).await?;
         }
         Ok(())
     }
