@@ -16,8 +16,8 @@ use crate::auth::{presented_credentials, CredentialSources};
 use crate::carriers::{normalize, NormalizeContext};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Claim, ConfigStore, EventQueue, EventStore, Freshness, Metrics, Quarantined, TenantAuth,
-    Unavailable,
+    Claim, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics, Quarantined,
+    TenantAuth, Unavailable,
 };
 use crate::time;
 
@@ -117,15 +117,15 @@ pub enum AuthFailure {
 }
 
 /// The ingest use-case over its ports.
-pub struct Ingest<C, E, Q, M> {
+pub struct Ingest<C, S, M> {
     pub config: C,
-    pub events: E,
-    pub queue: Q,
+    /// Where accepted events and quarantined payloads go.
+    pub intake: S,
     pub metrics: M,
     pub settings: IngestSettings,
 }
 
-impl<C: ConfigStore, E: EventStore, Q: EventQueue, M: Metrics> Ingest<C, E, Q, M> {
+impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
     pub async fn handle(&self, request: &Inbound, now: DateTime<Utc>) -> IngestOutcome {
         let carrier = request.carrier;
         let outcome = self.handle_inner(request, now).await;
@@ -260,36 +260,18 @@ impl<C: ConfigStore, E: EventStore, Q: EventQueue, M: Metrics> Ingest<C, E, Q, M
         Ok(Err(AuthFailure::Unknown))
     }
 
-    /// Claims, stamps freshness, queues and marks one event. On any failure after the claim the
-    /// claim is released, so the carrier's retry can take it again.
+    /// Accepts one event through the intake; counts and logs it when it was queued now.
     async fn accept(
         &self,
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
         let claim = self
-            .events
-            .claim(event, now, self.settings.claim_for)
+            .intake
+            .accept(event, now, self.settings.claim_for)
             .await?;
         if claim != Claim::Claimed {
             return Ok(claim);
-        }
-        let queued = async {
-            event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
-            self.queue.enqueue(event).await
-        }
-        .await;
-        if let Err(e) = queued {
-            if let Err(release) = self.events.release(&event.event_id).await {
-                // The claim expires by itself after `claim_for`; until then a retry is 503 too.
-                error!(event_id = %event.event_id, error = %release, "claim not released");
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.events.mark_queued(&event.event_id).await {
-            // The event is on the queue, so it is accepted. The claim stays RECEIVED until it
-            // expires; a re-send after that is queued again and the dispatcher drops the copy.
-            warn!(event_id = %event.event_id, error = %e, "event queued but not marked queued");
         }
         let carrier = event.carrier.as_str();
         self.metrics.count("Accepted", 1, &[("Carrier", carrier)]);
@@ -329,7 +311,7 @@ impl<C: ConfigStore, E: EventStore, Q: EventQueue, M: Metrics> Ingest<C, E, Q, M
             reason,
             received_at: now,
         };
-        match self.events.quarantine(&item).await {
+        match self.intake.quarantine(&item).await {
             Ok(()) => {
                 warn!(tenant_id = %tenant_id, carrier = %carrier, body_digest = %item.body_digest, reason, "payload rejected and quarantined");
                 IngestOutcome::Invalid {
@@ -341,6 +323,50 @@ impl<C: ConfigStore, E: EventStore, Q: EventQueue, M: Metrics> Ingest<C, E, Q, M
                 IngestOutcome::Unavailable
             }
         }
+    }
+}
+
+/// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
+/// a conditional write, record the shipment's latest time, queue, then mark the claim queued. Any
+/// failure after the claim releases it, so the carrier's retry can take it again.
+pub struct ClaimThenQueue<E, Q> {
+    pub events: E,
+    pub queue: Q,
+}
+
+impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
+    async fn accept(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+    ) -> Result<Claim, Unavailable> {
+        let claim = self.events.claim(event, now, claim_for).await?;
+        if claim != Claim::Claimed {
+            return Ok(claim);
+        }
+        let queued = async {
+            event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
+            self.queue.enqueue(event).await
+        }
+        .await;
+        if let Err(e) = queued {
+            if let Err(release) = self.events.release(&event.event_id).await {
+                // The claim expires by itself after `claim_for`; until then a retry is 503 too.
+                error!(event_id = %event.event_id, error = %release, "claim not released");
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.events.mark_queued(&event.event_id).await {
+            // The event is on the queue, so it is accepted. The claim stays RECEIVED until it
+            // expires; a re-send after that is queued again and the dispatcher drops the copy.
+            warn!(event_id = %event.event_id, error = %e, "event queued but not marked queued");
+        }
+        Ok(Claim::Claimed)
+    }
+
+    async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
+        self.events.quarantine(item).await
     }
 }
 

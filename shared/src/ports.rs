@@ -122,6 +122,27 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
+/// Where ingest writes: an event is accepted at most once per event id, and a payload that does
+/// not normalise is quarantined. On AWS this is the claim protocol over DynamoDB and SQS
+/// (`ingest::ClaimThenQueue`); a store that holds the queue too (SQLite) does it in one transaction.
+pub trait Intake: Send + Sync {
+    /// Claims the event, stamps `is_stale`, queues it and marks it queued. `Claimed` means the
+    /// event is on the queue now; nothing is left claimed when an error is returned (or the claim
+    /// expires by itself after `claim_for`).
+    fn accept(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
+
+    /// Keeps a rejected payload (once per body digest, for a limited time).
+    fn quarantine(
+        &self,
+        item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
 pub trait EventQueue: Send + Sync {
     /// Puts the event on the delivery queue, with `tenant_id`, `carrier` and `event_id` as
     /// message attributes.
@@ -306,6 +327,23 @@ impl<T: EventStore> EventStore for Arc<T> {
         event: &CanonicalEvent,
     ) -> impl Future<Output = Result<Freshness, Unavailable>> + Send {
         (**self).record_shipment_event(event)
+    }
+    fn quarantine(
+        &self,
+        item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).quarantine(item)
+    }
+}
+
+impl<T: Intake> Intake for Arc<T> {
+    fn accept(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        (**self).accept(event, now, claim_for)
     }
     fn quarantine(
         &self,

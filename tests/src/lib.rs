@@ -22,7 +22,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::auth::Credential;
-use shared::ingest::Ingest;
+use shared::ingest::{ClaimThenQueue, Ingest};
 use shared::Carrier;
 
 /// The moto endpoint, from `scripts/with-moto`.
@@ -223,7 +223,8 @@ impl Stack {
 }
 
 /// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
-pub type TestIngest = Ingest<DynamoConfigStore, DynamoEventStore, SqsEventQueue, RecordingMetrics>;
+pub type TestIngest =
+    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, RecordingMetrics>;
 
 /// The notify functions' wiring (`ingest_http::aws_ingest`), with metrics kept for assertions.
 pub fn ingest_with(
@@ -234,8 +235,7 @@ pub fn ingest_with(
     let production = ingest_http::aws_ingest(config, dynamo, sqs);
     Ingest {
         config: production.config,
-        events: production.events,
-        queue: production.queue,
+        intake: production.intake,
         metrics: RecordingMetrics::default(),
         settings: production.settings,
     }

@@ -11,21 +11,20 @@ use ingest_http::handle;
 use integration_tests::{dead_endpoint, fixture, ingest_with, sdk_config, Stack};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoEventStore;
-use shared::ports::{ConfigStore, EventQueue, EventStore, Metrics};
+use shared::ports::{ConfigStore, EventStore, Intake, Metrics};
 use shared::{Carrier, EventId};
 
 const KEY: &str = "cp-webhook-key-integration";
 
-async fn post<C, E, Q, M>(
-    ingest: &shared::ingest::Ingest<C, E, Q, M>,
+async fn post<C, S, M>(
+    ingest: &shared::ingest::Ingest<C, S, M>,
     carrier: Carrier,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Value)
 where
     C: ConfigStore,
-    E: EventStore,
-    Q: EventQueue,
+    S: Intake,
     M: Metrics,
 {
     let response = handle(

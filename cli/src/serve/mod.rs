@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 pub use config::ServeConfig;
 
-pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
+pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics>;
 
 /// Run the relay on this machine: carrier notify paths, delivery, admin API.
@@ -123,8 +123,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     let app = Arc::new(App {
         ingest: Ingest {
             config: store.clone(),
-            events: store.clone(),
-            queue: store.clone(),
+            intake: store.clone(),
             metrics: NoMetrics,
             settings: IngestSettings::default(),
         },

@@ -7,7 +7,7 @@ use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use shared::http::reply;
 use shared::ingest::{Inbound, Ingest};
-use shared::ports::{ConfigStore, EventQueue, EventStore, Metrics};
+use shared::ports::{ConfigStore, Intake, Metrics};
 use shared::Carrier;
 
 /// The parts of an API Gateway request that ingest reads. Header names arrive in lowercase from
@@ -42,15 +42,14 @@ pub fn inbound(carrier: Carrier, request: &Request) -> Inbound {
 
 /// Handles one notify request. Expected failures (401, 400, 413, 503) are answers, not errors:
 /// an `Err` here would make API Gateway answer a bare 502.
-pub async fn handle<C, E, Q, M>(
-    ingest: &Ingest<C, E, Q, M>,
+pub async fn handle<C, S, M>(
+    ingest: &Ingest<C, S, M>,
     carrier: Carrier,
     request: Request,
 ) -> Result<Response<Body>, Error>
 where
     C: ConfigStore,
-    E: EventStore,
-    Q: EventQueue,
+    S: Intake,
     M: Metrics,
 {
     let outcome = ingest.handle(&inbound(carrier, &request), Utc::now()).await;
@@ -74,7 +73,7 @@ mod tests {
         ClaimState, MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics,
     };
     use shared::auth::Credential;
-    use shared::ingest::IngestSettings;
+    use shared::ingest::{ClaimThenQueue, IngestSettings};
     use shared::ports::TenantAuth;
     use shared::{EventId, TenantId};
 
@@ -85,8 +84,11 @@ mod tests {
     const SHIPROCKET_KEY: &str = "sr-token-0042";
     const SHIPWAY_KEY: &str = "d60cdf34ebacf6cbf4e6080061c1ba1f";
 
-    type MemoryIngest =
-        Ingest<Arc<MemoryConfig>, Arc<MemoryEvents>, Arc<MemoryQueue>, Arc<RecordingMetrics>>;
+    type MemoryIngest = Ingest<
+        Arc<MemoryConfig>,
+        ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>,
+        Arc<RecordingMetrics>,
+    >;
 
     struct World {
         ingest: MemoryIngest,
@@ -119,8 +121,10 @@ mod tests {
         World {
             ingest: Ingest {
                 config: config.clone(),
-                events: events.clone(),
-                queue: queue.clone(),
+                intake: ClaimThenQueue {
+                    events: events.clone(),
+                    queue: queue.clone(),
+                },
                 metrics: metrics.clone(),
                 settings: IngestSettings::default(),
             },

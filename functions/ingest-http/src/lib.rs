@@ -15,18 +15,21 @@ use lambda_http::{service_fn, Error, Request};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::ingest::Ingest;
+use shared::ingest::{ClaimThenQueue, Ingest};
 use shared::Carrier;
 
 /// The ingest use-case on its AWS adapters.
-pub type AwsIngest = Ingest<DynamoConfigStore, DynamoEventStore, SqsEventQueue, EmfMetrics>;
+pub type AwsIngest =
+    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
 
 /// Builds the use-case from the configuration and one client per AWS service.
 pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsIngest {
     Ingest {
         config: DynamoConfigStore::new(dynamo.clone(), &config.config_table),
-        events: DynamoEventStore::new(dynamo, &config.events_table),
-        queue: SqsEventQueue::new(sqs, &config.events_queue_url),
+        intake: ClaimThenQueue {
+            events: DynamoEventStore::new(dynamo, &config.events_table),
+            queue: SqsEventQueue::new(sqs, &config.events_queue_url),
+        },
         metrics: EmfMetrics,
         settings: config.ingest_settings(),
     }

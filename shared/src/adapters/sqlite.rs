@@ -1,22 +1,24 @@
 //! The embedded store of `rms serve`: every port on one SQLite file, with the semantics of the AWS
-//! adapters. Claims are one conditional statement; the queue has visibility timeouts, receive
-//! counts and a dead-letter state; accepted events are committed before the carrier hears 200.
+//! adapters. An event is accepted (claimed, queued) in one transaction; the queue has visibility
+//! timeouts, receive counts and a dead-letter state; accepted events are committed before the
+//! carrier hears 200.
 //!
 //! The database runs in WAL mode with `synchronous = NORMAL`: a committed event survives the
 //! process being killed (`kill -9`); surviving a power cut as well would need `FULL`.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventQueue, EventStore, Freshness,
-    PushConfigStore, Quarantined, QueueActions, TenantAuth, Unavailable,
+    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, Intake, PushConfigStore, Quarantined,
+    QueueActions, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
@@ -44,8 +46,7 @@ CREATE TABLE IF NOT EXISTS push_configs (
 );
 CREATE TABLE IF NOT EXISTS claims (
     event_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    claim_expires_at INTEGER
+    state TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS shipments (
     tenant_id TEXT NOT NULL,
@@ -95,7 +96,130 @@ CREATE TABLE IF NOT EXISTS delivered (
 
 /// One SQLite database holding every port's state.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// To the committer thread, which accepts events in groups (see [`Committer`]).
+    accepts: mpsc::Sender<PendingAccept>,
+}
+
+/// The most events one commit takes.
+const MAX_GROUP: usize = 128;
+
+/// An event waiting for the committer, and where its answer goes.
+struct PendingAccept {
+    event: CanonicalEvent,
+    now: DateTime<Utc>,
+    answer: oneshot::Sender<Result<(Claim, bool), Unavailable>>,
+}
+
+/// Group commit: one thread takes every event that is waiting, accepts each in its own savepoint,
+/// commits them together, and only then answers each request. A commit is the costly part of an
+/// accept (the WAL frames it writes), and requests that arrive together share one; under light
+/// load a group is one event. The carrier still hears 200 only after its event is committed.
+struct Committer {
+    conn: Arc<Mutex<Connection>>,
+    accepts: mpsc::Receiver<PendingAccept>,
+}
+
+impl Committer {
+    fn run(mut self) {
+        while let Some(first) = self.accepts.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match self.accepts.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let conn = lock(&self.conn);
+            let answers = match commit_group(&conn, &mut group) {
+                Ok(answers) => answers,
+                Err(e) => {
+                    let reason = e.to_string();
+                    group
+                        .iter()
+                        .map(|_| Err(Unavailable::new(SERVICE, "accept", reason.clone())))
+                        .collect::<Vec<_>>()
+                }
+            };
+            drop(conn);
+            for (pending, answer) in group.into_iter().zip(answers) {
+                // The request may have gone (its client hung up); the event is accepted anyway,
+                // and the carrier's retry is a duplicate.
+                let _ = pending.answer.send(answer);
+            }
+        }
+    }
+}
+
+/// Accepts each event of the group in one transaction. An event whose statements fail is rolled
+/// back alone (its savepoint) and answered with the error; the others are committed.
+fn commit_group(
+    conn: &Connection,
+    group: &mut [PendingAccept],
+) -> rusqlite::Result<Vec<Result<(Claim, bool), Unavailable>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut answers = Vec::with_capacity(group.len());
+    for pending in group.iter_mut() {
+        let answer = execute(conn, "SAVEPOINT accept", [])
+            .and_then(|_| accept_one(conn, &pending.event, pending.now));
+        let answer = match answer {
+            Ok(done) => execute(conn, "RELEASE accept", []).map(|_| done),
+            Err(e) => execute(conn, "ROLLBACK TO accept", [])
+                .and_then(|_| execute(conn, "RELEASE accept", []))
+                .and(Err(e)),
+        };
+        answers.push(answer.map_err(unavailable("accept")));
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(answers)
+}
+
+/// The statements of one acceptance: the claim, the shipment's latest time, the queued message.
+/// Returns the claim and whether the event is stale.
+fn accept_one(
+    conn: &Connection,
+    event: &CanonicalEvent,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<(Claim, bool)> {
+    // A claim is inserted `QUEUED` with its message, in the same transaction, so an existing row
+    // is always a duplicate (never a claim left half-done).
+    let claimed = execute(
+        conn,
+        "INSERT INTO claims (event_id, state) VALUES (?1, 'QUEUED') ON CONFLICT (event_id) DO NOTHING",
+        params![event.event_id.as_str()],
+    )?;
+    if claimed == 0 {
+        return Ok((Claim::AlreadyQueued, false));
+    }
+    let latest = execute(
+        conn,
+        "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET latest_ms = excluded.latest_ms
+             WHERE shipments.latest_ms <= excluded.latest_ms",
+        params![
+            event.tenant_id,
+            event.shipment_key(),
+            event.event_time.timestamp_millis()
+        ],
+    )?;
+    let is_stale = latest == 0;
+    let mut queued = event.clone();
+    queued.is_stale = is_stale;
+    let body = serde_json::to_string(&queued)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    execute(
+        conn,
+        "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![event.event_id.as_str(), event.tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
+    )?;
+    Ok((Claim::Claimed, is_stale))
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a statement through the connection's prepared-statement cache: the hot paths run the same
@@ -147,27 +271,33 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(unavailable("configure"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(unavailable("create schema"))?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
+        SqliteStore::start(conn)
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, Unavailable> {
-        let conn = Connection::open_in_memory().map_err(unavailable("open"))?;
+        SqliteStore::start(Connection::open_in_memory().map_err(unavailable("open"))?)
+    }
+
+    fn start(conn: Connection) -> Result<SqliteStore, Unavailable> {
         conn.execute_batch(SCHEMA)
             .map_err(unavailable("create schema"))?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let (accepts, waiting) = mpsc::channel(4 * MAX_GROUP);
+        let committer = Committer {
+            conn: conn.clone(),
+            accepts: waiting,
+        };
+        // The thread ends when the store (the only sender) is dropped.
+        std::thread::Builder::new()
+            .name("sqlite-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| Unavailable::new(SERVICE, "start the committer", e))?;
+        Ok(SqliteStore { conn, accepts })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.conn)
     }
 
     pub fn put_tenant(&self, tenant: &TenantId, include_source: bool) -> Result<(), Unavailable> {
@@ -246,10 +376,14 @@ impl SqliteStore {
         let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(unavailable("lease"))?;
+        // Only the messages due next are looked at (the `queue_ready` index, `LIMIT`): a backlog of
+        // thousands must not make every lease scan all of it.
         execute(&tx,
             "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)'
-             WHERE state = 'ready' AND visible_at_ms <= ?1 AND receive_count >= ?2",
-            params![now_ms, max_receives],
+             WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?1
+                          ORDER BY visible_at_ms, id LIMIT ?3)
+               AND receive_count >= ?2",
+            params![now_ms, max_receives, i64::try_from(max).unwrap_or(i64::MAX)],
         )
         .map_err(unavailable("lease"))?;
         let leased = {
@@ -413,82 +547,28 @@ impl ConfigStore for SqliteStore {
     }
 }
 
-impl EventStore for SqliteStore {
-    async fn claim(
+/// Each acceptance is one savepoint of a group commit (see [`Committer`]): the claim, the
+/// shipment's latest time and the queued message are committed together or not at all, so a crash
+/// never leaves a claim without its message.
+impl Intake for SqliteStore {
+    async fn accept(
         &self,
-        event: &CanonicalEvent,
+        event: &mut CanonicalEvent,
         now: DateTime<Utc>,
-        hold_for: Duration,
+        _claim_for: Duration,
     ) -> Result<Claim, Unavailable> {
-        let expires = now.timestamp() + i64::try_from(hold_for.as_secs()).unwrap_or(i64::MAX / 4);
-        let conn = self.conn();
-        // One conditional statement, as on DynamoDB: new, or an expired unqueued claim.
-        let claimed = execute(&conn,
-                "INSERT INTO claims (event_id, state, claim_expires_at) VALUES (?1, 'RECEIVED', ?2)
-                 ON CONFLICT (event_id) DO UPDATE SET state = 'RECEIVED', claim_expires_at = excluded.claim_expires_at
-                 WHERE claims.state = 'RECEIVED' AND claims.claim_expires_at < ?3",
-                params![event.event_id.as_str(), expires, now.timestamp()],
-            )
-            .map_err(unavailable("claim"))?;
-        if claimed == 1 {
-            return Ok(Claim::Claimed);
-        }
-        let state: Option<String> = query_row(
-            &conn,
-            "SELECT state FROM claims WHERE event_id = ?1",
-            params![event.event_id.as_str()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(unavailable("claim"))?;
-        Ok(if state.as_deref() == Some("QUEUED") {
-            Claim::AlreadyQueued
-        } else {
-            Claim::InFlight
-        })
-    }
-
-    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "UPDATE claims SET state = 'QUEUED', claim_expires_at = NULL WHERE event_id = ?1",
-            params![event_id.as_str()],
-        )
-        .map_err(unavailable("mark queued"))?;
-        Ok(())
-    }
-
-    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "DELETE FROM claims WHERE event_id = ?1 AND state = 'RECEIVED'",
-            params![event_id.as_str()],
-        )
-        .map_err(unavailable("release"))?;
-        Ok(())
-    }
-
-    async fn record_shipment_event(
-        &self,
-        event: &CanonicalEvent,
-    ) -> Result<Freshness, Unavailable> {
-        let updated = execute(
-            &self.conn(),
-            "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET latest_ms = excluded.latest_ms
-                 WHERE shipments.latest_ms <= excluded.latest_ms",
-            params![
-                event.tenant_id,
-                event.shipment_key(),
-                event.event_time.timestamp_millis()
-            ],
-        )
-        .map_err(unavailable("shipment state"))?;
-        Ok(if updated == 1 {
-            Freshness::Latest
-        } else {
-            Freshness::Stale
-        })
+        let (answer, answered) = oneshot::channel();
+        let pending = PendingAccept {
+            event: event.clone(),
+            now,
+            answer,
+        };
+        let gone = || Unavailable::new(SERVICE, "accept", "the committer thread has stopped");
+        // A bounded channel: when the committer is behind, requests wait here (backpressure).
+        self.accepts.send(pending).await.map_err(|_| gone())?;
+        let (claim, is_stale) = answered.await.map_err(|_| gone())??;
+        event.is_stale = is_stale;
+        Ok(claim)
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
@@ -497,19 +577,6 @@ impl EventStore for SqliteStore {
                 params![item.body_digest, item.tenant_id.as_str(), item.carrier.as_str(), item.body, item.reason, item.received_at.to_rfc3339()],
             )
             .map_err(unavailable("quarantine"))?;
-        Ok(())
-    }
-}
-
-impl EventQueue for SqliteStore {
-    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let body =
-            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "enqueue", e))?;
-        execute(&self.conn(),
-                "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![event.event_id.as_str(), event.tenant_id, body, Utc::now().timestamp_millis(), Utc::now().to_rfc3339()],
-            )
-            .map_err(unavailable("enqueue"))?;
         Ok(())
     }
 }
@@ -625,5 +692,124 @@ impl DeliveryLog for SqliteStore {
         .optional()
         .map_err(unavailable("was delivered"))?;
         Ok(found.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::carriers::{normalize, NormalizeContext};
+
+    fn scan(awb: &str, time: &str) -> CanonicalEvent {
+        let body =
+            format!(r#"{{"waybill":"{awb}","clickpost_status_code":8,"timestamp":"{time}"}}"#);
+        let ctx = NormalizeContext::new(
+            "acme",
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        );
+        normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn queued(store: &SqliteStore) -> u64 {
+        store.queue_depth().unwrap().0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_event_posted_concurrently_is_accepted_once() {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let event = scan("AWB1", "2026-11-22T09:00:00Z");
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (store, mut event) = (store.clone(), event.clone());
+                tokio::spawn(async move {
+                    store
+                        .accept(&mut event, Utc::now(), Duration::from_secs(60))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut claims = Vec::new();
+        for task in tasks {
+            claims.push(task.await.unwrap());
+        }
+        assert_eq!(claims.iter().filter(|c| **c == Claim::Claimed).count(), 1);
+        assert_eq!(
+            claims
+                .iter()
+                .filter(|c| **c == Claim::AlreadyQueued)
+                .count(),
+            49
+        );
+        assert_eq!(queued(&store), 1);
+    }
+
+    #[tokio::test]
+    async fn an_older_scan_is_queued_marked_stale() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut newer = scan("AWB2", "2026-11-22T09:00:00Z");
+        let mut older = scan("AWB2", "2026-11-22T08:00:00Z");
+        let hold = Duration::from_secs(60);
+        assert_eq!(
+            store.accept(&mut newer, Utc::now(), hold).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            store.accept(&mut older, Utc::now(), hold).await.unwrap(),
+            Claim::Claimed
+        );
+        assert!(!newer.is_stale);
+        assert!(older.is_stale);
+        let leased = store
+            .lease(10, Duration::from_secs(30), 10, Utc::now())
+            .unwrap();
+        let bodies: Vec<CanonicalEvent> = leased
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies
+            .iter()
+            .any(|e| e.is_stale && e.event_id == older.event_id));
+    }
+
+    #[tokio::test]
+    async fn a_message_past_its_receives_is_dead_lettered_not_handed_out() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut event = scan("AWB3", "2026-11-22T09:00:00Z");
+        store
+            .accept(&mut event, Utc::now(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let later = |n: i64| Utc::now() + chrono::Duration::seconds(n);
+        // Two receives allowed; each lease hides it for 1 s.
+        assert_eq!(
+            store
+                .lease(10, Duration::from_secs(1), 2, later(0))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .lease(10, Duration::from_secs(1), 2, later(2))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .lease(10, Duration::from_secs(1), 2, later(4))
+            .unwrap()
+            .is_empty());
+        let dead = store.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event_id, event.event_id.as_str());
+        assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
     }
 }
