@@ -72,12 +72,35 @@ pub struct Dispatch<C, P, L, M> {
 
 impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L, M> {
     /// Delivers one event; `receive_count` is how many times the queue has handed it out (1 on
-    /// the first attempt).
+    /// the first attempt). An event delivered before is skipped.
     pub async fn deliver(
         &self,
         event: &CanonicalEvent,
         receive_count: u32,
         now: DateTime<Utc>,
+    ) -> Decision {
+        self.deliver_once_or_again(event, receive_count, now, false)
+            .await
+    }
+
+    /// Delivers a replayed event (`rms replay`): pushed even if it was delivered before, because
+    /// ops asked for it again.
+    pub async fn redeliver(
+        &self,
+        event: &CanonicalEvent,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.deliver_once_or_again(event, receive_count, now, true)
+            .await
+    }
+
+    async fn deliver_once_or_again(
+        &self,
+        event: &CanonicalEvent,
+        receive_count: u32,
+        now: DateTime<Utc>,
+        replay: bool,
     ) -> Decision {
         let attempt = receive_count.max(1);
         let tenant_id = match TenantId::parse(&event.tenant_id) {
@@ -103,13 +126,13 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
             };
         }
         match self.log.was_delivered(&event.event_id).await {
-            Ok(true) => {
+            Ok(true) if !replay => {
                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
                 return Decision::Skipped {
                     reason: "already delivered",
                 };
             }
-            Ok(false) => {}
+            Ok(_) => {}
             Err(e) => return self.wait(event, attempt, None, &format!("delivery log: {e}")),
         }
 
@@ -301,7 +324,7 @@ pub fn backoff(settings: &DispatchSettings, attempt: u32, event_id: &str) -> Dur
 
 /// The POST for an event: the canonical event as JSON, the tenant's credential headers, and the
 /// Standard Webhooks headers (`webhook-id` is the event id, so clients can deduplicate).
-fn build_request(
+pub(crate) fn build_request(
     event: &CanonicalEvent,
     config: &PushConfig,
     now: DateTime<Utc>,

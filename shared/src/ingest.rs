@@ -357,7 +357,7 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
             }
             return Err(e);
         }
-        if let Err(e) = self.events.mark_queued(&event.event_id).await {
+        if let Err(e) = self.events.mark_queued(event).await {
             // The event is on the queue, so it is accepted. The claim stays RECEIVED until it
             // expires; a re-send after that is queued again and the dispatcher drops the copy.
             warn!(event_id = %event.event_id, error = %e, "event queued but not marked queued");

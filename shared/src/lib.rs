@@ -3,6 +3,7 @@
 //! Lambda crate is used here.
 
 pub mod adapters;
+pub mod admin;
 pub mod auth;
 pub mod carriers;
 pub mod dispatch;

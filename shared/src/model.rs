@@ -263,6 +263,17 @@ impl EventId {
         &self.0
     }
 
+    /// An id read back from a store or a queue message, where it was written by `derive`.
+    pub fn from_stored(text: impl Into<String>) -> EventId {
+        EventId(text.into())
+    }
+
+    /// The id of a test push's sample event: `evt_test_` and the time in microseconds, so that it
+    /// can never be taken for a real event's id.
+    pub fn test(now: DateTime<Utc>) -> EventId {
+        EventId(format!("evt_test_{}", now.timestamp_micros()))
+    }
+
     /// The placeholder a normaliser holds until the event is complete and its id is derived.
     pub(crate) fn unset() -> EventId {
         EventId(String::new())

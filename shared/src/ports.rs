@@ -100,10 +100,11 @@ pub trait EventStore: Send + Sync {
         hold_for: Duration,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
-    /// Marks a claimed event as queued: from now on it is a duplicate for good.
+    /// Marks a claimed event as queued: from now on it is a duplicate for good. The event is kept
+    /// with its claim (for the dedup window), so that ops can replay it.
     fn mark_queued(
         &self,
-        event_id: &EventId,
+        event: &CanonicalEvent,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
     /// Gives a claim up, so that the carrier's retry is accepted.
@@ -315,9 +316,9 @@ impl<T: EventStore> EventStore for Arc<T> {
     }
     fn mark_queued(
         &self,
-        event_id: &EventId,
+        event: &CanonicalEvent,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).mark_queued(event_id)
+        (**self).mark_queued(event)
     }
     fn release(&self, event_id: &EventId) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).release(event_id)

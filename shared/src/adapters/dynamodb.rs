@@ -8,7 +8,7 @@
 //! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `include_source` (BOOL) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
-//! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim |
+//! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | `body` (B), `carrier`, `reason`: rejected payloads |
 //! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error` |
@@ -428,14 +428,19 @@ impl EventStore for DynamoEventStore {
         })
     }
 
-    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
+    async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        let body =
+            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(claim_key(event_id)))
-            .update_expression("SET #state = :queued REMOVE claim_expires_at")
+            .set_key(Some(claim_key(&event.event_id)))
+            // The event rides on its claim for the dedup window: what `replay` sends again.
+            .update_expression("SET #state = :queued, #event = :event REMOVE claim_expires_at")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#event", "event")
             .expression_attribute_values(":queued", s(QUEUED))
+            .expression_attribute_values(":event", s(body))
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;

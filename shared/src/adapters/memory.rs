@@ -134,7 +134,8 @@ impl EventStore for MemoryEvents {
         Ok(result)
     }
 
-    async fn mark_queued(&self, event_id: &EventId) -> Result<(), Unavailable> {
+    async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        let event_id = &event.event_id;
         self.check("UpdateItem")?;
         lock(&self.state)
             .claims

@@ -1,0 +1,854 @@
+//! The ops use-case behind the admin API (`admin-api` Lambda, `rms serve`) and the `rms` ops
+//! commands: tenants, carrier credentials with rotation, Push Config, test push, the delivery log,
+//! dead letters and replay. One store port ([`AdminStore`]) with a DynamoDB + SQS adapter, a SQLite
+//! adapter and an in-memory fake.
+//!
+//! Secrets only ever come in: carrier keys are stored as digests, Push Config header values and
+//! signing secrets are never part of a view. A generated key or secret is returned once, by the
+//! call that made it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::auth::{Credential, CredentialDigest};
+use crate::dispatch::build_request;
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
+use crate::ports::{Attempt, PushResult, Pusher, Unavailable};
+use crate::push::{PushConfig, SecretValue, SigningSecret};
+
+/// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// A disabled tenant's carrier credentials are refused (401) until it is enabled again.
+    pub enabled: bool,
+    /// Attach the carrier's payload to each event as `source`.
+    pub include_source: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A carrier credential as stored: its digest, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub carrier: Carrier,
+    pub digest: CredentialDigest,
+    pub added_at: DateTime<Utc>,
+}
+
+/// What a reader sees of a credential: which carrier, an id to revoke it by, when it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub carrier: Carrier,
+    /// The first 12 hex digits of the key's SHA-256: enough to tell keys apart, useless to forge one.
+    pub key_id: String,
+    pub added_at: DateTime<Utc>,
+}
+
+impl From<&StoredCredential> for KeyView {
+    fn from(c: &StoredCredential) -> Self {
+        KeyView {
+            carrier: c.carrier,
+            key_id: key_id(&c.digest),
+            added_at: c.added_at,
+        }
+    }
+}
+
+fn key_id(digest: &CredentialDigest) -> String {
+    digest.to_hex()[..12].to_owned()
+}
+
+/// A Push Config as a reader sees it: header names, never their values; whether a signing secret
+/// is set, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushView {
+    pub url: String,
+    pub headers: Vec<String>,
+    pub statuses: Vec<Status>,
+    pub timeout_ms: u64,
+    pub enabled: bool,
+    pub signing_secret: bool,
+}
+
+impl From<&PushConfig> for PushView {
+    fn from(c: &PushConfig) -> Self {
+        PushView {
+            url: c.url.clone(),
+            headers: c.headers.iter().map(|(n, _)| n.clone()).collect(),
+            statuses: c.statuses.clone(),
+            timeout_ms: u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX),
+            enabled: c.enabled,
+            signing_secret: c.signing_secret.is_some(),
+        }
+    }
+}
+
+/// A Push Config change, as the API and `rms push set` take it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushUpdate {
+    pub url: String,
+    /// Header names and values; absent keeps the current headers (values are write-only, so a
+    /// reader cannot send them back), `{}` removes them.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Status names; absent or empty means every status.
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub enabled: Option<bool>,
+    /// `generate` (a new secret, returned once), `remove`, or absent to keep the current one.
+    pub signing_secret: Option<SecretAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretAction {
+    Generate,
+    Remove,
+}
+
+/// The answer to a Push Config change: the new view, and the signing secret if one was generated.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushSaved {
+    #[serde(flatten)]
+    pub view: PushView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret_value: Option<String>,
+}
+
+/// A key that was added: its view, and the key itself when RMS generated it (shown once).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyAdded {
+    #[serde(flatten)]
+    pub view: KeyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// What the test push got back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestPushResult {
+    /// `delivered` (2xx), `failed` (any other answer), `timed_out`, `connect_failed`, `refused`.
+    pub outcome: &'static str,
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the answer.
+    pub body_prefix: String,
+    pub error: Option<String>,
+    /// The event id of the sample event (it starts with `evt_test_`).
+    pub event_id: String,
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterView {
+    /// The id to redrive it by (the SQLite row id, or the SQS message id).
+    pub id: String,
+    pub event_id: String,
+    pub tenant_id: String,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+/// A delivery attempt, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub event_id: String,
+    pub awb: String,
+    pub status: Status,
+    pub attempt: u32,
+    pub outcome: String,
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        AttemptView {
+            event_id: a.event_id.to_string(),
+            awb: a.awb.clone(),
+            status: a.status,
+            attempt: a.attempt,
+            outcome: a.outcome.as_str().to_owned(),
+            http_status: a.http_status,
+            latency_ms: a.latency_ms,
+            error: a.error.clone(),
+            at: a.at,
+        }
+    }
+}
+
+/// Which of a tenant's delivered events to look at or replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Awb(String),
+    Between {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+/// Why an admin operation did not happen; each variant is one HTTP status (`admin-api`).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400: the input named by `field` is wrong.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: a store or queue failed; try again.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl AdminError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AdminError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The stores behind the admin use-case.
+pub trait AdminStore: Send + Sync {
+    /// Creates the tenant; `false` if one with that id exists already (nothing is changed).
+    fn create_tenant(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+    fn tenants(&self) -> impl Future<Output = Result<Vec<Tenant>, Unavailable>> + Send;
+    fn tenant(
+        &self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, Unavailable>> + Send;
+    /// Replaces an existing tenant's `enabled` and `include_source`.
+    fn update_tenant(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    fn credentials(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<StoredCredential>, Unavailable>> + Send;
+    /// The tenant that owns this digest for this carrier, if any (a key belongs to one tenant).
+    fn credential_owner(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<Option<TenantId>, Unavailable>> + Send;
+    fn add_credential(
+        &self,
+        tenant: &TenantId,
+        credential: &StoredCredential,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    fn remove_credential(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    fn push_config(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send;
+    fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Delivery attempts, oldest first.
+    fn attempts(
+        &self,
+        tenant: &TenantId,
+        selection: &Selection,
+    ) -> impl Future<Output = Result<Vec<Attempt>, Unavailable>> + Send;
+
+    /// Dead letters (of one tenant, or all), oldest first, at most `limit`.
+    fn dead_letters(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetterView>, Unavailable>> + Send;
+    /// Moves dead letters back to the delivery queue: these ids, or all. Returns how many moved.
+    fn redrive(
+        &self,
+        ids: Option<&[String]>,
+    ) -> impl Future<Output = Result<u64, Unavailable>> + Send;
+
+    /// The accepted events with these ids that are still kept (the dedup window).
+    fn archived_events(
+        &self,
+        ids: &[EventId],
+    ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send;
+    /// Queues an event again, marked as a replay: it is pushed even if it was delivered before.
+    fn enqueue_replay(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
+/// Rules for Push Config URLs.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminPolicy {
+    /// Plain `http://` URLs are refused unless this is set (`rms serve` with
+    /// `allow_private_targets`, tests).
+    pub allow_http: bool,
+}
+
+/// The most credentials one tenant has live per carrier: the current one and, during a rotation,
+/// the next.
+pub const LIVE_KEYS_PER_CARRIER: usize = 2;
+/// Push timeouts a tenant may choose.
+pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=30_000;
+
+pub struct Admin<S, P> {
+    pub store: S,
+    pub pusher: P,
+    pub policy: AdminPolicy,
+}
+
+impl<S: AdminStore, P: Pusher> Admin<S, P> {
+    pub async fn create_tenant(
+        &self,
+        id: &str,
+        include_source: Option<bool>,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant, AdminError> {
+        let id = TenantId::parse(id).map_err(|e| AdminError::invalid("id", e.to_string()))?;
+        let tenant = Tenant {
+            id,
+            enabled: true,
+            include_source: include_source.unwrap_or(true),
+            created_at: now,
+        };
+        if !self.store.create_tenant(&tenant).await? {
+            return Err(AdminError::Conflict(format!(
+                "tenant {} exists already",
+                tenant.id
+            )));
+        }
+        info!(tenant_id = %tenant.id, "tenant created");
+        Ok(tenant)
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, AdminError> {
+        Ok(self.store.tenants().await?)
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Tenant, AdminError> {
+        let id = tenant_id(id)?;
+        self.store
+            .tenant(&id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))
+    }
+
+    /// Enables or disables a tenant, and/or changes whether `source` is attached.
+    pub async fn update_tenant(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        include_source: Option<bool>,
+    ) -> Result<Tenant, AdminError> {
+        let mut tenant = self.tenant(id).await?;
+        tenant.enabled = enabled.unwrap_or(tenant.enabled);
+        tenant.include_source = include_source.unwrap_or(tenant.include_source);
+        self.store.update_tenant(&tenant).await?;
+        info!(tenant_id = %tenant.id, enabled = tenant.enabled, include_source = tenant.include_source, "tenant updated");
+        Ok(tenant)
+    }
+
+    pub async fn keys(&self, tenant: &str) -> Result<Vec<KeyView>, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let keys = self.store.credentials(&tenant.id).await?;
+        Ok(keys.iter().map(KeyView::from).collect())
+    }
+
+    /// Adds a carrier key (given, or generated and returned once). The tenant's other key for that
+    /// carrier stays live, so a rotation has no gap: add the new key, move the carrier to it,
+    /// then revoke the old one.
+    pub async fn add_key(
+        &self,
+        tenant: &str,
+        carrier: &str,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<KeyAdded, AdminError> {
+        let carrier: Carrier = carrier.parse().map_err(|e: crate::model::UnknownName| {
+            AdminError::invalid("carrier", e.to_string())
+        })?;
+        let tenant = self.tenant(tenant).await?;
+        let generated = key.is_none().then(|| random_token(24));
+        let key = key.or(generated.as_deref()).unwrap_or_default();
+        if key.len() < 16 || key.len() > 256 {
+            return Err(AdminError::invalid(
+                "key",
+                "use 16 to 256 characters (or leave it out and RMS generates one)",
+            ));
+        }
+        if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(AdminError::invalid(
+                "key",
+                "spaces and control characters cannot be sent in a carrier's header or URL",
+            ));
+        }
+        let digest = Credential::new(key).digest();
+        if let Some(owner) = self.store.credential_owner(carrier, &digest).await? {
+            return Err(AdminError::Conflict(if owner == tenant.id {
+                format!("this {carrier} key is already one of tenant {owner}'s keys")
+            } else {
+                format!("this {carrier} key belongs to another tenant; every tenant needs its own")
+            }));
+        }
+        let live = self
+            .store
+            .credentials(&tenant.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.carrier == carrier)
+            .count();
+        if live >= LIVE_KEYS_PER_CARRIER {
+            return Err(AdminError::Conflict(format!(
+                "tenant {} has {live} live {carrier} keys already; revoke the old one first",
+                tenant.id
+            )));
+        }
+        let stored = StoredCredential {
+            carrier,
+            digest,
+            added_at: now,
+        };
+        self.store.add_credential(&tenant.id, &stored).await?;
+        let view = KeyView::from(&stored);
+        info!(tenant_id = %tenant.id, carrier = %carrier, key_id = %view.key_id, "carrier key added");
+        Ok(KeyAdded {
+            view,
+            key: generated,
+        })
+    }
+
+    /// Revokes a key by its id (from `keys`): from now on the carrier's pushes with it are 401.
+    pub async fn revoke_key(
+        &self,
+        tenant: &str,
+        carrier: &str,
+        key_id: &str,
+    ) -> Result<(), AdminError> {
+        let carrier: Carrier = carrier.parse().map_err(|e: crate::model::UnknownName| {
+            AdminError::invalid("carrier", e.to_string())
+        })?;
+        let tenant = self.tenant(tenant).await?;
+        let found = self
+            .store
+            .credentials(&tenant.id)
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.carrier == carrier && key_id.len() >= 8 && c.digest.to_hex().starts_with(key_id)
+            })
+            .ok_or_else(|| {
+                AdminError::NotFound(format!(
+                    "tenant {} has no {carrier} key {key_id}",
+                    tenant.id
+                ))
+            })?;
+        self.store
+            .remove_credential(&tenant.id, carrier, &found.digest)
+            .await?;
+        info!(tenant_id = %tenant.id, carrier = %carrier, key_id, "carrier key revoked");
+        Ok(())
+    }
+
+    pub async fn push(&self, tenant: &str) -> Result<PushView, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let config = self.store.push_config(&tenant.id).await?.ok_or_else(|| {
+            AdminError::NotFound(format!("tenant {} has no Push Config yet", tenant.id))
+        })?;
+        Ok(PushView::from(&config))
+    }
+
+    /// Validates and saves a Push Config.
+    pub async fn set_push(
+        &self,
+        tenant: &str,
+        update: &PushUpdate,
+    ) -> Result<PushSaved, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let current = self.store.push_config(&tenant.id).await?;
+        let url = validate_url(&update.url, self.policy.allow_http)?;
+        let headers = match &update.headers {
+            Some(given) => validate_headers(given)?,
+            None => current
+                .as_ref()
+                .map(|c| c.headers.clone())
+                .unwrap_or_default(),
+        };
+        let statuses = update
+            .statuses
+            .iter()
+            .map(|s| {
+                s.parse::<Status>()
+                    .map_err(|e| AdminError::invalid("statuses", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout_ms = update.timeout_ms.unwrap_or_else(|| {
+            current
+                .as_ref()
+                .map(|c| u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(10_000)
+        });
+        if !TIMEOUT_RANGE_MS.contains(&timeout_ms) {
+            return Err(AdminError::invalid(
+                "timeout_ms",
+                format!(
+                    "{timeout_ms} is out of range; use {} to {} ms",
+                    TIMEOUT_RANGE_MS.start(),
+                    TIMEOUT_RANGE_MS.end()
+                ),
+            ));
+        }
+        let mut shown_secret = None;
+        let signing_secret = match update.signing_secret {
+            Some(SecretAction::Generate) => {
+                let secret = generate_signing_secret();
+                shown_secret = Some(secret.expose());
+                Some(secret)
+            }
+            Some(SecretAction::Remove) => None,
+            None => current.as_ref().and_then(|c| c.signing_secret.clone()),
+        };
+        let config = PushConfig {
+            url,
+            headers,
+            statuses,
+            signing_secret,
+            timeout: Duration::from_millis(timeout_ms),
+            enabled: update
+                .enabled
+                .or(current.as_ref().map(|c| c.enabled))
+                .unwrap_or(true),
+        };
+        self.store.put_push_config(&tenant.id, &config).await?;
+        info!(tenant_id = %tenant.id, url = %config.url, headers = config.headers.len(), statuses = config.statuses.len(), "push config saved");
+        Ok(PushSaved {
+            view: PushView::from(&config),
+            signing_secret_value: shown_secret,
+        })
+    }
+
+    /// Pushes a sample event with this status to the tenant's endpoint now, with its headers and
+    /// signature, and reports what came back. Nothing is queued or logged as a delivery.
+    pub async fn test_push(
+        &self,
+        tenant: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TestPushResult, AdminError> {
+        let status: Status = status
+            .parse()
+            .map_err(|e: crate::model::UnknownName| AdminError::invalid("status", e.to_string()))?;
+        let tenant = self.tenant(tenant).await?;
+        let config = self.store.push_config(&tenant.id).await?.ok_or_else(|| {
+            AdminError::NotFound(format!("tenant {} has no Push Config yet", tenant.id))
+        })?;
+        let event = sample_event(&tenant.id, status, now);
+        let event_id = event.event_id.to_string();
+        let started = Instant::now();
+        let result = match build_request(&event, &config, now) {
+            Ok(request) => self.pusher.push(&request).await,
+            Err(reason) => PushResult::Refused { reason },
+        };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let answer = match result {
+            PushResult::Answered {
+                status,
+                body_prefix,
+                latency,
+                ..
+            } => TestPushResult {
+                outcome: if (200..300).contains(&status) {
+                    "delivered"
+                } else {
+                    "failed"
+                },
+                http_status: Some(status),
+                latency_ms: ms(latency),
+                body_prefix,
+                error: None,
+                event_id,
+            },
+            PushResult::TimedOut { latency } => TestPushResult {
+                outcome: "timed_out",
+                http_status: None,
+                latency_ms: ms(latency),
+                body_prefix: String::new(),
+                error: Some(format!("no answer within {} ms", ms(config.timeout))),
+                event_id,
+            },
+            PushResult::ConnectFailed { reason, latency } => TestPushResult {
+                outcome: "connect_failed",
+                http_status: None,
+                latency_ms: ms(latency),
+                body_prefix: String::new(),
+                error: Some(reason),
+                event_id,
+            },
+            PushResult::Refused { reason } => TestPushResult {
+                outcome: "refused",
+                http_status: None,
+                latency_ms: ms(started.elapsed()),
+                body_prefix: String::new(),
+                error: Some(reason),
+                event_id,
+            },
+        };
+        info!(tenant_id = %tenant.id, outcome = answer.outcome, http_status = answer.http_status, "test push");
+        Ok(answer)
+    }
+
+    pub async fn deliveries(
+        &self,
+        tenant: &str,
+        selection: &Selection,
+    ) -> Result<Vec<AttemptView>, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        validate_selection(selection)?;
+        let attempts = self.store.attempts(&tenant.id, selection).await?;
+        Ok(attempts.iter().map(AttemptView::from).collect())
+    }
+
+    pub async fn dead_letters(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterView>, AdminError> {
+        let tenant = match tenant {
+            Some(t) => Some(self.tenant(t).await?.id),
+            None => None,
+        };
+        Ok(self.store.dead_letters(tenant.as_ref(), limit).await?)
+    }
+
+    pub async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, AdminError> {
+        if ids.is_some_and(|ids| ids.is_empty()) {
+            return Err(AdminError::invalid(
+                "ids",
+                "give at least one dead-letter id, or leave `ids` out to redrive all",
+            ));
+        }
+        let moved = self.store.redrive(ids).await?;
+        info!(moved, "dead letters redriven");
+        Ok(moved)
+    }
+
+    /// Queues again every event of the tenant's selection that was attempted (from the delivery
+    /// log) and is still kept; each is pushed again even if it was delivered. `progress` is told
+    /// how many are done of how many.
+    pub async fn replay(
+        &self,
+        tenant: &str,
+        selection: &Selection,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<u64, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        validate_selection(selection)?;
+        let attempts = self.store.attempts(&tenant.id, selection).await?;
+        let mut ids: Vec<EventId> = Vec::new();
+        for attempt in &attempts {
+            if !ids.contains(&attempt.event_id) {
+                ids.push(attempt.event_id.clone());
+            }
+        }
+        let events = self.store.archived_events(&ids).await?;
+        let mut done = 0;
+        for event in &events {
+            if event.tenant_id != tenant.id.as_str() {
+                continue;
+            }
+            self.store.enqueue_replay(event).await?;
+            done += 1;
+            progress(done, events.len());
+        }
+        info!(tenant_id = %tenant.id, replayed = done, "events replayed");
+        Ok(u64::try_from(done).unwrap_or(u64::MAX))
+    }
+}
+
+fn tenant_id(id: &str) -> Result<TenantId, AdminError> {
+    // A malformed id cannot name an existing tenant.
+    TenantId::parse(id).map_err(|_| AdminError::NotFound(format!("no tenant {id:?}")))
+}
+
+fn validate_selection(selection: &Selection) -> Result<(), AdminError> {
+    match selection {
+        Selection::Awb(awb) if awb.trim().is_empty() => {
+            Err(AdminError::invalid("awb", "give the shipment's AWB"))
+        }
+        Selection::Between { from, to } if from > to => Err(AdminError::invalid(
+            "from",
+            "the time range starts after it ends",
+        )),
+        Selection::Between { from, to } if *to - *from > chrono::Duration::days(31) => Err(
+            AdminError::invalid("to", "a time range can span at most 31 days"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A Push Config URL: absolute, http(s), a host, no credentials in it; https unless allowed.
+pub fn validate_url(text: &str, allow_http: bool) -> Result<String, AdminError> {
+    let invalid = |m: &str| AdminError::invalid("url", m.to_owned());
+    let text = text.trim();
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| invalid("not an absolute URL such as https://client.example/hook"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(invalid("use an https:// URL"));
+    }
+    if scheme == "http" && !allow_http {
+        return Err(invalid(
+            "an http:// URL is not allowed: notifications carry the client's credentials; use https://",
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(invalid("the URL has no host"));
+    }
+    if authority.contains('@') {
+        return Err(invalid(
+            "put credentials in the headers, not in the URL (user:password@)",
+        ));
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("the URL contains spaces or control characters"));
+    }
+    if text.len() > 2048 {
+        return Err(invalid("the URL is longer than 2048 characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// Header names must be HTTP tokens (RFC 9110) and not ones RMS sets itself; values must fit on
+/// one line.
+pub fn validate_headers(
+    given: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, SecretValue)>, AdminError> {
+    const RESERVED: [&str; 8] = [
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "transfer-encoding",
+    ];
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if given.len() > 20 {
+        return Err(AdminError::invalid("headers", "at most 20 headers"));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in given {
+        let field = format!("headers.{name}");
+        if name.is_empty() || !name.chars().all(is_tchar) {
+            return Err(AdminError::invalid(
+                &field,
+                format!("{name:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
+            ));
+        }
+        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(AdminError::invalid(
+                &field,
+                format!("{name} is set by RMS itself"),
+            ));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(AdminError::invalid(
+                &field,
+                "the value contains a line break or control character",
+            ));
+        }
+        if value.len() > 4096 {
+            return Err(AdminError::invalid(&field, "the value is over 4096 bytes"));
+        }
+        headers.push((name.clone(), SecretValue::new(value.clone())));
+    }
+    Ok(headers)
+}
+
+/// A random URL-safe token of `bytes` random bytes (hex).
+fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    fill_random(&mut buffer);
+    hex::encode(buffer)
+}
+
+fn generate_signing_secret() -> SigningSecret {
+    let mut key = [0u8; 32];
+    fill_random(&mut key);
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(key);
+    // 32 random bytes always make a valid secret.
+    SigningSecret::parse(&text).unwrap_or_else(|_| unreachable!("32 bytes is a valid key"))
+}
+
+fn fill_random(buffer: &mut [u8]) {
+    // The OS generator does not fail on the platforms we run on; if it ever did, a key made of
+    // zeros must not be handed out.
+    if let Err(e) = getrandom::fill(buffer) {
+        panic!("the operating system's random generator failed: {e}");
+    }
+}
+
+/// The sample event of a test push: a forward shipment `TEST-<status>` with an id that says so.
+pub fn sample_event(tenant: &TenantId, status: Status, now: DateTime<Utc>) -> CanonicalEvent {
+    let raw = now.to_rfc3339();
+    let mut event = CanonicalEvent {
+        schema: crate::model::SCHEMA_ID.to_owned(),
+        event_id: EventId::unset(),
+        tenant_id: tenant.to_string(),
+        carrier: Carrier::Clickpost,
+        courier: Some("RMS test".to_owned()),
+        awb: Some(format!("TEST-{}", status.as_str().to_ascii_uppercase())),
+        order_id: Some("TEST-ORDER".to_owned()),
+        reference_number: None,
+        shipment_type: crate::model::ShipmentType::Forward,
+        forward_awb: None,
+        forward_reference_number: None,
+        status,
+        carrier_status: crate::model::CarrierStatus {
+            code: "TEST".to_owned(),
+            description: Some("RMS Notify test push".to_owned()),
+            raw: None,
+            notification_event_id: None,
+        },
+        location: None,
+        remark: Some("a test notification sent from the RMS Push Config".to_owned()),
+        event_time: now,
+        event_time_raw: raw,
+        received_at: now,
+        latest_status: None,
+        is_stale: false,
+        ndr: None,
+        edd: None,
+        items: Vec::new(),
+        source: None,
+    };
+    event.event_id = EventId::test(now);
+    event
+}
