@@ -1,0 +1,381 @@
+//! The admin API over HTTP: one axum router, served by the `admin-api` Lambda (behind an
+//! IAM-authorised API Gateway route) and by `rms serve`. The operations are `shared::admin`'s;
+//! this module maps requests to them and `AdminError`s to status codes, in one place.
+//! The contract is `docs/openapi.yaml`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use shared::admin::{Admin, AdminError, AdminStore, PushUpdate, Selection};
+use shared::ports::Pusher;
+use tracing::error;
+
+/// The most dead letters one listing returns.
+pub const MAX_LIST: usize = 1000;
+
+/// Every admin route, under `/admin`.
+pub fn router<S, P>(admin: Arc<Admin<S, P>>) -> Router
+where
+    S: AdminStore + 'static,
+    P: Pusher + 'static,
+{
+    Router::new()
+        .route("/admin/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/admin/tenants/{tenant}",
+            get(get_tenant).patch(update_tenant),
+        )
+        .route("/admin/tenants/{tenant}/keys", get(list_keys))
+        .route("/admin/tenants/{tenant}/keys/{carrier}", post(add_key))
+        .route(
+            "/admin/tenants/{tenant}/keys/{carrier}/{key_id}",
+            delete(revoke_key),
+        )
+        .route("/admin/tenants/{tenant}/push", get(get_push).put(set_push))
+        .route("/admin/tenants/{tenant}/push/test", post(test_push))
+        .route("/admin/tenants/{tenant}/deliveries", get(deliveries))
+        .route("/admin/tenants/{tenant}/replay", post(replay))
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/redrive", post(redrive))
+        .fallback(not_found)
+        .with_state(admin)
+}
+
+type AppState<S, P> = State<Arc<Admin<S, P>>>;
+
+/// An answer: JSON with a status, or an error as `{"error": ..., "field": ...}`.
+struct Answer(Response);
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<AdminError> for Answer {
+    fn from(e: AdminError) -> Self {
+        let (status, body) = match &e {
+            AdminError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
+            AdminError::Invalid { field, message } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("{field}: {message}"), "field": field}),
+            ),
+            AdminError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
+            AdminError::Unavailable(u) => {
+                error!(error = %u, "admin operation failed: store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "a store is unavailable; try again shortly"}),
+                )
+            }
+        };
+        Answer((status, Json(body)).into_response())
+    }
+}
+
+fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Answer {
+    Answer((status, Json(value)).into_response())
+}
+
+fn bad_body(rejection: JsonRejection) -> Answer {
+    // serde's message names the field and what was expected of it.
+    Answer(
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("the request body is not valid: {}", rejection.body_text())})),
+        )
+            .into_response(),
+    )
+}
+
+fn bad_query(rejection: QueryRejection) -> Answer {
+    Answer(
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("the query is not valid: {}", rejection.body_text())})),
+        )
+            .into_response(),
+    )
+}
+
+async fn not_found() -> Answer {
+    Answer(
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such admin route; see docs/openapi.yaml"})),
+        )
+            .into_response(),
+    )
+}
+
+async fn list_tenants<S: AdminStore, P: Pusher>(State(admin): AppState<S, P>) -> Answer {
+    match admin.tenants().await {
+        Ok(tenants) => ok(StatusCode::OK, tenants),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    include_source: Option<bool>,
+}
+
+async fn create_tenant<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    body: Result<Json<NewTenant>, JsonRejection>,
+) -> Answer {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match admin
+        .create_tenant(&body.id, body.include_source, Utc::now())
+        .await
+    {
+        Ok(tenant) => ok(StatusCode::CREATED, tenant),
+        Err(e) => e.into(),
+    }
+}
+
+async fn get_tenant<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.tenant(&tenant).await {
+        Ok(tenant) => ok(StatusCode::OK, tenant),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    enabled: Option<bool>,
+    include_source: Option<bool>,
+}
+
+async fn update_tenant<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+    body: Result<Json<TenantChange>, JsonRejection>,
+) -> Answer {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match admin
+        .update_tenant(&tenant, body.enabled, body.include_source)
+        .await
+    {
+        Ok(tenant) => ok(StatusCode::OK, tenant),
+        Err(e) => e.into(),
+    }
+}
+
+async fn list_keys<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.keys(&tenant).await {
+        Ok(keys) => ok(StatusCode::OK, keys),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    key: Option<String>,
+}
+
+async fn add_key<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path((tenant, carrier)): Path<(String, String)>,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Answer {
+    let body = match body {
+        Ok(Json(b)) => b,
+        // No body at all: generate the key.
+        Err(JsonRejection::MissingJsonContentType(_)) => NewKey::default(),
+        Err(r) => return bad_body(r),
+    };
+    match admin
+        .add_key(&tenant, &carrier, body.key.as_deref(), Utc::now())
+        .await
+    {
+        Ok(added) => ok(StatusCode::CREATED, added),
+        Err(e) => e.into(),
+    }
+}
+
+async fn revoke_key<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path((tenant, carrier, key_id)): Path<(String, String, String)>,
+) -> Answer {
+    match admin.revoke_key(&tenant, &carrier, &key_id).await {
+        Ok(()) => Answer(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => e.into(),
+    }
+}
+
+async fn get_push<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.push(&tenant).await {
+        Ok(view) => ok(StatusCode::OK, view),
+        Err(e) => e.into(),
+    }
+}
+
+async fn set_push<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+    body: Result<Json<PushUpdate>, JsonRejection>,
+) -> Answer {
+    let Json(update) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match admin.set_push(&tenant, &update).await {
+        Ok(saved) => ok(StatusCode::OK, saved),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestPush {
+    status: String,
+}
+
+async fn test_push<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+    body: Result<Json<TestPush>, JsonRejection>,
+) -> Answer {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    match admin.test_push(&tenant, &body.status, Utc::now()).await {
+        Ok(result) => ok(StatusCode::OK, result),
+        Err(e) => e.into(),
+    }
+}
+
+/// `awb`, or `from` and `to` (RFC 3339).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SelectionInput {
+    awb: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl SelectionInput {
+    fn selection(self) -> Result<Selection, AdminError> {
+        match (self.awb, self.from, self.to) {
+            (Some(awb), None, None) => Ok(Selection::Awb(awb)),
+            (None, Some(from), Some(to)) => Ok(Selection::Between { from, to }),
+            _ => Err(AdminError::invalid(
+                "awb",
+                "give either awb, or both from and to (RFC 3339 times)",
+            )),
+        }
+    }
+}
+
+async fn deliveries<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+    query: Result<Query<SelectionInput>, QueryRejection>,
+) -> Answer {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    let selection = match query.selection() {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    match admin.deliveries(&tenant, &selection).await {
+        Ok(attempts) => ok(StatusCode::OK, attempts),
+        Err(e) => e.into(),
+    }
+}
+
+async fn replay<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    Path(tenant): Path<String>,
+    body: Result<Json<SelectionInput>, JsonRejection>,
+) -> Answer {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(r) => return bad_body(r),
+    };
+    let selection = match body.selection() {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    match admin.replay(&tenant, &selection, &|_, _| {}).await {
+        Ok(n) => ok(StatusCode::OK, json!({"replayed": n})),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    tenant: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn dead_letters<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    query: Result<Query<DeadLetterQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return AdminError::invalid("limit", format!("use 1 to {MAX_LIST}")).into();
+    }
+    match admin.dead_letters(query.tenant.as_deref(), limit).await {
+        Ok(list) => ok(StatusCode::OK, list),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveInput {
+    ids: Option<Vec<String>>,
+}
+
+async fn redrive<S: AdminStore, P: Pusher>(
+    State(admin): AppState<S, P>,
+    body: Result<Json<RedriveInput>, JsonRejection>,
+) -> Answer {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(JsonRejection::MissingJsonContentType(_)) => RedriveInput::default(),
+        Err(r) => return bad_body(r),
+    };
+    match admin.redrive(body.ids.as_deref()).await {
+        Ok(n) => ok(StatusCode::OK, json!({"redriven": n})),
+        Err(e) => e.into(),
+    }
+}
