@@ -283,7 +283,7 @@ async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
     let requests = wait_for(&receiver, 3, Duration::from_secs(10)).await;
     assert_eq!(requests.len(), 3);
     let attempts = server
-        .get("/admin/deliveries?tenant=acme&awb=81125552141")
+        .get("/admin/tenants/acme/deliveries?awb=81125552141")
         .await;
     let outcomes: Vec<&str> = attempts
         .as_array()
@@ -316,7 +316,7 @@ async fn after_max_attempts_the_event_is_a_dead_letter_listed_by_rms_dlq() {
 
     let started = Instant::now();
     let dead = loop {
-        let dead = server.get("/admin/dlq").await;
+        let dead = server.get("/admin/dead-letters").await;
         if !dead.as_array().unwrap().is_empty() || started.elapsed() > Duration::from_secs(10) {
             break dead;
         }

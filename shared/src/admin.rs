@@ -852,3 +852,101 @@ pub fn sample_event(tenant: &TenantId, status: Status, now: DateTime<Utc>) -> Ca
     event.event_id = EventId::test(now);
     event
 }
+
+// A shared handle to a store is the store (`rms serve` shares one SQLite store everywhere).
+impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
+    fn create_tenant(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).create_tenant(tenant)
+    }
+    fn tenants(&self) -> impl Future<Output = Result<Vec<Tenant>, Unavailable>> + Send {
+        (**self).tenants()
+    }
+    fn tenant(
+        &self,
+        id: &TenantId,
+    ) -> impl Future<Output = Result<Option<Tenant>, Unavailable>> + Send {
+        (**self).tenant(id)
+    }
+    fn update_tenant(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).update_tenant(tenant)
+    }
+    fn credentials(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<StoredCredential>, Unavailable>> + Send {
+        (**self).credentials(tenant)
+    }
+    fn credential_owner(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<Option<TenantId>, Unavailable>> + Send {
+        (**self).credential_owner(carrier, digest)
+    }
+    fn add_credential(
+        &self,
+        tenant: &TenantId,
+        credential: &StoredCredential,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).add_credential(tenant, credential)
+    }
+    fn remove_credential(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).remove_credential(tenant, carrier, digest)
+    }
+    fn push_config(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send {
+        (**self).push_config(tenant)
+    }
+    fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).put_push_config(tenant, config)
+    }
+    fn attempts(
+        &self,
+        tenant: &TenantId,
+        selection: &Selection,
+    ) -> impl Future<Output = Result<Vec<Attempt>, Unavailable>> + Send {
+        (**self).attempts(tenant, selection)
+    }
+    fn dead_letters(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetterView>, Unavailable>> + Send {
+        (**self).dead_letters(tenant, limit)
+    }
+    fn redrive(
+        &self,
+        ids: Option<&[String]>,
+    ) -> impl Future<Output = Result<u64, Unavailable>> + Send {
+        (**self).redrive(ids)
+    }
+    fn archived_events(
+        &self,
+        ids: &[EventId],
+    ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send {
+        (**self).archived_events(ids)
+    }
+    fn enqueue_replay(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).enqueue_replay(event)
+    }
+}

@@ -14,6 +14,7 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::{Leased, SqliteStore};
+use shared::admin::{Admin, AdminPolicy};
 use shared::dispatch::{settle, Dispatch, DispatchSettings};
 use shared::ingest::{Ingest, IngestSettings};
 use shared::ports::NoMetrics;
@@ -25,6 +26,7 @@ pub use config::ServeConfig;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics>;
+pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher>;
 
 /// Run the relay on this machine: carrier notify paths, delivery, admin API.
 #[derive(clap::Args)]
@@ -95,6 +97,7 @@ pub struct App {
     pub store: Arc<SqliteStore>,
     pub ingest: LocalIngest,
     pub dispatch: LocalDispatch,
+    pub admin: Arc<LocalAdmin>,
     pub config: ServeConfig,
 }
 
@@ -138,6 +141,14 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
                 ..DispatchSettings::default()
             },
         },
+        admin: Arc::new(Admin {
+            store: store.clone(),
+            pusher: HttpPusher::new(targets)
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            policy: AdminPolicy {
+                allow_http: config.allow_private_targets,
+            },
+        }),
         store,
         config,
     });
@@ -246,6 +257,11 @@ async fn deliver(app: &App, message: Leased) {
         ("tenant_id".to_owned(), message.tenant_id.clone()),
     ];
     let decision = match serde_json::from_str::<CanonicalEvent>(&message.body) {
+        Ok(event) if message.replay => {
+            app.dispatch
+                .redeliver(&event, message.receive_count, Utc::now())
+                .await
+        }
         Ok(event) => {
             app.dispatch
                 .deliver(&event, message.receive_count, Utc::now())

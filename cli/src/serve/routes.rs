@@ -1,5 +1,6 @@
 //! The HTTP routes of `rms serve`: the carrier notify paths (same paths and answers as API
-//! Gateway), the admin API, and the demo receiver.
+//! Gateway), the admin API (the `admin-api` router, as on AWS) with a health probe, and the demo
+//! receiver.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::json;
 use shared::http::reply;
 use shared::ingest::Inbound;
@@ -27,16 +27,15 @@ pub fn router(app: Arc<App>, demo_receiver: bool) -> Router {
         .route("/rms/in/api/clickpost/notify", any(clickpost))
         .route("/rms/in/api/st/notify", any(shiprocket))
         .route("/rms/in/api/shipway/notify", any(shipway))
-        .route("/admin/health", get(health))
-        .route("/admin/dlq", get(dead_letters))
-        .route("/admin/dlq/redrive", post(redrive))
-        .route("/admin/deliveries", get(deliveries));
+        .route("/admin/health", get(health));
     if demo_receiver {
         router = router.route(demo::RECEIVER_PATH, post(demo::receive));
     }
+    let admin = admin_api::router(app.admin.clone());
     router
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(app)
+        .merge(admin)
 }
 
 async fn clickpost(
@@ -119,64 +118,5 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             Json(json!({"error": "the database is unavailable"})),
         )
             .into_response(),
-    }
-}
-
-async fn dead_letters(State(app): State<Arc<App>>) -> Response {
-    match app.store.dead_letters() {
-        Ok(list) => Json(
-            list.iter()
-                .map(|d| json!({"id": d.id, "event_id": d.event_id, "tenant_id": d.tenant_id, "reason": d.reason, "attempts": d.receive_count, "enqueued_at": d.enqueued_at}))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the database is unavailable"}))).into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct RedriveRequest {
-    /// Dead-letter ids; absent means all.
-    ids: Option<Vec<i64>>,
-}
-
-async fn redrive(State(app): State<Arc<App>>, body: Option<Json<RedriveRequest>>) -> Response {
-    let ids = body.and_then(|Json(r)| r.ids);
-    match app.store.redrive(ids.as_deref(), Utc::now()) {
-        Ok(n) => Json(json!({"redriven": n})).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the database is unavailable"})),
-        )
-            .into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct DeliveriesQuery {
-    tenant: String,
-    awb: String,
-}
-
-async fn deliveries(
-    State(app): State<Arc<App>>,
-    query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = query else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "give both query parameters: tenant and awb"})),
-        )
-            .into_response();
-    };
-    match app.store.attempts(&q.tenant, &q.awb) {
-        Ok(attempts) => Json(
-            attempts
-                .iter()
-                .map(|a| json!({"event_id": a.event_id, "status": a.status, "attempt": a.attempt, "outcome": a.outcome.as_str(), "http_status": a.http_status, "latency_ms": a.latency_ms, "error": a.error, "at": a.at}))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the database is unavailable"}))).into_response(),
     }
 }

@@ -110,7 +110,7 @@ async fn not_found() -> Answer {
     Answer(
         (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such admin route; see docs/openapi.yaml"})),
+            Json(json!({"error": "no such route; the admin API is described in docs/openapi.yaml"})),
         )
             .into_response(),
     )

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
@@ -27,12 +28,15 @@ const SERVICE: &str = "SQLite";
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
-    include_source INTEGER NOT NULL DEFAULT 1
+    include_source INTEGER NOT NULL DEFAULT 1,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS credentials (
     carrier TEXT NOT NULL,
     digest TEXT NOT NULL,
     tenant_id TEXT NOT NULL,
+    added_at TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (carrier, digest)
 );
 CREATE TABLE IF NOT EXISTS push_configs (
@@ -46,7 +50,9 @@ CREATE TABLE IF NOT EXISTS push_configs (
 );
 CREATE TABLE IF NOT EXISTS claims (
     event_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    -- The canonical event, kept with its claim: what a replay sends again.
+    body TEXT
 );
 CREATE TABLE IF NOT EXISTS shipments (
     tenant_id TEXT NOT NULL,
@@ -71,7 +77,9 @@ CREATE TABLE IF NOT EXISTS queue (
     receive_count INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'ready',
     dead_reason TEXT,
-    enqueued_at TEXT NOT NULL
+    enqueued_at TEXT NOT NULL,
+    -- 1 for an event queued again by a replay: delivered even if it was delivered before.
+    replay INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (state, visible_at_ms);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -88,11 +96,37 @@ CREATE TABLE IF NOT EXISTS deliveries (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_awb ON deliveries (tenant_id, awb);
+CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (tenant_id, at);
 CREATE TABLE IF NOT EXISTS delivered (
     event_id TEXT PRIMARY KEY,
     at TEXT NOT NULL
 );
 ";
+
+/// Columns added after the first release; a database made before them gets them on open.
+const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+    ("tenants", "enabled", "INTEGER NOT NULL DEFAULT 1"),
+    ("tenants", "created_at", "TEXT NOT NULL DEFAULT ''"),
+    ("credentials", "added_at", "TEXT NOT NULL DEFAULT ''"),
+    ("claims", "body", "TEXT"),
+    ("queue", "replay", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// One SQLite database holding every port's state.
 pub struct SqliteStore {
@@ -215,6 +249,11 @@ fn accept_one(
         "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![event.event_id.as_str(), event.tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
     )?;
+    execute(
+        conn,
+        "UPDATE claims SET body = ?2 WHERE event_id = ?1",
+        params![event.event_id.as_str(), body],
+    )?;
     Ok((Claim::Claimed, is_stale))
 }
 
@@ -250,6 +289,8 @@ pub struct Leased {
     pub tenant_id: String,
     pub body: String,
     pub receive_count: u32,
+    /// Queued again by a replay: deliver even if it was delivered before.
+    pub replay: bool,
 }
 
 /// A dead-lettered message.
@@ -282,6 +323,7 @@ impl SqliteStore {
     fn start(conn: Connection) -> Result<SqliteStore, Unavailable> {
         conn.execute_batch(SCHEMA)
             .map_err(unavailable("create schema"))?;
+        add_missing_columns(&conn).map_err(unavailable("upgrade schema"))?;
         let conn = Arc::new(Mutex::new(conn));
         let (accepts, waiting) = mpsc::channel(4 * MAX_GROUP);
         let committer = Committer {
@@ -303,9 +345,9 @@ impl SqliteStore {
     pub fn put_tenant(&self, tenant: &TenantId, include_source: bool) -> Result<(), Unavailable> {
         execute(
             &self.conn(),
-            "INSERT INTO tenants (id, include_source) VALUES (?1, ?2)
+            "INSERT INTO tenants (id, include_source, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET include_source = excluded.include_source",
-            params![tenant.as_str(), include_source],
+            params![tenant.as_str(), include_source, Utc::now().to_rfc3339()],
         )
         .map_err(unavailable("put tenant"))?;
         Ok(())
@@ -319,9 +361,14 @@ impl SqliteStore {
     ) -> Result<(), Unavailable> {
         execute(
             &self.conn(),
-            "INSERT INTO credentials (carrier, digest, tenant_id) VALUES (?1, ?2, ?3)
+            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (carrier, digest) DO UPDATE SET tenant_id = excluded.tenant_id",
-            params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
+            params![
+                carrier.as_str(),
+                digest.to_hex(),
+                tenant.as_str(),
+                Utc::now().to_rfc3339()
+            ],
         )
         .map_err(unavailable("put credential"))?;
         Ok(())
@@ -392,7 +439,7 @@ impl SqliteStore {
                     "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1
                      WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?2
                                   ORDER BY visible_at_ms, id LIMIT ?3)
-                     RETURNING id, event_id, tenant_id, body, receive_count",
+                     RETURNING id, event_id, tenant_id, body, receive_count, replay",
                 )
                 .map_err(unavailable("lease"))?;
             let rows = statement
@@ -405,6 +452,7 @@ impl SqliteStore {
                             tenant_id: row.get(2)?,
                             body: row.get(3)?,
                             receive_count: row.get(4)?,
+                            replay: row.get(5)?,
                         })
                     },
                 )
@@ -474,22 +522,28 @@ impl SqliteStore {
 
     /// Every delivery attempt for a tenant's shipment, oldest first.
     pub fn attempts(&self, tenant: &str, awb: &str) -> Result<Vec<Attempt>, Unavailable> {
+        self.attempts_where("tenant_id = ?1 AND awb = ?2", params![tenant, awb])
+    }
+
+    fn attempts_where(
+        &self,
+        condition: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Vec<Attempt>, Unavailable> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at
-                 FROM deliveries WHERE tenant_id = ?1 AND awb = ?2 ORDER BY id",
-            )
+                 FROM deliveries WHERE {condition} ORDER BY id"
+            ))
             .map_err(unavailable("list deliveries"))?;
         let rows = statement
-            .query_map(params![tenant, awb], |row| {
-                let event_id: String = row.get(0)?;
+            .query_map(parameters, |row| {
                 let status: String = row.get(3)?;
                 let outcome: String = row.get(5)?;
                 let at: String = row.get(9)?;
                 Ok(Attempt {
-                    event_id: serde_json::from_value(serde_json::Value::from(event_id))
-                        .unwrap_or_else(|_| EventId::unset()),
+                    event_id: EventId::from_stored(row.get::<_, String>(0)?),
                     tenant_id: row.get(1)?,
                     awb: row.get(2)?,
                     status: status.parse().unwrap_or(Status::Unknown),
@@ -502,9 +556,7 @@ impl SqliteStore {
                     http_status: row.get(6)?,
                     latency_ms: row.get(7)?,
                     error: row.get(8)?,
-                    at: DateTime::parse_from_rfc3339(&at)
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or_default(),
+                    at: parse_time(&at),
                 })
             })
             .map_err(unavailable("list deliveries"))?;
@@ -532,7 +584,7 @@ impl ConfigStore for SqliteStore {
     ) -> Result<Option<TenantAuth>, Unavailable> {
         let found: Option<(String, Option<bool>)> = query_row(&self.conn(),
                 "SELECT c.tenant_id, t.include_source FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
-                 WHERE c.carrier = ?1 AND c.digest = ?2",
+                 WHERE c.carrier = ?1 AND c.digest = ?2 AND COALESCE(t.enabled, 1) = 1",
                 params![carrier.as_str(), digest.to_hex()],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
@@ -692,6 +744,245 @@ impl DeliveryLog for SqliteStore {
         .optional()
         .map_err(unavailable("was delivered"))?;
         Ok(found.is_some())
+    }
+}
+
+/// Times are stored as RFC 3339 text in UTC, so that they sort as text.
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
+    let id: String = row.get(0)?;
+    let created_at: String = row.get(3)?;
+    Ok(TenantId::parse(&id).ok().map(|id| Tenant {
+        id,
+        enabled: row.get(1).unwrap_or(true),
+        include_source: row.get(2).unwrap_or(true),
+        created_at: parse_time(&created_at),
+    }))
+}
+
+impl AdminStore for SqliteStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, Unavailable> {
+        let created = execute(
+            &self.conn(),
+            "INSERT INTO tenants (id, include_source, enabled, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+            params![
+                tenant.id.as_str(),
+                tenant.include_source,
+                tenant.enabled,
+                tenant.created_at.to_rfc3339()
+            ],
+        )
+        .map_err(unavailable("create tenant"))?;
+        Ok(created == 1)
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT id, enabled, include_source, created_at FROM tenants ORDER BY id",
+            )
+            .map_err(unavailable("list tenants"))?;
+        let rows = statement
+            .query_map([], tenant_row)
+            .map_err(unavailable("list tenants"))?;
+        let tenants = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list tenants"))?;
+        Ok(tenants.into_iter().flatten().collect())
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
+        let found = query_row(
+            &self.conn(),
+            "SELECT id, enabled, include_source, created_at FROM tenants WHERE id = ?1",
+            params![id.as_str()],
+            tenant_row,
+        )
+        .optional()
+        .map_err(unavailable("get tenant"))?;
+        Ok(found.flatten())
+    }
+
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "UPDATE tenants SET enabled = ?2, include_source = ?3 WHERE id = ?1",
+            params![tenant.id.as_str(), tenant.enabled, tenant.include_source],
+        )
+        .map_err(unavailable("update tenant"))?;
+        Ok(())
+    }
+
+    async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT carrier, digest, added_at FROM credentials WHERE tenant_id = ?1
+                 ORDER BY added_at, carrier, digest",
+            )
+            .map_err(unavailable("list credentials"))?;
+        let rows = statement
+            .query_map(params![tenant.as_str()], |row| {
+                let carrier: String = row.get(0)?;
+                let digest: String = row.get(1)?;
+                let added_at: String = row.get(2)?;
+                Ok(carrier
+                    .parse::<Carrier>()
+                    .ok()
+                    .zip(CredentialDigest::from_hex(&digest))
+                    .map(|(carrier, digest)| StoredCredential {
+                        carrier,
+                        digest,
+                        added_at: parse_time(&added_at),
+                    }))
+            })
+            .map_err(unavailable("list credentials"))?;
+        let credentials = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list credentials"))?;
+        Ok(credentials.into_iter().flatten().collect())
+    }
+
+    async fn credential_owner(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantId>, Unavailable> {
+        let owner: Option<String> = query_row(
+            &self.conn(),
+            "SELECT tenant_id FROM credentials WHERE carrier = ?1 AND digest = ?2",
+            params![carrier.as_str(), digest.to_hex()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable("find credential"))?;
+        Ok(owner.and_then(|t| TenantId::parse(&t).ok()))
+    }
+
+    async fn add_credential(
+        &self,
+        tenant: &TenantId,
+        credential: &StoredCredential,
+    ) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                credential.carrier.as_str(),
+                credential.digest.to_hex(),
+                tenant.as_str(),
+                credential.added_at.to_rfc3339()
+            ],
+        )
+        .map_err(unavailable("add credential"))?;
+        Ok(())
+    }
+
+    async fn remove_credential(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "DELETE FROM credentials WHERE carrier = ?1 AND digest = ?2 AND tenant_id = ?3",
+            params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
+        )
+        .map_err(unavailable("remove credential"))?;
+        Ok(())
+    }
+
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        PushConfigStore::push_config(self, tenant).await
+    }
+
+    async fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> Result<(), Unavailable> {
+        SqliteStore::put_push_config(self, tenant, config)
+    }
+
+    async fn attempts(
+        &self,
+        tenant: &TenantId,
+        selection: &Selection,
+    ) -> Result<Vec<Attempt>, Unavailable> {
+        match selection {
+            Selection::Awb(awb) => SqliteStore::attempts(self, tenant.as_str(), awb),
+            Selection::Between { from, to } => self.attempts_where(
+                "tenant_id = ?1 AND at >= ?2 AND at <= ?3",
+                params![tenant.as_str(), from.to_rfc3339(), to.to_rfc3339()],
+            ),
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterView>, Unavailable> {
+        let all = SqliteStore::dead_letters(self)?;
+        Ok(all
+            .into_iter()
+            .filter(|d| tenant.is_none_or(|t| d.tenant_id == t.as_str()))
+            .take(limit)
+            .map(|d| DeadLetterView {
+                id: d.id.to_string(),
+                event_id: d.event_id,
+                tenant_id: d.tenant_id,
+                reason: d.reason,
+                attempts: d.receive_count,
+            })
+            .collect())
+    }
+
+    async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, Unavailable> {
+        // An id that is not a number names no dead letter here.
+        let ids: Option<Vec<i64>> =
+            ids.map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect());
+        let moved = SqliteStore::redrive(self, ids.as_deref(), Utc::now())?;
+        Ok(u64::try_from(moved).unwrap_or(u64::MAX))
+    }
+
+    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+        let conn = self.conn();
+        let mut events = Vec::new();
+        for id in ids {
+            let body: Option<Option<String>> = query_row(
+                &conn,
+                "SELECT body FROM claims WHERE event_id = ?1",
+                params![id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable("archived events"))?;
+            if let Some(event) = body.flatten().and_then(|b| serde_json::from_str(&b).ok()) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        let body =
+            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "replay", e))?;
+        let now = Utc::now();
+        execute(&self.conn(),
+            "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at, replay) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            params![event.event_id.as_str(), event.tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
+        )
+        .map_err(unavailable("replay"))?;
+        Ok(())
     }
 }
 
