@@ -950,3 +950,305 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
         (**self).enqueue_replay(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryAdmin, ScriptedPusher};
+    use crate::ports::{AttemptOutcome, PushRequest};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+    }
+
+    fn admin(script: Vec<PushResult>) -> Admin<MemoryAdmin, ScriptedPusher> {
+        Admin {
+            store: MemoryAdmin::default(),
+            pusher: ScriptedPusher::new(script),
+            policy: AdminPolicy { allow_http: false },
+        }
+    }
+
+    async fn with_tenant(script: Vec<PushResult>) -> Admin<MemoryAdmin, ScriptedPusher> {
+        let admin = admin(script);
+        admin.create_tenant("acme", None, now()).await.unwrap();
+        admin
+    }
+
+    fn update(url: &str) -> PushUpdate {
+        PushUpdate {
+            url: url.to_owned(),
+            ..PushUpdate::default()
+        }
+    }
+
+    fn field_of(result: Result<impl std::fmt::Debug, AdminError>) -> (String, String) {
+        match result {
+            Err(AdminError::Invalid { field, message }) => (field, message),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_is_created_once_and_a_bad_id_names_the_field() {
+        let admin = with_tenant(vec![]).await;
+        assert!(matches!(
+            admin.create_tenant("acme", None, now()).await,
+            Err(AdminError::Conflict(_))
+        ));
+        let (field, _) = field_of(admin.create_tenant("no spaces", None, now()).await);
+        assert_eq!(field, "id");
+        assert!(matches!(
+            admin.tenant("ghost").await,
+            Err(AdminError::NotFound(_))
+        ));
+        let disabled = admin
+            .update_tenant("acme", Some(false), None)
+            .await
+            .unwrap();
+        assert!(!disabled.enabled);
+        assert!(disabled.include_source);
+    }
+
+    #[tokio::test]
+    async fn a_rotation_keeps_two_keys_live_and_never_shows_them() {
+        let admin = with_tenant(vec![]).await;
+        let old = admin
+            .add_key("acme", "clickpost", Some("old-key-0123456789"), now())
+            .await
+            .unwrap();
+        assert_eq!(old.key, None, "a given key is not echoed");
+        let new = admin
+            .add_key("acme", "clickpost", None, now())
+            .await
+            .unwrap();
+        let generated = new.key.clone().unwrap();
+        assert_eq!(generated.len(), 48);
+        assert!(matches!(
+            admin.add_key("acme", "clickpost", None, now()).await,
+            Err(AdminError::Conflict(m)) if m.contains("revoke")
+        ));
+        let keys = admin.keys("acme").await.unwrap();
+        assert_eq!(keys.len(), 2);
+        let listed = serde_json::to_string(&keys).unwrap();
+        assert!(!listed.contains("old-key-0123456789") && !listed.contains(&generated));
+        admin
+            .revoke_key("acme", "clickpost", &old.view.key_id)
+            .await
+            .unwrap();
+        assert_eq!(admin.keys("acme").await.unwrap(), vec![new.view.clone()]);
+        assert!(matches!(
+            admin
+                .revoke_key("acme", "clickpost", &old.view.key_id)
+                .await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_key_belongs_to_one_tenant() {
+        let admin = with_tenant(vec![]).await;
+        admin.create_tenant("other", None, now()).await.unwrap();
+        admin
+            .add_key("acme", "shipway", Some("shared-key-0123456789"), now())
+            .await
+            .unwrap();
+        assert!(matches!(
+            admin.add_key("other", "shipway", Some("shared-key-0123456789"), now()).await,
+            Err(AdminError::Conflict(m)) if m.contains("another tenant")
+        ));
+        let (field, message) = field_of(admin.add_key("acme", "dhl", None, now()).await);
+        assert_eq!(field, "carrier");
+        assert!(message.contains("clickpost"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn push_config_input_is_validated_field_by_field() {
+        let admin = with_tenant(vec![]).await;
+        let cases: Vec<(PushUpdate, &str, &str)> = vec![
+            (update("not a url"), "url", "absolute"),
+            (update("http://client.example/hook"), "url", "https"),
+            (
+                update("https://user:pw@client.example/hook"),
+                "url",
+                "headers",
+            ),
+            (
+                PushUpdate {
+                    headers: Some([("Bad Name".to_owned(), "v".to_owned())].into()),
+                    ..update("https://client.example/hook")
+                },
+                "headers.Bad Name",
+                "header name",
+            ),
+            (
+                PushUpdate {
+                    headers: Some([("X-Key".to_owned(), "a\r\nX-Evil: 1".to_owned())].into()),
+                    ..update("https://client.example/hook")
+                },
+                "headers.X-Key",
+                "line break",
+            ),
+            (
+                PushUpdate {
+                    statuses: vec!["DELIVERD".to_owned()],
+                    ..update("https://client.example/hook")
+                },
+                "statuses",
+                "RTO_DELIVERED",
+            ),
+            (
+                PushUpdate {
+                    timeout_ms: Some(60_000),
+                    ..update("https://client.example/hook")
+                },
+                "timeout_ms",
+                "1000 to 30000",
+            ),
+        ];
+        for (input, field, hint) in cases {
+            let (got_field, message) = field_of(admin.set_push("acme", &input).await);
+            assert_eq!(got_field, field, "{message}");
+            assert!(message.contains(hint), "{field}: {message}");
+        }
+        assert!(matches!(
+            admin.push("acme").await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn header_values_and_the_secret_are_write_only() {
+        let admin = with_tenant(vec![]).await;
+        let saved = admin
+            .set_push(
+                "acme",
+                &PushUpdate {
+                    headers: Some(
+                        [("Authorization".to_owned(), "Bearer s3cr3t".to_owned())].into(),
+                    ),
+                    statuses: vec!["delivered".to_owned()],
+                    signing_secret: Some(SecretAction::Generate),
+                    ..update("https://client.example/hook")
+                },
+            )
+            .await
+            .unwrap();
+        let secret = saved.signing_secret_value.clone().unwrap();
+        assert!(secret.starts_with("whsec_"));
+        assert!(!serde_json::to_string(&saved).unwrap().contains("s3cr3t"));
+        let view = admin.push("acme").await.unwrap();
+        let shown = serde_json::to_string(&view).unwrap();
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains(&secret[6..]),
+            "{shown}"
+        );
+        assert_eq!(view.headers, vec!["Authorization"]);
+        assert!(view.signing_secret);
+        // Saving again without headers or a secret action keeps both.
+        admin
+            .set_push("acme", &update("https://client.example/v2"))
+            .await
+            .unwrap();
+        let kept = admin
+            .store
+            .push_config(&TenantId::parse("acme").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.headers[0].1.expose(), "Bearer s3cr3t");
+        assert_eq!(kept.signing_secret.unwrap().expose(), secret);
+    }
+
+    #[tokio::test]
+    async fn a_test_push_sends_a_signed_sample_and_reports_the_answer() {
+        let admin = with_tenant(vec![PushResult::Answered {
+            status: 202,
+            retry_after: None,
+            body_prefix: "ok".to_owned(),
+            latency: Duration::from_millis(12),
+        }])
+        .await;
+        admin
+            .set_push(
+                "acme",
+                &PushUpdate {
+                    headers: Some([("X-Client".to_owned(), "acme".to_owned())].into()),
+                    signing_secret: Some(SecretAction::Generate),
+                    ..update("https://client.example/hook")
+                },
+            )
+            .await
+            .unwrap();
+        let result = admin
+            .test_push("acme", "rto_delivered", now())
+            .await
+            .unwrap();
+        assert_eq!(result.outcome, "delivered");
+        assert_eq!(result.http_status, Some(202));
+        assert_eq!(result.latency_ms, 12);
+        assert!(result.event_id.starts_with("evt_test_"));
+        let sent: Vec<PushRequest> = admin.pusher.requests();
+        let header = |n: &str| {
+            sent[0]
+                .headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("X-Client").as_deref(), Some("acme"));
+        assert!(header("webhook-signature").unwrap().starts_with("v1,"));
+        let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
+        assert_eq!(body["status"], "RTO_DELIVERED");
+        let (field, _) = field_of(admin.test_push("acme", "lost-ish", now()).await);
+        assert_eq!(field, "status");
+    }
+
+    #[tokio::test]
+    async fn replay_queues_each_attempted_event_once() {
+        let admin = with_tenant(vec![]).await;
+        let event = sample_event(&TenantId::parse("acme").unwrap(), Status::Delivered, now());
+        for attempt in 1..=2 {
+            admin.store.add_attempt(Attempt {
+                event_id: event.event_id.clone(),
+                tenant_id: "acme".into(),
+                awb: event.awb.clone().unwrap(),
+                status: Status::Delivered,
+                attempt,
+                outcome: AttemptOutcome::Retry,
+                http_status: Some(503),
+                latency_ms: 5,
+                error: None,
+                at: now(),
+            });
+        }
+        admin.store.archive(event.clone());
+        let seen = std::sync::Mutex::new(Vec::new());
+        let replayed = admin
+            .replay(
+                "acme",
+                &Selection::Awb(event.awb.clone().unwrap()),
+                &|done, of| seen.lock().unwrap().push((done, of)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(replayed, 1);
+        assert_eq!(admin.store.replayed(), vec![event]);
+        assert_eq!(*seen.lock().unwrap(), vec![(1, 1)]);
+        let (field, _) = field_of(
+            admin
+                .replay(
+                    "acme",
+                    &Selection::Between {
+                        from: now(),
+                        to: now() - chrono::Duration::hours(1),
+                    },
+                    &|_, _| {},
+                )
+                .await,
+        );
+        assert_eq!(field, "from");
+    }
+}

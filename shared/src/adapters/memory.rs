@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
 use crate::auth::{Credential, CredentialDigest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
@@ -396,6 +397,177 @@ impl QueueActions for MemoryQueueActions {
             attributes: attributes.to_vec(),
             reason: reason.to_owned(),
         });
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct AdminState {
+    tenants: Vec<Tenant>,
+    credentials: Vec<(TenantId, StoredCredential)>,
+    push: HashMap<TenantId, PushConfig>,
+    attempts: Vec<Attempt>,
+    dead: Vec<DeadLetterView>,
+    archive: Vec<CanonicalEvent>,
+    redriven: Vec<String>,
+    replayed: Vec<CanonicalEvent>,
+}
+
+/// The admin store: tenants, credentials, Push Configs, the delivery log, dead letters and the
+/// event archive, in memory. Tests seed attempts, dead letters and archived events directly.
+#[derive(Default)]
+pub struct MemoryAdmin {
+    state: Mutex<AdminState>,
+}
+
+impl MemoryAdmin {
+    pub fn add_attempt(&self, attempt: Attempt) {
+        lock(&self.state).attempts.push(attempt);
+    }
+    pub fn add_dead_letter(&self, dead: DeadLetterView) {
+        lock(&self.state).dead.push(dead);
+    }
+    pub fn archive(&self, event: CanonicalEvent) {
+        lock(&self.state).archive.push(event);
+    }
+    /// Ids moved back to the queue by `redrive`.
+    pub fn redriven(&self) -> Vec<String> {
+        lock(&self.state).redriven.clone()
+    }
+    /// Events queued again by `enqueue_replay`.
+    pub fn replayed(&self) -> Vec<CanonicalEvent> {
+        lock(&self.state).replayed.clone()
+    }
+}
+
+impl AdminStore for MemoryAdmin {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, Unavailable> {
+        let mut state = lock(&self.state);
+        if state.tenants.iter().any(|t| t.id == tenant.id) {
+            return Ok(false);
+        }
+        state.tenants.push(tenant.clone());
+        Ok(true)
+    }
+    async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
+        Ok(lock(&self.state).tenants.clone())
+    }
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
+        Ok(lock(&self.state)
+            .tenants
+            .iter()
+            .find(|t| &t.id == id)
+            .cloned())
+    }
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<(), Unavailable> {
+        for t in lock(&self.state).tenants.iter_mut() {
+            if t.id == tenant.id {
+                *t = tenant.clone();
+            }
+        }
+        Ok(())
+    }
+    async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
+        Ok(lock(&self.state)
+            .credentials
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+    async fn credential_owner(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantId>, Unavailable> {
+        Ok(lock(&self.state)
+            .credentials
+            .iter()
+            .find(|(_, c)| c.carrier == carrier && &c.digest == digest)
+            .map(|(t, _)| t.clone()))
+    }
+    async fn add_credential(
+        &self,
+        tenant: &TenantId,
+        credential: &StoredCredential,
+    ) -> Result<(), Unavailable> {
+        lock(&self.state)
+            .credentials
+            .push((tenant.clone(), credential.clone()));
+        Ok(())
+    }
+    async fn remove_credential(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<(), Unavailable> {
+        lock(&self.state)
+            .credentials
+            .retain(|(t, c)| !(t == tenant && c.carrier == carrier && &c.digest == digest));
+        Ok(())
+    }
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        Ok(lock(&self.state).push.get(tenant).cloned())
+    }
+    async fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> Result<(), Unavailable> {
+        lock(&self.state)
+            .push
+            .insert(tenant.clone(), config.clone());
+        Ok(())
+    }
+    async fn attempts(
+        &self,
+        tenant: &TenantId,
+        selection: &Selection,
+    ) -> Result<Vec<Attempt>, Unavailable> {
+        Ok(lock(&self.state)
+            .attempts
+            .iter()
+            .filter(|a| a.tenant_id == tenant.as_str())
+            .filter(|a| match selection {
+                Selection::Awb(awb) => &a.awb == awb,
+                Selection::Between { from, to } => (*from..=*to).contains(&a.at),
+            })
+            .cloned()
+            .collect())
+    }
+    async fn dead_letters(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterView>, Unavailable> {
+        Ok(lock(&self.state)
+            .dead
+            .iter()
+            .filter(|d| tenant.is_none_or(|t| d.tenant_id == t.as_str()))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, Unavailable> {
+        let mut state = lock(&self.state);
+        let (moved, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.dead)
+            .into_iter()
+            .partition(|d| ids.is_none_or(|ids| ids.contains(&d.id)));
+        state.dead = kept;
+        state.redriven.extend(moved.iter().map(|d| d.id.clone()));
+        Ok(moved.len() as u64)
+    }
+    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+        Ok(lock(&self.state)
+            .archive
+            .iter()
+            .filter(|e| ids.contains(&e.event_id))
+            .cloned()
+            .collect())
+    }
+    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        lock(&self.state).replayed.push(event.clone());
         Ok(())
     }
 }
