@@ -4,152 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::Receiver;
 use serde_json::Value;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const CLICKPOST_KEY: &str = "serve-test-clickpost";
+mod common;
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A running `rms serve`; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn start(dir: &Path, config: &str) -> Server {
-        let path = dir.join("rms.toml");
-        std::fs::write(&path, config).unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_rms"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let started = Instant::now();
-        while server
-            .http
-            .get(format!("{}/admin/health", server.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "rms serve did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn config(dir: &Path, receiver_url: &str, schedule: &str, max_attempts: u32) -> String {
-    format!(
-        r#"
-database = "{db}"
-allow_private_targets = true
-[dispatch]
-timeout = "2s"
-retry_schedule = [{schedule}]
-max_attempts = {max_attempts}
-[[tenants]]
-id = "acme"
-[tenants.keys]
-clickpost = "{CLICKPOST_KEY}"
-shiprocket = "serve-test-shiprocket"
-shipway = "serve-test-shipway"
-[tenants.push]
-url = "{receiver_url}"
-headers = {{ Authorization = "Bearer acme-token", "X-Client-Id" = "acme" }}
-statuses = []
-signing_secret = "{SECRET}"
-"#,
-        db = dir.join("rms.db").display()
-    )
-}
-
-async fn wait_for(receiver: &Receiver, count: usize, limit: Duration) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
-        let requests = receiver.requests().await;
-        if requests.len() >= count || started.elapsed() > limit {
-            return requests;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{config, fixture, scratch_dir, wait_for, Server, CLICKPOST_KEY, SECRET};
 
 #[tokio::test]
 async fn every_fixture_is_delivered_once_with_the_configured_headers() {

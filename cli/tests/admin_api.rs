@@ -1,0 +1,436 @@
+//! The admin API on `rms serve` (the same router the `admin-api` Lambda runs), driven over HTTP:
+//! every operation, its failures, a key rotation, replay, and the redrive of dead letters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{config, fixture, scratch_dir, wait_for, Server, CLICKPOST_KEY, SECRET};
+use integration_tests::Receiver;
+use serde_json::{json, Value};
+
+const DELIVERED_FIXTURE: &str = "clickpost/delivered_selected_captured.json";
+const DELIVERED_AWB: &str = "81125552141";
+
+async fn notify(server: &Server, key: &str, body: Vec<u8>) -> u16 {
+    server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", key)],
+            body,
+        )
+        .await
+        .0
+}
+
+/// A Clickpost scan for a new AWB: a new event each call.
+fn scan(awb: &str) -> Vec<u8> {
+    json!({"waybill": awb, "clickpost_status_code": 5, "timestamp": "2026-11-20T10:00:00Z"})
+        .to_string()
+        .into_bytes()
+}
+
+/// The JSON a receiver got (it records the body as text).
+fn body_of(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
+}
+
+fn assert_field(answer: &(u16, Value), field: &str) {
+    assert_eq!(answer.0, 400, "{answer:?}");
+    assert_eq!(answer.1["field"], field, "{answer:?}");
+}
+
+#[tokio::test]
+async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() {
+    let dir = scratch_dir("admin-all");
+    let receiver = Receiver::start(Some(SECRET));
+    let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
+
+    // Tenants.
+    let created = server
+        .call("POST", "/admin/tenants", Some(json!({"id": "globex"})))
+        .await;
+    assert_eq!(created.0, 201, "{created:?}");
+    assert_eq!(created.1["enabled"], true);
+    let again = server
+        .call("POST", "/admin/tenants", Some(json!({"id": "globex"})))
+        .await;
+    assert_eq!(again.0, 409);
+    assert_field(
+        &server
+            .call("POST", "/admin/tenants", Some(json!({"id": "has space"})))
+            .await,
+        "id",
+    );
+    let bad_json = server
+        .call("POST", "/admin/tenants", Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(bad_json.0, 400, "{bad_json:?}");
+    let listed = server.call("GET", "/admin/tenants", None).await;
+    let ids: Vec<&str> = listed
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["acme", "globex"]);
+    assert_eq!(
+        server.call("GET", "/admin/tenants/globex", None).await.0,
+        200
+    );
+    let unknown = server.call("GET", "/admin/tenants/nobody", None).await;
+    assert_eq!(unknown.0, 404);
+    assert!(unknown.1["error"].as_str().unwrap().contains("nobody"));
+    for path in [
+        "/admin/tenants/nobody/keys",
+        "/admin/tenants/nobody/push",
+        "/admin/tenants/nobody/deliveries?awb=1",
+    ] {
+        assert_eq!(server.call("GET", path, None).await.0, 404, "{path}");
+    }
+
+    // Keys: a given one is not echoed; a generated one is shown once.
+    let given = "globex-clickpost-key-1";
+    let added = server
+        .call(
+            "POST",
+            "/admin/tenants/globex/keys/clickpost",
+            Some(json!({"key": given})),
+        )
+        .await;
+    assert_eq!(added.0, 201, "{added:?}");
+    assert!(added.1.get("key").is_none());
+    let generated = server
+        .call("POST", "/admin/tenants/globex/keys/shipway", None)
+        .await;
+    assert_eq!(generated.0, 201, "{generated:?}");
+    let generated_key = generated.1["key"].as_str().unwrap().to_owned();
+    assert_field(
+        &server
+            .call("POST", "/admin/tenants/globex/keys/fedex", None)
+            .await,
+        "carrier",
+    );
+    let keys = server.call("GET", "/admin/tenants/globex/keys", None).await;
+    assert_eq!(keys.1.as_array().unwrap().len(), 2);
+    assert!(!keys.1.to_string().contains(given) && !keys.1.to_string().contains(&generated_key));
+
+    // The new tenant's carrier is accepted; disabled, it is refused; enabled again, accepted.
+    assert_eq!(notify(&server, given, scan("GLOBEX-1")).await, 200);
+    let disabled = server
+        .call(
+            "PATCH",
+            "/admin/tenants/globex",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(disabled.1["enabled"], false);
+    assert_eq!(notify(&server, given, scan("GLOBEX-2")).await, 401);
+    server
+        .call(
+            "PATCH",
+            "/admin/tenants/globex",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(notify(&server, given, scan("GLOBEX-2")).await, 200);
+
+    // Push Config: validation, write-only values, a secret shown once.
+    let no_push = server.call("GET", "/admin/tenants/globex/push", None).await;
+    assert_eq!(no_push.0, 404);
+    let url = receiver.url("/ok");
+    for (body, field) in [
+        (json!({"url": "nope"}), "url"),
+        (
+            json!({"url": url, "headers": {"Bad Header": "x"}}),
+            "headers.Bad Header",
+        ),
+        (
+            json!({"url": url, "headers": {"X-Token": "a\r\nX-Injected: 1"}}),
+            "headers.X-Token",
+        ),
+        (json!({"url": url, "statuses": ["DELIVERD"]}), "statuses"),
+        (json!({"url": url, "timeout_ms": 5}), "timeout_ms"),
+    ] {
+        let answer = server
+            .call("PUT", "/admin/tenants/globex/push", Some(body))
+            .await;
+        assert_field(&answer, field);
+    }
+    let unknown_status = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/push",
+            Some(json!({"url": url, "statuses": ["DELIVERD"]})),
+        )
+        .await;
+    assert!(
+        unknown_status.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("RTO_DELIVERED"),
+        "lists the valid statuses: {unknown_status:?}"
+    );
+    let token = "Bearer globex-token-value";
+    let saved = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/push",
+            Some(json!({
+                "url": url,
+                "headers": {"Authorization": token},
+                "statuses": ["DELIVERED", "RTO_DELIVERED"],
+                "signing_secret": "generate",
+            })),
+        )
+        .await;
+    assert_eq!(saved.0, 200, "{saved:?}");
+    let secret = saved.1["signing_secret_value"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let shown = server.call("GET", "/admin/tenants/globex/push", None).await;
+    assert_eq!(shown.1["headers"], json!(["Authorization"]));
+    assert_eq!(shown.1["signing_secret"], true);
+    assert!(!shown.1.to_string().contains(token) && !shown.1.to_string().contains(&secret));
+
+    // Test push: sent now, with the headers; the answer reported.
+    let tested = server
+        .call(
+            "POST",
+            "/admin/tenants/globex/push/test",
+            Some(json!({"status": "RTO_DELIVERED"})),
+        )
+        .await;
+    assert_eq!(tested.0, 200, "{tested:?}");
+    assert_eq!(tested.1["outcome"], "delivered");
+    assert_eq!(tested.1["http_status"], 200);
+    let received = wait_for(&receiver, 1, Duration::from_secs(5)).await;
+    assert_eq!(received[0]["headers"]["authorization"], token);
+    assert_eq!(body_of(&received[0])["status"], "RTO_DELIVERED");
+    assert_field(
+        &server
+            .call(
+                "POST",
+                "/admin/tenants/globex/push/test",
+                Some(json!({"status": "teleported"})),
+            )
+            .await,
+        "status",
+    );
+
+    // Deliveries (acme's configured Push Config delivers everything), by AWB and by time.
+    assert_eq!(
+        notify(&server, CLICKPOST_KEY, fixture(DELIVERED_FIXTURE)).await,
+        200
+    );
+    let by_awb = format!("/admin/tenants/acme/deliveries?awb={DELIVERED_AWB}");
+    let started = Instant::now();
+    let attempts = loop {
+        let (_, attempts) = server.call("GET", &by_awb, None).await;
+        if !attempts.as_array().unwrap().is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempts[0]["outcome"], "delivered", "{attempts}");
+    let event_id = attempts[0]["event_id"].as_str().unwrap().to_owned();
+    let hour = chrono::Duration::hours(1);
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, by_time) = server
+        .call(
+            "GET",
+            &format!(
+                "/admin/tenants/acme/deliveries?from={}&to={}",
+                stamp(chrono::Utc::now() - hour),
+                stamp(chrono::Utc::now() + hour)
+            ),
+            None,
+        )
+        .await;
+    assert!(by_time
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["event_id"] == event_id.as_str()));
+    assert_field(
+        &server
+            .call("GET", "/admin/tenants/acme/deliveries", None)
+            .await,
+        "awb",
+    );
+
+    // Replay: the delivered event is pushed again, with the same webhook-id.
+    let before = receiver.requests().await.len();
+    let replayed = server
+        .call(
+            "POST",
+            "/admin/tenants/acme/replay",
+            Some(json!({"awb": DELIVERED_AWB})),
+        )
+        .await;
+    assert_eq!(replayed.1["replayed"], 1, "{replayed:?}");
+    let after = wait_for(&receiver, before + 1, Duration::from_secs(10)).await;
+    let last = after.last().unwrap();
+    assert_eq!(last["headers"]["webhook-id"], event_id.as_str());
+
+    // Dead letters: none here; a redrive of an id that does not exist moves nothing.
+    let dead = server.call("GET", "/admin/dead-letters", None).await;
+    assert_eq!(dead, (200, json!([])));
+    let redriven = server
+        .call(
+            "POST",
+            "/admin/dead-letters/redrive",
+            Some(json!({"ids": ["999"]})),
+        )
+        .await;
+    assert_eq!(redriven.1["redriven"], 0);
+    assert_eq!(
+        server.call("GET", "/admin/no-such-thing", None).await.0,
+        404
+    );
+
+    // Revoking: the key's id from the listing; the carrier is refused from then on.
+    let clickpost_key_id = keys
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["carrier"] == "clickpost")
+        .unwrap()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = server
+        .call(
+            "DELETE",
+            &format!("/admin/tenants/globex/keys/clickpost/{clickpost_key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.0, 204);
+    assert_eq!(notify(&server, given, scan("GLOBEX-3")).await, 401);
+
+    // Nothing secret in the server's log, at DEBUG.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("push config saved"), "the log was captured");
+    for secret_text in [
+        given,
+        &generated_key,
+        token,
+        &secret,
+        CLICKPOST_KEY,
+        "acme-token",
+    ] {
+        assert!(!log.contains(secret_text), "{secret_text:?} is in the log");
+    }
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_keys_work_and_the_revoked_one_is_refused() {
+    let dir = scratch_dir("admin-rotation");
+    let receiver = Receiver::start(None);
+    let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
+    let new_key = "acme-clickpost-next-key";
+    let added = server
+        .call(
+            "POST",
+            "/admin/tenants/acme/keys/clickpost",
+            Some(json!({"key": new_key})),
+        )
+        .await;
+    assert_eq!(added.0, 201, "{added:?}");
+
+    // The overlap: the carrier may send either while it moves over.
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("ROT-OLD")).await, 200);
+    assert_eq!(notify(&server, new_key, scan("ROT-NEW")).await, 200);
+    let third = server
+        .call("POST", "/admin/tenants/acme/keys/clickpost", None)
+        .await;
+    assert_eq!(third.0, 409, "{third:?}");
+
+    let keys = server.call("GET", "/admin/tenants/acme/keys", None).await.1;
+    let old_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["carrier"] == "clickpost" && k["key_id"] != added.1["key_id"])
+        .unwrap()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = server
+        .call(
+            "DELETE",
+            &format!("/admin/tenants/acme/keys/clickpost/{old_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.0, 204);
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("ROT-OLD-2")).await, 401);
+    assert_eq!(notify(&server, new_key, scan("ROT-NEW-2")).await, 200);
+}
+
+#[tokio::test]
+async fn dead_letters_are_delivered_once_each_after_rms_dlq_redrive() {
+    let dir = scratch_dir("admin-redrive");
+    let receiver = Receiver::start(Some(SECRET));
+    // The client's endpoint is down: nothing listens on this port.
+    let down = format!("http://127.0.0.1:{}/hook", common::free_port());
+    let server = Server::start(&dir, &config(&dir, &down, "\"100ms\"", 2)).await;
+    let awbs = ["DLQ-1", "DLQ-2", "DLQ-3"];
+    for awb in awbs {
+        assert_eq!(notify(&server, CLICKPOST_KEY, scan(awb)).await, 200);
+    }
+    let started = Instant::now();
+    loop {
+        let (_, dead) = server.call("GET", "/admin/dead-letters", None).await;
+        if dead.as_array().unwrap().len() == awbs.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not dead-lettered: {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The endpoint is back (the client moved it); ops redrive from the command line.
+    let moved = server
+        .call(
+            "PUT",
+            "/admin/tenants/acme/push",
+            Some(json!({"url": receiver.url("/ok")})),
+        )
+        .await;
+    assert_eq!(moved.0, 200, "{moved:?}");
+    let redrive = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["dlq", "redrive", "--database"])
+        .arg(dir.join("rms.db"))
+        .output()
+        .unwrap();
+    assert!(
+        redrive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+
+    let received = wait_for(&receiver, awbs.len(), Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.requests().await.len().max(received.len());
+    assert_eq!(received, awbs.len(), "each dead letter delivered once");
+    let mut per_awb: HashMap<String, usize> = HashMap::new();
+    for request in receiver.requests().await {
+        *per_awb
+            .entry(body_of(&request)["awb"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        assert_eq!(request["signature"], "valid", "{request}");
+    }
+    assert_eq!(per_awb.len(), awbs.len(), "{per_awb:?}");
+    let (_, dead) = server.call("GET", "/admin/dead-letters", None).await;
+    assert_eq!(dead, json!([]));
+}
