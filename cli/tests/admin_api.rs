@@ -434,3 +434,51 @@ async fn dead_letters_are_delivered_once_each_after_rms_dlq_redrive() {
     let (_, dead) = server.call("GET", "/admin/dead-letters", None).await;
     assert_eq!(dead, json!([]));
 }
+
+#[tokio::test]
+async fn with_an_admin_token_the_admin_api_needs_it() {
+    let dir = scratch_dir("admin-token");
+    let token = "local-admin-token-0123";
+    let text = format!(
+        "admin_token = \"{token}\"\n{}",
+        config(&dir, "http://127.0.0.1:9/hook", "\"1s\"", 10)
+    );
+    let server = Server::start(&dir, &text).await;
+    let (status, answer) = server.call("GET", "/admin/tenants", None).await;
+    assert_eq!(status, 401, "{answer}");
+    let authorised = server
+        .http
+        .get(format!("{}/admin/tenants", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorised.status(), 200);
+    let wrong = server
+        .http
+        .get(format!("{}/admin/tenants", server.base))
+        .bearer_auth("local-admin-token-0124")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // The health probe and the carriers' paths do not need it.
+    assert_eq!(server.call("GET", "/admin/health", None).await.0, 200);
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("TOKEN-1")).await, 200);
+}
+
+#[test]
+fn serve_refuses_a_network_address_without_an_admin_token() {
+    let dir = scratch_dir("admin-exposed");
+    let path = dir.join("rms.toml");
+    std::fs::write(&path, config(&dir, "http://127.0.0.1:9/hook", "\"1s\"", 10)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("admin_token"), "{stderr}");
+}

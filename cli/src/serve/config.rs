@@ -17,6 +17,7 @@ struct File {
     database: Option<PathBuf>,
     #[serde(default)]
     allow_private_targets: bool,
+    admin_token: Option<String>,
     #[serde(default)]
     dispatch: DispatchSection,
     #[serde(default)]
@@ -67,6 +68,9 @@ pub struct ServeConfig {
     pub database: PathBuf,
     /// Loopback and private client URLs (and plain http) are allowed: local receivers.
     pub allow_private_targets: bool,
+    /// When set, the admin API needs `Authorization: Bearer <token>`. Required when `listen` is
+    /// not a loopback address.
+    pub admin_token: Option<SecretValue>,
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_attempts: u32,
@@ -118,6 +122,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: PathBuf::from("rms.db"),
             allow_private_targets: false,
+            admin_token: None,
             timeout: PushConfig::DEFAULT_TIMEOUT,
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
@@ -160,6 +165,15 @@ impl ServeConfig {
             config.database = database;
         }
         config.allow_private_targets = file.allow_private_targets;
+        if let Some(token) = file.admin_token {
+            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    "admin_token",
+                    "use at least 16 characters, without spaces",
+                ));
+            }
+            config.admin_token = Some(SecretValue::new(token));
+        }
         if let Some(timeout) = &file.dispatch.timeout {
             config.timeout = duration("dispatch.timeout", timeout)?;
         }

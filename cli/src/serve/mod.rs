@@ -107,6 +107,14 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     // The real address (port 0 picks a free one), for the demo receiver's URL and the banner.
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
+    if !config.listen.ip().is_loopback() && config.admin_token.is_none() {
+        return Err(format!(
+            "{} is reachable from other machines, and so would be the admin API: set admin_token \
+             in the configuration (the admin API then needs `Authorization: Bearer <token>`), or \
+             listen on 127.0.0.1",
+            config.listen
+        ));
+    }
     if demo {
         demo::configure(&mut config);
     }

@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
+use shared::auth::Credential;
 use shared::http::reply;
 use shared::ingest::Inbound;
 use shared::Carrier;
@@ -31,7 +33,29 @@ pub fn router(app: Arc<App>, demo_receiver: bool) -> Router {
     if demo_receiver {
         router = router.route(demo::RECEIVER_PATH, post(demo::receive));
     }
-    let admin = admin_api::router(app.admin.clone());
+    let mut admin = admin_api::router(app.admin.clone());
+    if let Some(token) = app.config.admin_token.clone() {
+        let expected = Credential::new(format!("Bearer {}", token.expose())).digest();
+        admin = admin.layer(middleware::from_fn(move |request: Request, next: Next| {
+            // Digests are compared, so the comparison's time says nothing about the token.
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| Credential::new(String::from_utf8_lossy(v.as_bytes())).digest());
+            let allowed = presented.is_some_and(|p| p == expected);
+            async move {
+                if allowed {
+                    next.run(request).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        Json(json!({"error": "the admin API needs Authorization: Bearer <admin_token>"})),
+                    )
+                        .into_response()
+                }
+            }
+        }));
+    }
     router
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(app)
