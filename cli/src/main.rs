@@ -1,7 +1,7 @@
 //! `rms`: RMS Notify on one machine, and the ops command line.
 
-mod dlq;
 mod normalize;
+mod ops;
 mod serve;
 
 use std::process::ExitCode;
@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "rms",
     version,
-    about = "RMS Notify: carrier tracking webhooks, relayed to clients"
+    about = "RMS Notify: carrier tracking webhooks, relayed to clients",
+    after_help = "The ops commands (tenant, key, push, deliveries, dlq, replay) act on the \
+                  embedded store with --local DB, or else on the AWS stack named by \
+                  --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
+                  RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,14 +27,23 @@ struct Cli {
 enum Command {
     Normalize(normalize::Args),
     Serve(serve::Args),
-    #[command(subcommand)]
-    Dlq(dlq::Command),
+    Tenant(ops::tenant::Args),
+    Key(ops::key::Args),
+    Push(ops::push::Args),
+    Deliveries(ops::deliveries::Args),
+    Dlq(ops::dlq::Args),
+    Replay(ops::replay::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Normalize(args) => normalize::run(args),
         Command::Serve(args) => serve::run(args),
-        Command::Dlq(command) => dlq::run(command),
+        Command::Tenant(args) => ops::execute(args.target, args.command),
+        Command::Key(args) => ops::execute(args.target, args.command),
+        Command::Push(args) => ops::execute(args.target, args.command),
+        Command::Deliveries(args) => ops::execute(args.target.clone(), args),
+        Command::Dlq(args) => ops::execute(args.target, args.command),
+        Command::Replay(args) => ops::execute(args.target.clone(), args),
     }
 }

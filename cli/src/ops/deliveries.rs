@@ -1,0 +1,57 @@
+//! `rms deliveries`: the delivery log of a tenant, by shipment or by time range.
+
+use shared::admin::{Admin, AdminStore};
+use shared::ports::Pusher;
+
+use super::{emit, table, time, Failure, Op, Out, SelectionArgs, Target};
+
+/// Every delivery attempt of a tenant's events: of one shipment (--awb), or in a time range
+/// (--from, --to), oldest first.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: Target,
+    tenant: String,
+    #[command(flatten)]
+    selection: SelectionArgs,
+}
+
+impl Op for Args {
+    async fn run<S: AdminStore, P: Pusher>(
+        self,
+        admin: &Admin<S, P>,
+        out: Out,
+    ) -> Result<(), Failure> {
+        let attempts = admin
+            .deliveries(&self.tenant, &self.selection.selection())
+            .await?;
+        if out.json {
+            out.json_lines(&attempts);
+            return Ok(());
+        }
+        let dash = || "-".to_owned();
+        let rows: Vec<Vec<String>> = attempts
+            .iter()
+            .map(|a| {
+                vec![
+                    time(a.at),
+                    a.awb.clone(),
+                    a.status.to_string(),
+                    a.attempt.to_string(),
+                    a.outcome.clone(),
+                    a.http_status.map_or_else(dash, |s| s.to_string()),
+                    a.latency_ms.to_string(),
+                    a.event_id.clone(),
+                    a.error.clone().unwrap_or_else(dash),
+                ]
+            })
+            .collect();
+        emit(&table(
+            &[
+                "AT", "AWB", "STATUS", "ATTEMPT", "OUTCOME", "HTTP", "MS", "EVENT", "ERROR",
+            ],
+            &rows,
+        ));
+        Ok(())
+    }
+}
