@@ -341,6 +341,7 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             (EXAMPLE.replace("http://127.0.0.1:9000/hook", "127.0.0.1:9000/hook"), "tenants[0].push.url"),
             (EXAMPLE.replace("id = \"acme\"", "id = \"ac me\""), "tenants[0].id: invalid tenant id"),
             (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\nmax_retries = 3"), "unknown field `max_retries`"),
+            (format!("admin_token = \"short\"\n{EXAMPLE}"), "admin_token: use at least 16 characters"),
         ];
         for (text, expected) in cases {
             let err = ServeConfig::parse(&text).unwrap_err().to_string();
