@@ -70,6 +70,12 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
         .call("POST", "/admin/tenants", Some(json!({"name": "x"})))
         .await;
     assert_eq!(bad_json.0, 400, "{bad_json:?}");
+    // serde would read an array into the struct by position; only an object is a body.
+    let array = server
+        .call("POST", "/admin/tenants", Some(json!(["sneaky", false])))
+        .await;
+    assert_eq!(array.0, 400, "{array:?}");
+    assert!(array.1["error"].as_str().unwrap().contains("JSON object"));
     let listed = server.call("GET", "/admin/tenants", None).await;
     let ids: Vec<&str> = listed
         .1

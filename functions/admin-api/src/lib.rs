@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use shared::admin::{Admin, AdminError, AdminStore, PushUpdate, Selection};
 use shared::ports::Pusher;
 use tracing::error;
@@ -85,6 +86,36 @@ fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Answer {
     Answer((status, Json(value)).into_response())
 }
 
+/// The request body as `T`. Only a JSON object is taken: serde would also read an array into a
+/// struct, field by position, which no client means.
+fn body<T: DeserializeOwned>(body: Result<Json<Value>, JsonRejection>) -> Result<T, Answer> {
+    let Json(value) = body.map_err(bad_body)?;
+    if !value.is_object() {
+        return Err(invalid_body("expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| invalid_body(&e.to_string()))
+}
+
+/// Like [`body`], but no body at all (no content type) is `T::default()`.
+fn optional_body<T: DeserializeOwned + Default>(
+    given: Result<Json<Value>, JsonRejection>,
+) -> Result<T, Answer> {
+    match given {
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
+        other => body(other),
+    }
+}
+
+fn invalid_body(reason: &str) -> Answer {
+    Answer(
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("the request body is not valid: {reason}")})),
+        )
+            .into_response(),
+    )
+}
+
 fn bad_body(rejection: JsonRejection) -> Answer {
     // serde's message names the field and what was expected of it.
     Answer(
@@ -110,7 +141,9 @@ async fn not_found() -> Answer {
     Answer(
         (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such route; the admin API is described in docs/openapi.yaml"})),
+            Json(
+                json!({"error": "no such route; the admin API is described in docs/openapi.yaml"}),
+            ),
         )
             .into_response(),
     )
@@ -132,11 +165,11 @@ struct NewTenant {
 
 async fn create_tenant<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
-    body: Result<Json<NewTenant>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let Json(body) = match body {
+    let body: NewTenant = match body(given) {
         Ok(b) => b,
-        Err(r) => return bad_body(r),
+        Err(answer) => return answer,
     };
     match admin
         .create_tenant(&body.id, body.include_source, Utc::now())
@@ -167,11 +200,11 @@ struct TenantChange {
 async fn update_tenant<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
     Path(tenant): Path<String>,
-    body: Result<Json<TenantChange>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let Json(body) = match body {
+    let body: TenantChange = match body(given) {
         Ok(b) => b,
-        Err(r) => return bad_body(r),
+        Err(answer) => return answer,
     };
     match admin
         .update_tenant(&tenant, body.enabled, body.include_source)
@@ -201,13 +234,12 @@ struct NewKey {
 async fn add_key<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
     Path((tenant, carrier)): Path<(String, String)>,
-    body: Result<Json<NewKey>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let body = match body {
-        Ok(Json(b)) => b,
-        // No body at all: generate the key.
-        Err(JsonRejection::MissingJsonContentType(_)) => NewKey::default(),
-        Err(r) => return bad_body(r),
+    // No body at all: generate the key.
+    let body: NewKey = match optional_body(given) {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     match admin
         .add_key(&tenant, &carrier, body.key.as_deref(), Utc::now())
@@ -241,11 +273,11 @@ async fn get_push<S: AdminStore, P: Pusher>(
 async fn set_push<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
     Path(tenant): Path<String>,
-    body: Result<Json<PushUpdate>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let Json(update) = match body {
+    let update: PushUpdate = match body(given) {
         Ok(b) => b,
-        Err(r) => return bad_body(r),
+        Err(answer) => return answer,
     };
     match admin.set_push(&tenant, &update).await {
         Ok(saved) => ok(StatusCode::OK, saved),
@@ -262,11 +294,11 @@ struct TestPush {
 async fn test_push<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
     Path(tenant): Path<String>,
-    body: Result<Json<TestPush>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let Json(body) = match body {
+    let body: TestPush = match body(given) {
         Ok(b) => b,
-        Err(r) => return bad_body(r),
+        Err(answer) => return answer,
     };
     match admin.test_push(&tenant, &body.status, Utc::now()).await {
         Ok(result) => ok(StatusCode::OK, result),
@@ -318,11 +350,11 @@ async fn deliveries<S: AdminStore, P: Pusher>(
 async fn replay<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
     Path(tenant): Path<String>,
-    body: Result<Json<SelectionInput>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let Json(body) = match body {
+    let body: SelectionInput = match body(given) {
         Ok(b) => b,
-        Err(r) => return bad_body(r),
+        Err(answer) => return answer,
     };
     let selection = match body.selection() {
         Ok(s) => s,
@@ -367,12 +399,11 @@ struct RedriveInput {
 
 async fn redrive<S: AdminStore, P: Pusher>(
     State(admin): AppState<S, P>,
-    body: Result<Json<RedriveInput>, JsonRejection>,
+    given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(JsonRejection::MissingJsonContentType(_)) => RedriveInput::default(),
-        Err(r) => return bad_body(r),
+    let body: RedriveInput = match optional_body(given) {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     match admin.redrive(body.ids.as_deref()).await {
         Ok(n) => ok(StatusCode::OK, json!({"redriven": n})),
