@@ -34,9 +34,16 @@ def routes():
     return found
 
 
+def route_events():
+    for name, fn in functions().items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                yield name, event["Properties"]
+
+
 class Routes(unittest.TestCase):
-    def test_exactly_the_three_carrier_routes_and_their_probes(self):
-        expected = set()
+    def test_exactly_the_three_carrier_routes_their_probes_and_the_admin_api(self):
+        expected = {("ANY", "/admin/{proxy+}", "AdminApiFunction")}
         for path, fn in [
             ("/rms/in/api/clickpost/notify", "ClickpostNotifyFunction"),
             ("/rms/in/api/st/notify", "ShiprocketNotifyFunction"),
@@ -44,6 +51,25 @@ class Routes(unittest.TestCase):
         ]:
             expected |= {("POST", path, fn), ("GET", path, fn)}
         self.assertEqual(routes(), expected)
+
+    def test_the_admin_route_is_iam_authorised_and_the_carrier_routes_are_not(self):
+        api_auth = RESOURCES["HttpApi"]["Properties"]["Auth"]
+        self.assertTrue(api_auth["EnableIamAuthorizer"])
+        # No default authorizer: it would close the carrier routes too.
+        self.assertNotIn("DefaultAuthorizer", api_auth)
+        for name, props in route_events():
+            authorizer = props.get("Auth", {}).get("Authorizer")
+            if props["Path"].startswith("/admin/"):
+                self.assertEqual(authorizer, "AWS_IAM", name)
+            else:
+                self.assertTrue(props["Path"].startswith("/rms/in/api/"), name)
+                self.assertIn(authorizer, (None, "NONE"), name)
+
+    def test_the_admin_api_url_is_an_output(self):
+        url = json.dumps(TEMPLATE["Outputs"]["AdminApiUrl"]["Value"])
+        self.assertIn("${Stage}/admin", url)
+        stage = RESOURCES["AdminApiFunction"]["Properties"]["Environment"]["Variables"]["API_STAGE"]
+        self.assertEqual(stage, {"Ref": "Stage"})
 
     def test_no_shiprocket_url_part_holds_a_banned_substring(self):
         banned = ("shiprocket", "kartrocket", "sr", "kr")
@@ -107,6 +133,20 @@ class Tables(unittest.TestCase):
             self.assertTrue(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
             self.assertEqual(props["SSESpecification"]["SSEType"], "KMS")
             self.assertEqual(props["SSESpecification"]["KMSMasterKeyId"], {"Ref": "DataKey"})
+
+    def test_the_delivery_log_index_is_the_one_the_code_queries(self):
+        props = RESOURCES["EventsTable"]["Properties"]
+        (index,) = props["GlobalSecondaryIndexes"]
+        self.assertEqual(index["IndexName"], "by_tenant_day")
+        self.assertEqual(
+            index["KeySchema"],
+            [{"AttributeName": "tenant_day", "KeyType": "HASH"}, {"AttributeName": "at_key", "KeyType": "RANGE"}],
+        )
+        self.assertEqual(index["Projection"], {"ProjectionType": "ALL"})
+        defined = {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]}
+        self.assertLessEqual({("tenant_day", "S"), ("at_key", "S")}, defined)
+        source = (ROOT / "shared" / "src" / "adapters" / "dynamodb.rs").read_text()
+        self.assertIn('BY_TENANT_DAY: &str = "by_tenant_day"', source)
 
     def test_the_events_table_expires_items_on_expires_at(self):
         ttl = RESOURCES["EventsTable"]["Properties"]["TimeToLiveSpecification"]

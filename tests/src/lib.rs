@@ -13,14 +13,17 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use ingest_http::Config;
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
+use shared::adapters::aws_admin::{AwsNames, DynamoAdmin};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore, BY_TENANT_DAY};
 use shared::adapters::memory::RecordingMetrics;
+use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
+use shared::admin::{Admin, AdminPolicy};
 use shared::auth::Credential;
 use shared::ingest::{ClaimThenQueue, Ingest};
 use shared::Carrier;
@@ -99,9 +102,8 @@ impl Stack {
         let name = unique("rms");
         let config_table = format!("{name}-config");
         let events_table = format!("{name}-events");
-        for table in [&config_table, &events_table] {
-            create_table(&dynamo, table).await;
-        }
+        create_table(&dynamo, &config_table, false).await;
+        create_table(&dynamo, &events_table, true).await;
         dynamo
             .update_time_to_live()
             .table_name(&events_table)
@@ -165,6 +167,30 @@ impl Stack {
             ("EVENTS_QUEUE_URL", self.queue_url.clone()),
         ]);
         Config::from_lookup(|name| env.get(name).cloned()).unwrap()
+    }
+
+    /// The table and queue names, as the admin store takes them.
+    pub fn names(&self) -> AwsNames {
+        AwsNames {
+            config_table: self.config_table.clone(),
+            events_table: self.events_table.clone(),
+            queue_url: self.queue_url.clone(),
+            dlq_url: self.dlq_url.clone(),
+        }
+    }
+
+    /// The admin use-case on this stack, as the `admin-api` Lambda builds it except that test
+    /// pushes and Push Config URLs may go to plain http on loopback (the test receiver).
+    pub fn admin(&self) -> Admin<DynamoAdmin, HttpPusher> {
+        let targets = TargetPolicy {
+            allow_private: true,
+            allow_http: true,
+        };
+        Admin {
+            store: DynamoAdmin::new(self.dynamo.clone(), self.sqs.clone(), self.names()),
+            pusher: HttpPusher::new(targets).unwrap(),
+            policy: AdminPolicy { allow_http: true },
+        }
     }
 
     /// The ingest use-case on the real adapters, against this stack.
@@ -249,7 +275,9 @@ pub struct Message {
     pub receipt_handle: String,
 }
 
-async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
+/// A table with the template's key schema; the events table (`delivery_index`) also has the
+/// delivery log's `by_tenant_day` index.
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, delivery_index: bool) {
     let attribute = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -264,17 +292,33 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
             .build()
             .unwrap()
     };
-    dynamo
+    let mut create = dynamo
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("pk"))
         .attribute_definitions(attribute("sk"))
         .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
+        .key_schema(key("sk", KeyType::Range));
+    if delivery_index {
+        create = create
+            .attribute_definitions(attribute("tenant_day"))
+            .attribute_definitions(attribute("at_key"))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(BY_TENANT_DAY)
+                    .key_schema(key("tenant_day", KeyType::Hash))
+                    .key_schema(key("at_key", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
+    }
+    create.send().await.unwrap();
 }
 
 /// A fixture's bytes, from `tests/fixtures/`.

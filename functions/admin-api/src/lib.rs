@@ -86,20 +86,20 @@ fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Answer {
     Answer((status, Json(value)).into_response())
 }
 
-/// The request body as `T`. Only a JSON object is taken: serde would also read an array into a
-/// struct, field by position, which no client means.
-fn body<T: DeserializeOwned>(body: Result<Json<Value>, JsonRejection>) -> Result<T, Answer> {
-    let Json(value) = body.map_err(bad_body)?;
+/// The request body as `T`, or why it is not one. Only a JSON object is taken: serde would also
+/// read an array into a struct, field by position, which no client means.
+fn body<T: DeserializeOwned>(body: Result<Json<Value>, JsonRejection>) -> Result<T, String> {
+    let Json(value) = body.map_err(|r| r.body_text())?;
     if !value.is_object() {
-        return Err(invalid_body("expected a JSON object"));
+        return Err("expected a JSON object".to_owned());
     }
-    serde_json::from_value(value).map_err(|e| invalid_body(&e.to_string()))
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// Like [`body`], but no body at all (no content type) is `T::default()`.
 fn optional_body<T: DeserializeOwned + Default>(
     given: Result<Json<Value>, JsonRejection>,
-) -> Result<T, Answer> {
+) -> Result<T, String> {
     match given {
         Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
         other => body(other),
@@ -111,17 +111,6 @@ fn invalid_body(reason: &str) -> Answer {
         (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": format!("the request body is not valid: {reason}")})),
-        )
-            .into_response(),
-    )
-}
-
-fn bad_body(rejection: JsonRejection) -> Answer {
-    // serde's message names the field and what was expected of it.
-    Answer(
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("the request body is not valid: {}", rejection.body_text())})),
         )
             .into_response(),
     )
@@ -169,7 +158,7 @@ async fn create_tenant<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let body: NewTenant = match body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin
         .create_tenant(&body.id, body.include_source, Utc::now())
@@ -204,7 +193,7 @@ async fn update_tenant<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let body: TenantChange = match body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin
         .update_tenant(&tenant, body.enabled, body.include_source)
@@ -239,7 +228,7 @@ async fn add_key<S: AdminStore, P: Pusher>(
     // No body at all: generate the key.
     let body: NewKey = match optional_body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin
         .add_key(&tenant, &carrier, body.key.as_deref(), Utc::now())
@@ -277,7 +266,7 @@ async fn set_push<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let update: PushUpdate = match body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin.set_push(&tenant, &update).await {
         Ok(saved) => ok(StatusCode::OK, saved),
@@ -298,7 +287,7 @@ async fn test_push<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let body: TestPush = match body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin.test_push(&tenant, &body.status, Utc::now()).await {
         Ok(result) => ok(StatusCode::OK, result),
@@ -354,7 +343,7 @@ async fn replay<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let body: SelectionInput = match body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     let selection = match body.selection() {
         Ok(s) => s,
@@ -403,7 +392,7 @@ async fn redrive<S: AdminStore, P: Pusher>(
 ) -> Answer {
     let body: RedriveInput = match optional_body(given) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(reason) => return invalid_body(&reason),
     };
     match admin.redrive(body.ids.as_deref()).await {
         Ok(n) => ok(StatusCode::OK, json!({"redriven": n})),

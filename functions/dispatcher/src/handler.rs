@@ -65,7 +65,14 @@ where
         .filter_map(|(name, value)| value.string_value.clone().map(|v| (name.clone(), v)))
         .collect();
 
+    // Queued again by ops (`rms replay`, the admin API): pushed even if it was delivered before.
+    let replay = record
+        .message_attributes
+        .get("replay")
+        .and_then(|a| a.string_value.as_deref())
+        == Some("true");
     let decision = match serde_json::from_str::<CanonicalEvent>(body) {
+        Ok(event) if replay => dispatch.redeliver(&event, receive_count, Utc::now()).await,
         Ok(event) => dispatch.deliver(&event, receive_count, Utc::now()).await,
         Err(e) => Decision::DeadLetter {
             reason: format!("the message is not an rms.tracking.v1 event: {e}"),
@@ -197,6 +204,46 @@ mod tests {
         assert!(dead[0]
             .reason
             .starts_with("the message is not an rms.tracking.v1 event"));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_message_is_pushed_again_though_it_was_delivered() {
+        let dispatch = dispatch(vec![answered(200), answered(200), answered(200)]);
+        let actions = MemoryQueueActions::default();
+        let body = event_json("A1");
+        let batch = |replay: Option<&str>| {
+            let mut message = record(0, body.clone());
+            if let Some(value) = replay {
+                let mut attribute = SqsMessageAttribute::default();
+                attribute.string_value = Some(value.into());
+                attribute.data_type = Some("String".into());
+                message
+                    .message_attributes
+                    .insert("replay".to_owned(), attribute);
+            }
+            let mut event = SqsEvent::default();
+            event.records = vec![message];
+            event
+        };
+
+        handle(&dispatch, &actions, batch(None), 1).await;
+        // The queue hands the same message out again: delivered before, so not pushed.
+        handle(&dispatch, &actions, batch(None), 1).await;
+        assert_eq!(dispatch.pusher.requests().len(), 1);
+        // Any other value of the attribute is not a replay.
+        handle(&dispatch, &actions, batch(Some("yes")), 1).await;
+        assert_eq!(dispatch.pusher.requests().len(), 1);
+
+        let response = handle(&dispatch, &actions, batch(Some("true")), 1).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(dispatch.pusher.requests().len(), 2);
+        let delivered = dispatch
+            .log
+            .attempts()
+            .iter()
+            .filter(|a| a.outcome == shared::ports::AttemptOutcome::Delivered)
+            .count();
+        assert_eq!(delivered, 2);
     }
 
     #[tokio::test]

@@ -1,17 +1,20 @@
 //! DynamoDB adapters for the config and events tables.
 //!
 //! Both tables have a string partition key `pk` and a string sort key `sk`; the events table
-//! expires items through TTL on `expires_at` (epoch seconds). Items:
+//! expires items through TTL on `expires_at` (epoch seconds) and has one global secondary index,
+//! `by_tenant_day` (`tenant_day` / `at_key`, all attributes projected), over the delivery log.
+//! Items (the admin adapter, `aws_admin.rs`, reads and writes the same ones):
 //!
 //! | table | pk | sk | what |
 //! |---|---|---|---|
-//! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to |
-//! | config | `TENANT#<tenant>` | `PROFILE` | `include_source` (BOOL) |
+//! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to; `carrier`, `key_hint`, `added_at` (RFC 3339) |
+//! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
+//! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | `body` (B), `carrier`, `reason`: rejected payloads |
-//! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error` |
+//! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
 //! | events | `DELIVERED#<event_id>` | `DELIVERED` | the event reached the client (so a redelivered message is not pushed twice) |
 
 use std::collections::HashMap;
@@ -29,7 +32,7 @@ use crate::ports::{
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
-const SERVICE: &str = "DynamoDB";
+pub(super) const SERVICE: &str = "DynamoDB";
 const RECEIVED: &str = "RECEIVED";
 const QUEUED: &str = "QUEUED";
 
@@ -40,7 +43,7 @@ pub const SHIPMENT_STATE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// How long a rejected payload is kept for inspection.
 pub const QUARANTINE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
@@ -52,11 +55,11 @@ fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
     now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
-fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+pub(super) fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+pub(super) fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
@@ -76,12 +79,56 @@ async fn put(
     Ok(())
 }
 
-fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> String {
+pub(super) fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> String {
     format!("CREDENTIAL#{carrier}#{}", digest.to_hex())
 }
 
-fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
+pub(super) fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("EVENT#{event_id}"), "CLAIM")
+}
+
+pub(super) fn profile_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+    key(format!("TENANT#{tenant}"), "PROFILE")
+}
+
+/// The `CREDENTIAL` item of a key: which tenant it belongs to.
+pub(super) fn credential_item(
+    carrier: Carrier,
+    digest: &CredentialDigest,
+    tenant: &TenantId,
+    added_at: DateTime<Utc>,
+) -> HashMap<String, AttributeValue> {
+    let mut item = key(credential_pk(carrier, digest), "CREDENTIAL");
+    item.insert("tenant_id".into(), s(tenant.as_str()));
+    item.insert("carrier".into(), s(carrier.as_str()));
+    item.insert("key_hint".into(), s(digest.hint()));
+    item.insert("added_at".into(), s(added_at.to_rfc3339()));
+    item
+}
+
+/// The key of a tenant's index item for one of its credentials.
+pub(super) fn tenant_key_key(
+    tenant: &TenantId,
+    carrier: Carrier,
+    digest: &CredentialDigest,
+) -> HashMap<String, AttributeValue> {
+    key(
+        format!("TENANT#{tenant}"),
+        &format!("KEY#{carrier}#{}", digest.to_hex()),
+    )
+}
+
+/// A tenant's index item for one of its credentials (listed with one Query).
+pub(super) fn tenant_key_item(
+    carrier: Carrier,
+    digest: &CredentialDigest,
+    tenant: &TenantId,
+    added_at: DateTime<Utc>,
+) -> HashMap<String, AttributeValue> {
+    let mut item = tenant_key_key(tenant, carrier, digest);
+    item.insert("carrier".into(), s(carrier.as_str()));
+    item.insert("added_at".into(), s(added_at.to_rfc3339()));
+    item
 }
 
 /// The config table: tenants and their carrier credentials.
@@ -106,29 +153,59 @@ impl DynamoConfigStore {
         digest: &CredentialDigest,
         tenant: &TenantId,
     ) -> Result<(), Unavailable> {
-        let mut item = key(credential_pk(carrier, digest), "CREDENTIAL");
-        item.insert("tenant_id".into(), s(tenant.as_str()));
-        item.insert("carrier".into(), s(carrier.as_str()));
-        item.insert("key_hint".into(), s(digest.hint()));
-        put(&self.client, &self.table, item).await?;
+        // With its tenant index item, so that the admin API lists it too.
+        let now = Utc::now();
+        put(
+            &self.client,
+            &self.table,
+            credential_item(carrier, digest, tenant, now),
+        )
+        .await?;
+        put(
+            &self.client,
+            &self.table,
+            tenant_key_item(carrier, digest, tenant, now),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Creates or replaces a tenant's profile.
+    /// Creates or replaces a tenant's profile (enabled, created now).
     pub async fn put_tenant(
         &self,
         tenant: &TenantId,
         include_source: bool,
     ) -> Result<(), Unavailable> {
-        let mut item = key(format!("TENANT#{tenant}"), "PROFILE");
-        item.insert("tenant_id".into(), s(tenant.as_str()));
-        item.insert(
-            "include_source".into(),
-            AttributeValue::Bool(include_source),
-        );
-        put(&self.client, &self.table, item).await?;
+        put(
+            &self.client,
+            &self.table,
+            profile_item(tenant, include_source, true, Utc::now()),
+        )
+        .await?;
         Ok(())
     }
+}
+
+/// A tenant's `PROFILE` item.
+pub(super) fn profile_item(
+    tenant: &TenantId,
+    include_source: bool,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+) -> HashMap<String, AttributeValue> {
+    let mut item = profile_key(tenant);
+    item.insert("tenant_id".into(), s(tenant.as_str()));
+    item.insert(
+        "include_source".into(),
+        AttributeValue::Bool(include_source),
+    );
+    item.insert("enabled".into(), AttributeValue::Bool(enabled));
+    item.insert("created_at".into(), s(created_at.to_rfc3339()));
+    item
+}
+
+pub(super) fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> Option<bool> {
+    item.get(name).and_then(|v| v.as_bool().ok()).copied()
 }
 
 impl ConfigStore for DynamoConfigStore {
@@ -156,16 +233,18 @@ impl ConfigStore for DynamoConfigStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("TENANT#{tenant_id}"), "PROFILE")))
-            .projection_expression("include_source")
+            .set_key(Some(profile_key(&tenant_id)))
+            .projection_expression("include_source, enabled")
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        let profile = profile.item();
+        // A disabled tenant's keys are refused like unknown ones (401) until it is enabled again.
+        if profile.and_then(|item| flag(item, "enabled")) == Some(false) {
+            return Ok(None);
+        }
         let include_source = profile
-            .item()
-            .and_then(|item| item.get("include_source"))
-            .and_then(|v| v.as_bool().ok())
-            .copied()
+            .and_then(|item| flag(item, "include_source"))
             .unwrap_or(true);
         Ok(Some(TenantAuth {
             tenant_id,
@@ -174,7 +253,7 @@ impl ConfigStore for DynamoConfigStore {
     }
 }
 
-fn push_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+pub(super) fn push_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
     key(format!("TENANT#{tenant}"), "PUSH")
 }
 
@@ -282,6 +361,14 @@ impl DynamoDeliveryLog {
     }
 }
 
+/// The name of the delivery log's index by tenant and day.
+pub const BY_TENANT_DAY: &str = "by_tenant_day";
+
+/// The `by_tenant_day` partition of a tenant's attempts on one UTC day.
+pub(super) fn tenant_day(tenant: &str, day: chrono::NaiveDate) -> String {
+    format!("{tenant}#{}", day.format("%Y-%m-%d"))
+}
+
 fn delivered_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("DELIVERED#{event_id}"), "DELIVERED")
 }
@@ -312,6 +399,14 @@ impl DeliveryLog for DynamoDeliveryLog {
             item.insert("error".into(), s(error));
         }
         item.insert("at".into(), s(&at));
+        // The `by_tenant_day` index: a tenant's attempts of one UTC day, in time order.
+        item.insert(
+            "tenant_day".into(),
+            s(tenant_day(&attempt.tenant_id, attempt.at.date_naive())),
+        );
+        if let Some(sort_key) = item.get("sk").cloned() {
+            item.insert("at_key".into(), sort_key);
+        }
         item.insert(
             "expires_at".into(),
             n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),

@@ -1,6 +1,8 @@
 //! Adapters: the ports implemented on real infrastructure, and in memory for tests.
 
 #[cfg(feature = "aws")]
+pub mod aws_admin;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod emf;
 pub mod memory;

@@ -1,0 +1,17 @@
+//! Lambda: the admin API behind an IAM-authorised HTTP API route. The routes are in the library.
+
+mod config;
+
+use std::sync::Arc;
+
+use lambda_http::Error;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::logging::init_json_logging();
+    let config = config::Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let admin = config.admin(dynamo, aws_sdk_sqs::Client::new(&aws))?;
+    lambda_http::run(config.serve(admin_api::router(Arc::new(admin)))).await
+}

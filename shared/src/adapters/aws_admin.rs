@@ -1,0 +1,822 @@
+//! The admin store on AWS: tenants, keys and Push Configs in the config table, the delivery log
+//! and the kept events in the events table (item layout: `dynamodb.rs`), replays on the events
+//! queue, and dead letters on its DLQ.
+//!
+//! Dead letters are listed by receiving them with a short visibility timeout and making them
+//! visible again at once. Redrive is receive → SendMessage to the events queue → DeleteMessage,
+//! for "these ids" and for "all" alike: SQS's StartMessageMoveTask moves a whole queue only (no
+//! selection), and moto_server (our test double) does not implement it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::AsyncSleep;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName,
+};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use tracing::warn;
+
+use super::dynamodb::{
+    claim_key, credential_item, credential_pk, flag, key, profile_item, profile_key, s, tenant_day,
+    tenant_key_item, tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
+};
+use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
+use crate::auth::CredentialDigest;
+use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
+use crate::ports::{Attempt, AttemptOutcome, PushConfigStore, Unavailable};
+use crate::push::PushConfig;
+
+const SQS: &str = "SQS";
+/// How long a listed dead letter stays hidden if this process dies before showing it again.
+const LIST_VISIBILITY_SECONDS: i32 = 5;
+/// How long a dead letter being redriven stays hidden while it is copied to the events queue.
+const REDRIVE_VISIBILITY_SECONDS: i32 = 30;
+/// Attributes the dispatcher adds when it dead-letters a message (`sqs.rs`); a redriven message
+/// goes back without them.
+const DEAD_LETTER_ATTRIBUTES: [&str; 3] = ["dead_letter_reason", "dead_lettered_at", "reason"];
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET_MAX: usize = 100;
+/// Rounds of BatchGetItem for the keys DynamoDB left unprocessed (throttling), before giving up.
+const BATCH_GET_ROUNDS: u32 = 6;
+
+/// The stack's table and queue names (the `rms` CLI reads them from the stack's outputs).
+#[derive(Debug, Clone)]
+pub struct AwsNames {
+    pub config_table: String,
+    pub events_table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// [`AdminStore`] on DynamoDB and SQS.
+#[derive(Clone)]
+pub struct DynamoAdmin {
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    names: AwsNames,
+    config: DynamoConfigStore,
+}
+
+impl DynamoAdmin {
+    pub fn new(
+        dynamo: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        names: AwsNames,
+    ) -> Self {
+        let config = DynamoConfigStore::new(dynamo.clone(), &names.config_table);
+        DynamoAdmin {
+            dynamo,
+            sqs,
+            names,
+            config,
+        }
+    }
+
+    /// Every item of one Query, page after page.
+    async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, Unavailable> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(DYNAMODB, "Query", e))?;
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Unavailable> {
+        self.dynamo
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "TransactWriteItems", e))?;
+        Ok(())
+    }
+
+    async fn pause(&self, round: u32) {
+        if let Some(sleep) = self.dynamo.config().sleep_impl() {
+            sleep.sleep(Duration::from_millis(50 << round.min(6))).await;
+        }
+    }
+
+    /// Receives up to 10 messages from the DLQ with their attributes, hidden for `seconds`.
+    async fn receive_dead_letters(&self, seconds: i32) -> Result<Vec<Message>, Unavailable> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.names.dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(seconds)
+            .wait_time_seconds(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "ReceiveMessage", e))?;
+        Ok(received.messages.unwrap_or_default())
+    }
+
+    /// Makes received DLQ messages visible again now.
+    async fn show_again(&self, receipts: &[String]) -> Result<(), Unavailable> {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| Unavailable::new(SQS, "ChangeMessageVisibilityBatch", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.names.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(SQS, "ChangeMessageVisibilityBatch", e))?;
+        }
+        Ok(())
+    }
+
+    /// Copies a dead letter to the events queue (body and attributes, without the dead-letter
+    /// reason), then deletes it from the DLQ.
+    async fn move_back(&self, message: &Message) -> Result<(), Unavailable> {
+        let attributes: HashMap<String, MessageAttributeValue> = message
+            .message_attributes
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| !DEAD_LETTER_ATTRIBUTES.contains(&name.as_str()))
+            .collect();
+        self.sqs
+            .send_message()
+            .queue_url(&self.names.queue_url)
+            .message_body(message.body.clone().unwrap_or_default())
+            .set_message_attributes(Some(attributes).filter(|a| !a.is_empty()))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
+        // If this fails the event is on both queues; the delivery log keeps it from being
+        // pushed twice.
+        self.sqs
+            .delete_message()
+            .queue_url(&self.names.dlq_url)
+            .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "DeleteMessage", e))?;
+        Ok(())
+    }
+}
+
+fn string_attribute(message: &Message, name: &str) -> Option<String> {
+    message
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value.clone())
+}
+
+fn system_attribute(message: &Message, name: MessageSystemAttributeName) -> Option<&str> {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&name))
+        .map(String::as_str)
+}
+
+/// What a listing shows of a dead letter. Tenant and event id come from the message attributes
+/// that ingest sets, or else from the body.
+fn dead_letter_view(message: &Message) -> DeadLetterView {
+    let body: Option<serde_json::Value> = message
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok());
+    let from_body = |field: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let reason = string_attribute(message, "dead_letter_reason")
+        .or_else(|| string_attribute(message, "reason"))
+        // No reason attribute: the queue's redrive policy moved it after its last retry.
+        .unwrap_or_else(|| "every retry failed (moved by the queue's redrive policy)".to_owned());
+    // The dispatcher's dead letters are new messages, so their receive count is the DLQ's own;
+    // one moved by the redrive policy keeps the count of its delivery attempts.
+    let attempts = string_attribute(message, "attempts")
+        .or_else(|| {
+            system_attribute(message, MessageSystemAttributeName::ApproximateReceiveCount)
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    DeadLetterView {
+        id: message.message_id.clone().unwrap_or_default(),
+        event_id: string_attribute(message, "event_id")
+            .or_else(|| from_body("event_id"))
+            .unwrap_or_default(),
+        tenant_id: string_attribute(message, "tenant_id")
+            .or_else(|| from_body("tenant_id"))
+            .unwrap_or_default(),
+        reason,
+        attempts,
+    }
+}
+
+fn sent_at(message: &Message) -> u64 {
+    system_attribute(message, MessageSystemAttributeName::SentTimestamp)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+fn tenant_from(item: &HashMap<String, AttributeValue>) -> Option<Tenant> {
+    Some(Tenant {
+        id: TenantId::parse(&text(item, "tenant_id")?).ok()?,
+        // Profiles written before tenants could be disabled are enabled.
+        enabled: flag(item, "enabled").unwrap_or(true),
+        include_source: flag(item, "include_source").unwrap_or(true),
+        created_at: text(item, "created_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc)),
+    })
+}
+
+fn credential_from(item: &HashMap<String, AttributeValue>) -> Option<StoredCredential> {
+    let sk = text(item, "sk")?;
+    let mut parts = sk.strip_prefix("KEY#")?.splitn(2, '#');
+    let carrier: Carrier = parts.next()?.parse().ok()?;
+    let digest = CredentialDigest::from_hex(parts.next()?)?;
+    Some(StoredCredential {
+        carrier,
+        digest,
+        added_at: text(item, "added_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc)),
+    })
+}
+
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn attempt_from(item: &HashMap<String, AttributeValue>) -> Option<Attempt> {
+    let outcome = match text(item, "outcome")?.as_str() {
+        "delivered" => AttemptOutcome::Delivered,
+        "retry" => AttemptOutcome::Retry,
+        "dead_letter" => AttemptOutcome::DeadLetter,
+        _ => return None,
+    };
+    Some(Attempt {
+        event_id: EventId::from_stored(text(item, "event_id")?),
+        tenant_id: text(item, "tenant_id")?,
+        awb: text(item, "awb")?,
+        status: text(item, "status")?.parse::<Status>().ok()?,
+        attempt: number(item, "attempt")?,
+        outcome,
+        http_status: number(item, "http_status"),
+        latency_ms: number(item, "latency_ms").unwrap_or(0),
+        error: text(item, "error"),
+        at: DateTime::parse_from_rfc3339(&text(item, "at")?)
+            .ok()?
+            .with_timezone(&Utc),
+    })
+}
+
+fn attempts_from(items: &[HashMap<String, AttributeValue>]) -> Vec<Attempt> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let attempt = attempt_from(item);
+            if attempt.is_none() {
+                warn!(pk = ?text(item, "pk"), sk = ?text(item, "sk"), "unreadable delivery log item skipped");
+            }
+            attempt
+        })
+        .collect()
+}
+
+/// The UTC days from `from` to `to`, both included.
+fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+    let (mut day, last) = (from.date_naive(), to.date_naive());
+    let mut all = Vec::new();
+    while day <= last {
+        all.push(day);
+        match day.succ_opt() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    all
+}
+
+fn put_item(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+    condition: Option<&str>,
+) -> Result<TransactWriteItem, Unavailable> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .set_condition_expression(condition.map(str::to_owned))
+        .build()
+        .map_err(|e| Unavailable::new(DYNAMODB, "TransactWriteItems", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn delete_item(
+    table: &str,
+    key: HashMap<String, AttributeValue>,
+    condition: Option<(&str, HashMap<String, AttributeValue>)>,
+) -> Result<TransactWriteItem, Unavailable> {
+    let (condition, values) = condition.unzip();
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .set_condition_expression(condition.map(str::to_owned))
+        .set_expression_attribute_values(values)
+        .build()
+        .map_err(|e| Unavailable::new(DYNAMODB, "TransactWriteItems", e))?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+impl AdminStore for DynamoAdmin {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, Unavailable> {
+        let put = self
+            .dynamo
+            .put_item()
+            .table_name(&self.names.config_table)
+            .set_item(Some(profile_item(
+                &tenant.id,
+                tenant.include_source,
+                tenant.enabled,
+                tenant.created_at,
+            )))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Unavailable::new(DYNAMODB, "PutItem", e)),
+        }
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
+        let mut tenants = Vec::new();
+        let mut start = None;
+        loop {
+            // Tenants are few and this is an ops call: a filtered Scan, not an index to keep.
+            let page = self
+                .dynamo
+                .scan()
+                .table_name(&self.names.config_table)
+                .filter_expression("sk = :profile")
+                .expression_attribute_values(":profile", s("PROFILE"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(DYNAMODB, "Scan", e))?;
+            tenants.extend(page.items().iter().filter_map(tenant_from));
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        tenants.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        Ok(tenants)
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
+        let found = self
+            .dynamo
+            .get_item()
+            .table_name(&self.names.config_table)
+            .set_key(Some(profile_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "GetItem", e))?;
+        Ok(found.item().and_then(tenant_from))
+    }
+
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<(), Unavailable> {
+        // The whole profile again (PutItem rather than UpdateItem: one SDK operation less in
+        // the admin Lambda's zip, which is close to its size limit), never a new one.
+        self.dynamo
+            .put_item()
+            .table_name(&self.names.config_table)
+            .set_item(Some(profile_item(
+                &tenant.id,
+                tenant.include_source,
+                tenant.enabled,
+                tenant.created_at,
+            )))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
+        let query = self
+            .dynamo
+            .query()
+            .table_name(&self.names.config_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :keys)")
+            .expression_attribute_values(":pk", s(format!("TENANT#{tenant}")))
+            .expression_attribute_values(":keys", s("KEY#"))
+            .consistent_read(true);
+        let items = self.query_all(query).await?;
+        let mut keys: Vec<StoredCredential> = items.iter().filter_map(credential_from).collect();
+        keys.sort_by_key(|k| (k.carrier.as_str(), k.added_at));
+        Ok(keys)
+    }
+
+    async fn credential_owner(
+        &self,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<Option<TenantId>, Unavailable> {
+        let found = self
+            .dynamo
+            .get_item()
+            .table_name(&self.names.config_table)
+            .set_key(Some(key(credential_pk(carrier, digest), "CREDENTIAL")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "GetItem", e))?;
+        Ok(found
+            .item()
+            .and_then(|item| text(item, "tenant_id"))
+            .and_then(|t| TenantId::parse(&t).ok()))
+    }
+
+    async fn add_credential(
+        &self,
+        tenant: &TenantId,
+        credential: &StoredCredential,
+    ) -> Result<(), Unavailable> {
+        let table = &self.names.config_table;
+        let (carrier, digest) = (credential.carrier, &credential.digest);
+        // A key belongs to one tenant: the transaction fails (503, and the retry answers 409)
+        // if another request registered the same key in the meantime.
+        let owner = put_item(
+            table,
+            credential_item(carrier, digest, tenant, credential.added_at),
+            Some("attribute_not_exists(pk)"),
+        )?;
+        let index = put_item(
+            table,
+            tenant_key_item(carrier, digest, tenant, credential.added_at),
+            None,
+        )?;
+        self.transact(vec![owner, index]).await
+    }
+
+    async fn remove_credential(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        digest: &CredentialDigest,
+    ) -> Result<(), Unavailable> {
+        let table = &self.names.config_table;
+        // Never removes another tenant's key; removing a removed key is a no-op.
+        let owner = delete_item(
+            table,
+            key(credential_pk(carrier, digest), "CREDENTIAL"),
+            Some((
+                "attribute_not_exists(pk) OR tenant_id = :tenant",
+                HashMap::from([(":tenant".to_owned(), s(tenant.as_str()))]),
+            )),
+        )?;
+        let index = delete_item(table, tenant_key_key(tenant, carrier, digest), None)?;
+        self.transact(vec![owner, index]).await
+    }
+
+    async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
+        self.config.push_config(tenant).await
+    }
+
+    async fn put_push_config(
+        &self,
+        tenant: &TenantId,
+        config: &PushConfig,
+    ) -> Result<(), Unavailable> {
+        self.config.put_push_config(tenant, config).await
+    }
+
+    async fn attempts(
+        &self,
+        tenant: &TenantId,
+        selection: &Selection,
+    ) -> Result<Vec<Attempt>, Unavailable> {
+        let table = &self.names.events_table;
+        match selection {
+            // The sort key starts with the attempt's time: a Query is oldest first.
+            Selection::Awb(awb) => {
+                let query = self
+                    .dynamo
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(format!("DELIVERY#{tenant}#{awb}")));
+                Ok(attempts_from(&self.query_all(query).await?))
+            }
+            Selection::Between { from, to } => {
+                let from_key = from.to_rfc3339_opts(SecondsFormat::Millis, true);
+                // `~` sorts after `#`: every key of the last millisecond is included.
+                let to_key = format!("{}~", to.to_rfc3339_opts(SecondsFormat::Millis, true));
+                let mut all = Vec::new();
+                for day in days(*from, *to) {
+                    let query = self
+                        .dynamo
+                        .query()
+                        .table_name(table)
+                        .index_name(BY_TENANT_DAY)
+                        .key_condition_expression(
+                            "tenant_day = :day AND at_key BETWEEN :from AND :to",
+                        )
+                        .expression_attribute_values(":day", s(tenant_day(tenant.as_str(), day)))
+                        .expression_attribute_values(":from", s(&from_key))
+                        .expression_attribute_values(":to", s(&to_key));
+                    all.extend(
+                        attempts_from(&self.query_all(query).await?)
+                            .into_iter()
+                            .filter(|a| (*from..=*to).contains(&a.at)),
+                    );
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterView>, Unavailable> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut receipts = Vec::new();
+        let mut found: Vec<(u64, DeadLetterView)> = Vec::new();
+        let listed = async {
+            while found.len() < limit {
+                let batch = self.receive_dead_letters(LIST_VISIBILITY_SECONDS).await?;
+                let mut new = 0;
+                for message in &batch {
+                    receipts.extend(message.receipt_handle.clone());
+                    let id = message.message_id.clone().unwrap_or_default();
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    new += 1;
+                    let view = dead_letter_view(message);
+                    if found.len() < limit && tenant.is_none_or(|t| t.as_str() == view.tenant_id) {
+                        found.push((sent_at(message), view));
+                    }
+                }
+                // Empty, or only messages seen before (their visibility ran out): done.
+                if new == 0 {
+                    break;
+                }
+            }
+            Ok::<(), Unavailable>(())
+        }
+        .await;
+        // Shown again even when listing failed half way.
+        let shown = self.show_again(&receipts).await;
+        listed?;
+        shown?;
+        found.sort_by_key(|(sent, _)| *sent);
+        Ok(found.into_iter().map(|(_, view)| view).collect())
+    }
+
+    async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, Unavailable> {
+        let wanted: Option<HashSet<&str>> = ids.map(|ids| ids.iter().map(String::as_str).collect());
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut skipped = Vec::new();
+        let mut moved = 0u64;
+        let result = async {
+            loop {
+                if wanted
+                    .as_ref()
+                    .is_some_and(|w| w.iter().all(|id| seen.contains(*id)))
+                {
+                    break;
+                }
+                let batch = self
+                    .receive_dead_letters(REDRIVE_VISIBILITY_SECONDS)
+                    .await?;
+                let mut new = 0;
+                for message in &batch {
+                    let id = message.message_id.clone().unwrap_or_default();
+                    let first_time = seen.insert(id.clone());
+                    new += usize::from(first_time);
+                    let selected = wanted.as_ref().is_none_or(|w| w.contains(id.as_str()));
+                    if first_time && selected {
+                        self.move_back(message).await?;
+                        moved += 1;
+                    } else {
+                        skipped.extend(message.receipt_handle.clone());
+                    }
+                }
+                if new == 0 {
+                    break;
+                }
+            }
+            Ok::<(), Unavailable>(())
+        }
+        .await;
+        let shown = self.show_again(&skipped).await;
+        result?;
+        shown?;
+        Ok(moved)
+    }
+
+    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+        let mut unique: Vec<&EventId> = Vec::new();
+        for id in ids {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        let table = &self.names.events_table;
+        let mut found: HashMap<String, CanonicalEvent> = HashMap::new();
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let keys: Vec<_> = chunk.iter().map(|id| claim_key(id)).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("#event")
+                    .expression_attribute_names("#event", "event")
+                    .build()
+                    .map_err(|e| Unavailable::new(DYNAMODB, "BatchGetItem", e))?,
+            );
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                if round == BATCH_GET_ROUNDS {
+                    return Err(Unavailable::new(
+                        DYNAMODB,
+                        "BatchGetItem",
+                        "keys left unprocessed after every retry (throttled)",
+                    ));
+                }
+                if round > 0 {
+                    self.pause(round).await;
+                }
+                round += 1;
+                let answer = self
+                    .dynamo
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| Unavailable::new(DYNAMODB, "BatchGetItem", e))?;
+                for item in answer
+                    .responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default()
+                {
+                    let Some(body) = text(&item, "event") else {
+                        continue; // claimed but never queued: nothing to replay
+                    };
+                    match serde_json::from_str::<CanonicalEvent>(&body) {
+                        Ok(event) => {
+                            found.insert(event.event_id.to_string(), event);
+                        }
+                        Err(e) => warn!(error = %e, "a kept event is not readable; not replayed"),
+                    }
+                }
+                pending = answer
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .remove(table)
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(unique
+            .into_iter()
+            .filter_map(|id| found.remove(id.as_str()))
+            .collect())
+    }
+
+    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+        let body =
+            serde_json::to_string(event).map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| Unavailable::new(SQS, "SendMessage", e))
+        };
+        // As ingest queues it (`sqs.rs`), plus `replay`: the dispatcher pushes it even if it
+        // was delivered before.
+        self.sqs
+            .send_message()
+            .queue_url(&self.names.queue_url)
+            .message_body(body)
+            .message_attributes("tenant_id", attribute(&event.tenant_id)?)
+            .message_attributes("carrier", attribute(event.carrier.as_str())?)
+            .message_attributes("event_id", attribute(event.event_id.as_str())?)
+            .message_attributes("replay", attribute("true")?)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_range_covers_every_utc_day_it_touches() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let d = days(at("2024-02-28T23:00:00Z"), at("2024-03-01T00:30:00+00:00"));
+        let names: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(names, ["2024-02-28", "2024-02-29", "2024-03-01"]);
+        assert_eq!(
+            days(at("2024-01-02T00:00:00Z"), at("2024-01-01T00:00:00Z")),
+            []
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_shows_the_dispatcher_reason_or_the_redrive_policy() {
+        let attribute = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .unwrap()
+        };
+        let message = Message::builder()
+            .message_id("m-1")
+            .body(r#"{"event_id":"evt_1","tenant_id":"acme"}"#)
+            .message_attributes("dead_letter_reason", attribute("HTTP 410"))
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .build();
+        let view = dead_letter_view(&message);
+        assert_eq!(
+            (
+                view.id.as_str(),
+                view.event_id.as_str(),
+                view.tenant_id.as_str()
+            ),
+            ("m-1", "evt_1", "acme")
+        );
+        assert_eq!((view.reason.as_str(), view.attempts), ("HTTP 410", 3));
+        let moved_by_policy = Message::builder().message_id("m-2").body("{}").build();
+        assert!(dead_letter_view(&moved_by_policy)
+            .reason
+            .contains("redrive policy"));
+    }
+
+    #[test]
+    fn a_key_index_item_reads_back_as_the_stored_credential() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let digest = crate::auth::Credential::new("a-key-of-sixteen-chars").digest();
+        let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let item = tenant_key_item(Carrier::Shipway, &digest, &tenant, at);
+        assert_eq!(
+            credential_from(&item),
+            Some(StoredCredential {
+                carrier: Carrier::Shipway,
+                digest,
+                added_at: at
+            })
+        );
+    }
+}
