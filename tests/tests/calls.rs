@@ -1,0 +1,219 @@
+//! How many AWS calls one notification costs: the real ingest and dispatcher code against
+//! moto_server, with an interceptor on the SDK clients counting every request by operation. The
+//! figures feed the cost table in docs/performance.md; the assertions keep them true.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use ingest_http::apigw::notify_request;
+use integration_tests::{ingest_with, Receiver, Stack};
+use shared::adapters::dynamodb::DynamoConfigStore;
+use shared::adapters::push::TargetPolicy;
+use shared::push::{PushConfig, SecretValue};
+use shared::{Carrier, TenantId};
+
+const KEY: &str = "cp-calls-key-0123456789";
+const EVENTS: u64 = 20;
+
+/// Counts requests by their `X-Amz-Target` (`DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`).
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("unknown")
+            .rsplit('.')
+            .next()
+            .unwrap_or("unknown")
+            .to_owned();
+        *self.0.lock().unwrap().entry(target).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl Counter {
+    fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn per_event(counts: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    counts
+        .iter()
+        .map(|(op, n)| (op.clone(), *n as f64 / EVENTS as f64))
+        .collect()
+}
+
+#[tokio::test]
+async fn calls_per_accepted_and_delivered_event() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let receiver = Receiver::start(None);
+    DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table)
+        .put_push_config(
+            &TenantId::parse("acme").unwrap(),
+            &PushConfig {
+                url: receiver.url("/ok"),
+                headers: vec![("Authorization".into(), SecretValue::new("Bearer t"))],
+                statuses: vec![],
+                signing_secret: None,
+                timeout: Duration::from_secs(5),
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+
+    let counter = Counter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&stack.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+
+    // Ingest: one request per event, as carriers send them.
+    let ingest = ingest_with(&stack.config(), dynamo.clone(), sqs.clone());
+    for n in 0..EVENTS {
+        let body = format!(
+            r#"{{"waybill":"CALLS-{n}","clickpost_status_code":5,"timestamp":"2026-11-20T10:00:00Z"}}"#
+        );
+        let request = notify_request(
+            Carrier::Clickpost,
+            "POST",
+            &[("webhook_key", KEY)],
+            "",
+            body.as_bytes(),
+        );
+        let response = ingest_http::handle(&ingest, Carrier::Clickpost, request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let ingest_calls = counter.take();
+
+    // Dispatch: the event source mapping's receive and delete are SQS's own (counted apart);
+    // the dispatcher's calls are what the handler makes for each batch of 10.
+    let env = HashMap::from([
+        ("CONFIG_TABLE", stack.config_table.clone()),
+        ("EVENTS_TABLE", stack.events_table.clone()),
+        ("EVENTS_QUEUE_URL", stack.queue_url.clone()),
+        ("DEAD_LETTER_QUEUE_URL", stack.dlq_url.clone()),
+    ]);
+    let mut config = dispatcher::Config::from_lookup(|n| env.get(n).cloned()).unwrap();
+    config.targets = TargetPolicy {
+        allow_private: true,
+        allow_http: true,
+    };
+    let (dispatch, actions) = dispatcher::aws_dispatcher(&config, dynamo, sqs).unwrap();
+    let mut delivered = 0;
+    let mut source_mapping_calls = 0;
+    while delivered < EVENTS {
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        source_mapping_calls += 2; // ReceiveMessage + DeleteMessageBatch
+        let mut event = SqsEvent::default();
+        for m in received.messages.unwrap_or_default() {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.attributes = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            record.message_attributes = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut a = SqsMessageAttribute::default();
+                    a.string_value = v.string_value;
+                    a.data_type = Some(v.data_type);
+                    (k, a)
+                })
+                .collect();
+            event.records.push(record);
+        }
+        let batch = event.records.len() as u64;
+        let response = dispatcher::handle(&dispatch, &actions, event, 4).await;
+        assert!(response.batch_item_failures.is_empty());
+        delivered += batch;
+    }
+    let dispatch_calls = counter.take();
+    assert_eq!(receiver.requests().await.len() as u64, EVENTS);
+
+    let ingest = per_event(&ingest_calls);
+    let dispatch = per_event(&dispatch_calls);
+    println!("AWS calls per event ({EVENTS} events, one per request, batches of 10):");
+    println!("  ingest:     {ingest:?}");
+    println!("  dispatcher: {dispatch:?}");
+    println!(
+        "  event source mapping (ReceiveMessage + DeleteMessageBatch): {:.2}",
+        source_mapping_calls as f64 / EVENTS as f64
+    );
+
+    // Ingest: the key and the tenant's profile (2 reads), the claim, the shipment's latest time,
+    // the message, the claim marked queued (with the event, for replay).
+    assert_eq!(
+        ingest_calls,
+        BTreeMap::from([
+            ("GetItem".to_owned(), 2 * EVENTS),
+            ("PutItem".to_owned(), EVENTS),
+            ("SendMessage".to_owned(), EVENTS),
+            ("UpdateItem".to_owned(), 2 * EVENTS),
+        ])
+    );
+    // Dispatcher: whether the event was delivered already (1 read), the attempt and the
+    // delivered marker (2 writes); the Push Config once per container, cached (the first batch's
+    // concurrent deliveries, 4 here, may each miss the empty cache once).
+    let reads = dispatch_calls.get("GetItem").copied().unwrap_or(0);
+    assert!(
+        (EVENTS + 1..=EVENTS + 4).contains(&reads),
+        "{dispatch_calls:?}"
+    );
+    assert_eq!(
+        dispatch_calls.get("PutItem"),
+        Some(&(2 * EVENTS)),
+        "{dispatch_calls:?}"
+    );
+    assert_eq!(
+        dispatch_calls.len(),
+        2,
+        "no other calls: {dispatch_calls:?}"
+    );
+}
