@@ -233,26 +233,14 @@ fn tenant(field: &str, t: TenantSection, default_timeout: Duration) -> Result<Te
 
 fn push(field: &str, p: PushSection, default_timeout: Duration) -> Result<PushConfig, ConfigError> {
     let url = reqwest_url(&p.url).map_err(|e| invalid(format!("{field}.url"), e))?;
-    let mut headers = Vec::new();
-    for (name, value) in p.headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !valid_name {
-            return Err(invalid(
-                format!("{field}.headers"),
-                format!("{name:?} is not a valid header name"),
-            ));
-        }
-        if value.contains(['\r', '\n']) {
-            return Err(invalid(
-                format!("{field}.headers.{name}"),
-                "the value contains a line break",
-            ));
-        }
-        headers.push((name, SecretValue::new(value)));
-    }
+    // The same rules as the admin API: token names, none RMS sets itself, one-line values.
+    let headers = shared::admin::validate_headers(&p.headers).map_err(|e| match e {
+        shared::admin::AdminError::Invalid {
+            field: name,
+            message,
+        } => invalid(format!("{field}.{name}"), message),
+        other => invalid(format!("{field}.headers"), other.to_string()),
+    })?;
     let statuses = p
         .statuses
         .iter()
@@ -337,7 +325,8 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             (EXAMPLE.replace("\"2m\"", "\"2 fortnights\""), "dispatch.retry_schedule[1]"),
             (EXAMPLE.replace("statuses = []", "statuses = [\"DELIVERD\"]"), "tenants[0].push.statuses: unknown status \"DELIVERD\"; valid values are: ORDER_PLACED"),
             (EXAMPLE.replace("shipway = \"wk\"", "ups = \"k\""), "tenants[0].keys.ups: unknown carrier"),
-            (EXAMPLE.replace("\"X-Client-Id\"", "\"X Client\""), "tenants[0].push.headers: \"X Client\" is not a valid header name"),
+            (EXAMPLE.replace("\"X-Client-Id\"", "\"X Client\""), "tenants[0].push.headers.X Client: \"X Client\" is not a valid header name"),
+            (EXAMPLE.replace("\"X-Client-Id\"", "\"Host\""), "tenants[0].push.headers.Host: Host is set by RMS itself"),
             (EXAMPLE.replace("http://127.0.0.1:9000/hook", "127.0.0.1:9000/hook"), "tenants[0].push.url"),
             (EXAMPLE.replace("id = \"acme\"", "id = \"ac me\""), "tenants[0].id: invalid tenant id"),
             (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\nmax_retries = 3"), "unknown field `max_retries`"),

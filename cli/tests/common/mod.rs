@@ -45,6 +45,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(dir: &Path, config: &str) -> Server {
+        Server::start_with_log_level(dir, config, "debug").await
+    }
+
+    /// As `start`, with `RUST_LOG` set to `level`.
+    pub async fn start_with_log_level(dir: &Path, config: &str, level: &str) -> Server {
         let path = dir.join("rms.toml");
         std::fs::write(&path, config).unwrap();
         let port = free_port();
@@ -53,7 +58,7 @@ impl Server {
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

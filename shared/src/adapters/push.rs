@@ -115,7 +115,11 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if first & 0xff00 == 0xff00 {
                 Some("multicast")
-            } else if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            } else if v6.segments()[..6] == [0, 0, 0, 0, 0, 0]
+                || v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::a.b.c.d): judged
+                // by the IPv4 address inside.
                 let [a, b] = v6.segments()[6].to_be_bytes();
                 let [c, d] = v6.segments()[7].to_be_bytes();
                 forbidden_v4(Ipv4Addr::new(a, b, c, d))
