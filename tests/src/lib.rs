@@ -424,3 +424,35 @@ impl LogCapture {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
+
+/// A received SQS message as the event source mapping hands it to the dispatcher: one record of
+/// an `SqsEvent`, with its attributes and message attributes.
+pub fn sqs_record(
+    message: &aws_sdk_sqs::types::Message,
+) -> aws_lambda_events::event::sqs::SqsMessage {
+    use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id.clone();
+    record.receipt_handle = message.receipt_handle.clone();
+    record.body = message.body.clone();
+    record.attributes = message
+        .attributes
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .collect();
+    record.message_attributes = message
+        .message_attributes
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value = v.string_value;
+            a.data_type = Some(v.data_type);
+            (k, a)
+        })
+        .collect();
+    record
+}

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use axum::Router;
 use chrono::{SecondsFormat, Utc};
-use integration_tests::{LogCapture, Receiver, Stack};
+use integration_tests::{sqs_record, LogCapture, Receiver, Stack};
 use serde_json::{json, Value};
 use shared::adapters::aws_admin::DynamoAdmin;
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
@@ -188,27 +188,15 @@ impl<'a> Dispatcher<'a> {
             }
             let mut event = SqsEvent::default();
             for m in &messages {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.attributes = m
-                    .attributes
+                let attributes = m
+                    .message_attributes
                     .clone()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .map(|(name, value)| (name, value.string_value.unwrap_or_default()))
                     .collect();
-                let mut attributes = HashMap::new();
-                for (name, value) in m.message_attributes.clone().unwrap_or_default() {
-                    attributes.insert(name.clone(), value.string_value.clone().unwrap_or_default());
-                    let mut a = SqsMessageAttribute::default();
-                    a.string_value = value.string_value;
-                    a.data_type = Some(value.data_type);
-                    record.message_attributes.insert(name, a);
-                }
                 seen.push(attributes);
-                event.records.push(record);
+                event.records.push(sqs_record(m));
             }
             let response = dispatcher::handle(&self.dispatch, &self.actions, event, 4).await;
             let failed: Vec<String> = response

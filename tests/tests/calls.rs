@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use ingest_http::apigw::notify_request;
-use integration_tests::{ingest_with, Receiver, Stack};
+use integration_tests::{ingest_with, sqs_record, Receiver, Stack};
 use shared::adapters::dynamodb::DynamoConfigStore;
 use shared::adapters::push::TargetPolicy;
 use shared::push::{PushConfig, SecretValue};
@@ -146,28 +146,7 @@ async fn calls_per_accepted_and_delivered_event() {
         source_mapping_calls += 2; // ReceiveMessage + DeleteMessageBatch
         let mut event = SqsEvent::default();
         for m in received.messages.unwrap_or_default() {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            record.attributes = m
-                .attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v))
-                .collect();
-            record.message_attributes = m
-                .message_attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut a = SqsMessageAttribute::default();
-                    a.string_value = v.string_value;
-                    a.data_type = Some(v.data_type);
-                    (k, a)
-                })
-                .collect();
-            event.records.push(record);
+            event.records.push(sqs_record(&m));
         }
         let batch = event.records.len() as u64;
         let response = dispatcher::handle(&dispatch, &actions, event, 4).await;

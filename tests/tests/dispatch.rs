@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use integration_tests::{LogCapture, Receiver, Stack};
+use integration_tests::{sqs_record, LogCapture, Receiver, Stack};
 use serde_json::Value;
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
 use shared::adapters::memory::RecordingMetrics;
@@ -147,34 +147,11 @@ impl Harness {
         let mut event = SqsEvent::default();
         let mut receipts = HashMap::new();
         for m in &messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            record.attributes = m
-                .attributes
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v))
-                .collect();
-            record.message_attributes = m
-                .message_attributes
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut a = SqsMessageAttribute::default();
-                    a.string_value = v.string_value;
-                    a.data_type = Some(v.data_type);
-                    (k, a)
-                })
-                .collect();
             receipts.insert(
                 m.message_id.clone().unwrap(),
                 m.receipt_handle.clone().unwrap(),
             );
-            event.records.push(record);
+            event.records.push(sqs_record(m));
         }
         let response = dispatcher::handle(&self.dispatch, &self.actions, event, 4).await;
         let failed: Vec<String> = response
