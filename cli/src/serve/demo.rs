@@ -83,7 +83,7 @@ pub fn banner(config: &ServeConfig) {
         println!("  curl -s {base}{path} -H '{header}: {}' -H 'content-type: application/json' --data-binary @{file}", key(*carrier));
     }
     println!(
-        "\nThe same again is a duplicate; dead letters: curl -s {base}/admin/dlq ; Ctrl-C stops.\n"
+        "\nThe same again is a duplicate; dead letters: curl -s {base}/admin/dead-letters ; Ctrl-C stops.\n"
     );
 }
 
