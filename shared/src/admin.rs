@@ -667,12 +667,13 @@ impl<S: AdminStore, P: Pusher> Admin<S, P> {
         let tenant = self.tenant(tenant).await?;
         validate_selection(selection)?;
         let attempts = self.store.attempts(&tenant.id, selection).await?;
-        let mut ids: Vec<EventId> = Vec::new();
-        for attempt in &attempts {
-            if !ids.contains(&attempt.event_id) {
-                ids.push(attempt.event_id.clone());
-            }
-        }
+        // Each event once, in the order of its first attempt.
+        let mut seen = std::collections::HashSet::new();
+        let ids: Vec<EventId> = attempts
+            .iter()
+            .filter(|a| seen.insert(&a.event_id))
+            .map(|a| a.event_id.clone())
+            .collect();
         let events = self.store.archived_events(&ids).await?;
         let mut done = 0;
         for event in &events {

@@ -293,17 +293,6 @@ pub struct Leased {
     pub replay: bool,
 }
 
-/// A dead-lettered message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub event_id: String,
-    pub tenant_id: String,
-    pub reason: String,
-    pub receive_count: u32,
-    pub enqueued_at: String,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, Unavailable> {
@@ -472,27 +461,6 @@ impl SqliteStore {
         execute(&self.conn(), "DELETE FROM queue WHERE id = ?1", params![id])
             .map_err(unavailable("ack"))?;
         Ok(())
-    }
-
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Unavailable> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached("SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count, enqueued_at FROM queue WHERE state = 'dead' ORDER BY id")
-            .map_err(unavailable("list dead letters"))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok(DeadLetter {
-                    id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    tenant_id: row.get(2)?,
-                    reason: row.get(3)?,
-                    receive_count: row.get(4)?,
-                    enqueued_at: row.get(5)?,
-                })
-            })
-            .map_err(unavailable("list dead letters"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable("list dead letters"))
     }
 
     /// Puts dead letters back on the queue (all of them, or those ids), as new: receive count 0,
@@ -931,19 +899,33 @@ impl AdminStore for SqliteStore {
         tenant: Option<&TenantId>,
         limit: usize,
     ) -> Result<Vec<DeadLetterView>, Unavailable> {
-        let all = SqliteStore::dead_letters(self)?;
-        Ok(all
-            .into_iter()
-            .filter(|d| tenant.is_none_or(|t| d.tenant_id == t.as_str()))
-            .take(limit)
-            .map(|d| DeadLetterView {
-                id: d.id.to_string(),
-                event_id: d.event_id,
-                tenant_id: d.tenant_id,
-                reason: d.reason,
-                attempts: d.receive_count,
-            })
-            .collect())
+        // The tenant filter and the limit are the database's work: a DLQ can be large.
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count FROM queue
+                 WHERE state = 'dead' AND (?1 IS NULL OR tenant_id = ?1) ORDER BY id LIMIT ?2",
+            )
+            .map_err(unavailable("list dead letters"))?;
+        let rows = statement
+            .query_map(
+                params![
+                    tenant.map(TenantId::as_str),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |row| {
+                    Ok(DeadLetterView {
+                        id: row.get::<_, i64>(0)?.to_string(),
+                        event_id: row.get(1)?,
+                        tenant_id: row.get(2)?,
+                        reason: row.get(3)?,
+                        attempts: row.get(4)?,
+                    })
+                },
+            )
+            .map_err(unavailable("list dead letters"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list dead letters"))
     }
 
     async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, Unavailable> {
@@ -1098,7 +1080,7 @@ mod tests {
             .lease(10, Duration::from_secs(1), 2, later(4))
             .unwrap()
             .is_empty());
-        let dead = store.dead_letters().unwrap();
+        let dead = AdminStore::dead_letters(&store, None, 100).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].event_id, event.event_id.as_str());
         assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
