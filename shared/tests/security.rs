@@ -125,6 +125,20 @@ mod pusher {
             ("[::127.0.0.1]", "loopback"),
             ("[::169.254.169.254]", "link-local"),
             ("[::10.0.0.1]", "private"),
+            ("[64:ff9b:1::a00:1]", "private"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("192.0.0.170", "IETF protocol assignment"),
+            ("240.0.0.1", "reserved"),
+            ("192.0.2.10", "documentation"),
+            ("[2001:db8::1]", "documentation"),
+            ("[fec0::1]", "site-local"),
+            // 6to4 carrying 127.0.0.1 and 169.254.169.254
+            ("[2002:7f00:1::]", "loopback"),
+            ("[2002:a9fe:a9fe::1]", "link-local"),
+            // Teredo: client 10.0.0.1 (stored inverted), then server 192.168.0.1
+            ("[2001:0:4136:e378::f5ff:fffe]", "private"),
+            ("[2001:0:c0a8:1::f7f7:f7f7]", "private"),
         ] {
             let url = format!("http://{host}:9/hook");
             let reason = check_url(DENY, &Url::parse(&url).unwrap()).unwrap_err();
@@ -156,10 +170,17 @@ mod pusher {
             "100.128.0.1",
             "1.1.1.1",
             "2606:4700::1111",
-            "fec0::1",
             "fe00::1",
             "fbff::1",
-            "fe00::1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "192.0.1.255",
+            "192.0.3.1",
+            "223.255.255.255",
+            "2001:db9::1",
+            // 6to4 of 8.8.8.8; Teredo with a public server and the client 8.8.8.8
+            "2002:808:808::1",
+            "2001:0:4136:e378::f7f7:f7f7",
         ] {
             assert_eq!(forbidden(ip.parse().unwrap()), None, "{ip}");
         }
@@ -291,6 +312,70 @@ mod pusher {
         assert!(
             requests.recv_timeout(Duration::from_millis(300)).is_err(),
             "nothing was sent"
+        );
+    }
+
+    /// A TLS receiver whose certificate chains to no trusted root (self-signed here, as an
+    /// attacker's or a misconfigured endpoint's would) gets no request: the handshake fails and
+    /// the attempt is a connection failure naming the certificate. Served by `openssl s_server`.
+    #[tokio::test]
+    async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing() {
+        let dir = std::env::temp_dir().join(format!("rms-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is installed");
+        assert!(made.status.success(), "{made:?}");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("openssl")
+            .args(["s_server", "-www", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until it listens.
+        let listening = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(listening, "openssl s_server did not start");
+
+        let pusher = HttpPusher::new(ALLOW).unwrap();
+        let result = pusher
+            .push(&request(&format!("https://127.0.0.1:{port}/hook"), vec![]))
+            .await;
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let PushResult::ConnectFailed { reason, .. } = result else {
+            panic!("an untrusted certificate must fail the connection: {result:?}");
+        };
+        assert!(
+            reason.to_lowercase().contains("certificate"),
+            "the reason names the certificate: {reason}"
         );
     }
 }

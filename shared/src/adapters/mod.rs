@@ -3,6 +3,8 @@
 #[cfg(feature = "aws")]
 pub mod aws_admin;
 #[cfg(feature = "aws")]
+pub mod aws_https;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod emf;
 pub mod memory;

@@ -6,7 +6,7 @@
 //! that is dialled (no window for DNS rebinding). Private, loopback, link-local (cloud metadata
 //! included), shared, multicast and unspecified addresses are refused unless allowed.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ struct RefusedTarget(String);
 impl HttpPusher {
     pub fn new(policy: TargetPolicy) -> Result<Self, reqwest::Error> {
         let client = Client::builder()
+            .tls_backend_preconfigured(tls_config())
             .redirect(Policy::none())
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
@@ -56,6 +57,24 @@ impl HttpPusher {
     pub fn check_url(&self, url: &Url) -> Result<(), String> {
         check_url(self.policy, url)
     }
+}
+
+/// TLS for client endpoints: rustls (aws-lc), trusting Mozilla's root programme as compiled in
+/// by `webpki-roots`. Nothing is read from disk, so building the pusher costs no cold-start time
+/// (the platform's store was ~145 files to read and parse here), and the trust is the same on
+/// Lambda and in `rms serve`. HTTP/1.1 only, as the client was built.
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports rustls's default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// Checks scheme, credentials in the URL, and a literal IP host.
@@ -99,39 +118,58 @@ pub fn check_url(policy: TargetPolicy, url: &Url) -> Result<(), String> {
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if first & 0xfe00 == 0xfc00 {
-                // Unique local, which includes AWS's IPv6 metadata address fd00:ec2::254.
-                Some("private (unique local)")
-            } else if first & 0xff00 == 0xff00 {
-                Some("multicast")
-            } else if v6.segments()[..6] == [0, 0, 0, 0, 0, 0]
-                || v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-            {
-                // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::a.b.c.d): judged
-                // by the IPv4 address inside.
-                let [a, b] = v6.segments()[6].to_be_bytes();
-                let [c, d] = v6.segments()[7].to_be_bytes();
-                forbidden_v4(Ipv4Addr::new(a, b, c, d))
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    // The IPv4 address carried in segments i and i + 1.
+    let v4_at = |i: usize| {
+        let [a, b] = s[i].to_be_bytes();
+        let [c, d] = s[i + 1].to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return forbidden_v4(v4);
+    }
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        Some("site-local (deprecated)")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        // Unique local, which includes AWS's IPv6 metadata address fd00:ec2::254.
+        Some("private (unique local)")
+    } else if s[0] & 0xff00 == 0xff00 {
+        Some("multicast")
+    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+        Some("documentation (not routable)")
+    } else if s[..6] == [0, 0, 0, 0, 0, 0]
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || s[..3] == [0x64, 0xff9b, 1]
+    {
+        // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48):
+        // judged by the IPv4 address in the last 32 bits, which is where the packet goes.
+        forbidden_v4(v4_at(6))
+    } else if s[0] == 0x2002 {
+        // 6to4: the relay delivers to the IPv4 address in bits 16..48.
+        forbidden_v4(v4_at(1))
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo: the server's IPv4 address in bits 32..64 and the client's, inverted, in the
+        // last 32 bits. Either may be an internal address.
+        let client = Ipv4Addr::from(!u32::from(v4_at(6)));
+        forbidden_v4(v4_at(2)).or(forbidden_v4(client))
+    } else {
+        None
     }
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("loopback")
     } else if ip.is_private() {
@@ -144,6 +182,15 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("unspecified")
     } else if ip.is_broadcast() || ip.is_multicast() {
         Some("broadcast or multicast")
+    } else if a >= 240 {
+        Some("reserved (240.0.0.0/4)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking (198.18.0.0/15)")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("IETF protocol assignment (192.0.0.0/24)")
+    } else if (a, b, c) == (192, 0, 2) || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+    {
+        Some("documentation (not routable)")
     } else {
         None
     }
@@ -308,6 +355,21 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.1.2.3",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.170",
+            "240.0.0.1",
+            "192.0.2.1",
+            "fec0::1",
+            "2001:db8::1",
+            // 6to4 of 127.0.0.1 and of 169.254.169.254
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            // Teredo: a public server, and the client 10.0.0.1 (stored inverted)
+            "2001:0:4136:e378:0:0:f5ff:fffe",
+            // Teredo: the server 192.168.0.1
+            "2001:0:c0a8:1:0:0:f7f7:f7f7",
         ] {
             assert!(
                 forbidden(ip.parse().unwrap()).is_some(),
@@ -320,6 +382,11 @@ mod tests {
             "2606:4700::1111",
             "172.32.0.1",
             "100.128.0.1",
+            "198.20.0.1",
+            "192.0.1.1",
+            // 6to4 of 8.8.8.8; Teredo with a public server and the client 8.8.8.8
+            "2002:808:808::1",
+            "2001:0:4136:e378:0:0:f7f7:f7f7",
         ] {
             assert_eq!(
                 forbidden(ip.parse().unwrap()),
