@@ -10,7 +10,7 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = config::Config::from_env()?;
-    let aws = shared::adapters::aws_https::sdk_config().await;
+    let aws = shared::adapters::lambda_sdk::config_from_env()?;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let admin = config.admin(dynamo, aws_sdk_sqs::Client::new(&aws))?;
     lambda_http::run(config.serve(admin_api::router(Arc::new(admin)))).await

@@ -46,7 +46,7 @@ pub fn aws_dispatcher(
 pub async fn run() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;
-    let aws = shared::adapters::aws_https::sdk_config().await;
+    let aws = shared::adapters::lambda_sdk::config_from_env()?;
     let (dispatch, actions) = aws_dispatcher(
         &config,
         aws_sdk_dynamodb::Client::new(&aws),

@@ -40,7 +40,7 @@ pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsI
 pub async fn run(carrier: Carrier) -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = Config::from_env()?;
-    let aws = shared::adapters::aws_https::sdk_config().await;
+    let aws = shared::adapters::lambda_sdk::config_from_env()?;
     let ingest = aws_ingest(&config, DynamoClient::new(&aws), SqsClient::new(&aws));
     let ingest = &ingest;
     lambda_http::run(service_fn(move |request: Request| async move {

@@ -3,10 +3,10 @@
 #[cfg(feature = "aws")]
 pub mod aws_admin;
 #[cfg(feature = "aws")]
-pub mod aws_https;
-#[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod emf;
+#[cfg(feature = "aws")]
+pub mod lambda_sdk;
 pub mod memory;
 #[cfg(feature = "push")]
 pub mod push;

@@ -55,6 +55,10 @@ struct Args {
     /// `--env SSL_CERT_DIR=/nonexistent`.
     #[arg(long = "env", value_parser = parse_env)]
     extra_env: Vec<(String, String)>,
+    /// Where to copy each case's `/proc/<pid>/smaps` at the moment its peak RSS is read (the last
+    /// run's), to see which mappings the resident memory is in.
+    #[arg(long)]
+    smaps: Option<PathBuf>,
 }
 
 fn parse_env(pair: &str) -> Result<(String, String), String> {
@@ -118,7 +122,15 @@ async fn main() -> ExitCode {
     let mut failures = 0;
     for round in 0..=args.runs {
         for ((case, log), results) in cases.iter().zip(&logs).zip(&mut samples) {
-            match measure(case, &bin_dir.join(case.binary), log).await {
+            let smaps = args.smaps.as_ref().map(|dir| {
+                let slug: String = case
+                    .label
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect();
+                dir.join(format!("{}-{slug}.smaps", case.binary))
+            });
+            match measure(case, &bin_dir.join(case.binary), log, smaps.as_deref()).await {
                 Ok(_) if round == 0 => {}
                 Ok(sample) => results.push(sample),
                 Err(e) => {
@@ -230,7 +242,12 @@ fn print_table(cases: &[Case], samples: &[Vec<Sample>], runs: usize) -> usize {
 }
 
 /// Starts `binary` against a fresh Runtime API, lets it answer `case.event`, and measures it.
-async fn measure(case: &Case, binary: &Path, log: &Path) -> Result<Sample, String> {
+async fn measure(
+    case: &Case,
+    binary: &Path,
+    log: &Path,
+    smaps: Option<&Path>,
+) -> Result<Sample, String> {
     let mut api = runtime_api::serve(case.event.clone())
         .await
         .map_err(|e| format!("cannot serve the runtime API: {e}"))?;
@@ -270,6 +287,12 @@ async fn measure(case: &Case, binary: &Path, log: &Path) -> Result<Sample, Strin
         Err(e) => return Err(format!("no poll after the answer: {e}")),
     }
     let peak_rss_kib = peak_rss_kib(child.0.id())?;
+    if let Some(copy) = smaps {
+        let from = format!("/proc/{}/smaps", child.0.id());
+        std::fs::create_dir_all(copy.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| std::fs::copy(&from, copy))
+            .map_err(|e| format!("cannot copy {from} to {}: {e}", copy.display()))?;
+    }
     Ok(Sample {
         init,
         first_invocation,
