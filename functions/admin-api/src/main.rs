@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use lambda_http::Error;
 
-#[tokio::main]
+// A container runs one invocation at a time and its work is waiting on the network: one thread
+// is enough, and that runtime starts with less code and memory (docs/performance.md, "Cold start").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init_json_logging();
     let config = config::Config::from_env()?;

@@ -3,7 +3,9 @@
 use lambda_http::Error;
 use shared::Carrier;
 
-#[tokio::main]
+// A container runs one invocation at a time and its work is waiting on the network: one thread
+// is enough, and that runtime starts with less code and memory (docs/performance.md, "Cold start").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     ingest_http::run(Carrier::Clickpost).await
 }

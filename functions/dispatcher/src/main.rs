@@ -2,7 +2,9 @@
 
 use lambda_runtime::Error;
 
-#[tokio::main]
+// A container runs one invocation at a time and its work is waiting on the network: one thread
+// is enough, and that runtime starts with less code and memory (docs/performance.md, "Cold start").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     dispatcher::run().await
 }
