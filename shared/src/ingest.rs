@@ -16,8 +16,8 @@ use crate::auth::{presented_credentials, CredentialSources};
 use crate::carriers::{normalize, NormalizeContext};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Claim, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics, Quarantined,
-    TenantAuth, Unavailable,
+    Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics,
+    Quarantined, TenantAuth, Unavailable,
 };
 use crate::time;
 
@@ -49,7 +49,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
             max_body_bytes: 256 * 1024,
-            claim_for: Duration::from_secs(60),
+            claim_for: Duration::from_secs(15),
             zones: CarrierZones::default(),
         }
     }
@@ -328,7 +328,8 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
 
 /// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
 /// a conditional write, record the shipment's latest time, queue, then mark the claim queued. Any
-/// failure after the claim releases it, so the carrier's retry can take it again.
+/// failure, of the claim itself included (its write may have landed), releases this attempt's
+/// claim, so the carrier's retry can take it again.
 pub struct ClaimThenQueue<E, Q> {
     pub events: E,
     pub queue: Q,
@@ -341,7 +342,15 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
         now: DateTime<Utc>,
         claim_for: Duration,
     ) -> Result<Claim, Unavailable> {
-        let claim = self.events.claim(event, now, claim_for).await?;
+        let token = ClaimToken::new();
+        let claim = match self.events.claim(event, now, claim_for, &token).await {
+            Ok(claim) => claim,
+            Err(e) => {
+                // The write may have landed although its answer was lost (a timeout, a reset).
+                self.release(event, &token).await;
+                return Err(e);
+            }
+        };
         if claim != Claim::Claimed {
             return Ok(claim);
         }
@@ -351,10 +360,7 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
         }
         .await;
         if let Err(e) = queued {
-            if let Err(release) = self.events.release(&event.event_id).await {
-                // The claim expires by itself after `claim_for`; until then a retry is 503 too.
-                error!(event_id = %event.event_id, error = %release, "claim not released");
-            }
+            self.release(event, &token).await;
             return Err(e);
         }
         if let Err(e) = self.events.mark_queued(event).await {
@@ -367,6 +373,16 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
         self.events.quarantine(item).await
+    }
+}
+
+impl<E: EventStore, Q: EventQueue> ClaimThenQueue<E, Q> {
+    /// Gives up this attempt's claim, if it holds one, so that the carrier's retry is accepted.
+    async fn release(&self, event: &CanonicalEvent, token: &ClaimToken) {
+        if let Err(e) = self.events.release(&event.event_id, token).await {
+            // The claim expires by itself after `claim_for`; until then a retry is 503 too.
+            error!(event_id = %event.event_id, error = %e, "claim not released");
+        }
     }
 }
 

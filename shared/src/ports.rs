@@ -90,14 +90,48 @@ pub struct Quarantined<'a> {
     pub received_at: DateTime<Utc>,
 }
 
+/// One attempt to accept an event, written on its claim. A write whose answer was lost (a timeout,
+/// a reset connection) may still have landed; the token lets the attempt recognise that claim as
+/// its own when the write is retried, and give it up if the attempt fails, instead of leaving the
+/// carrier's retries refused as "in flight" until the claim expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    pub fn new() -> ClaimToken {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // Not a secret, only unique: the clock and a counter tell attempts apart too.
+            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bytes[..8].copy_from_slice(&nanos.to_be_bytes());
+            bytes[8..].copy_from_slice(&count.to_be_bytes());
+        }
+        ClaimToken(hex::encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        ClaimToken::new()
+    }
+}
+
 pub trait EventStore: Send + Sync {
-    /// Claims the event's id with one conditional write: it succeeds if the id is new, or if an
-    /// earlier claim was never queued and has expired (its Lambda died).
+    /// Claims the event's id for the attempt `token` with one conditional write: it succeeds if
+    /// the id is new, if an earlier claim was never queued and has expired (its Lambda died), or if
+    /// the claim there is this attempt's own (an earlier try of the same write landed).
     fn claim(
         &self,
         event: &CanonicalEvent,
         now: DateTime<Utc>,
         hold_for: Duration,
+        token: &ClaimToken,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
     /// Marks a claimed event as queued: from now on it is a duplicate for good. The event is kept
@@ -107,8 +141,13 @@ pub trait EventStore: Send + Sync {
         event: &CanonicalEvent,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
-    /// Gives a claim up, so that the carrier's retry is accepted.
-    fn release(&self, event_id: &EventId) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    /// Gives up the claim of the attempt `token`, so that the carrier's retry is accepted. Does
+    /// nothing if the event is queued or the claim is another attempt's.
+    fn release(
+        &self,
+        event_id: &EventId,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
     /// Records the event's time as its shipment's latest, unless a newer one is there already.
     fn record_shipment_event(
@@ -311,8 +350,9 @@ impl<T: EventStore> EventStore for Arc<T> {
         event: &CanonicalEvent,
         now: DateTime<Utc>,
         hold_for: Duration,
+        token: &ClaimToken,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
-        (**self).claim(event, now, hold_for)
+        (**self).claim(event, now, hold_for, token)
     }
     fn mark_queued(
         &self,
@@ -320,8 +360,12 @@ impl<T: EventStore> EventStore for Arc<T> {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).mark_queued(event)
     }
-    fn release(&self, event_id: &EventId) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).release(event_id)
+    fn release(
+        &self,
+        event_id: &EventId,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).release(event_id, token)
     }
     fn record_shipment_event(
         &self,

@@ -96,7 +96,12 @@ impl Stack {
     /// A stack whose redrive policy moves a message to the DLQ after `max_receive_count`
     /// receives.
     pub async fn create_with(max_receive_count: u32) -> Stack {
-        let sdk = sdk_config(&moto_endpoint()).await;
+        Stack::create_at(&moto_endpoint(), max_receive_count).await
+    }
+
+    /// The same, on the moto_server at `endpoint` (a test that runs a server of its own).
+    pub async fn create_at(endpoint: &str, max_receive_count: u32) -> Stack {
+        let sdk = sdk_config(endpoint).await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let name = unique("rms");

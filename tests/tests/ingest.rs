@@ -11,7 +11,7 @@ use ingest_http::handle;
 use integration_tests::{dead_endpoint, fixture, ingest_with, sdk_config, Stack};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoEventStore;
-use shared::ports::{ConfigStore, EventStore, Intake, Metrics};
+use shared::ports::{Claim, ClaimToken, ConfigStore, EventStore, Intake, Metrics};
 use shared::{Carrier, EventId};
 
 const KEY: &str = "cp-webhook-key-integration";
@@ -291,7 +291,12 @@ async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retr
 
     // A request that claimed the event and died before queueing it: its claim is still live.
     let claimed = store
-        .claim(&event, chrono::Utc::now(), Duration::from_secs(60))
+        .claim(
+            &event,
+            chrono::Utc::now(),
+            Duration::from_secs(60),
+            &ClaimToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(claimed, shared::ports::Claim::Claimed);
@@ -332,4 +337,50 @@ async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retr
             .as_deref(),
         Some("QUEUED")
     );
+}
+
+/// A write whose answer was lost may have landed: the SDK's retry of the same claim finds the
+/// attempt's own claim and takes it, another attempt's claim stays "in flight", and a release
+/// undoes only its own attempt's claim.
+#[tokio::test]
+async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
+    use std::time::Duration;
+
+    let stack = Stack::create().await;
+    let body = fixture("clickpost/out_for_delivery_all_status.json");
+    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
+        .unwrap()
+        .remove(0);
+    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
+    let (mine, theirs) = (ClaimToken::new(), ClaimToken::new());
+    let claim = |token: &ClaimToken| {
+        let (store, event, token) = (store.clone(), event.clone(), token.clone());
+        async move {
+            store
+                .claim(&event, chrono::Utc::now(), Duration::from_secs(60), &token)
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(claim(&mine).await, Claim::Claimed);
+    assert_eq!(
+        claim(&mine).await,
+        Claim::Claimed,
+        "the same attempt, retried"
+    );
+    assert_eq!(claim(&theirs).await, Claim::InFlight);
+
+    store.release(&event.event_id, &theirs).await.unwrap();
+    assert_eq!(
+        claim_state(&stack, event.event_id.as_str())
+            .await
+            .as_deref(),
+        Some("RECEIVED"),
+        "another attempt's release leaves the claim"
+    );
+    store.release(&event.event_id, &mine).await.unwrap();
+    assert_eq!(claim_state(&stack, event.event_id.as_str()).await, None);
+    assert_eq!(claim(&theirs).await, Claim::Claimed);
 }

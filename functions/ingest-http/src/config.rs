@@ -23,7 +23,7 @@ pub struct Config {
     pub config_table: String,
     pub events_table: String,
     pub events_queue_url: String,
-    /// `CLAIM_SECONDS`: how long an unqueued claim protects an event (default 60).
+    /// `CLAIM_SECONDS`: how long an unqueued claim protects an event (default 15: the function timeout, 10 s, and a margin).
     pub claim_for: Duration,
     /// `CLICKPOST_ZONE`, `SHIPROCKET_ZONE`, `SHIPWAY_ZONE` (default +05:30).
     pub zones: CarrierZones,
@@ -50,7 +50,7 @@ impl Config {
             }),
         };
         let claim_seconds = match lookup("CLAIM_SECONDS") {
-            None => 60,
+            None => 15,
             Some(value) => value
                 .parse::<u64>()
                 .ok()
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn defaults_are_ist_and_sixty_seconds() {
         let config = from(&BASE).unwrap();
-        assert_eq!(config.claim_for, Duration::from_secs(60));
+        assert_eq!(config.claim_for, Duration::from_secs(15));
         assert_eq!(config.zones.shipway, shared::time::ist());
     }
 

@@ -415,6 +415,27 @@ mod tests {
         assert_eq!(w.queue.messages().len(), 1);
     }
 
+    /// The claim's write landed but its answer was lost (a timeout, a reset connection): the
+    /// attempt gives its claim up, so the carrier's retry is accepted at once rather than refused
+    /// as "in flight" until the claim expires.
+    #[tokio::test]
+    async fn a_claim_whose_answer_was_lost_is_released_so_the_retry_is_accepted() {
+        let w = world();
+        let body = fixture("clickpost/out_for_delivery_all_status.json");
+        w.events.set_claims_lose_answers(true);
+        let (status, _, _) = post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
+        assert_eq!(status, 503);
+        w.events.set_claims_lose_answers(false);
+        let (status, answer, _) =
+            post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("accepted")),
+            "{answer}"
+        );
+        assert_eq!(w.queue.messages().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_store_failure_is_503_with_nothing_queued() {
         let w = world();

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventStore, Freshness,
+    Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore, Freshness,
     PushConfigStore, Quarantined, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
@@ -455,6 +455,16 @@ impl DynamoEventStore {
 
     /// The state of an event's claim (`RECEIVED` or `QUEUED`), read consistently.
     pub async fn claim_state(&self, event_id: &EventId) -> Result<Option<String>, Unavailable> {
+        Ok(self
+            .claim_item(event_id)
+            .await?
+            .and_then(|item| text(&item, "state")))
+    }
+
+    async fn claim_item(
+        &self,
+        event_id: &EventId,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
         let found = self
             .client
             .get_item()
@@ -464,7 +474,7 @@ impl DynamoEventStore {
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
-        Ok(found.item().and_then(|item| text(item, "state")))
+        Ok(found.item)
     }
 }
 
@@ -474,9 +484,11 @@ impl EventStore for DynamoEventStore {
         event: &CanonicalEvent,
         now: DateTime<Utc>,
         hold_for: Duration,
+        token: &ClaimToken,
     ) -> Result<Claim, Unavailable> {
         let mut item = claim_key(&event.event_id);
         item.insert("state".into(), s(RECEIVED));
+        item.insert("claim_token".into(), s(token.as_str()));
         item.insert("claim_expires_at".into(), n(epoch_after(now, hold_for)));
         item.insert("tenant_id".into(), s(&event.tenant_id));
         item.insert("carrier".into(), s(event.carrier.as_str()));
@@ -488,14 +500,17 @@ impl EventStore for DynamoEventStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            // One conditional write, never get-then-put: the id is new, or an earlier claim was
-            // never queued and has expired.
+            // One conditional write, never get-then-put: the id is new, an earlier claim was
+            // never queued and has expired, or the claim is this attempt's own (the SDK retried
+            // a write whose first answer was lost, but which had landed).
             .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :received AND claim_expires_at < :now)",
+                "attribute_not_exists(pk) OR (#state = :received AND \
+                 (claim_expires_at < :now OR claim_token = :token))",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":received", s(RECEIVED))
             .expression_attribute_values(":now", n(now.timestamp()))
+            .expression_attribute_values(":token", s(token.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -503,24 +518,30 @@ impl EventStore for DynamoEventStore {
             Ok(_) => return Ok(Claim::Claimed),
             Err(e) => e,
         };
-        let existing_state = match failure.as_service_error() {
+        let existing = match failure.as_service_error() {
             Some(err) if err.is_conditional_check_failed_exception() => match err {
                 aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                    c.item().and_then(|item| text(item, "state"))
+                    c.item().cloned()
                 }
                 _ => None,
             },
             _ => return Err(Unavailable::new(SERVICE, "PutItem", failure)),
         };
         // Servers that do not return the old item on a failed condition get a consistent read.
-        let state = match existing_state {
-            Some(state) => Some(state),
-            None => self.claim_state(&event.event_id).await?,
+        let existing = match existing {
+            Some(item) => Some(item),
+            None => self.claim_item(&event.event_id).await?,
         };
-        Ok(match state.as_deref() {
-            Some(QUEUED) => Claim::AlreadyQueued,
-            _ => Claim::InFlight,
-        })
+        Ok(
+            match existing
+                .as_ref()
+                .and_then(|item| text(item, "state"))
+                .as_deref()
+            {
+                Some(QUEUED) => Claim::AlreadyQueued,
+                _ => Claim::InFlight,
+            },
+        )
     }
 
     async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
@@ -542,16 +563,18 @@ impl EventStore for DynamoEventStore {
         Ok(())
     }
 
-    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
+    async fn release(&self, event_id: &EventId, token: &ClaimToken) -> Result<(), Unavailable> {
         let deleted = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(event_id)))
-            // Never undo a queued event: that would let its re-send be queued twice.
-            .condition_expression("#state = :received")
+            // Never undo a queued event (its re-send would be queued twice), nor another
+            // attempt's claim.
+            .condition_expression("#state = :received AND claim_token = :token")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":received", s(RECEIVED))
+            .expression_attribute_values(":token", s(token.as_str()))
             .send()
             .await;
         match deleted {

@@ -9,7 +9,14 @@
 //! - its provider chains (profile files, SSO, web identity, ECS, IMDS) are built and their code
 //!   paged in, while on Lambda the region and the execution role's credentials are always in the
 //!   environment. They are read from there, once.
+//!
+//! It also bounds every call: the SDK's defaults set only a connect timeout, so a store that
+//! accepts the connection and never answers would hold a notify invocation until the Lambda
+//! timeout (10 s) kills it, and the carrier would get no answer at all.
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{
     BehaviorVersion, Credentials, Region, SharedCredentialsProvider, SharedHttpClient,
 };
@@ -30,8 +37,8 @@ pub struct MissingVariable(&'static str);
 
 /// The SDK configuration of a Lambda, from the variables Lambda sets: `AWS_REGION`, and the
 /// execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`. Also
-/// `AWS_ENDPOINT_URL` when set (a local moto_server). Retries, timeouts and the rest are the
-/// SDK's defaults for the latest behaviour version.
+/// `AWS_ENDPOINT_URL` when set (a local moto_server). Timeouts are [`timeouts`]; retries and the
+/// rest are the SDK's defaults for the latest behaviour version (standard, 3 attempts).
 pub fn config_from_env() -> Result<SdkConfig, MissingVariable> {
     config_from(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
@@ -49,11 +56,24 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, Missin
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(required("AWS_REGION")?))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .http_client(https_client());
+        .http_client(https_client())
+        .timeout_config(timeouts());
     if let Some(endpoint) = var("AWS_ENDPOINT_URL") {
         config = config.endpoint_url(endpoint);
     }
     Ok(config.build())
+}
+
+/// Per call: connect within 1 s, each attempt within 1.5 s, the call with its retries within 4 s.
+/// DynamoDB and SQS answer single-item calls in milliseconds; these bounds only cut off a store
+/// that does not answer, so that ingest answers 503 (the carrier retries) and still has time to
+/// release its claim within the function's 10 s.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_millis(1500))
+        .operation_timeout(Duration::from_secs(4))
+        .build()
 }
 
 /// The HTTPS client for AWS service endpoints: rustls with aws-lc, trusting [`AMAZON_ROOTS_PEM`]
@@ -100,6 +120,9 @@ mod tests {
         assert_eq!(config.region().map(|r| r.as_ref()), Some("ap-south-1"));
         assert_eq!(config.endpoint_url(), None);
         assert!(config.http_client().is_some());
+        let timeouts = config.timeout_config().unwrap();
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(4)));
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(1)));
         let credentials = config
             .credentials_provider()
             .unwrap()

@@ -13,9 +13,9 @@ use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tena
 use crate::auth::{Credential, CredentialDigest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, EventQueue, EventStore, Freshness,
-    Metrics, PushConfigStore, PushRequest, PushResult, Pusher, Quarantined, QueueActions,
-    TenantAuth, Unavailable,
+    Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventQueue, EventStore,
+    Freshness, Metrics, PushConfigStore, PushRequest, PushResult, Pusher, Quarantined,
+    QueueActions, TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
 
@@ -60,9 +60,12 @@ impl ConfigStore for MemoryConfig {
 }
 
 /// The state of one claimed event id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimState {
-    Received { expires_at: DateTime<Utc> },
+    Received {
+        expires_at: DateTime<Utc>,
+        token: ClaimToken,
+    },
     Queued,
 }
 
@@ -86,6 +89,7 @@ struct EventsState {
 pub struct MemoryEvents {
     state: Mutex<EventsState>,
     unavailable: AtomicBool,
+    claims_lose_answers: AtomicBool,
 }
 
 impl MemoryEvents {
@@ -93,8 +97,14 @@ impl MemoryEvents {
         self.unavailable.store(down, Ordering::SeqCst);
     }
 
+    /// From now on a claim's write is done but answered with an error, as when the store's answer
+    /// is lost to a timeout or a reset connection.
+    pub fn set_claims_lose_answers(&self, lose: bool) {
+        self.claims_lose_answers.store(lose, Ordering::SeqCst);
+    }
+
     pub fn claim_state(&self, event_id: &EventId) -> Option<ClaimState> {
-        lock(&self.state).claims.get(event_id).copied()
+        lock(&self.state).claims.get(event_id).cloned()
     }
 
     pub fn quarantined(&self) -> Vec<QuarantineRecord> {
@@ -115,12 +125,14 @@ impl EventStore for MemoryEvents {
         event: &CanonicalEvent,
         now: DateTime<Utc>,
         hold_for: Duration,
+        token: &ClaimToken,
     ) -> Result<Claim, Unavailable> {
         self.check("PutItem")?;
         let mut state = lock(&self.state);
         let result = match state.claims.get(&event.event_id) {
             Some(ClaimState::Queued) => Claim::AlreadyQueued,
-            Some(ClaimState::Received { expires_at }) if *expires_at >= now => Claim::InFlight,
+            Some(ClaimState::Received { token: mine, .. }) if mine == token => Claim::Claimed,
+            Some(ClaimState::Received { expires_at, .. }) if *expires_at >= now => Claim::InFlight,
             _ => Claim::Claimed,
         };
         if result == Claim::Claimed {
@@ -129,8 +141,12 @@ impl EventStore for MemoryEvents {
                 event.event_id.clone(),
                 ClaimState::Received {
                     expires_at: now + hold,
+                    token: token.clone(),
                 },
             );
+        }
+        if self.claims_lose_answers.load(Ordering::SeqCst) {
+            return Err(down("memory events (answer lost)", "PutItem"));
         }
         Ok(result)
     }
@@ -144,12 +160,12 @@ impl EventStore for MemoryEvents {
         Ok(())
     }
 
-    async fn release(&self, event_id: &EventId) -> Result<(), Unavailable> {
+    async fn release(&self, event_id: &EventId, token: &ClaimToken) -> Result<(), Unavailable> {
         self.check("DeleteItem")?;
         let mut state = lock(&self.state);
         if matches!(
             state.claims.get(event_id),
-            Some(ClaimState::Received { .. })
+            Some(ClaimState::Received { token: mine, .. }) if mine == token
         ) {
             state.claims.remove(event_id);
         }
