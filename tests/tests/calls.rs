@@ -98,6 +98,7 @@ async fn calls_per_accepted_and_delivered_event() {
 
     // Ingest: one request per event, as carriers send them.
     let ingest = ingest_with(&stack.config(), dynamo.clone(), sqs.clone());
+    let mut ingest_times = Vec::new();
     for n in 0..EVENTS {
         let body = format!(
             r#"{{"waybill":"CALLS-{n}","clickpost_status_code":5,"timestamp":"2026-11-20T10:00:00Z"}}"#
@@ -109,9 +110,11 @@ async fn calls_per_accepted_and_delivered_event() {
             "",
             body.as_bytes(),
         );
+        let started = std::time::Instant::now();
         let response = ingest_http::handle(&ingest, Carrier::Clickpost, request)
             .await
             .unwrap();
+        ingest_times.push(started.elapsed());
         assert_eq!(response.status(), 200);
     }
     let ingest_calls = counter.take();
@@ -132,6 +135,7 @@ async fn calls_per_accepted_and_delivered_event() {
     let (dispatch, actions) = dispatcher::aws_dispatcher(&config, dynamo, sqs).unwrap();
     let mut delivered = 0;
     let mut source_mapping_calls = 0;
+    let mut batch_times = Vec::new();
     while delivered < EVENTS {
         let received = stack
             .sqs
@@ -149,7 +153,9 @@ async fn calls_per_accepted_and_delivered_event() {
             event.records.push(sqs_record(&m));
         }
         let batch = event.records.len() as u64;
+        let started = std::time::Instant::now();
         let response = dispatcher::handle(&dispatch, &actions, event, 4).await;
+        batch_times.push((batch, started.elapsed()));
         assert!(response.batch_item_failures.is_empty());
         delivered += batch;
     }
@@ -164,6 +170,15 @@ async fn calls_per_accepted_and_delivered_event() {
     println!(
         "  event source mapping (ReceiveMessage + DeleteMessageBatch): {:.2}",
         source_mapping_calls as f64 / EVENTS as f64
+    );
+    // Handler time in this process (a test build) against moto_server and the local receiver:
+    // what the Lambda durations of the cost table are checked against, not AWS's latencies.
+    ingest_times.sort();
+    println!(
+        "handler time: ingest median {:?} (max {:?}) per request; dispatcher {:?}",
+        ingest_times[ingest_times.len() / 2],
+        ingest_times[ingest_times.len() - 1],
+        batch_times
     );
 
     // Ingest: the key and the tenant's profile (2 reads), the claim, the shipment's latest time,
