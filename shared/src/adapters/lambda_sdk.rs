@@ -45,6 +45,8 @@ pub fn config_from_env() -> Result<SdkConfig, MissingVariable> {
 
 fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, MissingVariable> {
     let required = |name: &'static str| var(name).ok_or(MissingVariable(name));
+    // Read once: a process's environment does not change, so the SDK's own environment provider
+    // would return these same values for the container's whole life.
     let credentials = Credentials::new(
         required("AWS_ACCESS_KEY_ID")?,
         required("AWS_SECRET_ACCESS_KEY")?,
