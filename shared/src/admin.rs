@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::auth::{Credential, CredentialDigest};
+use crate::auth::{fill_random, random_token, Credential, CredentialDigest};
 use crate::dispatch::build_request;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{Attempt, PushResult, Pusher, Unavailable};
@@ -792,13 +792,6 @@ pub fn validate_headers(
     Ok(headers)
 }
 
-/// A random URL-safe token of `bytes` random bytes (hex).
-fn random_token(bytes: usize) -> String {
-    let mut buffer = vec![0u8; bytes];
-    fill_random(&mut buffer);
-    hex::encode(buffer)
-}
-
 fn generate_signing_secret() -> SigningSecret {
     let mut key = [0u8; 32];
     fill_random(&mut key);
@@ -806,14 +799,6 @@ fn generate_signing_secret() -> SigningSecret {
     let text = base64::engine::general_purpose::STANDARD.encode(key);
     // 32 random bytes always make a valid secret.
     SigningSecret::parse(&text).unwrap_or_else(|_| unreachable!("32 bytes is a valid key"))
-}
-
-fn fill_random(buffer: &mut [u8]) {
-    // The OS generator does not fail on the platforms we run on; if it ever did, a key made of
-    // zeros must not be handed out.
-    if let Err(e) = getrandom::fill(buffer) {
-        panic!("the operating system's random generator failed: {e}");
-    }
 }
 
 /// The sample event of a test push: a forward shipment `TEST-<status>` with an id that says so.

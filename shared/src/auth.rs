@@ -103,6 +103,21 @@ pub fn presented_credentials(carrier: Carrier, from: &CredentialSources<'_>) -> 
     presented
 }
 
+/// A random token of `bytes` random bytes, in hex: generated keys, claim tokens.
+pub(crate) fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    fill_random(&mut buffer);
+    hex::encode(buffer)
+}
+
+pub(crate) fn fill_random(buffer: &mut [u8]) {
+    // The OS generator does not fail on the platforms we run on; if it ever did, a key made of
+    // zeros must not be handed out.
+    if let Err(e) = getrandom::fill(buffer) {
+        panic!("the operating system's random generator failed: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,16 +99,7 @@ pub struct ClaimToken(String);
 
 impl ClaimToken {
     pub fn new() -> ClaimToken {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_err() {
-            // Not a secret, only unique: the clock and a counter tell attempts apart too.
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            bytes[..8].copy_from_slice(&nanos.to_be_bytes());
-            bytes[8..].copy_from_slice(&count.to_be_bytes());
-        }
-        ClaimToken(hex::encode(bytes))
+        ClaimToken(crate::auth::random_token(16))
     }
 
     pub fn as_str(&self) -> &str {

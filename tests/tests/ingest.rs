@@ -282,11 +282,7 @@ async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retr
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
-    let body = fixture("clickpost/out_for_delivery_all_status.json");
-    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
-    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
-        .unwrap()
-        .remove(0);
+    let (body, event) = clickpost_event();
     let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
 
     // A request that claimed the event and died before queueing it: its claim is still live.
@@ -347,11 +343,7 @@ async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
     use std::time::Duration;
 
     let stack = Stack::create().await;
-    let body = fixture("clickpost/out_for_delivery_all_status.json");
-    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
-    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
-        .unwrap()
-        .remove(0);
+    let (_, event) = clickpost_event();
     let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
     let (mine, theirs) = (ClaimToken::new(), ClaimToken::new());
     let claim = |token: &ClaimToken| {
@@ -383,4 +375,14 @@ async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
     store.release(&event.event_id, &mine).await.unwrap();
     assert_eq!(claim_state(&stack, event.event_id.as_str()).await, None);
     assert_eq!(claim(&theirs).await, Claim::Claimed);
+}
+
+/// The Clickpost fixture the claim tests use, and its canonical event for tenant `acme`.
+fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
+    let body = fixture("clickpost/out_for_delivery_all_status.json");
+    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
+        .unwrap()
+        .remove(0);
+    (body, event)
 }
