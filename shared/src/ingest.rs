@@ -16,7 +16,7 @@ use crate::auth::{presented_credentials, CredentialSources};
 use crate::carriers::{normalize, NormalizeContext};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics,
+    Activity, Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics,
     Quarantined, TenantAuth, Unavailable,
 };
 use crate::time;
@@ -188,21 +188,36 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
                 return IngestOutcome::Unavailable;
             }
         };
-        let tenant_id = tenant.tenant_id;
+        self.ingest_body(&tenant, carrier, &request.body, now, true)
+            .await
+    }
 
+    /// Normalises an authenticated body and accepts its events. A body that does not normalise
+    /// is quarantined when `quarantine` is set (a live push), and only answered otherwise (a
+    /// replay of a body already in quarantine).
+    async fn ingest_body(
+        &self,
+        tenant: &TenantAuth,
+        carrier: Carrier,
+        body: &[u8],
+        now: DateTime<Utc>,
+        quarantine: bool,
+    ) -> IngestOutcome {
+        let tenant_id = tenant.tenant_id.clone();
         let ctx = NormalizeContext {
             tenant_id: tenant_id.to_string(),
             received_at: now,
             zone: self.settings.zones.for_carrier(carrier),
             include_source: tenant.include_source,
         };
-        let events = match normalize(carrier, &request.body, &ctx) {
+        let events = match normalize(carrier, body, &ctx) {
             Ok(events) => events,
-            Err(e) => {
+            Err(e) if quarantine => {
                 return self
-                    .reject(&tenant_id, carrier, &request.body, &e.to_string(), now)
+                    .reject(&tenant_id, carrier, body, &e.to_string(), now)
                     .await
             }
+            Err(e) => return IngestOutcome::Invalid { reason: e.to_string() },
         };
 
         let mut queued = Vec::new();
@@ -326,6 +341,44 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
     }
 }
 
+/// Feeds a body that was authenticated when it arrived through ingest again: normalise, claim,
+/// queue, with the answers of a live push. The quarantine's replay uses it once a normaliser is
+/// fixed; a body that still does not normalise is answered `Invalid` and not quarantined again.
+pub trait Reingest: Send + Sync {
+    fn reingest(
+        &self,
+        tenant: &TenantAuth,
+        carrier: Carrier,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = IngestOutcome> + Send;
+}
+
+impl<C: ConfigStore, S: Intake, M: Metrics> Reingest for Ingest<C, S, M> {
+    async fn reingest(
+        &self,
+        tenant: &TenantAuth,
+        carrier: Carrier,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> IngestOutcome {
+        self.ingest_body(tenant, carrier, body, received_at, false)
+            .await
+    }
+}
+
+impl<T: Reingest> Reingest for std::sync::Arc<T> {
+    fn reingest(
+        &self,
+        tenant: &TenantAuth,
+        carrier: Carrier,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = IngestOutcome> + Send {
+        (**self).reingest(tenant, carrier, body, received_at)
+    }
+}
+
 /// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
 /// a conditional write, record the shipment's latest time, queue, then mark the claim queued. Any
 /// failure, of the claim itself included (its write may have landed), releases this attempt's
@@ -373,6 +426,19 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
         self.events.quarantine(item).await
+    }
+
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), Unavailable> {
+        self.events
+            .record_activity(tenant, carrier, activity, at, detail)
+            .await
     }
 }
 

@@ -78,16 +78,53 @@ pub enum Freshness {
     Stale,
 }
 
-/// A rejected payload, kept so that nothing an authenticated carrier sent is lost.
+/// A rejected payload, kept so that nothing an authenticated carrier sent is lost, and can be
+/// replayed once the normaliser is fixed. The body is already scrubbed of credentials (the
+/// carrier module's `scrub`).
 #[derive(Debug)]
 pub struct Quarantined<'a> {
     pub tenant_id: &'a TenantId,
     pub carrier: Carrier,
-    /// SHA-256 of the body in hex: the same body is kept once.
+    /// SHA-256 of the (scrubbed) body in hex: per tenant, the same body is kept once; a repeat
+    /// counts one more arrival and its time.
     pub body_digest: String,
     pub body: &'a [u8],
     pub reason: &'a str,
     pub received_at: DateTime<Utc>,
+}
+
+/// What a carrier's request to a tenant was, for the carrier-status view ("is this carrier wired?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activity {
+    /// A carrier panel's test body that carried this tenant's key (not an event).
+    PanelTest,
+    /// At least one event was accepted (queued now or found a duplicate).
+    Accepted,
+    /// Authenticated, but refused as invalid (400) and quarantined.
+    Rejected,
+}
+
+impl Activity {
+    pub const ALL: [Activity; 3] = [Activity::PanelTest, Activity::Accepted, Activity::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::PanelTest => "test",
+            Activity::Accepted => "accepted",
+            Activity::Rejected => "rejected",
+        }
+    }
+}
+
+/// One tenant's carrier, as the carrier-status view shows it: when it was last seen doing what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CarrierActivity {
+    pub carrier: String,
+    pub last_test_at: Option<DateTime<Utc>>,
+    pub last_accepted_at: Option<DateTime<Utc>>,
+    pub last_rejected_at: Option<DateTime<Utc>>,
+    /// Why the last rejected request was refused (the 400's reason).
+    pub last_rejected_reason: Option<String>,
 }
 
 /// One attempt to accept an event, written on its claim. A write whose answer was lost (a timeout,
@@ -146,10 +183,22 @@ pub trait EventStore: Send + Sync {
         event: &CanonicalEvent,
     ) -> impl Future<Output = Result<Freshness, Unavailable>> + Send;
 
-    /// Keeps a rejected payload (once per body digest, for a limited time).
+    /// Keeps a rejected payload (once per tenant and body digest, for a limited time); a
+    /// repeat adds one to its count and sets its last arrival time.
     fn quarantine(
         &self,
         item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Records that the tenant's carrier did `activity` at `at` (the latest time wins);
+    /// `detail` is the reason of a rejection.
+    fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
@@ -167,10 +216,20 @@ pub trait Intake: Send + Sync {
         claim_for: Duration,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
-    /// Keeps a rejected payload (once per body digest, for a limited time).
+    /// Keeps a rejected payload (see `EventStore::quarantine`).
     fn quarantine(
         &self,
         item: &Quarantined<'_>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Records a carrier's activity for the carrier-status view (see `EventStore::record_activity`).
+    fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
@@ -370,6 +429,16 @@ impl<T: EventStore> EventStore for Arc<T> {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).quarantine(item)
     }
+    fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).record_activity(tenant, carrier, activity, at, detail)
+    }
 }
 
 impl<T: Intake> Intake for Arc<T> {
@@ -386,6 +455,16 @@ impl<T: Intake> Intake for Arc<T> {
         item: &Quarantined<'_>,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).quarantine(item)
+    }
+    fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).record_activity(tenant, carrier, activity, at, detail)
     }
 }
 
