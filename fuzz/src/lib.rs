@@ -199,15 +199,15 @@ fn world() -> MemoryIngest {
     for carrier in Carrier::ALL {
         config.add_credential(carrier, &Credential::new(key_of(carrier)), tenant.clone());
     }
-    Ingest {
+    Ingest::new(
         config,
-        intake: ClaimThenQueue {
+        ClaimThenQueue {
             events: MemoryEvents::default(),
             queue: MemoryQueue::default(),
         },
-        metrics: RecordingMetrics::default(),
-        settings: IngestSettings::default(),
-    }
+        RecordingMetrics::default(),
+        IngestSettings::default(),
+    )
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -1,5 +1,5 @@
-//! Carrier credentials: where each carrier puts its key (design.md, "Carrier endpoints"), and the
-//! SHA-256 digest by which a key is stored and looked up. No plaintext key is kept at rest or
+//! Carrier credentials: reading the key a request presents from where its carrier puts it (the
+//! carrier's `key_sources`), and the SHA-256 digest by which a key is stored and looked up. No plaintext key is kept at rest or
 //! logged; `Debug` on these types shows only a short digest prefix.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::carriers::shipway;
+use crate::carriers::{wire_field, KeySource};
 use crate::model::Carrier;
 
 /// A credential as a carrier sent it. Never logged: `Debug` shows only its digest's prefix.
@@ -71,33 +71,43 @@ pub struct CredentialSources<'a> {
     pub body: &'a [u8],
 }
 
-/// The credentials a carrier's request presents, in the order they are tried. Empty and blank
+/// The credentials a carrier's request presents, in the order of its carrier's `key_sources`.
+/// `Authorization` gives its value as sent and, after `Bearer `, the token alone. Empty and blank
 /// values are skipped, so a request without a usable one gives an empty list (401 "missing").
 pub fn presented_credentials(carrier: Carrier, from: &CredentialSources<'_>) -> Vec<Credential> {
-    let header = |name: &str| from.headers.get(name).map(String::as_str);
-    let candidates: Vec<Option<String>> = match carrier {
-        // `webhook_key` from registration; the dashboard's "basic token auth" sends `Authorization`.
-        Carrier::Clickpost => vec![
-            header("webhook_key").map(str::to_owned),
-            header("authorization").map(str::to_owned),
-        ],
-        // The panel's token goes in `x-api-key`; some accounts send `anx-api-key`.
-        Carrier::Shiprocket => vec![
-            header("x-api-key").map(str::to_owned),
-            header("anx-api-key").map(str::to_owned),
-        ],
-        // A header, a `?key=` on the URL, or the classic format's `hash` body field.
-        Carrier::Shipway => vec![
-            header("x-api-key").map(str::to_owned),
-            from.query.get("key").cloned(),
-            shipway::body_hash(from.body),
-        ],
-    };
     let mut presented: Vec<Credential> = Vec::new();
-    for value in candidates.into_iter().flatten() {
+    let mut offer = |value: &str| {
         let value = value.trim();
         if !value.is_empty() && !presented.iter().any(|c| c.0 == value) {
             presented.push(Credential::new(value));
+        }
+    };
+    for source in carrier.spec().key_sources {
+        match source {
+            KeySource::Header(name) => {
+                if let Some(value) = from.headers.get(*name) {
+                    offer(value);
+                }
+            }
+            KeySource::Authorization => {
+                if let Some(value) = from.headers.get("authorization") {
+                    offer(value);
+                    let trimmed = value.trim();
+                    if trimmed.len() > 7 && trimmed[..7].eq_ignore_ascii_case("bearer ") {
+                        offer(&trimmed[7..]);
+                    }
+                }
+            }
+            KeySource::Query(name) => {
+                if let Some(value) = from.query.get(*name) {
+                    offer(value);
+                }
+            }
+            KeySource::BodyField(name) => {
+                if let Some(value) = wire_field(from.body, name) {
+                    offer(&value);
+                }
+            }
         }
     }
     presented
@@ -178,6 +188,25 @@ mod tests {
             &sources(&none, &q, br#"{"hash":"hh","status_feed":[]}"#),
         );
         assert_eq!(got, vec![Credential::new("qk"), Credential::new("hh")]);
+    }
+
+    #[test]
+    fn shiprocket_tokens_are_read_from_every_header_seen_in_the_field() {
+        // docs/carriers.md §6: `x-api-key` (docs), `x-shiprocket-token` (most receivers),
+        // `anx-api-key`, and the raw token or `Bearer <token>` in `Authorization`.
+        let none = map(&[]);
+        for (header, value) in [
+            ("x-api-key", "t0k"),
+            ("anx-api-key", "t0k"),
+            ("x-shiprocket-token", "t0k"),
+            ("authorization", "t0k"),
+            ("authorization", "Bearer t0k"),
+            ("authorization", "bearer  t0k"),
+        ] {
+            let h = map(&[(header, value)]);
+            let got = presented_credentials(Carrier::Shiprocket, &sources(&h, &none, b""));
+            assert!(got.contains(&Credential::new("t0k")), "{header}: {value}");
+        }
     }
 
     #[test]

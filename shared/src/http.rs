@@ -1,11 +1,59 @@
-//! The one table from ingest outcomes to what the carrier sees: an HTTP status and a small JSON
-//! body. Every transport (API Gateway, `rms serve`) answers through here, so the answers cannot
-//! drift apart. 5xx bodies say what to do, never what broke inside.
+//! The notify paths' HTTP edge, written once for every transport (the API Gateway Lambdas and
+//! `rms serve`): an HTTP request becomes an [`Inbound`], and an [`IngestOutcome`] becomes the
+//! answer the carrier sees, through the one table in [`reply`], so the answers cannot drift apart.
+//! 5xx bodies say what to do, never what broke inside.
+
+use std::collections::HashMap;
 
 use serde_json::json;
 
-use crate::ingest::{AuthFailure, IngestOutcome};
+use crate::ingest::{AuthFailure, Inbound, IngestOutcome};
 use crate::model::Carrier;
+
+/// What ingest reads of a carrier's HTTP request: method, headers (names in lowercase; a value
+/// that is not UTF-8 is read lossily), the query string's parameters, and the body.
+pub fn inbound(carrier: Carrier, parts: &http::request::Parts, body: &[u8]) -> Inbound {
+    let headers: HashMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    Inbound {
+        carrier,
+        method: parts.method.as_str().to_owned(),
+        headers,
+        query,
+        body: body.to_vec(),
+    }
+}
+
+/// The HTTP answer for an outcome: status, `content-type: application/json`, `Retry-After` on a
+/// 503, and the JSON body.
+pub fn response(carrier: Carrier, outcome: &IngestOutcome) -> http::Response<String> {
+    let answer = reply(carrier, outcome);
+    let mut response = http::Response::new(answer.body);
+    *response.status_mut() =
+        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(seconds) = answer.retry_after {
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    response
+}
 
 /// An answer to a carrier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +71,7 @@ const RETRY_AFTER_SECONDS: u32 = 5;
 pub fn reply(carrier: Carrier, outcome: &IngestOutcome) -> Reply {
     let (status, body) = match outcome {
         IngestOutcome::Probe => (200, json!({"status": "ok"})),
+        IngestOutcome::PanelTest => (200, json!({"status": "test"})),
         IngestOutcome::Accepted { queued, duplicates } => {
             if queued.is_empty() && !duplicates.is_empty() {
                 (200, json!({"status": "duplicate", "event_ids": duplicates}))
@@ -38,7 +87,7 @@ pub fn reply(carrier: Carrier, outcome: &IngestOutcome) -> Reply {
         }
         IngestOutcome::Unauthorized(AuthFailure::Missing) => (
             401,
-            json!({"error": format!("missing credential: {}", where_the_key_goes(carrier))}),
+            json!({"error": format!("missing credential: {}", carrier.spec().missing_key_hint)}),
         ),
         IngestOutcome::Unauthorized(AuthFailure::Unknown) => (
             401,
@@ -69,16 +118,6 @@ pub fn reply(carrier: Carrier, outcome: &IngestOutcome) -> Reply {
     }
 }
 
-fn where_the_key_goes(carrier: Carrier) -> &'static str {
-    match carrier {
-        Carrier::Clickpost => "send the webhook key in the `webhook_key` header (or `Authorization`)",
-        Carrier::Shiprocket => "send the token in the `x-api-key` header",
-        Carrier::Shipway => {
-            "send the key in the `x-api-key` header, the `key` query parameter, or the body's `hash`"
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +142,32 @@ mod tests {
         let r = reply(Carrier::Clickpost, &IngestOutcome::Unavailable);
         assert_eq!((r.status, r.retry_after), (503, Some(5)));
         assert!(!r.body.contains("DynamoDB") && !r.body.contains("SQS"));
+    }
+
+    #[test]
+    fn a_request_becomes_an_inbound_with_lowercase_headers_and_decoded_query() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/rms/in/api/shipway/notify?key=a%20b&x=1")
+            .header("X-Api-Key", "k")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let inbound = inbound(Carrier::Shipway, &parts, b"{}");
+        assert_eq!(inbound.method, "POST");
+        assert_eq!(inbound.headers["x-api-key"], "k");
+        assert_eq!(inbound.query["key"], "a b");
+        assert_eq!(inbound.body, b"{}");
+    }
+
+    #[test]
+    fn the_response_carries_the_json_type_and_a_retry_after_on_503() {
+        let r = response(Carrier::Clickpost, &IngestOutcome::Unavailable);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.headers()["retry-after"], "5");
+        let r = response(Carrier::Shiprocket, &IngestOutcome::PanelTest);
+        assert_eq!((r.status().as_u16(), r.body().as_str()), (200, r#"{"status":"test"}"#));
     }
 
     #[test]

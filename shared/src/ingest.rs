@@ -6,6 +6,7 @@
 //! carrier's retry is accepted rather than taken for a duplicate.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -13,13 +14,12 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, error, info, warn};
 
 use crate::auth::{presented_credentials, CredentialSources};
-use crate::carriers::{normalize, NormalizeContext};
+use crate::carriers::{normalize, BodyKind, NormalizeContext};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics,
     Quarantined, TenantAuth, Unavailable,
 };
-use crate::time;
 
 /// A carrier's HTTP request, as the transport (API Gateway, `rms serve`) received it.
 #[derive(Debug, Clone)]
@@ -55,39 +55,37 @@ impl Default for IngestSettings {
     }
 }
 
-/// The zone of each carrier's timestamps (default IST for all three, carriers.md).
-#[derive(Debug, Clone, Copy)]
+/// The zone of each carrier's timestamps: the carrier's default (IST for all three,
+/// docs/carriers.md) unless configured otherwise.
+#[derive(Debug, Clone, Default)]
 pub struct CarrierZones {
-    pub clickpost: FixedOffset,
-    pub shiprocket: FixedOffset,
-    pub shipway: FixedOffset,
-}
-
-impl Default for CarrierZones {
-    fn default() -> Self {
-        CarrierZones {
-            clickpost: time::ist(),
-            shiprocket: time::ist(),
-            shipway: time::ist(),
-        }
-    }
+    overrides: Vec<(Carrier, FixedOffset)>,
 }
 
 impl CarrierZones {
     pub fn for_carrier(&self, carrier: Carrier) -> FixedOffset {
-        match carrier {
-            Carrier::Clickpost => self.clickpost,
-            Carrier::Shiprocket => self.shiprocket,
-            Carrier::Shipway => self.shipway,
-        }
+        self.overrides
+            .iter()
+            .find(|(c, _)| *c == carrier)
+            .map_or_else(|| carrier.spec().default_zone(), |(_, zone)| *zone)
+    }
+
+    /// Reads this carrier's times in `zone` instead of its default.
+    pub fn set(&mut self, carrier: Carrier, zone: FixedOffset) {
+        self.overrides.retain(|(c, _)| *c != carrier);
+        self.overrides.push((carrier, zone));
     }
 }
 
 /// What ingest did with a request; one variant per row of design.md's answer table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
-    /// A GET, or a POST with an empty body: a connectivity check. Nothing happened.
+    /// A GET, a POST with an empty body, or a carrier panel's set-up probe: a connectivity
+    /// check. Nothing happened.
     Probe,
+    /// A carrier panel's "test webhook" body: not an event, never delivered. If it carried a
+    /// tenant's key, that tenant's carrier is recorded as wired (`Activity::PanelTest`).
+    PanelTest,
     /// The payload's events, each queued now or found already queued. A Shipway batch can mix
     /// both; an empty batch has neither.
     Accepted {
@@ -116,6 +114,10 @@ pub enum AuthFailure {
     Unknown,
 }
 
+/// How often, at most, a carrier's accepted or rejected requests are recorded per tenant (the
+/// carrier-status view's resolution).
+const ACTIVITY_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// The ingest use-case over its ports.
 pub struct Ingest<C, S, M> {
     pub config: C,
@@ -123,6 +125,20 @@ pub struct Ingest<C, S, M> {
     pub intake: S,
     pub metrics: M,
     pub settings: IngestSettings,
+    /// When each (tenant, carrier, activity) was last recorded by this process.
+    activity_recorded: Mutex<HashMap<(TenantId, Carrier, Activity), DateTime<Utc>>>,
+}
+
+impl<C, S, M> Ingest<C, S, M> {
+    pub fn new(config: C, intake: S, metrics: M, settings: IngestSettings) -> Self {
+        Ingest {
+            config,
+            intake,
+            metrics,
+            settings,
+            activity_recorded: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
@@ -131,6 +147,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         let outcome = self.handle_inner(request, now).await;
         let result = match &outcome {
             IngestOutcome::Probe => "probe",
+            IngestOutcome::PanelTest => "panel_test",
             IngestOutcome::Accepted { .. } => "accepted",
             IngestOutcome::Unauthorized(_) => "unauthorized",
             IngestOutcome::Invalid { .. } => "invalid",
@@ -179,17 +196,99 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
                 limit: self.settings.max_body_bytes,
             };
         }
+        // Set-up probes come without a credential, and the panel wants 200 before it keeps the
+        // URL: they are recognised before authentication, and nothing of them is kept.
+        let kind = carrier.spec().classify(&request.body);
+        if kind == BodyKind::Probe {
+            info!(carrier = %carrier, "carrier set-up probe answered");
+            return IngestOutcome::Probe;
+        }
 
         let tenant = match self.authenticate(request).await {
             Ok(Ok(tenant)) => tenant,
+            Ok(Err(_)) if kind == BodyKind::PanelTest => {
+                // The panel is answered 200 all the same; only a known key says who is wired.
+                warn!(carrier = %carrier, "panel test body without a known credential");
+                return IngestOutcome::PanelTest;
+            }
             Ok(Err(failure)) => return IngestOutcome::Unauthorized(failure),
             Err(e) => {
                 error!(carrier = %carrier, error = %e, cause = %source_of(&e), "config store unavailable");
                 return IngestOutcome::Unavailable;
             }
         };
-        self.ingest_body(&tenant, carrier, &request.body, now, true)
+        if kind == BodyKind::PanelTest {
+            info!(tenant_id = %tenant.tenant_id, carrier = %carrier, "panel test body received; not an event");
+            self.record(&tenant.tenant_id, carrier, Activity::PanelTest, now, None)
+                .await;
+            return IngestOutcome::PanelTest;
+        }
+        let outcome = self
+            .ingest_body(&tenant, carrier, &request.body, now, true)
+            .await;
+        match &outcome {
+            IngestOutcome::Accepted { .. } => {
+                self.record(&tenant.tenant_id, carrier, Activity::Accepted, now, None)
+                    .await
+            }
+            IngestOutcome::Invalid { reason } => {
+                self.record(
+                    &tenant.tenant_id,
+                    carrier,
+                    Activity::Rejected,
+                    now,
+                    Some(reason),
+                )
+                .await
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    /// Records a carrier's activity for the carrier-status view, at most once a minute per
+    /// tenant, carrier and kind in this process (so an event costs no extra write), except
+    /// panel tests, which are rare and always recorded. A failure is logged, never answered:
+    /// the view is for people, and the event is already safe.
+    async fn record(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        now: DateTime<Utc>,
+        detail: Option<&str>,
+    ) {
+        if activity != Activity::PanelTest && !self.activity_due(tenant, carrier, activity, now) {
+            return;
+        }
+        if let Err(e) = self
+            .intake
+            .record_activity(tenant, carrier, activity, now, detail)
             .await
+        {
+            warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "carrier activity not recorded");
+        }
+    }
+
+    fn activity_due(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let mut last = match self.activity_recorded.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let key = (tenant.clone(), carrier, activity);
+        let due = last
+            .get(&key)
+            .is_none_or(|at| now - *at >= ACTIVITY_RESOLUTION || now < *at);
+        if due {
+            last.insert(key, now);
+        }
+        due
     }
 
     /// Normalises an authenticated body and accepts its events. A body that does not normalise
@@ -318,6 +417,8 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         reason: &str,
         now: DateTime<Utc>,
     ) -> IngestOutcome {
+        // What is kept holds no credential (Shipway's `hash`): the store holds no carrier key.
+        let body = &*carrier.spec().scrub(body);
         let item = Quarantined {
             tenant_id,
             carrier,

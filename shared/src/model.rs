@@ -13,47 +13,7 @@ use sha2::{Digest, Sha256};
 /// The value of every event's `schema` field.
 pub const SCHEMA_ID: &str = "rms.tracking.v1";
 
-/// The aggregators that push to us. Serialised in lowercase (`"clickpost"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Carrier {
-    Clickpost,
-    Shiprocket,
-    Shipway,
-}
-
-impl Carrier {
-    pub const ALL: [Carrier; 3] = [Carrier::Clickpost, Carrier::Shiprocket, Carrier::Shipway];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Carrier::Clickpost => "clickpost",
-            Carrier::Shiprocket => "shiprocket",
-            Carrier::Shipway => "shipway",
-        }
-    }
-}
-
-impl fmt::Display for Carrier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Carrier {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Carrier::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownName {
-                kind: "carrier",
-                given: s.to_owned(),
-                valid: Carrier::ALL.iter().map(|c| c.as_str()).collect(),
-            })
-    }
-}
+pub use crate::carriers::Carrier;
 
 /// A tenant's id: 1 to 64 letters, digits, `-` or `_`. It becomes part of storage keys, so
 /// nothing else is allowed in it.
@@ -223,6 +183,14 @@ pub struct Ndr {
     pub reason: Option<String>,
 }
 
+/// Non-pickup report: why a pickup failed (Clickpost `npr_status_code`/`npr_status_description`),
+/// the pickup analogue of the NDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Npr {
+    pub code: Option<String>,
+    pub reason: Option<String>,
+}
+
 /// A returned item (Clickpost `item_info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
@@ -323,6 +291,9 @@ pub struct CanonicalEvent {
     pub latest_status: Option<LatestStatus>,
     pub is_stale: bool,
     pub ndr: Option<Ndr>,
+    /// A pickup's failure reason. Absent from events stored before it existed.
+    #[serde(default)]
+    pub npr: Option<Npr>,
     /// Expected delivery date, as the carrier gives it (a calendar date, no zone).
     pub edd: Option<NaiveDate>,
     pub items: Vec<Item>,

@@ -264,12 +264,12 @@ pub fn ingest_with(
     sqs: aws_sdk_sqs::Client,
 ) -> TestIngest {
     let production = ingest_http::aws_ingest(config, dynamo, sqs);
-    Ingest {
-        config: production.config,
-        intake: production.intake,
-        metrics: RecordingMetrics::default(),
-        settings: production.settings,
-    }
+    Ingest::new(
+        production.config,
+        production.intake,
+        RecordingMetrics::default(),
+        production.settings,
+    )
 }
 
 /// A received SQS message.

@@ -49,38 +49,25 @@ pub fn configure(config: &mut ServeConfig) {
 /// What a newcomer needs: the keys, and a `curl` per carrier sample.
 pub fn banner(config: &ServeConfig) {
     let base = format!("http://{}", config.listen);
-    let samples = [
-        (
-            Carrier::Clickpost,
-            "webhook_key",
-            "/rms/in/api/clickpost/notify",
-            "tests/fixtures/clickpost/delivered_selected_captured.json",
-        ),
-        (
-            Carrier::Shiprocket,
-            "x-api-key",
-            "/rms/in/api/st/notify",
-            "tests/fixtures/shiprocket/in_transit_official.json",
-        ),
-        (
-            Carrier::Shipway,
-            "x-api-key",
-            "/rms/in/api/shipway/notify",
-            "tests/fixtures/shipway/panel_delivered.json",
-        ),
-    ];
     println!(
         "\nRMS Notify demo on {base} (database {})",
         config.database.display()
     );
     println!("Tenant `{TENANT}`; its notifications go to the built-in receiver at {base}{RECEIVER_PATH},");
     println!("which prints each one below. Carrier keys:");
-    for (carrier, header, _, _) in &samples {
-        println!("  {carrier:<10} {header}: {}", key(*carrier));
+    for carrier in Carrier::ALL {
+        println!("  {carrier:<10} {}: {}", carrier.spec().key_header(), key(carrier));
     }
     println!("\nFrom the repository root, send a sample:\n");
-    for (carrier, header, path, file) in &samples {
-        println!("  curl -s {base}{path} -H '{header}: {}' -H 'content-type: application/json' --data-binary @{file}", key(*carrier));
+    for carrier in Carrier::ALL {
+        let spec = carrier.spec();
+        println!(
+            "  curl -s {base}{} -H '{}: {}' -H 'content-type: application/json' --data-binary @{}",
+            spec.notify_path,
+            spec.key_header(),
+            key(carrier),
+            spec.demo_sample
+        );
     }
     println!(
         "\nThe same again is a duplicate; dead letters: curl -s {base}/admin/dead-letters ; Ctrl-C stops.\n"

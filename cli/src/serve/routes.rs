@@ -2,12 +2,10 @@
 //! Gateway), the admin API (the `admin-api` router, as on AWS) with a health probe, and the demo
 //! receiver.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -15,8 +13,6 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
 use shared::auth::Credential;
-use shared::http::reply;
-use shared::ingest::Inbound;
 use shared::Carrier;
 
 use super::{demo, App};
@@ -25,11 +21,13 @@ use super::{demo, App};
 const TRANSPORT_BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(app: Arc<App>, demo_receiver: bool) -> Router {
-    let mut router = Router::new()
-        .route("/rms/in/api/clickpost/notify", any(clickpost))
-        .route("/rms/in/api/st/notify", any(shiprocket))
-        .route("/rms/in/api/shipway/notify", any(shipway))
-        .route("/admin/health", get(health));
+    let mut router = Router::new().route("/admin/health", get(health));
+    for carrier in Carrier::ALL {
+        router = router.route(
+            carrier.spec().notify_path,
+            any(move |state: State<Arc<App>>, request: Request| notify(state, carrier, request)),
+        );
+    }
     if demo_receiver {
         router = router.route(demo::RECEIVER_PATH, post(demo::receive));
     }
@@ -62,74 +60,22 @@ pub fn router(app: Arc<App>, demo_receiver: bool) -> Router {
         .merge(admin)
 }
 
-async fn clickpost(
-    state: State<Arc<App>>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    notify(state, Carrier::Clickpost, method, headers, query, body).await
-}
-
-async fn shiprocket(
-    state: State<Arc<App>>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    notify(state, Carrier::Shiprocket, method, headers, query, body).await
-}
-
-async fn shipway(
-    state: State<Arc<App>>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    notify(state, Carrier::Shipway, method, headers, query, body).await
-}
-
-async fn notify(
-    State(app): State<Arc<App>>,
-    carrier: Carrier,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    let inbound = Inbound {
-        carrier,
-        method: method.as_str().to_owned(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        query,
-        body: body.to_vec(),
-    };
-    let outcome = app.ingest.handle(&inbound, Utc::now()).await;
-    let answer = reply(carrier, &outcome);
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body,
-    )
-        .into_response();
-    if let Some(seconds) = answer.retry_after {
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+/// A carrier's notify path: the same edge (`shared::http`) and answers as the Lambdas.
+async fn notify(State(app): State<Arc<App>>, carrier: Carrier, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, TRANSPORT_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": format!("the body is over {TRANSPORT_BODY_LIMIT} bytes")})),
+            )
+                .into_response()
         }
-    }
-    response
+    };
+    let inbound = shared::http::inbound(carrier, &parts, &body);
+    let outcome = app.ingest.handle(&inbound, Utc::now()).await;
+    shared::http::response(carrier, &outcome).into_response()
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {

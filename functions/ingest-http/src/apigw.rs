@@ -1,21 +1,11 @@
-//! The API Gateway side of a carrier's POST: the notify paths, and the HTTP API (payload v2)
-//! event a request becomes. Tests and the local tools build requests here, so that they go
+//! The API Gateway side of a carrier's POST: the HTTP API (payload v2) event a request to a
+//! carrier's notify path becomes. Tests and the local tools build requests here, so that they go
 //! through lambda_http's own parsing exactly as production requests do.
 
 use base64::Engine;
 use lambda_http::Request;
 use serde_json::{json, Map, Value};
 use shared::Carrier;
-
-/// The path each carrier is configured to call (design.md). Shiprocket's avoids the substrings
-/// its panel refuses (`sr`, `kr`, `shiprocket`, `kartrocket`).
-pub fn notify_path(carrier: Carrier) -> &'static str {
-    match carrier {
-        Carrier::Clickpost => "/rms/in/api/clickpost/notify",
-        Carrier::Shiprocket => "/rms/in/api/st/notify",
-        Carrier::Shipway => "/rms/in/api/shipway/notify",
-    }
-}
 
 /// The HTTP API event for a request to `carrier`'s notify path, parsed by lambda_http. A body that
 /// is not UTF-8 travels base64-encoded, as API Gateway sends it.
@@ -29,7 +19,7 @@ pub fn notify_request(
     query: &str,
     body: &[u8],
 ) -> Request {
-    let path = notify_path(carrier);
+    let path = carrier.spec().notify_path;
     let mut header_map: Map<String, Value> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), Value::from(*v)))
@@ -81,7 +71,7 @@ mod tests {
 
     #[test]
     fn no_shiprocket_path_holds_a_substring_its_panel_refuses() {
-        let path = notify_path(Carrier::Shiprocket);
+        let path = Carrier::Shiprocket.spec().notify_path;
         for banned in ["shiprocket", "kartrocket", "sr", "kr"] {
             assert!(!path.contains(banned), "{path} contains {banned}");
         }

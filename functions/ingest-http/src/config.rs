@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use shared::ingest::{CarrierZones, IngestSettings};
 use shared::time::parse_zone;
+use shared::Carrier;
 
 /// A setting that is missing or malformed; the message names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +13,7 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is {value:?}: {expected}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         expected: String,
     },
@@ -25,7 +26,8 @@ pub struct Config {
     pub events_queue_url: String,
     /// `CLAIM_SECONDS`: how long an unqueued claim protects an event (default 15: the function timeout, 10 s, and a margin).
     pub claim_for: Duration,
-    /// `CLICKPOST_ZONE`, `SHIPROCKET_ZONE`, `SHIPWAY_ZONE` (default +05:30).
+    /// `<CARRIER>_ZONE` (`CLICKPOST_ZONE`…): the zone of a carrier's times (default: the
+    /// carrier's, +05:30 for all three).
     pub zones: CarrierZones,
 }
 
@@ -41,14 +43,18 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let zone = |name: &'static str| match lookup(name) {
-            None => Ok(shared::time::ist()),
-            Some(value) => parse_zone(&value).map_err(|expected| ConfigError::Invalid {
-                name,
-                value,
-                expected,
-            }),
-        };
+        let mut zones = CarrierZones::default();
+        for carrier in Carrier::ALL {
+            let name = carrier.spec().zone_variable();
+            if let Some(value) = lookup(&name) {
+                let zone = parse_zone(&value).map_err(|expected| ConfigError::Invalid {
+                    name,
+                    value,
+                    expected,
+                })?;
+                zones.set(carrier, zone);
+            }
+        }
         let claim_seconds = match lookup("CLAIM_SECONDS") {
             None => 15,
             Some(value) => value
@@ -56,7 +62,7 @@ impl Config {
                 .ok()
                 .filter(|s| *s > 0)
                 .ok_or_else(|| ConfigError::Invalid {
-                    name: "CLAIM_SECONDS",
+                    name: "CLAIM_SECONDS".to_owned(),
                     value,
                     expected: "a whole number of seconds above 0".to_owned(),
                 })?,
@@ -66,18 +72,14 @@ impl Config {
             events_table: required("EVENTS_TABLE")?,
             events_queue_url: required("EVENTS_QUEUE_URL")?,
             claim_for: Duration::from_secs(claim_seconds),
-            zones: CarrierZones {
-                clickpost: zone("CLICKPOST_ZONE")?,
-                shiprocket: zone("SHIPROCKET_ZONE")?,
-                shipway: zone("SHIPWAY_ZONE")?,
-            },
+            zones,
         })
     }
 
     pub fn ingest_settings(&self) -> IngestSettings {
         IngestSettings {
             claim_for: self.claim_for,
-            zones: self.zones,
+            zones: self.zones.clone(),
             ..IngestSettings::default()
         }
     }
@@ -115,7 +117,7 @@ mod tests {
     fn defaults_are_ist_and_sixty_seconds() {
         let config = from(&BASE).unwrap();
         assert_eq!(config.claim_for, Duration::from_secs(15));
-        assert_eq!(config.zones.shipway, shared::time::ist());
+        assert_eq!(config.zones.for_carrier(Carrier::Shipway), shared::time::ist());
     }
 
     #[test]

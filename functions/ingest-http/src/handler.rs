@@ -1,44 +1,11 @@
-//! API Gateway request → ingest → API Gateway response.
-
-use std::collections::HashMap;
+//! API Gateway request → ingest → API Gateway response, through the HTTP edge `rms serve`
+//! shares (`shared::http`).
 
 use chrono::Utc;
-use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
-use lambda_http::{Body, Error, Request, RequestExt, Response};
-use shared::http::reply;
-use shared::ingest::{Inbound, Ingest};
+use lambda_http::{Body, Error, Request, Response};
+use shared::ingest::Ingest;
 use shared::ports::{ConfigStore, Intake, Metrics};
 use shared::Carrier;
-
-/// The parts of an API Gateway request that ingest reads. Header names arrive in lowercase from
-/// API Gateway and are lowercased again here for any other source.
-pub fn inbound(carrier: Carrier, request: &Request) -> Inbound {
-    let headers: HashMap<String, String> = request
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let query: HashMap<String, String> = request
-        .query_string_parameters_ref()
-        .map(|q| {
-            q.iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Inbound {
-        carrier,
-        method: request.method().as_str().to_owned(),
-        headers,
-        query,
-        body: request.body().as_ref().to_vec(),
-    }
-}
 
 /// Handles one notify request. Expected failures (401, 400, 413, 503) are answers, not errors:
 /// an `Err` here would make API Gateway answer a bare 502.
@@ -52,15 +19,10 @@ where
     S: Intake,
     M: Metrics,
 {
-    let outcome = ingest.handle(&inbound(carrier, &request), Utc::now()).await;
-    let answer = reply(carrier, &outcome);
-    let mut response = Response::builder()
-        .status(answer.status)
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(seconds) = answer.retry_after {
-        response = response.header(RETRY_AFTER, seconds.to_string());
-    }
-    Ok(response.body(Body::Text(answer.body))?)
+    let (parts, body) = request.into_parts();
+    let inbound = shared::http::inbound(carrier, &parts, body.as_ref());
+    let outcome = ingest.handle(&inbound, Utc::now()).await;
+    Ok(shared::http::response(carrier, &outcome).map(Body::Text))
 }
 
 #[cfg(test)]
@@ -79,6 +41,7 @@ mod tests {
 
     use super::*;
     use crate::apigw;
+    use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
 
     const CLICKPOST_KEY: &str = "cp-7e7cc4c4-webhook-key";
     const SHIPROCKET_KEY: &str = "sr-token-0042";
@@ -119,15 +82,15 @@ mod tests {
         let queue = Arc::new(MemoryQueue::default());
         let metrics = Arc::new(RecordingMetrics::default());
         World {
-            ingest: Ingest {
-                config: config.clone(),
-                intake: ClaimThenQueue {
+            ingest: Ingest::new(
+                config.clone(),
+                ClaimThenQueue {
                     events: events.clone(),
                     queue: queue.clone(),
                 },
-                metrics: metrics.clone(),
-                settings: IngestSettings::default(),
-            },
+                metrics.clone(),
+                IngestSettings::default(),
+            ),
             config,
             events,
             queue,

@@ -7,7 +7,7 @@ mod config;
 mod handler;
 
 pub use config::{Config, ConfigError};
-pub use handler::{handle, inbound};
+pub use handler::handle;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_sqs::Client as SqsClient;
@@ -24,15 +24,15 @@ pub type AwsIngest =
 
 /// Builds the use-case from the configuration and one client per AWS service.
 pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsIngest {
-    Ingest {
-        config: DynamoConfigStore::new(dynamo.clone(), &config.config_table),
-        intake: ClaimThenQueue {
+    Ingest::new(
+        DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+        ClaimThenQueue {
             events: DynamoEventStore::new(dynamo, &config.events_table),
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },
-        metrics: EmfMetrics,
-        settings: config.ingest_settings(),
-    }
+        EmfMetrics,
+        config.ingest_settings(),
+    )
 }
 
 /// The whole life of a notify function: logging, configuration, clients (built once per

@@ -1,18 +1,43 @@
-//! Clickpost tracking webhooks (carriers.md §1): All Status and Selected Status, one scan per POST.
+//! Clickpost (docs/carriers.md §1): All Status and Selected Status webhooks, one scan per POST.
 //!
 //! The top level is the scan that triggered the webhook; `additional.latest_status` is the
 //! shipment's latest status at send time. We emit the scan (so every scan is a distinct event) and
-//! carry `latest_status` alongside, as Clickpost advises (§1.3).
+//! carry `latest_status` alongside, as Clickpost advises (§1.3). The courier's raw `status` text
+//! often contradicts the code (§6): the code decides, never the text.
 
 use serde::Deserialize;
 
 use super::wire::{first_text, parse_json, source, text, Flag, Int, Str};
-use super::{parse_time, seal, NormalizeContext, NormalizeError};
+use super::{
+    parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext, NormalizeError,
+};
 use crate::model::{
-    CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, ShipmentType, Status,
-    SCHEMA_ID,
+    CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, Npr, ShipmentType,
+    Status, SCHEMA_ID,
 };
 use crate::time;
+
+pub static SPEC: CarrierSpec = CarrierSpec {
+    carrier: Carrier::Clickpost,
+    name: "clickpost",
+    title: "Clickpost",
+    notify_path: "/rms/in/api/clickpost/notify",
+    // `webhook_key` from registration; the dashboard's "basic token auth" sends `Authorization`
+    // (§1.1).
+    key_sources: &[KeySource::Header("webhook_key"), KeySource::Authorization],
+    missing_key_hint: "send the webhook key in the `webhook_key` header (or `Authorization`)",
+    // Clickpost's times are IST wall-clock, return orders included (§1.8, §6).
+    default_zone_seconds: 5 * 3600 + 30 * 60,
+    panel_steps: "Dashboard › Settings › Notification › Webhooks: the notify URL, with \
+                  \"Selected Status\" (or \"All Status\"). The key is the `webhook_key` Clickpost \
+                  returns at registration (sent as the `webhook_key` header), or the dashboard's \
+                  token auth value (sent as `Authorization`).",
+    // Clickpost's test button posts whatever test data the merchant gives it (§1.1): there is
+    // no fixed body to recognise, so only GET and empty bodies are probes.
+    demo_sample: "tests/fixtures/clickpost/delivered_selected_captured.json",
+    classify: |_| BodyKind::Payload,
+    normalize: |body, ctx| normalize(body, ctx).map(|event| vec![event]),
+};
 
 /// `clickpost_status_code` → canonical status (carriers.md §1.4). Codes are listed in table order.
 pub fn status_for_code(code: i64) -> Status {
@@ -71,15 +96,27 @@ fn ndr_reason(code: i64) -> Option<&'static str> {
     })
 }
 
-/// Managed-returns events (Return Order Placed, Return Request Approved): there is no AWB yet, and
-/// their timestamps are documented as UTC rather than IST (carriers.md §1.8).
-fn is_return_request(code: Option<i64>) -> bool {
-    matches!(code, Some(101 | 102))
-}
-
 /// Codes that only exist on reverse journeys (carriers.md §1.4, journey "Reverse").
 fn is_reverse_only(code: Option<i64>) -> bool {
     matches!(code, Some(30..=32 | 101 | 102))
+}
+
+/// Forward or return, by the first of these rules that applies (never from free text such as
+/// `remark`, which couriers word as they like):
+/// 1. `additional.is_rvp: true` (§1.9);
+/// 2. a code that only exists on reverse journeys (30–32, 101, 102);
+/// 3. `additional.dsqc.category == "REV"`: doorstep-QC reverse pickups arrive without `is_rvp`
+///    (§6);
+/// 4. else forward. `is_rvp: false` decides nothing: forward bodies carry it by default.
+fn direction(is_rvp: bool, code: Option<i64>, dsqc_category: Option<&str>) -> ShipmentType {
+    if is_rvp
+        || is_reverse_only(code)
+        || dsqc_category.is_some_and(|c| c.eq_ignore_ascii_case("REV"))
+    {
+        ShipmentType::Return
+    } else {
+        ShipmentType::Forward
+    }
 }
 
 #[derive(Deserialize)]
@@ -113,6 +150,17 @@ struct Additional {
     forward_order_id: Option<Str>,
     return_reference_number: Option<Str>,
     item_info: Option<Vec<WireItem>>,
+    /// A pickup's failure reason, the pickup analogue of NDR (§6).
+    npr_status_code: Option<Str>,
+    npr_status_description: Option<Str>,
+    /// Doorstep QC of a reverse pickup. Holds the customer's name, phone and address: it may go
+    /// to the tenant in `source`, but nothing of it is ever logged. Only `category` is read.
+    dsqc: Option<Dsqc>,
+}
+
+#[derive(Deserialize)]
+struct Dsqc {
+    category: Option<Str>,
 }
 
 #[derive(Deserialize)]
@@ -144,38 +192,30 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
     let code = text(&payload.clickpost_status_code).unwrap_or_default();
     let numeric_code = code.parse::<i64>().ok();
     let status = numeric_code.map_or(Status::Unknown, status_for_code);
-    let zone = if is_return_request(numeric_code) {
-        time::utc()
-    } else {
-        ctx.zone
-    };
 
     let event_time_raw = text(&payload.timestamp)
         .ok_or(NormalizeError::NoTime("`timestamp` is missing or blank"))?;
-    let event_time = parse_time("timestamp", &event_time_raw, zone)?;
+    let event_time = parse_time("timestamp", &event_time_raw, ctx)?;
 
-    let is_rvp = additional.is_rvp.is_some_and(|f| f.0);
-    let shipment_type = if is_rvp || is_reverse_only(numeric_code) {
-        ShipmentType::Return
-    } else {
-        ShipmentType::Forward
-    };
+    let dsqc_category = additional.dsqc.as_ref().and_then(|d| text(&d.category));
+    let shipment_type = direction(
+        additional.is_rvp.is_some_and(|f| f.0),
+        numeric_code,
+        dsqc_category.as_deref(),
+    );
 
     let latest_status = additional.latest_status.as_ref().map(|latest| {
         let code = text(&latest.clickpost_status_code).unwrap_or_default();
         let numeric = code.parse::<i64>().ok();
         let raw_time = text(&latest.timestamp);
-        let zone = if is_return_request(numeric) {
-            time::utc()
-        } else {
-            ctx.zone
-        };
         LatestStatus {
             status: numeric.map_or(Status::Unknown, status_for_code),
             code,
             description: text(&latest.clickpost_status_description),
             // A bad time here must not sink the scan the webhook is about; the raw text is kept.
-            event_time: raw_time.as_deref().and_then(|t| time::to_utc(t, zone).ok()),
+            event_time: raw_time
+                .as_deref()
+                .and_then(|t| time::to_utc(t, ctx.zone).ok()),
             event_time_raw: raw_time,
         }
     });
@@ -184,6 +224,13 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         code: code.to_string(),
         reason: text(&additional.ndr_status_description)
             .or_else(|| ndr_reason(code).map(str::to_owned)),
+    });
+
+    let npr_code = text(&additional.npr_status_code);
+    let npr_reason = text(&additional.npr_status_description);
+    let npr = (npr_code.is_some() || npr_reason.is_some()).then_some(Npr {
+        code: npr_code,
+        reason: npr_reason,
     });
 
     let notification_event_id = additional
@@ -225,6 +272,7 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         latest_status,
         is_stale: false,
         ndr,
+        npr,
         edd: text(&additional.courier_partner_edd).and_then(|d| time::to_date(&d)),
         items: additional
             .item_info
@@ -272,6 +320,84 @@ mod tests {
     }
 
     #[test]
+    fn a_reverse_pickup_without_is_rvp_is_a_return_by_its_dsqc_category() {
+        // Built from docs/carriers.md §6: a doorstep-QC reverse pickup (NuvoEx) with
+        // `dsqc.category` "REV" and no `is_rvp`; the raw text says nothing of direction.
+        let e = event(
+            r#"{"waybill":"NX1","clickpost_status_code":4,"status":"Picked Up","remark":"Reverse Pickup",
+                "timestamp":"2023-02-07T18:09:00Z","additional":{"dsqc":{"category":"REV","name":"A. Customer"}}}"#,
+        );
+        assert_eq!((e.status, e.shipment_type), (Status::PickedUp, ShipmentType::Return));
+    }
+
+    #[test]
+    fn direction_follows_the_documented_precedence() {
+        use ShipmentType::{Forward, Return};
+        assert_eq!(direction(true, Some(4), None), Return);
+        assert_eq!(direction(false, Some(101), None), Return);
+        assert_eq!(direction(false, Some(4), Some("rev")), Return);
+        assert_eq!(direction(false, Some(4), Some("FWD")), Forward);
+        assert_eq!(direction(false, Some(4), None), Forward);
+    }
+
+    #[test]
+    fn the_code_decides_not_the_couriers_text() {
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":21,"status":"In Transit","timestamp":"2023-02-07T18:09:00Z"}"#,
+        );
+        assert_eq!(e.status, Status::RtoInTransit);
+        assert_eq!(e.carrier_status.raw.as_deref(), Some("In Transit"));
+    }
+
+    #[test]
+    fn return_request_times_are_ist_and_an_explicit_offset_still_wins() {
+        let e = event(
+            r#"{"waybill":"","clickpost_status_code":101,"timestamp":"2019-04-29 07:47:07.161221",
+                "additional":{"forward_awb":"F1"}}"#,
+        );
+        assert_eq!(e.event_time.to_rfc3339(), "2019-04-29T02:17:07.161221+00:00");
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00+01:00"}"#,
+        );
+        assert_eq!(e.event_time.to_rfc3339(), "2023-02-07T17:09:00+00:00");
+    }
+
+    #[test]
+    fn a_pickup_failure_reason_is_kept_and_absent_when_not_sent() {
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":3,"timestamp":"2023-02-07T18:09:00Z",
+                "additional":{"npr_status_code":2,"npr_status_description":"Customer not available"}}"#,
+        );
+        assert_eq!(
+            e.npr,
+            Some(Npr {
+                code: Some("2".into()),
+                reason: Some("Customer not available".into())
+            })
+        );
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":3,"timestamp":"2023-02-07T18:09:00Z",
+                "additional":{"npr_status_code":null,"npr_status_description":null}}"#,
+        );
+        assert_eq!(e.npr, None);
+    }
+
+    #[test]
+    fn an_implausible_time_is_refused_naming_the_field() {
+        for (time, why) in [
+            ("2100-01-01T00:00:00Z", "more than a day after"),
+            ("1999-12-31T23:59:59Z", "before 2000-01-01"),
+        ] {
+            let body = format!(
+                r#"{{"waybill":"A","clickpost_status_code":5,"timestamp":"{time}"}}"#
+            );
+            let err = normalize(body.as_bytes(), &ctx()).unwrap_err().to_string();
+            assert!(err.starts_with("field `timestamp` is not a plausible event time"), "{err}");
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
     fn an_unknown_code_is_accepted_as_unknown_with_the_code_kept() {
         let e = event(
             r#"{"waybill":"A","clickpost_status_code":777,"timestamp":"2023-02-07T18:09:00Z"}"#,
@@ -299,9 +425,10 @@ mod tests {
         );
         assert_eq!(e.status, Status::ReturnApproved);
         assert_eq!(e.shipment_type, ShipmentType::Return);
+        // IST wall-clock, like every Clickpost time (§6 supersedes §1.8's UTC reading).
         assert_eq!(
             e.event_time.to_rfc3339(),
-            "2022-11-18T07:30:08.396840+00:00"
+            "2022-11-18T02:00:08.396840+00:00"
         );
         assert_eq!(e.reference_number.as_deref(), Some("RR1"));
         assert_eq!(e.order_id.as_deref(), Some("O1"));

@@ -1,17 +1,186 @@
-//! Carrier normalisers: raw webhook bytes in, canonical events out, or a precise error.
+//! The carriers. Each module (`clickpost`, `shiprocket`, `shipway`) owns all that the relay knows
+//! of one aggregator, in its [`CarrierSpec`]: its notify path, where its credential may be and what
+//! a 401 says, its default zone, how to recognise its set-up probes and panel test bodies, its
+//! status table, its direction rules, its normaliser, and which body fields are credentials that
+//! must be scrubbed before anything is stored or pushed. Everything else iterates
+//! [`Carrier::ALL`] and asks [`Carrier::spec`]. The facts and their sources are in
+//! docs/carriers.md.
 //!
 //! Each carrier module keeps its wire structs private and holds its status-code table in one
 //! `match`, so a reader finds a carrier's whole mapping in one place.
 
 pub mod clickpost;
+pub mod scrub;
 pub mod shiprocket;
 pub mod shipway;
 mod wire;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use std::fmt;
+use std::str::FromStr;
 
-use crate::model::{CanonicalEvent, Carrier, EventId, EventIdParts};
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CanonicalEvent, EventId, EventIdParts, Source, UnknownName};
 use crate::time::{self, TimeError};
+
+pub use wire::MAX_DEPTH;
+pub(crate) use wire::field as wire_field;
+
+/// The aggregators that push to us. Serialised in lowercase (`"clickpost"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Carrier {
+    Clickpost,
+    Shiprocket,
+    Shipway,
+}
+
+impl Carrier {
+    pub const ALL: [Carrier; 3] = [Carrier::Clickpost, Carrier::Shiprocket, Carrier::Shipway];
+
+    /// Everything the relay knows about this carrier.
+    pub fn spec(self) -> &'static CarrierSpec {
+        match self {
+            Carrier::Clickpost => &clickpost::SPEC,
+            Carrier::Shiprocket => &shiprocket::SPEC,
+            Carrier::Shipway => &shipway::SPEC,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The carrier whose notify path this is.
+    pub fn from_notify_path(path: &str) -> Option<Carrier> {
+        Carrier::ALL
+            .into_iter()
+            .find(|c| c.spec().notify_path == path)
+    }
+}
+
+impl fmt::Display for Carrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Carrier {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Carrier::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownName {
+                kind: "carrier",
+                given: s.to_owned(),
+                valid: Carrier::ALL.iter().map(|c| c.as_str()).collect(),
+            })
+    }
+}
+
+/// Where a carrier may put its credential. The sources of a carrier are tried in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// A request header (name in lowercase).
+    Header(&'static str),
+    /// The `Authorization` header: its value as sent, and the token after `Bearer `.
+    Authorization,
+    /// A query parameter of the notify URL.
+    Query(&'static str),
+    /// A top-level string field of the JSON body. It is a credential: it is scrubbed from every
+    /// stored or forwarded copy of the body.
+    BodyField(&'static str),
+}
+
+/// What a POST body is, before any credential is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// A carrier panel's set-up probe (sent when the URL is saved, or a "send sample" button):
+    /// answered 200 with no credential, nothing stored.
+    Probe,
+    /// A carrier panel's "test webhook" body: a fixed dummy shipment, never delivered as an event.
+    PanelTest,
+    /// Anything else: authenticated, then normalised.
+    Payload,
+}
+
+/// Everything the relay knows about one carrier. Each carrier module defines one `SPEC`.
+pub struct CarrierSpec {
+    pub carrier: Carrier,
+    /// Lowercase name: in JSON, metrics, logs, settings.
+    pub name: &'static str,
+    /// The carrier's display name, for people.
+    pub title: &'static str,
+    /// The path the carrier is configured to POST to (API Gateway route and `rms serve` route).
+    pub notify_path: &'static str,
+    /// Where the credential may be, in the order tried.
+    pub key_sources: &'static [KeySource],
+    /// The end of a 401's message when no credential was found: where the key goes.
+    pub missing_key_hint: &'static str,
+    /// The zone the carrier's wall-clock times are in unless configured otherwise, in seconds
+    /// east of UTC.
+    pub default_zone_seconds: i32,
+    /// Where the URL and the key go in the carrier's panel (README, console).
+    pub panel_steps: &'static str,
+    /// A documented payload of this carrier, relative to the repository root: what `rms serve
+    /// --demo` suggests sending.
+    pub demo_sample: &'static str,
+    /// Recognises set-up probes and panel test bodies. Called on every POST before the
+    /// credential is checked, on a body that is known to nest at most `MAX_DEPTH` levels.
+    pub classify: fn(&[u8]) -> BodyKind,
+    /// The normaliser: one payload to its canonical events (a batch gives several, an empty
+    /// one none).
+    pub normalize: fn(&[u8], &NormalizeContext) -> Result<Vec<CanonicalEvent>, NormalizeError>,
+}
+
+impl CarrierSpec {
+    pub fn default_zone(&self) -> FixedOffset {
+        FixedOffset::east_opt(self.default_zone_seconds).unwrap_or_else(time::ist)
+    }
+
+    /// The environment variable that overrides the zone on AWS (`CLICKPOST_ZONE`).
+    pub fn zone_variable(&self) -> String {
+        format!("{}_ZONE", self.name.to_ascii_uppercase())
+    }
+
+    /// The header a key is sent in by default (the first header source).
+    pub fn key_header(&self) -> &'static str {
+        self.key_sources
+            .iter()
+            .find_map(|s| match s {
+                KeySource::Header(name) => Some(*name),
+                KeySource::Authorization => Some("authorization"),
+                _ => None,
+            })
+            .unwrap_or("x-api-key")
+    }
+
+    /// The body fields that hold credentials (scrubbed from every stored or pushed copy).
+    pub fn credential_fields(&self) -> impl Iterator<Item = &'static str> {
+        self.key_sources.iter().filter_map(|s| match s {
+            KeySource::BodyField(name) => Some(*name),
+            _ => None,
+        })
+    }
+
+    /// The body as it may be stored or pushed: every credential field removed, at any depth.
+    pub fn scrub<'a>(&self, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let fields: Vec<&str> = self.credential_fields().collect();
+        scrub::remove_members(body, &fields)
+    }
+
+    /// What a body is (see [`BodyKind`]). A body nested too deep to inspect is a payload (and is
+    /// refused as such).
+    pub fn classify(&self, body: &[u8]) -> BodyKind {
+        if wire::too_deep(body) {
+            return BodyKind::Payload;
+        }
+        (self.classify)(body)
+    }
+}
 
 /// What a normaliser needs besides the bytes: who the payload is for and how to read its times.
 #[derive(Debug, Clone)]
@@ -45,6 +214,8 @@ pub enum NormalizeError {
     NotUtf8 { offset: usize },
     #[error("the body is not valid JSON: {0}")]
     Syntax(#[source] serde_json::Error),
+    #[error("the body nests JSON deeper than {limit} levels; no carrier payload does")]
+    TooDeep { limit: usize },
     #[error("{what} must be a JSON object, but it is {found}")]
     NotAnObject { what: String, found: &'static str },
     #[error("field `{path}` is invalid: {source}")]
@@ -63,39 +234,99 @@ pub enum NormalizeError {
         #[source]
         source: TimeError,
     },
+    #[error("field `{field}` is not a plausible event time: {raw:?}: {why}")]
+    Implausible {
+        field: String,
+        raw: String,
+        why: &'static str,
+    },
 }
 
 /// Normalises one carrier payload into its canonical events (a Shipway batch gives several, an
-/// empty one none).
+/// empty one none). JSON nested deeper than [`MAX_DEPTH`] is refused before any tree is built.
 pub fn normalize(
     carrier: Carrier,
     body: &[u8],
     ctx: &NormalizeContext,
 ) -> Result<Vec<CanonicalEvent>, NormalizeError> {
-    match carrier {
-        Carrier::Clickpost => clickpost::normalize(body, ctx).map(|e| vec![e]),
-        Carrier::Shiprocket => shiprocket::normalize(body, ctx).map(|e| vec![e]),
-        Carrier::Shipway => shipway::normalize(body, ctx),
+    if wire::too_deep(body) {
+        return Err(NormalizeError::TooDeep { limit: MAX_DEPTH });
     }
+    let spec = carrier.spec();
+    let mut events = (spec.normalize)(body, ctx)?;
+    // A credential in the body (Shipway's `hash`) never reaches the tenant or the store.
+    let fields: Vec<&str> = spec.credential_fields().collect();
+    if !fields.is_empty() {
+        for event in &mut events {
+            if let Some(source) = &event.source {
+                if let std::borrow::Cow::Owned(clean) =
+                    scrub::remove_members_str(source.as_str(), &fields)
+                {
+                    event.source = Source::from_json(&clean);
+                }
+            }
+        }
+    }
+    Ok(events)
 }
 
-/// Reads a time field, naming the field in the error.
+/// The earliest event time believed: no carrier scan predates this.
+fn earliest_plausible() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// How far after its arrival an event's time may be (clock skew between the carrier and us).
+pub const MAX_FUTURE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Reads the event's time from `field`, naming the field in the error, and refuses a time no
+/// scan can have: before 2000-01-01, or more than [`MAX_FUTURE`] after the body arrived. Such a
+/// time would also make every later real scan of the shipment look stale.
 fn parse_time(
     field: impl Into<String>,
     raw: &str,
-    zone: FixedOffset,
+    ctx: &NormalizeContext,
 ) -> Result<DateTime<Utc>, NormalizeError> {
-    time::to_utc(raw, zone).map_err(|source| NormalizeError::Time {
-        field: field.into(),
+    let field = field.into();
+    let time = time::to_utc(raw, ctx.zone).map_err(|source| NormalizeError::Time {
+        field: field.clone(),
         source,
-    })
+    })?;
+    if time < earliest_plausible() {
+        return Err(NormalizeError::Implausible {
+            field,
+            raw: raw.to_owned(),
+            why: "it is before 2000-01-01",
+        });
+    }
+    if time > ctx.received_at + MAX_FUTURE {
+        return Err(NormalizeError::Implausible {
+            field,
+            raw: raw.to_owned(),
+            why: "it is more than a day after the body arrived",
+        });
+    }
+    Ok(time)
 }
 
 /// Fills in `event_id` once the event is complete; `why_no_key` explains a missing shipment id in
 /// the carrier's own field names.
 fn seal(
+    event: CanonicalEvent,
+    notification_event_id: Option<i64>,
+    why_no_key: &'static str,
+) -> Result<CanonicalEvent, NormalizeError> {
+    let identity_time = event.event_time_raw.clone();
+    seal_with_identity(event, notification_event_id, &identity_time, why_no_key)
+}
+
+/// As [`seal`], with the time text that identifies the occurrence given apart from the event's
+/// own time (a status carried by no scan: see `shiprocket`).
+fn seal_with_identity(
     mut event: CanonicalEvent,
     notification_event_id: Option<i64>,
+    identity_time: &str,
     why_no_key: &'static str,
 ) -> Result<CanonicalEvent, NormalizeError> {
     let key = event.shipment_key();
@@ -108,7 +339,7 @@ fn seal(
         carrier: event.carrier,
         shipment_key: key,
         status_code: &event.carrier_status.code,
-        event_time_raw: &event.event_time_raw,
+        event_time_raw: identity_time,
         notification_event_id: notification.as_deref(),
     });
     Ok(event)

@@ -1,19 +1,80 @@
-//! Shiprocket tracking webhooks (carriers.md §2): one shipment per POST, with the cumulative
-//! `scans[]` history.
+//! Shiprocket (docs/carriers.md §2): one shipment per POST, with the cumulative `scans[]` history.
 //!
 //! The status comes from `shipment_status_id` (§2.3), never from `current_status_id`, which is a
 //! different code space (§2.4: 20 is "In Transit" there and "Pickup Exception" here). The event is
 //! the scan that set that status (the newest scan whose `sr-status` equals it), so re-sends of the
-//! same history, and scans that do not change the status, give the same event id.
+//! same history, and scans that do not change the status, give the same event id. A status that
+//! no scan carries (§6: a real RTO INITIATED whose newest scan is an unrelated "In Transit") is an
+//! event of its own, with nothing taken from an unrelated scan: see [`normalize`].
 
 use serde::Deserialize;
 
 use super::wire::{first_text, parse_json, source, text, Flag, Str};
-use super::{parse_time, seal, NormalizeContext, NormalizeError};
+use super::{
+    parse_time, seal, seal_with_identity, BodyKind, CarrierSpec, KeySource, NormalizeContext,
+    NormalizeError,
+};
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Status, SCHEMA_ID,
 };
 use crate::time;
+
+pub static SPEC: CarrierSpec = CarrierSpec {
+    carrier: Carrier::Shiprocket,
+    name: "shiprocket",
+    title: "Shiprocket",
+    // Shiprocket's panel refuses a URL holding `sr`, `kr`, `shiprocket` or `kartrocket` (§2.1).
+    notify_path: "/rms/in/api/st/notify",
+    // The docs say `x-api-key`; receivers in the field read `x-shiprocket-token`, some accounts
+    // send `anx-api-key`, one the raw token in `Authorization` (§2.1, §6). All are accepted.
+    key_sources: &[
+        KeySource::Header("x-api-key"),
+        KeySource::Header("anx-api-key"),
+        KeySource::Header("x-shiprocket-token"),
+        KeySource::Authorization,
+    ],
+    missing_key_hint: "send the token in the `x-api-key` header (or `x-shiprocket-token`, \
+                       `anx-api-key`, `Authorization`)",
+    default_zone_seconds: 5 * 3600 + 30 * 60,
+    panel_steps: "Panel › Settings › API › Webhooks: the notify URL and the security token, then \
+                  enable the toggle. Check that the URL holds no `sr` or `kr` anywhere, the API id \
+                  included: Shiprocket's form refuses such URLs (use a custom domain if it does).",
+    demo_sample: "tests/fixtures/shiprocket/in_transit_official.json",
+    classify,
+    normalize: |body, ctx| normalize(body, ctx).map(|event| vec![event]),
+};
+
+/// Shiprocket's set-up probe and its panel's test body (§6).
+/// - On saving the webhook URL the panel POSTs the two bytes `{}`, with no token, and keeps the URL
+///   only if it is answered 200.
+/// - "Test Webhook" sends a fixed dummy shipment: `awb` "123456", `courier_name`
+///   "dummy courier_name", `order_id` "dummpy shiprocket order id 123" (sic). Two of those must
+///   agree, so that a real AWB 123456 is not taken for a test.
+fn classify(body: &[u8]) -> BodyKind {
+    let mut significant = body.iter().filter(|b| !b.is_ascii_whitespace());
+    if significant.next() == Some(&b'{')
+        && significant.next() == Some(&b'}')
+        && significant.next().is_none()
+    {
+        return BodyKind::Probe;
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        awb: Option<Str>,
+        courier_name: Option<Str>,
+        order_id: Option<Str>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head>(body) else {
+        return BodyKind::Payload;
+    };
+    let is = |field: &Option<Str>, value: &str| text(field).as_deref() == Some(value);
+    let dummy_order = text(&head.order_id)
+        .is_some_and(|o| o.starts_with("dummpy shiprocket order id"));
+    if is(&head.awb, "123456") && (is(&head.courier_name, "dummy courier_name") || dummy_order) {
+        return BodyKind::PanelTest;
+    }
+    BodyKind::Payload
+}
 
 /// `shipment_status_id` (and `scans[].sr-status`) → canonical status (carriers.md §2.3, plus the
 /// low ids 0–5 and 11 that occur in practice).
@@ -93,6 +154,13 @@ struct Scan {
 }
 
 /// Normalises one Shiprocket webhook body.
+///
+/// When no scan carries the shipment's status, the event is the status itself: its description
+/// is the top-level `shipment_status`; its remark, location and raw courier code are empty (an
+/// unrelated scan's would be wrong); its time is `current_timestamp` (IST, `dd MM yyyy HH:mm:ss`,
+/// the send time: the best evidence there is), else the newest scan's. Its identity is the status
+/// and the newest scan's time, not `current_timestamp`: the same status re-sent later is the same
+/// event, and the same status after new scans (a second RTO, say) is a new one.
 pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, NormalizeError> {
     let payload: Payload = parse_json(body)?;
     let scans = payload.scans.as_deref().unwrap_or_default();
@@ -103,14 +171,32 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         .ok()
         .map_or(Status::Unknown, status_for_code);
 
-    let (scan, event_time_raw, event_time) = match event_scan(scans, &code, ctx)? {
-        Some((scan, raw, time)) => (Some(scan), raw, time),
-        None => {
-            let raw = text(&payload.current_timestamp).ok_or(NormalizeError::NoTime(
-                "there are no `scans[].date` and no `current_timestamp`",
-            ))?;
-            let time = parse_time("current_timestamp", &raw, ctx.zone)?;
-            (None, raw, time)
+    let matching = |s: &&Scan| !code.is_empty() && text(&s.sr_status).as_deref() == Some(&code);
+    let mut scan = None;
+    let mut unmatched_identity = None;
+    let (event_time_raw, event_time) = if let Some((found, raw, time)) =
+        newest_scan(scans, &matching, ctx)?
+    {
+        scan = Some(found);
+        (raw, time)
+    } else if code.is_empty() {
+        // No status at all: the newest scan is all there is to say.
+        match newest_scan(scans, &|_| true, ctx)? {
+            Some((found, raw, time)) => {
+                scan = Some(found);
+                (raw, time)
+            }
+            None => current_timestamp(&payload, ctx)?,
+        }
+    } else {
+        let head = newest_date(scans);
+        unmatched_identity = Some(format!("status-without-scan;{}", head.unwrap_or_default()));
+        match text(&payload.current_timestamp) {
+            Some(_) => current_timestamp(&payload, ctx)?,
+            None => match newest_scan(scans, &|_| true, ctx)? {
+                Some((_, raw, time)) => (raw, time),
+                None => current_timestamp(&payload, ctx)?,
+            },
         }
     };
 
@@ -154,48 +240,61 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         latest_status: None,
         is_stale: false,
         ndr,
+        npr: None,
         edd: text(&payload.etd).and_then(|d| time::to_date(&d)),
         items: Vec::new(),
         source: source(body, ctx),
     };
-    seal(
-        event,
-        None,
-        "`awb` and `order_id` are both missing or blank",
-    )
+    let why_no_key = "`awb` and `order_id` are both missing or blank";
+    match unmatched_identity {
+        Some(identity) => seal_with_identity(event, None, &identity, why_no_key),
+        None => seal(event, None, why_no_key),
+    }
+}
+
+/// `current_timestamp`, the time Shiprocket sent the body (IST, day first).
+fn current_timestamp(
+    payload: &Payload,
+    ctx: &NormalizeContext,
+) -> Result<(String, chrono::DateTime<chrono::Utc>), NormalizeError> {
+    let raw = text(&payload.current_timestamp).ok_or(NormalizeError::NoTime(
+        "there are no `scans[].date` and no `current_timestamp`",
+    ))?;
+    let time = parse_time("current_timestamp", &raw, ctx)?;
+    Ok((raw, time))
 }
 
 type ChosenScan<'a> = (&'a Scan, String, chrono::DateTime<chrono::Utc>);
 
-/// The scan the event is about: the newest one whose `sr-status` is the shipment's status, else
-/// the newest one. Scans carry their own times, so order in the array does not matter; on a tie the
-/// later entry wins. Only the candidates' times are read, so a bad date in an unrelated old scan
-/// does not reject the update.
-fn event_scan<'a>(
+/// The newest dated scan that `pick` accepts. Scans carry their own times and their order differs
+/// between bodies (§6), so the array order does not matter; on a tie the later entry wins. Only
+/// the candidates' times are read, so a bad date in an unrelated old scan does not reject the
+/// update.
+fn newest_scan<'a>(
     scans: &'a [Scan],
-    code: &str,
+    pick: &dyn Fn(&&Scan) -> bool,
     ctx: &NormalizeContext,
 ) -> Result<Option<ChosenScan<'a>>, NormalizeError> {
-    let matching = |s: &&Scan| text(&s.sr_status).as_deref() == Some(code) && !code.is_empty();
-    let dated = |s: &&Scan| text(&s.date).is_some();
-    let newest = |pick: &dyn Fn(&&Scan) -> bool| -> Result<Option<ChosenScan<'a>>, NormalizeError> {
-        let mut best: Option<ChosenScan<'a>> = None;
-        for (i, scan) in scans.iter().enumerate() {
-            if !(pick(&scan) && dated(&scan)) {
-                continue;
-            }
-            let raw = text(&scan.date).unwrap_or_default();
-            let time = parse_time(format!("scans[{i}].date"), &raw, ctx.zone)?;
-            if best.as_ref().is_none_or(|(_, _, t)| time >= *t) {
-                best = Some((scan, raw, time));
-            }
+    let mut best: Option<ChosenScan<'a>> = None;
+    for (i, scan) in scans.iter().enumerate() {
+        let Some(raw) = text(&scan.date) else {
+            continue;
+        };
+        if !pick(&scan) {
+            continue;
         }
-        Ok(best)
-    };
-    match newest(&matching)? {
-        Some(found) => Ok(Some(found)),
-        None => newest(&|_| true),
+        let time = parse_time(format!("scans[{i}].date"), &raw, ctx)?;
+        if best.as_ref().is_none_or(|(_, _, t)| time >= *t) {
+            best = Some((scan, raw, time));
+        }
     }
+    Ok(best)
+}
+
+/// The newest scan date as text, without judging it (for an event's identity only). Scan dates
+/// share one format, `yyyy-MM-dd HH:mm:ss`, which sorts as text.
+fn newest_date(scans: &[Scan]) -> Option<String> {
+    scans.iter().filter_map(|s| text(&s.date)).max()
 }
 
 #[cfg(test)]
@@ -243,16 +342,80 @@ mod tests {
     }
 
     #[test]
-    fn without_a_matching_scan_the_newest_scan_is_used() {
+    fn without_a_matching_scan_the_time_is_the_newest_scans_and_nothing_else_of_it_is_taken() {
         let e = event(
-            r#"{"awb":"A","shipment_status_id":7,"is_return":1,"scans":[
-                {"date":"2023-05-23 11:43:46","sr-status":"NA"},{"date":"2023-05-20 10:00:00","sr-status":"NA"}]}"#,
+            r#"{"awb":"A","shipment_status_id":7,"shipment_status":"DELIVERED","is_return":1,"scans":[
+                {"date":"2023-05-23 11:43:46","activity":"Bagged","location":"Hub","sr-status":"NA"},
+                {"date":"2023-05-20 10:00:00","sr-status":"NA"}]}"#,
         );
         assert_eq!(e.event_time_raw, "2023-05-23 11:43:46");
         assert_eq!(
             (e.status, e.shipment_type),
             (Status::Delivered, ShipmentType::Return)
         );
+        assert_eq!((e.location, e.remark, e.carrier_status.raw), (None, None, None));
+        assert_eq!(e.carrier_status.description.as_deref(), Some("DELIVERED"));
+    }
+
+    /// Built from docs/carriers.md §6: a real RTO INITIATED body (`shipment_status_id` 9) has no
+    /// scan with `sr-status` 9; its return scans carry "NA" and the newest scan is an unrelated
+    /// "In Transit - Added to Bag". Shiprocket re-sends it with a new `current_timestamp`.
+    fn rto_initiated(current_timestamp: &str, extra_scan: &str) -> String {
+        format!(
+            r#"{{"awb":"19041712345678","current_status":"RTO INITIATED","current_status_id":15,
+            "shipment_status":"RTO INITIATED","shipment_status_id":9,"current_timestamp":"{current_timestamp}",
+            "order_id":"SY-WA-2223-4022","sr_order_id":345678901,"is_return":0,"scans":[
+            {{"date":"2022-11-02 10:11:00","status":"X-PPOM","activity":"Picked up","location":"Jaipur","sr-status":"42"}},
+            {{"date":"2022-11-05 18:01:00","status":"X-DLL2F","activity":"Return Accepted","location":"Delhi","sr-status":"NA"}},
+            {{"date":"2022-11-06 09:30:00","status":"X-IBD3F","activity":"In Transit - Added to Bag","location":"Delhi_Hub","sr-status":19}}{extra_scan}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_status_no_scan_carries_takes_nothing_from_an_unrelated_scan() {
+        let e = event(&rto_initiated("07 11 2022 11:02:45", ""));
+        assert_eq!(e.status, Status::RtoInitiated);
+        assert_eq!(e.carrier_status.description.as_deref(), Some("RTO INITIATED"));
+        assert_eq!((e.remark, e.location, e.carrier_status.raw), (None, None, None));
+        // `current_timestamp`, IST, day first.
+        assert_eq!(e.event_time_raw, "07 11 2022 11:02:45");
+        assert_eq!(e.event_time.to_rfc3339(), "2022-11-07T05:32:45+00:00");
+    }
+
+    #[test]
+    fn the_same_status_re_sent_later_is_the_same_event_and_a_new_occurrence_is_not() {
+        let first = event(&rto_initiated("07 11 2022 11:02:45", ""));
+        let resent = event(&rto_initiated("07 11 2022 19:40:02", ""));
+        assert_eq!(first.event_id, resent.event_id);
+        let later = event(&rto_initiated(
+            "12 11 2022 08:00:00",
+            r#",{"date":"2022-11-11 21:00:00","activity":"Reached hub","sr-status":"NA"}"#,
+        ));
+        assert_ne!(first.event_id, later.event_id);
+    }
+
+    #[test]
+    fn sr_status_may_be_a_number() {
+        let e = event(
+            r#"{"awb":"A","shipment_status_id":19,"scans":[{"date":"2022-11-06 09:30:00","activity":"Out for pickup","sr-status":19}]}"#,
+        );
+        assert_eq!(e.status, Status::OutForPickup);
+        assert_eq!(e.remark.as_deref(), Some("Out for pickup"));
+    }
+
+    #[test]
+    fn the_panel_probe_and_test_body_are_recognised_and_a_real_awb_123456_is_not() {
+        assert_eq!(classify(b"{}"), BodyKind::Probe);
+        assert_eq!(classify(b" { }\n"), BodyKind::Probe);
+        let test = br#"{"awb":"123456","courier_name":"dummy courier_name","current_status":"Delivered",
+            "current_status_id":7,"shipment_status":"Delivered","shipment_status_id":7,
+            "current_timestamp":"27 11 2026 16:02:11","order_id":"dummpy shiprocket order id 123",
+            "sr_order_id":1234,"channel_id":1234,"scans":[]}"#;
+        assert_eq!(classify(test), BodyKind::PanelTest);
+        let real = br#"{"awb":"123456","courier_name":"Delhivery","order_id":"SY-1","shipment_status_id":7}"#;
+        assert_eq!(classify(real), BodyKind::Payload);
+        assert_eq!(classify(br#"{"awb":"A"}"#), BodyKind::Payload);
+        assert_eq!(classify(b"not json"), BodyKind::Payload);
     }
 
     #[test]

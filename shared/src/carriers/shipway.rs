@@ -1,22 +1,75 @@
-//! Shipway webhooks (carriers.md §3), in both shapes seen in the wild:
+//! Shipway (docs/carriers.md §3), in both shapes seen in the wild:
 //! - classic: `{"hash": …, "status_feed": [shipment, …]}`, a batch; each element is one event;
 //! - panel: one shipment at the top level, with details repeated under `api_input`.
 //!
 //! Both shapes use the same field names, so one wire struct reads the top level, `api_input` and
-//! every `status_feed` element; a field missing at the top is taken from `api_input`.
+//! every `status_feed` element; a field missing at the top is taken from `api_input`. The classic
+//! `hash` is a credential (md5 of username and licence key): it authenticates the body and is
+//! scrubbed from every stored or forwarded copy of it.
 
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::wire::{first_text, parse_element, parse_json, source, text, Str};
-use super::{parse_time, seal, NormalizeContext, NormalizeError};
+use super::{parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext, NormalizeError};
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Source, Status, SCHEMA_ID,
 };
 use crate::time;
+
+pub static SPEC: CarrierSpec = CarrierSpec {
+    carrier: Carrier::Shipway,
+    name: "shipway",
+    title: "Shipway",
+    notify_path: "/rms/in/api/shipway/notify",
+    // A header, a `?key=` on the URL, or the classic format's `hash` body field (§3.1).
+    key_sources: &[
+        KeySource::Header("x-api-key"),
+        KeySource::Query("key"),
+        KeySource::BodyField("hash"),
+    ],
+    missing_key_hint: "send the key in the `x-api-key` header, the `key` query parameter, or the \
+                       body's `hash`",
+    default_zone_seconds: 5 * 3600 + 30 * 60,
+    panel_steps: "Shipway dashboard (or ask Shipway support): the notify URL. The key goes in the \
+                  `x-api-key` header, or append `?key=<key>` to the URL; classic accounts \
+                  authenticate with the body's `hash` (md5 of `username:license_key`), which is \
+                  registered as the key.",
+    demo_sample: "tests/fixtures/shipway/panel_delivered.json",
+    classify,
+    normalize,
+};
+
+/// Shipway's set-up probes (§6): "Send Sample Webhook" posts
+/// `{"order_id":"99999999","current_status":"DEL"}` with no `hash`, and another report has it send
+/// an empty `status_feed`. Neither is a shipment; both are answered 200 with nothing stored.
+fn classify(body: &[u8]) -> BodyKind {
+    #[derive(Deserialize)]
+    struct Head {
+        order_id: Option<Str>,
+        awbno: Option<Str>,
+        status_feed: Option<Vec<IgnoredAny>>,
+        api_input: Option<IgnoredAny>,
+        scans: Option<IgnoredAny>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head>(body) else {
+        return BodyKind::Payload;
+    };
+    let sample = text(&head.order_id).as_deref() == Some("99999999")
+        && text(&head.awbno).is_none()
+        && head.api_input.is_none()
+        && head.scans.is_none()
+        && head.status_feed.is_none();
+    let empty_feed = head.status_feed.is_some_and(|feed| feed.is_empty());
+    if sample || empty_feed {
+        BodyKind::Probe
+    } else {
+        BodyKind::Payload
+    }
+}
 
 /// `current_status` code → canonical status and journey (carriers.md §3.3). Codes are matched
 /// case-insensitively; the reverse-pickup family (R-prefixed, plus PKF and PCAN) is a return.
@@ -161,17 +214,6 @@ pub fn normalize(
     }
 }
 
-/// The `shipway_hash` credential a classic body carries, if any (carriers.md §3.1).
-pub fn body_hash(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct HashOnly {
-        hash: Option<Str>,
-    }
-    serde_json::from_slice::<HashOnly>(body)
-        .ok()
-        .and_then(|h| text(&h.hash))
-}
-
 fn to_event(
     top: &Shipment,
     source: Option<Source>,
@@ -202,7 +244,7 @@ fn to_event(
             ))?,
         },
     };
-    let event_time = parse_time(time_field, &event_time_raw, ctx.zone)?;
+    let event_time = parse_time(time_field, &event_time_raw, ctx)?;
     // The scan at the event's time gives the location and the courier's own words.
     let scan = scans
         .iter()
@@ -257,6 +299,7 @@ fn to_event(
         received_at: ctx.received_at,
         latest_status: None,
         is_stale: false,
+        npr: None,
         edd: pick(|s| &s.expected_delivery_date)
             .or_else(|| extra.and_then(|e| text(&e.expected_delivery_date)))
             .and_then(|d| time::to_date(&d)),
@@ -394,11 +437,20 @@ mod tests {
     }
 
     #[test]
-    fn the_body_hash_is_read_without_normalising() {
+    fn the_sample_webhook_and_an_empty_feed_are_probes_and_real_bodies_are_not() {
         assert_eq!(
-            body_hash(br#"{"hash":"abc","status_feed":[]}"#).as_deref(),
-            Some("abc")
+            classify(br#"{"order_id":"99999999","current_status":"DEL"}"#),
+            BodyKind::Probe
         );
-        assert_eq!(body_hash(b"not json"), None);
+        assert_eq!(classify(br#"{"status_feed":[]}"#), BodyKind::Probe);
+        assert_eq!(classify(br#"{"hash":"h","status_feed":[]}"#), BodyKind::Probe);
+        assert_eq!(
+            classify(br#"{"order_id":"99999999","awbno":"A1","current_status":"DEL"}"#),
+            BodyKind::Payload
+        );
+        assert_eq!(
+            classify(br#"{"hash":"h","status_feed":[{"awbno":"A"}]}"#),
+            BodyKind::Payload
+        );
     }
 }

@@ -12,6 +12,43 @@ use serde_json::value::RawValue;
 use super::{NormalizeContext, NormalizeError};
 use crate::model::Source;
 
+/// The deepest nesting of arrays and objects accepted. Carrier payloads nest four or five levels;
+/// a client's JSON parser may crash on a body nested thousands deep, so such a body is refused.
+pub const MAX_DEPTH: usize = 64;
+
+/// Whether the body nests arrays and objects deeper than [`MAX_DEPTH`]. A byte scan that keeps
+/// only a counter, so it cannot overflow a stack on any depth, and runs before any tree is built.
+/// Brackets inside strings do not count; the text need not be valid JSON.
+pub(crate) fn too_deep(body: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses a body into a carrier's wire struct, turning serde's failures into precise errors.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, NormalizeError> {
     let text = std::str::from_utf8(body).map_err(|e| NormalizeError::NotUtf8 {
@@ -76,6 +113,35 @@ pub(crate) fn parse_element<T: DeserializeOwned>(
         },
         other => other,
     })
+}
+
+/// A top-level text field of a JSON object body (a credential the carrier puts in the body),
+/// read without building a tree. `None` if the body is not an object, or the field is absent,
+/// blank, or not a string or integer.
+pub(crate) fn field(body: &[u8], name: &str) -> Option<String> {
+    struct Find<'n>(&'n str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<Str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Option<Str>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.0 {
+                    found = map.next_value::<Option<Str>>().ok().flatten();
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.deserialize_map(Find(name))
+        .ok()
+        .flatten()
+        .and_then(|v| text(&Some(v)))
 }
 
 /// The event's `source`, if the tenant wants it. Only called on a body that has already parsed,
@@ -283,6 +349,16 @@ mod tests {
             err.to_string(),
             "the body is not valid UTF-8: invalid byte at offset 8"
         );
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_at_any_depth() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!too_deep(nested(MAX_DEPTH).as_bytes()));
+        assert!(too_deep(nested(MAX_DEPTH + 1).as_bytes()));
+        assert!(too_deep("[".repeat(1_000_000).as_bytes()));
+        let in_strings = format!(r#"{{"a":"{}","b":"\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!too_deep(in_strings.as_bytes()));
     }
 
     #[test]
