@@ -13,7 +13,8 @@
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
-//! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | `body` (B), `carrier`, `reason`: rejected payloads |
+//! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
+//! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
 //! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
 //! | events | `DELIVERED#<event_id>` | `DELIVERED` | the event reached the client (so a redelivered message is not pushed twice) |
 
@@ -27,8 +28,8 @@ use chrono::{DateTime, Utc};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore, Freshness,
-    PushConfigStore, Quarantined, TenantAuth, Unavailable,
+    Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
+    Freshness, PushConfigStore, Quarantined, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
@@ -40,7 +41,7 @@ const QUEUED: &str = "QUEUED";
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
 /// How long the newest event time of a shipment is kept (for `is_stale`).
 pub const SHIPMENT_STATE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
-/// How long a rejected payload is kept for inspection.
+/// How long a rejected payload is kept for inspection and replay, from its last arrival.
 pub const QUARANTINE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
@@ -53,6 +54,30 @@ fn n(value: i64) -> AttributeValue {
 
 fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
     now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+/// A time as the quarantine and activity items keep it: RFC 3339 in UTC with milliseconds, a
+/// fixed width, so that DynamoDB's string comparison is time order.
+pub(super) fn stamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(super) fn quarantine_key(tenant: &TenantId, digest: &str) -> HashMap<String, AttributeValue> {
+    key(format!("QUARANTINE#{tenant}"), digest)
+}
+
+pub(super) fn activity_pk(tenant: &TenantId) -> String {
+    format!("ACTIVITY#{tenant}")
+}
+
+/// Whether an SDK error is a failed condition (an expected answer, not an outage).
+fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|err| err.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 pub(super) fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
@@ -625,36 +650,66 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn quarantine(&self, q: &Quarantined<'_>) -> Result<(), Unavailable> {
-        let mut item = key(format!("QUARANTINE#{}", q.tenant_id), &q.body_digest);
-        item.insert("carrier".into(), s(q.carrier.as_str()));
-        item.insert("reason".into(), s(q.reason));
-        item.insert("received_at".into(), s(q.received_at.to_rfc3339()));
-        item.insert(
-            "body".into(),
-            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(q.body)),
-        );
-        item.insert(
-            "expires_at".into(),
-            n(epoch_after(q.received_at, QUARANTINE_TTL)),
-        );
-        let put = self
-            .client
-            .put_item()
+        let at = stamp(q.received_at);
+        // One UpdateItem, never get-then-put: the body and its first arrival are written once;
+        // every arrival counts, moves the last arrival and the expiry.
+        self.client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            // The same body is kept once, with the time it was first seen.
-            .condition_expression("attribute_not_exists(pk)")
+            .set_key(Some(quarantine_key(q.tenant_id, &q.body_digest)))
+            .update_expression(
+                "ADD times :one \
+                 SET last_received_at = :at, reason = :reason, carrier = :carrier, \
+                 tenant_id = :tenant, expires_at = :exp, body = if_not_exists(body, :body), \
+                 first_received_at = if_not_exists(first_received_at, :at)",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":reason", s(q.reason))
+            .expression_attribute_values(":carrier", s(q.carrier.as_str()))
+            .expression_attribute_values(":tenant", s(q.tenant_id.as_str()))
+            .expression_attribute_values(":exp", n(epoch_after(q.received_at, QUARANTINE_TTL)))
+            .expression_attribute_values(
+                ":body",
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(q.body)),
+            )
             .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), Unavailable> {
+        let column = format!("last_{}_at", activity.as_str());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(activity_pk(tenant), carrier.as_str())))
+            .expression_attribute_names("#at", column)
+            .expression_attribute_values(":at", s(stamp(at)))
+            // The latest time wins: an older report (a slow request) changes nothing.
+            .condition_expression("attribute_not_exists(#at) OR #at <= :at");
+        update = match (activity, detail) {
+            (Activity::Rejected, Some(reason)) => update
+                .update_expression("SET #at = :at, last_rejected_reason = :reason")
+                .expression_attribute_values(":reason", s(reason)),
+            (Activity::Rejected, None) => {
+                update.update_expression("SET #at = :at REMOVE last_rejected_reason")
             }
-            Err(e) => Err(Unavailable::new(SERVICE, "PutItem", e)),
+            _ => update.update_expression("SET #at = :at"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),
         }
     }
 }

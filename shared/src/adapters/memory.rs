@@ -1,6 +1,6 @@
 //! In-memory fakes of every port, for use-case and handler tests. They keep the semantics of the
 //! real stores (conditional claims, claim expiry, newest-wins shipment state, quarantine once per
-//! body) and can be switched to "unavailable" to test the 503 paths.
+//! tenant and body, newest-wins carrier activity) and can be switched to "unavailable" to test the 503 paths.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +13,9 @@ use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tena
 use crate::auth::{Credential, CredentialDigest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventQueue, EventStore,
-    Freshness, Metrics, PushConfigStore, PushRequest, PushResult, Pusher, Quarantined,
-    QueueActions, TenantAuth, Unavailable,
+    Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
+    DeliveryLog, EventQueue, EventStore, Freshness, Metrics, PushConfigStore, PushRequest,
+    PushResult, Pusher, Quarantined, QueueActions, TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
 
@@ -74,15 +74,46 @@ pub enum ClaimState {
 pub struct QuarantineRecord {
     pub tenant_id: String,
     pub carrier: Carrier,
+    /// SHA-256 of the body in hex.
+    pub digest: String,
     pub body: Vec<u8>,
+    /// The reason of the latest arrival.
     pub reason: String,
+    pub first_received_at: DateTime<Utc>,
+    pub last_received_at: DateTime<Utc>,
+    /// How many times the body arrived.
+    pub times: u64,
 }
 
 #[derive(Default)]
 struct EventsState {
     claims: HashMap<EventId, ClaimState>,
     latest: HashMap<(String, String), DateTime<Utc>>,
-    quarantine: HashMap<String, QuarantineRecord>,
+    /// Keyed by (tenant, body digest).
+    quarantine: HashMap<(String, String), QuarantineRecord>,
+    activity: HashMap<(TenantId, Carrier), CarrierActivity>,
+}
+
+/// Applies one activity to a carrier's view: each column keeps its latest time (the reason goes
+/// with the latest rejection).
+fn apply_activity(
+    view: &mut CarrierActivity,
+    activity: Activity,
+    at: DateTime<Utc>,
+    detail: Option<&str>,
+) {
+    let column = match activity {
+        Activity::PanelTest => &mut view.last_test_at,
+        Activity::Accepted => &mut view.last_accepted_at,
+        Activity::Rejected => &mut view.last_rejected_at,
+    };
+    if column.is_some_and(|seen| seen > at) {
+        return;
+    }
+    *column = Some(at);
+    if activity == Activity::Rejected {
+        view.last_rejected_reason = detail.map(str::to_owned);
+    }
 }
 
 #[derive(Default)]
@@ -109,6 +140,24 @@ impl MemoryEvents {
 
     pub fn quarantined(&self) -> Vec<QuarantineRecord> {
         lock(&self.state).quarantine.values().cloned().collect()
+    }
+
+    /// The tenant's carrier-status view: one entry per carrier, in `Carrier::ALL` order.
+    pub fn carrier_activity(&self, tenant: &TenantId) -> Vec<CarrierActivity> {
+        let state = lock(&self.state);
+        Carrier::ALL
+            .into_iter()
+            .map(|carrier| {
+                state
+                    .activity
+                    .get(&(tenant.clone(), carrier))
+                    .cloned()
+                    .unwrap_or_else(|| CarrierActivity {
+                        carrier: carrier.as_str().to_owned(),
+                        ..CarrierActivity::default()
+                    })
+            })
+            .collect()
     }
 
     fn check(&self, operation: &'static str) -> Result<(), Unavailable> {
@@ -189,16 +238,48 @@ impl EventStore for MemoryEvents {
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
-        self.check("PutItem")?;
-        lock(&self.state)
+        self.check("UpdateItem")?;
+        let mut state = lock(&self.state);
+        let key = (item.tenant_id.to_string(), item.body_digest.clone());
+        let record = state
             .quarantine
-            .entry(item.body_digest.clone())
+            .entry(key)
             .or_insert_with(|| QuarantineRecord {
                 tenant_id: item.tenant_id.to_string(),
                 carrier: item.carrier,
+                digest: item.body_digest.clone(),
                 body: item.body.to_vec(),
                 reason: item.reason.to_owned(),
+                first_received_at: item.received_at,
+                last_received_at: item.received_at,
+                times: 0,
             });
+        record.times += 1;
+        record.carrier = item.carrier;
+        record.reason = item.reason.to_owned();
+        record.last_received_at = record.last_received_at.max(item.received_at);
+        record.first_received_at = record.first_received_at.min(item.received_at);
+        Ok(())
+    }
+
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), Unavailable> {
+        self.check("UpdateItem")?;
+        let mut state = lock(&self.state);
+        let view = state
+            .activity
+            .entry((tenant.clone(), carrier))
+            .or_insert_with(|| CarrierActivity {
+                carrier: carrier.as_str().to_owned(),
+                ..CarrierActivity::default()
+            });
+        apply_activity(view, activity, at, detail);
         Ok(())
     }
 }

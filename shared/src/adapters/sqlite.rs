@@ -18,8 +18,8 @@ use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tena
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, Intake, PushConfigStore, Quarantined,
-    QueueActions, TenantAuth, Unavailable,
+    Activity, Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, Intake, PushConfigStore,
+    Quarantined, QueueActions, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
@@ -60,13 +60,31 @@ CREATE TABLE IF NOT EXISTS shipments (
     latest_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, shipment_key)
 );
-CREATE TABLE IF NOT EXISTS quarantine (
-    digest TEXT PRIMARY KEY,
+-- Rejected bodies, once per tenant and body digest (the table `quarantine`, keyed by digest
+-- alone, is its first shape: see `migrate_quarantine`).
+CREATE TABLE IF NOT EXISTS quarantined (
     tenant_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
     carrier TEXT NOT NULL,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
-    received_at TEXT NOT NULL
+    first_received_at TEXT NOT NULL,
+    last_received_at TEXT NOT NULL,
+    times INTEGER NOT NULL DEFAULT 1,
+    last_replay_at TEXT,
+    last_replay_outcome TEXT,
+    PRIMARY KEY (tenant_id, digest)
+);
+CREATE INDEX IF NOT EXISTS quarantined_by_time ON quarantined (last_received_at);
+-- The carrier-status view: when each tenant's carrier was last seen doing what.
+CREATE TABLE IF NOT EXISTS carrier_activity (
+    tenant_id TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    last_test_at TEXT,
+    last_accepted_at TEXT,
+    last_rejected_at TEXT,
+    last_rejected_reason TEXT,
+    PRIMARY KEY (tenant_id, carrier)
 );
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -126,6 +144,36 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Moves the rows of the first quarantine table (`quarantine`, one row per body digest whatever
+/// the tenant) into `quarantined`, and drops it. Runs once: a database made after has no
+/// `quarantine` table.
+fn migrate_quarantine(conn: &Connection) -> rusqlite::Result<()> {
+    let old: bool = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'")?
+        .exists([])?;
+    if old {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO quarantined
+                 (tenant_id, digest, carrier, body, reason, first_received_at, last_received_at, times)
+                 SELECT tenant_id, digest, carrier, body, reason,
+                        strftime('%Y-%m-%dT%H:%M:%fZ', received_at),
+                        strftime('%Y-%m-%dT%H:%M:%fZ', received_at), 1
+                 FROM quarantine;
+             DROP TABLE quarantine;",
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A time as the newer tables store it: RFC 3339 in UTC with milliseconds (SQLite's own
+/// `strftime('%Y-%m-%dT%H:%M:%fZ')`), a fixed width, so that text order is time order (`MAX` on
+/// the column is the latest time).
+fn stamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// One SQLite database holding every port's state.
@@ -313,6 +361,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)
             .map_err(unavailable("create schema"))?;
         add_missing_columns(&conn).map_err(unavailable("upgrade schema"))?;
+        migrate_quarantine(&conn).map_err(unavailable("upgrade schema"))?;
         let conn = Arc::new(Mutex::new(conn));
         let (accepts, waiting) = mpsc::channel(4 * MAX_GROUP);
         let committer = Committer {
@@ -592,11 +641,77 @@ impl Intake for SqliteStore {
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
-        execute(&self.conn(),
-                "INSERT OR IGNORE INTO quarantine (digest, tenant_id, carrier, body, reason, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![item.body_digest, item.tenant_id.as_str(), item.carrier.as_str(), item.body, item.reason, item.received_at.to_rfc3339()],
+        // One upsert: the body is kept once; a repeat counts and moves the last arrival.
+        execute(
+            &self.conn(),
+            "INSERT INTO quarantined
+                 (tenant_id, digest, carrier, body, reason, first_received_at, last_received_at, times)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+             ON CONFLICT (tenant_id, digest) DO UPDATE SET
+                 times = times + 1,
+                 carrier = excluded.carrier,
+                 reason = excluded.reason,
+                 first_received_at = MIN(first_received_at, excluded.first_received_at),
+                 last_received_at = MAX(last_received_at, excluded.last_received_at)",
+            params![
+                item.tenant_id.as_str(),
+                item.body_digest,
+                item.carrier.as_str(),
+                item.body,
+                item.reason,
+                stamp(item.received_at)
+            ],
+        )
+        .map_err(unavailable("quarantine"))?;
+        Ok(())
+    }
+
+    async fn record_activity(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        activity: Activity,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), Unavailable> {
+        // Each column keeps its latest time (text order is time order, see `stamp`); the reason
+        // of a rejection goes with its time. On update every right-hand side reads the old row.
+        let sql = match activity {
+            Activity::PanelTest => {
+                "INSERT INTO carrier_activity (tenant_id, carrier, last_test_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant_id, carrier) DO UPDATE SET
+                     last_test_at = MAX(COALESCE(last_test_at, ''), excluded.last_test_at)"
+            }
+            Activity::Accepted => {
+                "INSERT INTO carrier_activity (tenant_id, carrier, last_accepted_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant_id, carrier) DO UPDATE SET
+                     last_accepted_at = MAX(COALESCE(last_accepted_at, ''), excluded.last_accepted_at)"
+            }
+            Activity::Rejected => {
+                "INSERT INTO carrier_activity (tenant_id, carrier, last_rejected_at, last_rejected_reason)
+                     VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant_id, carrier) DO UPDATE SET
+                     last_rejected_reason = CASE
+                         WHEN COALESCE(last_rejected_at, '') <= excluded.last_rejected_at
+                         THEN excluded.last_rejected_reason ELSE last_rejected_reason END,
+                     last_rejected_at = MAX(COALESCE(last_rejected_at, ''), excluded.last_rejected_at)"
+            }
+        };
+        let conn = self.conn();
+        let done = if activity == Activity::Rejected {
+            execute(
+                &conn,
+                sql,
+                params![tenant.as_str(), carrier.as_str(), stamp(at), detail],
             )
-            .map_err(unavailable("quarantine"))?;
+        } else {
+            execute(
+                &conn,
+                sql,
+                params![tenant.as_str(), carrier.as_str(), stamp(at)],
+            )
+        };
+        done.map_err(unavailable("record activity"))?;
         Ok(())
     }
 }
@@ -976,6 +1091,7 @@ mod tests {
 
     use super::*;
     use crate::carriers::{normalize, NormalizeContext};
+    use sha2::Digest;
 
     fn scan(awb: &str, time: &str) -> CanonicalEvent {
         let body =
@@ -1084,5 +1200,144 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].event_id, event.event_id.as_str());
         assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn rejected<'a>(
+        tenant: &'a TenantId,
+        body: &'a [u8],
+        reason: &'a str,
+        when: &str,
+    ) -> Quarantined<'a> {
+        Quarantined {
+            tenant_id: tenant,
+            carrier: Carrier::Shipway,
+            body_digest: hex::encode(sha2::Sha256::digest(body)),
+            body,
+            reason,
+            received_at: at(when),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_body_is_kept_once_and_counted() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let body = br#"{"awb":"1"}"#;
+        store
+            .quarantine(&rejected(&acme, body, "no status", "2026-11-27T10:00:00Z"))
+            .await
+            .unwrap();
+        store
+            .quarantine(&rejected(&acme, body, "bad status", "2026-11-27T11:00:00Z"))
+            .await
+            .unwrap();
+        let row: (i64, String, String, String) = query_row(
+            &store.conn(),
+            "SELECT times, reason, first_received_at, last_received_at FROM quarantined",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+        assert_eq!(row.0, 2);
+        assert_eq!(row.1, "bad status");
+        assert_eq!(parse_time(&row.2), at("2026-11-27T10:00:00Z"));
+        assert_eq!(parse_time(&row.3), at("2026-11-27T11:00:00Z"));
+    }
+
+    #[tokio::test]
+    async fn the_same_body_from_two_tenants_is_kept_for_each() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let body = br#"{"awb":"1"}"#;
+        for tenant in [&acme, &globex] {
+            store
+                .quarantine(&rejected(tenant, body, "no status", "2026-11-27T10:00:00Z"))
+                .await
+                .unwrap();
+        }
+        let rows: i64 = query_row(&store.conn(), "SELECT COUNT(*) FROM quarantined", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    #[tokio::test]
+    async fn an_older_activity_report_does_not_replace_a_newer_one() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let record = |activity, when: &'static str, detail: Option<&'static str>| {
+            let (store, acme) = (&store, &acme);
+            async move {
+                store
+                    .record_activity(acme, Carrier::Clickpost, activity, at(when), detail)
+                    .await
+                    .unwrap()
+            }
+        };
+        record(Activity::Rejected, "2026-11-27T12:00:00Z", Some("newer")).await;
+        record(Activity::Rejected, "2026-11-27T11:00:00Z", Some("older")).await;
+        record(Activity::Accepted, "2026-11-27T10:00:00Z", None).await;
+        record(Activity::Accepted, "2026-11-27T10:30:00.5Z", None).await;
+        let row: (Option<String>, Option<String>, Option<String>, Option<String>) = query_row(
+            &store.conn(),
+            "SELECT last_test_at, last_accepted_at, last_rejected_at, last_rejected_reason FROM carrier_activity",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+        assert_eq!(row.0, None);
+        assert_eq!(
+            row.1.as_deref().map(parse_time),
+            Some(at("2026-11-27T10:30:00.5Z"))
+        );
+        assert_eq!(
+            row.2.as_deref().map(parse_time),
+            Some(at("2026-11-27T12:00:00Z"))
+        );
+        assert_eq!(row.3.as_deref(), Some("newer"));
+    }
+
+    #[test]
+    fn a_database_with_the_first_quarantine_table_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("rms-quarantine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE quarantine (digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,
+                     carrier TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, received_at TEXT NOT NULL);
+                 INSERT INTO quarantine VALUES ('ab12', 'acme', 'shipway', x'7b7d', 'no status',
+                     '2026-11-20T08:00:00.25+00:00');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let row: (String, i64, String, String) = query_row(
+            &store.conn(),
+            "SELECT tenant_id, times, first_received_at, last_received_at FROM quarantined WHERE digest = 'ab12'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+        assert_eq!(row.0, "acme");
+        assert_eq!(row.1, 1);
+        assert_eq!(row.2, "2026-11-20T08:00:00.250Z");
+        assert_eq!(row.3, row.2);
+        drop(store);
+        // Opening again finds nothing left to migrate.
+        SqliteStore::open(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
