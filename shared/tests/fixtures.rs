@@ -184,7 +184,7 @@ fn clickpost_all_status_out_for_delivery() {
 }
 
 #[test]
-fn clickpost_return_order_placed_has_no_awb_and_a_utc_time() {
+fn clickpost_return_order_placed_has_no_awb_and_an_ist_time() {
     let [e] = &events(
         Carrier::Clickpost,
         "clickpost/seed_return_order_placed.json",
@@ -201,8 +201,9 @@ fn clickpost_return_order_placed_has_no_awb_and_a_utc_time() {
             forward_reference_number: Some("sample_forward_reference"),
             order_id: None,
             reference_number: None,
-            // Return-request times are documented as UTC (carriers.md §1.8).
-            event_time: "2017-08-02T13:23:02Z".into(),
+            // IST wall-clock like every Clickpost time; the trailing `Z` is a label
+            // (docs/carriers.md §1.8, §6: the UTC reading of return requests is superseded).
+            event_time: "2017-08-02T07:53:02Z".into(),
             event_time_raw: "2017-08-02T13:23:02Z",
             ndr: None,
             carrier_status: ("101", Some("Return Order Placed"), Some("O"), Some(11)),
@@ -229,7 +230,7 @@ fn clickpost_test_webhook_sample_with_millisecond_time() {
             forward_reference_number: Some("sample_forward_reference"),
             order_id: None,
             reference_number: None,
-            event_time: "2016-07-12T17:12:36.710Z".into(),
+            event_time: "2016-07-12T11:42:36.710Z".into(),
             event_time_raw: "2016-07-12T17:12:36.710",
             ndr: None,
             carrier_status: (
