@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{FixedOffset, Utc};
+use shared::carriers::BodyKind;
 use shared::{normalize, Carrier, NormalizeContext};
 
 /// Print the canonical events of a carrier payload as JSON, one per line.
 ///
-/// Exits 1 with the reason on stderr when the payload would be rejected.
+/// Exits 1 with the reason on stderr when the payload would be rejected. A carrier panel's set-up
+/// probe or test body prints no event, says so on stderr, and exits 0.
 #[derive(clap::Args)]
 pub struct Args {
     /// The carrier that sent the payload: clickpost, shiprocket or shipway.
@@ -19,9 +21,9 @@ pub struct Args {
     /// The tenant the events are for (part of each event_id).
     #[arg(long, default_value = "local")]
     tenant: String,
-    /// The zone of the carrier's wall-clock times.
-    #[arg(long, default_value = "+05:30", value_parser = shared::time::parse_zone)]
-    zone: FixedOffset,
+    /// The zone of the carrier's wall-clock times [default: the carrier's, +05:30 for all three].
+    #[arg(long, value_parser = shared::time::parse_zone)]
+    zone: Option<FixedOffset>,
     /// Leave the carrier's original payload (`source`) out of each event.
     #[arg(long)]
     no_source: bool,
@@ -32,8 +34,18 @@ pub fn run(args: Args) -> ExitCode {
         Ok(input) => input,
         Err(message) => return fail(&message),
     };
+    let spec = args.carrier.spec();
+    let not_an_event = match spec.classify(&body) {
+        BodyKind::Probe => Some("set-up probe"),
+        BodyKind::PanelTest => Some("panel test body"),
+        BodyKind::Payload => None,
+    };
+    if let Some(what) = not_an_event {
+        let _ = writeln!(io::stderr(), "{label}: a {} {what}; not an event", spec.title);
+        return ExitCode::SUCCESS;
+    }
     let ctx = NormalizeContext {
-        zone: args.zone,
+        zone: args.zone.unwrap_or_else(|| spec.default_zone()),
         include_source: !args.no_source,
         ..NormalizeContext::new(args.tenant, Utc::now())
     };

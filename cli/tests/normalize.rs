@@ -161,3 +161,28 @@ fn a_missing_file_and_an_unknown_carrier_are_named() {
     assert!(stderr
         .contains("unknown carrier \"ups\"; valid values are: clickpost, shiprocket, shipway"));
 }
+
+#[test]
+fn probes_and_panel_test_bodies_print_no_event_and_say_so() {
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "shiprocket",
+            br#"{"awb":"123456","courier_name":"dummy courier_name","order_id":"dummpy shiprocket order id 123","shipment_status_id":7,"current_timestamp":"27 11 2026 16:02:11","scans":[]}"#,
+            "a Shiprocket panel test body; not an event",
+        ),
+        ("shiprocket", b"{}", "a Shiprocket set-up probe; not an event"),
+        (
+            "shipway",
+            br#"{"order_id":"99999999","current_status":"DEL"}"#,
+            "a Shipway set-up probe; not an event",
+        ),
+    ];
+    for (carrier, body, said) in cases {
+        let out = rms(&["normalize", carrier, "-"], body);
+        assert!(out.status.success(), "{said}");
+        assert!(out.stdout.is_empty(), "{said}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end(), format!("stdin: {said}"));
+        assert_eq!(stderr.lines().count(), 1);
+    }
+}
