@@ -257,3 +257,60 @@ pub fn ingest_answers_from_the_table(data: &[u8]) {
         "Retry-After goes with 503 and only with it"
     );
 }
+
+// ---- deep_nesting --------------------------------------------------------------------------
+//
+// The input says how deep to nest (two bytes, times 4: up to 262,140 levels), with which brackets
+// and keys (the next bytes, cycled), and what to put at the bottom (the rest). A body nested deeper
+// than `MAX_DEPTH` must be refused as such by every carrier, and nothing (classifying, scrubbing,
+// normalising) may overflow the stack on any depth.
+
+/// Builds the nested body the input describes and runs every carrier's edge over it.
+pub fn nesting_is_refused_at_any_depth(data: &[u8]) {
+    let [hi, lo, shape_len, rest @ ..] = data else {
+        return;
+    };
+    let depth = usize::from(u16::from_be_bytes([*hi, *lo])) * 4;
+    let (shape, bottom) = rest.split_at(usize::from(*shape_len).min(rest.len()));
+    let mut body = Vec::with_capacity(depth * 8 + bottom.len());
+    let mut closers = Vec::with_capacity(depth);
+    for level in 0..depth {
+        let pick = shape.get(level % shape.len().max(1)).copied().unwrap_or(0);
+        match pick % 4 {
+            0 => {
+                body.push(b'[');
+                closers.push(b']');
+            }
+            1 => {
+                body.extend_from_slice(br#"{"hash":"#);
+                closers.push(b'}');
+            }
+            2 => {
+                body.extend_from_slice(br#"{"status_feed":"#);
+                closers.push(b'}');
+            }
+            _ => {
+                body.extend_from_slice(br#"{"a":"x","scans":"#);
+                closers.push(b'}');
+            }
+        }
+    }
+    body.extend_from_slice(if bottom.is_empty() { b"1" } else { bottom });
+    body.extend(closers.iter().rev());
+    for carrier in Carrier::ALL {
+        let spec = carrier.spec();
+        let _ = spec.classify(&body);
+        let _ = spec.scrub(&body);
+        let result = shared::normalize(
+            carrier,
+            &body,
+            &NormalizeContext::new(TENANT, received_at()),
+        );
+        if depth > shared::carriers::MAX_DEPTH {
+            assert!(
+                matches!(result, Err(shared::NormalizeError::TooDeep { .. })),
+                "{carrier}: {depth} levels were not refused as too deep"
+            );
+        }
+    }
+}
