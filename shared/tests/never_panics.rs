@@ -195,3 +195,57 @@ proptest! {
         let _ = normalize(carrier, value.to_string().as_bytes(), &ctx());
     }
 }
+
+/// A body nested `depth` levels, each level an array or an object member chosen by `shape`.
+fn nested(depth: usize, shape: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut closers = Vec::new();
+    for level in 0..depth {
+        if shape[level % shape.len()] % 2 == 0 {
+            body.push(b'[');
+            closers.push(b']');
+        } else {
+            body.extend_from_slice(br#"{"status_feed":"#);
+            closers.push(b'}');
+        }
+    }
+    body.push(b'1');
+    body.extend(closers.iter().rev());
+    body
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// No depth overflows a stack, and every carrier refuses a body nested past the limit.
+    #[test]
+    fn nesting_past_the_limit_is_refused_and_never_overflows(
+        depth in 0usize..20_000,
+        shape in proptest::collection::vec(any::<u8>(), 1..4),
+    ) {
+        let body = nested(depth, &shape);
+        for carrier in Carrier::ALL {
+            let _ = carrier.spec().classify(&body);
+            let _ = carrier.spec().scrub(&body);
+            let result = normalize(carrier, &body, &ctx());
+            if depth > shared::carriers::MAX_DEPTH {
+                prop_assert!(
+                    matches!(result, Err(shared::NormalizeError::TooDeep { .. })),
+                    "{carrier} took {depth} levels"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_body_nested_a_million_levels_is_refused_by_every_carrier() {
+    let body = nested(1_000_000, &[0, 1]);
+    for carrier in Carrier::ALL {
+        let err = normalize(carrier, &body, &ctx()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the body nests JSON deeper than 64 levels; no carrier payload does"
+        );
+    }
+}
