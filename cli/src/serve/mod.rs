@@ -132,12 +132,12 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         allow_http: config.allow_private_targets,
     };
     let app = Arc::new(App {
-        ingest: Ingest {
-            config: store.clone(),
-            intake: store.clone(),
-            metrics: NoMetrics,
-            settings: IngestSettings::default(),
-        },
+        ingest: Ingest::new(
+            store.clone(),
+            store.clone(),
+            NoMetrics,
+            IngestSettings::default(),
+        ),
         dispatch: Dispatch {
             configs: store.clone(),
             pusher: HttpPusher::new(targets)
