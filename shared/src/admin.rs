@@ -831,6 +831,7 @@ pub fn sample_event(tenant: &TenantId, status: Status, now: DateTime<Utc>) -> Ca
         latest_status: None,
         is_stale: false,
         ndr: None,
+        npr: None,
         edd: None,
         items: Vec::new(),
         source: None,
