@@ -73,7 +73,7 @@ pub struct UnknownName {
 
 macro_rules! statuses {
     ($($variant:ident => $name:literal,)*) => {
-        /// Canonical shipment status. Mapped from carrier status *codes* (carriers.md tables), never
+        /// Canonical shipment status. Mapped from carrier status *codes* (docs/carriers.md tables), never
         /// from free text. A code we do not know becomes `Unknown`, with the raw code kept.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum Status {

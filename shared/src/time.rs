@@ -1,4 +1,4 @@
-//! Carrier timestamps: every format in carriers.md (§1.8, §2.5, §3.4) to UTC.
+//! Carrier timestamps: every format in docs/carriers.md (§1.8, §2.5, §3.4) to UTC.
 //!
 //! The carriers send wall-clock times, mostly in IST. Clickpost's webhook times end in `Z` although
 //! its docs say they are IST, so a trailing `Z` is treated as a label, not as information: the time

@@ -39,7 +39,7 @@ pub static SPEC: CarrierSpec = CarrierSpec {
     normalize: |body, ctx| normalize(body, ctx).map(|event| vec![event]),
 };
 
-/// `clickpost_status_code` → canonical status (carriers.md §1.4). Codes are listed in table order.
+/// `clickpost_status_code` → canonical status (docs/carriers.md §1.4). Codes are listed in table order.
 pub fn status_for_code(code: i64) -> Status {
     match code {
         1 => Status::OrderPlaced,
@@ -75,7 +75,7 @@ pub fn status_for_code(code: i64) -> Status {
     }
 }
 
-/// `additional.ndr_status_code` → reason (carriers.md §1.7), used when Clickpost sends no text.
+/// `additional.ndr_status_code` → reason (docs/carriers.md §1.7), used when Clickpost sends no text.
 fn ndr_reason(code: i64) -> Option<&'static str> {
     Some(match code {
         0 => "Unknown Exception",
@@ -96,7 +96,7 @@ fn ndr_reason(code: i64) -> Option<&'static str> {
     })
 }
 
-/// Codes that only exist on reverse journeys (carriers.md §1.4, journey "Reverse").
+/// Codes that only exist on reverse journeys (docs/carriers.md §1.4, journey "Reverse").
 fn is_reverse_only(code: Option<i64>) -> bool {
     matches!(code, Some(30..=32 | 101 | 102))
 }

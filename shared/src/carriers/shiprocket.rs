@@ -76,7 +76,7 @@ fn classify(body: &[u8]) -> BodyKind {
     BodyKind::Payload
 }
 
-/// `shipment_status_id` (and `scans[].sr-status`) → canonical status (carriers.md §2.3, plus the
+/// `shipment_status_id` (and `scans[].sr-status`) → canonical status (docs/carriers.md §2.3, plus the
 /// low ids 0–5 and 11 that occur in practice).
 pub fn status_for_code(code: i64) -> Status {
     match code {

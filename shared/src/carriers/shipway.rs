@@ -71,7 +71,7 @@ fn classify(body: &[u8]) -> BodyKind {
     }
 }
 
-/// `current_status` code → canonical status and journey (carriers.md §3.3). Codes are matched
+/// `current_status` code → canonical status and journey (docs/carriers.md §3.3). Codes are matched
 /// case-insensitively; the reverse-pickup family (R-prefixed, plus PKF and PCAN) is a return.
 pub fn status_for_code(code: &str) -> (Status, ShipmentType) {
     use ShipmentType::{Forward, Return};
@@ -109,7 +109,7 @@ pub fn status_for_code(code: &str) -> (Status, ShipmentType) {
     (status, Forward)
 }
 
-/// The meaning of the delivery-failure codes, for the NDR reason (carriers.md §3.3).
+/// The meaning of the delivery-failure codes, for the NDR reason (docs/carriers.md §3.3).
 fn ndr_reason(code: &str) -> Option<&'static str> {
     Some(match code.to_ascii_uppercase().as_str() {
         "UND" => "Undelivered",
