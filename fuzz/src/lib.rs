@@ -19,10 +19,6 @@ use shared::{CanonicalEvent, Carrier, NormalizeContext, TenantId};
 
 pub const TENANT: &str = "acme";
 
-/// The keys the ingest target's tenant is registered with (the handler tests' keys).
-pub const CLICKPOST_KEY: &str = "cp-7e7cc4c4-webhook-key";
-pub const SHIPROCKET_KEY: &str = "sr-token-0042";
-pub const SHIPWAY_KEY: &str = "d60cdf34ebacf6cbf4e6080061c1ba1f";
 
 /// A fixed receive time, so that a crash replays exactly.
 pub fn received_at() -> DateTime<Utc> {
@@ -59,7 +55,7 @@ pub fn normalize_holds_invariants(carrier: Carrier, data: &[u8]) {
 // The input is split with `arbitrary::Unstructured`, one byte per choice, so that seeds can be
 // written by hand (fuzz/make-seeds):
 //
-//   carrier byte        % 3: clickpost, shiprocket, shipway
+//   carrier byte        % the number of carriers: Carrier::ALL in order
 //   method byte         % 8: METHODS, or (7) a token read as a string
 //   header count byte   % 5; then per header:
 //     name byte         % 7: HEADER_NAMES, or (6) a name read as a string
@@ -94,12 +90,9 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn key_of(carrier: Carrier) -> &'static str {
-    match carrier {
-        Carrier::Clickpost => CLICKPOST_KEY,
-        Carrier::Shiprocket => SHIPROCKET_KEY,
-        Carrier::Shipway => SHIPWAY_KEY,
-    }
+/// The key the ingest target's tenant is registered with for `carrier`.
+fn key_of(carrier: Carrier) -> String {
+    format!("{carrier}-fuzz-key-0042")
 }
 
 fn string<'a>(u: &mut Unstructured<'a>) -> arbitrary::Result<&'a [u8]> {
@@ -109,7 +102,7 @@ fn string<'a>(u: &mut Unstructured<'a>) -> arbitrary::Result<&'a [u8]> {
 
 fn split(data: &[u8]) -> arbitrary::Result<Request> {
     let mut u = Unstructured::new(data);
-    let carrier_index = usize::from(u.arbitrary::<u8>()?) % 3;
+    let carrier_index = usize::from(u.arbitrary::<u8>()?) % Carrier::ALL.len();
     let carrier = Carrier::ALL[carrier_index];
     let method = match usize::from(u.arbitrary::<u8>()?) % 8 {
         7 => token(string(&mut u)?, "FUZZ"),
@@ -122,8 +115,8 @@ fn split(data: &[u8]) -> arbitrary::Result<Request> {
             i => HEADER_NAMES[i].to_owned(),
         };
         let value = match u.arbitrary::<u8>()? {
-            0 => key_of(carrier).to_owned(),
-            1 => key_of(Carrier::ALL[(carrier_index + 1) % 3]).to_owned(),
+            0 => key_of(carrier),
+            1 => key_of(Carrier::ALL[(carrier_index + 1) % Carrier::ALL.len()]),
             2 => " ".to_owned(),
             _ => header_value(string(&mut u)?),
         };
@@ -131,7 +124,7 @@ fn split(data: &[u8]) -> arbitrary::Result<Request> {
     }
     let query = match u.arbitrary::<u8>()? {
         0 => String::new(),
-        1 => format!("key={SHIPWAY_KEY}"),
+        1 => format!("key={}", key_of(Carrier::Shipway)),
         _ => query(string(&mut u)?),
     };
     Ok(Request {
@@ -197,7 +190,7 @@ fn world() -> MemoryIngest {
         include_source: true,
     };
     for carrier in Carrier::ALL {
-        config.add_credential(carrier, &Credential::new(key_of(carrier)), tenant.clone());
+        config.add_credential(carrier, &Credential::new(&key_of(carrier)), tenant.clone());
     }
     Ingest::new(
         config,
