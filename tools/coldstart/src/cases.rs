@@ -2,6 +2,7 @@
 //! can answer without reaching AWS (or with only a local DynamoDB-compatible server).
 
 use serde_json::{json, Value};
+use shared::Carrier;
 
 /// One binary answering one event.
 pub struct Case {
@@ -40,11 +41,11 @@ pub fn all(endpoint: &str, live_config_table: bool) -> Vec<Case> {
     )];
     // The notify functions: a carrier's reachability probe (answered before any AWS call), and a
     // POST whose key is in no tenant (one DynamoDB read of the config table).
-    for (binary, path, key_header) in [
-        ("clickpost-notify", CLICKPOST, "webhook_key"),
-        ("shiprocket-notify", "/rms/in/api/st/notify", "x-api-key"),
-        ("shipway-notify", "/rms/in/api/shipway/notify", "x-api-key"),
-    ] {
+    // A body that is no carrier's set-up probe (Shiprocket's `{}` is one: answered 200 unread).
+    for carrier in Carrier::ALL {
+        let spec = carrier.spec();
+        let binary: &'static str = String::leak(format!("{carrier}-notify"));
+        let path = spec.notify_path;
         cases.push(case(
             binary,
             128,
@@ -56,7 +57,12 @@ pub fn all(endpoint: &str, live_config_table: bool) -> Vec<Case> {
             binary,
             128,
             "POST, unknown key",
-            http_event("POST", path, &[(key_header, "coldstart-unknown-key")], "{}"),
+            http_event(
+                "POST",
+                path,
+                &[(spec.key_header(), "coldstart-unknown-key")],
+                r#"{"coldstart":1}"#,
+            ),
             http(unknown_key),
         ));
     }
@@ -77,7 +83,7 @@ pub fn all(endpoint: &str, live_config_table: bool) -> Vec<Case> {
     cases
 }
 
-const CLICKPOST: &str = "/rms/in/api/clickpost/notify";
+const CLICKPOST: &str = "/rms/in/api/clickpost/notify"; // the floor binary answers any path
 
 /// The environment Lambda gives a `provided.al2023` function (the SAM template's variables
 /// included), with dummy credentials and every AWS call sent to `endpoint`. Nothing else from the
