@@ -43,6 +43,8 @@ pub struct IngestSettings {
     pub claim_for: Duration,
     /// The zone each carrier's wall-clock times are in.
     pub zones: CarrierZones,
+    /// How far after its arrival an event's time may be before the body is refused.
+    pub max_future: chrono::TimeDelta,
 }
 
 impl Default for IngestSettings {
@@ -51,6 +53,7 @@ impl Default for IngestSettings {
             max_body_bytes: 256 * 1024,
             claim_for: Duration::from_secs(15),
             zones: CarrierZones::default(),
+            max_future: crate::carriers::MAX_FUTURE,
         }
     }
 }
@@ -308,6 +311,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             received_at: now,
             zone: self.settings.zones.for_carrier(carrier),
             include_source: tenant.include_source,
+            max_future: self.settings.max_future,
         };
         let events = match normalize(carrier, body, &ctx) {
             Ok(events) => events,

@@ -191,6 +191,8 @@ pub struct NormalizeContext {
     pub zone: FixedOffset,
     /// Attach the carrier's original payload as `source` (on by default, per tenant).
     pub include_source: bool,
+    /// How far after `received_at` an event's time may be (default [`MAX_FUTURE`]).
+    pub max_future: chrono::TimeDelta,
 }
 
 impl NormalizeContext {
@@ -200,6 +202,7 @@ impl NormalizeContext {
             received_at,
             zone: time::ist(),
             include_source: true,
+            max_future: MAX_FUTURE,
         }
     }
 }
@@ -277,11 +280,12 @@ fn earliest_plausible() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// How far after its arrival an event's time may be (clock skew between the carrier and us).
+/// How far after its arrival an event's time may be by default (clock skew between the carrier
+/// and us, and a margin for a courier's own clock).
 pub const MAX_FUTURE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Reads the event's time from `field`, naming the field in the error, and refuses a time no
-/// scan can have: before 2000-01-01, or more than [`MAX_FUTURE`] after the body arrived. Such a
+/// scan can have: before 2000-01-01, or more than `ctx.max_future` after the body arrived. Such a
 /// time would also make every later real scan of the shipment look stale.
 fn parse_time(
     field: impl Into<String>,
@@ -300,7 +304,7 @@ fn parse_time(
             why: "it is before 2000-01-01",
         });
     }
-    if time > ctx.received_at + MAX_FUTURE {
+    if time > ctx.received_at + ctx.max_future {
         return Err(NormalizeError::Implausible {
             field,
             raw: raw.to_owned(),
