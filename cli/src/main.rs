@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
     name = "rms",
     version,
     about = "RMS Notify: carrier tracking webhooks, relayed to clients",
-    after_help = "The ops commands (tenant, key, push, deliveries, dlq, replay) act on the \
-                  embedded store with --local DB, or else on the AWS stack named by \
+    after_help = "The ops commands (tenant, key, push, deliveries, dlq, replay, quarantine, \
+                  carriers) act on the embedded store with --local DB, or else on the AWS stack named by \
                   --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
                   RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
 )]
@@ -33,6 +33,8 @@ enum Command {
     Deliveries(ops::deliveries::Args),
     Dlq(ops::dlq::Args),
     Replay(ops::replay::Args),
+    Quarantine(ops::quarantine::Args),
+    Carriers(ops::carriers::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,7 @@ fn main() -> ExitCode {
         Command::Deliveries(args) => ops::execute(args.target.clone(), args),
         Command::Dlq(args) => ops::execute(args.target, args.command),
         Command::Replay(args) => ops::execute(args.target.clone(), args),
+        Command::Quarantine(args) => ops::execute(args.target, args.command),
+        Command::Carriers(args) => ops::execute(args.target.clone(), args),
     }
 }

@@ -848,3 +848,192 @@ async fn on_aws_the_commands_use_the_stack_names_and_refuse_http_urls() {
     assert!(json_lines(aws(&["dlq", "list", "--json"])).is_empty());
     assert!(json_lines(aws(&["deliveries", "acme", "--awb", "X1", "--json"])).is_empty());
 }
+
+/// Keeps `body` in the quarantine of `tenant` as ingest does when a body does not normalise, and
+/// returns its id.
+fn quarantine(
+    db: &Path,
+    tenant: &str,
+    carrier: shared::Carrier,
+    body: &str,
+    reason: &str,
+) -> String {
+    use shared::ports::{Intake, Quarantined};
+    let store = SqliteStore::open(db).unwrap();
+    let tenant = shared::TenantId::parse(tenant).unwrap();
+    // The body's SHA-256 in hex, as ingest computes it.
+    let digest = shared::auth::Credential::new(body).digest().to_hex();
+    let item = Quarantined {
+        tenant_id: &tenant,
+        carrier,
+        body_digest: digest.clone(),
+        body: body.as_bytes(),
+        reason,
+        received_at: chrono::Utc::now() - chrono::Duration::hours(1),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(store.quarantine(&item)).unwrap();
+    runtime.block_on(store.quarantine(&item)).unwrap();
+    digest
+}
+
+#[test]
+fn a_quarantined_body_is_listed_shown_and_replayed_into_one_event() {
+    let db = database("quarantine");
+    ok(rms(&db, &["tenant", "create", "acme"]));
+    // A body an earlier normaliser refused, which today's accepts.
+    let fixed =
+        r#"{"waybill":"QUAR-1","clickpost_status_code":8,"timestamp":"2026-11-22T09:00:00Z"}"#;
+    let fixed_id = quarantine(
+        &db,
+        "acme",
+        shared::Carrier::Clickpost,
+        fixed,
+        "clickpost_status_code: unknown 8",
+    );
+
+    let list = ok(rms(&db, &["quarantine", "list"]));
+    assert!(list.starts_with("TENANT"), "{list}");
+    assert!(list.contains(&fixed_id) && list.contains("never"), "{list}");
+    assert!(list.contains("1 quarantined body(ies)"), "{list}");
+    let listed = json_lines(rms(
+        &db,
+        &["quarantine", "list", "--json", "--carrier", "clickpost"],
+    ));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["times"], 2);
+    assert_eq!(listed[0]["last_replay"], Value::Null);
+    assert!(json_lines(rms(
+        &db,
+        &["quarantine", "list", "--json", "--reason", "no such reason"]
+    ))
+    .is_empty());
+    let message = fails(rms(&db, &["quarantine", "list", "--carrier", "fedex"]));
+    assert!(message.contains("carrier:"), "{message}");
+
+    let shown = ok(rms(&db, &["quarantine", "show", "acme", &fixed_id]));
+    assert!(
+        shown.contains("times:") && shown.contains("last replay:  never"),
+        "{shown}"
+    );
+    assert!(
+        shown.trim_end().ends_with(fixed),
+        "the body comes last: {shown}"
+    );
+    let message = fails(rms(&db, &["quarantine", "show", "acme", "0123"]));
+    assert!(message.contains("no quarantined body"), "{message}");
+
+    let replayed = ok(rms(
+        &db,
+        &["quarantine", "replay", "--tenant", "acme", &fixed_id],
+    ));
+    assert!(replayed.contains("1 accepted, 0 duplicate"), "{replayed}");
+    let again = json_lines(rms(
+        &db,
+        &[
+            "quarantine",
+            "replay",
+            "--tenant",
+            "acme",
+            &fixed_id,
+            "--json",
+        ],
+    ));
+    assert_eq!(again[0]["duplicate"], 1, "{again:?}");
+    assert_eq!(again[0]["results"][0]["outcome"], "duplicate");
+    let events = again[0]["results"][0]["event_ids"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(events, 1);
+    let shown = json_lines(rms(
+        &db,
+        &["quarantine", "show", "acme", &fixed_id, "--json"],
+    ));
+    assert_eq!(
+        shown[0]["last_replay"]["outcome"], "duplicate",
+        "kept, with its last replay"
+    );
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.queue_depth().unwrap().0, 1, "queued once");
+
+    // A body that still does not normalise: reported, and exit code 1.
+    let broken_id = quarantine(
+        &db,
+        "acme",
+        shared::Carrier::Shipway,
+        r#"{"nothing":"here"}"#,
+        "no awb",
+    );
+    let out = rms(&db, &["quarantine", "replay", "--carrier", "shipway"]);
+    let report = stdout(&out);
+    let message = fails(out);
+    assert!(
+        report.contains("invalid") && report.contains(&broken_id),
+        "{report}"
+    );
+    assert!(message.contains("1 still invalid"), "{message}");
+    // Ids name one tenant's bodies, and are not mixed with a filter.
+    assert_eq!(
+        rms(&db, &["quarantine", "replay", &fixed_id]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        rms(
+            &db,
+            &[
+                "quarantine",
+                "replay",
+                "--tenant",
+                "acme",
+                "--carrier",
+                "shipway",
+                &fixed_id
+            ]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_carrier_status_view_shows_each_carrier_with_never_for_what_was_not_seen() {
+    use shared::ports::{Activity, Intake};
+    let db = database("carriers");
+    ok(rms(&db, &["tenant", "create", "acme"]));
+    let store = SqliteStore::open(&db).unwrap();
+    let acme = shared::TenantId::parse("acme").unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(store.record_activity(
+            &acme,
+            shared::Carrier::Shipway,
+            Activity::Rejected,
+            at,
+            Some("no awb"),
+        ))
+        .unwrap();
+    let view = ok(rms(&db, &["carriers", "acme"]));
+    let lines: Vec<&str> = view.lines().collect();
+    assert!(lines[0].starts_with("CARRIER"), "{view}");
+    assert!(
+        lines[1].starts_with("clickpost") && lines[1].contains("never"),
+        "{view}"
+    );
+    assert!(
+        lines[3].starts_with("shipway")
+            && lines[3].contains("2026-11-27T10:00:00Z")
+            && lines[3].ends_with("no awb"),
+        "{view}"
+    );
+    let json = json_lines(rms(&db, &["carriers", "acme", "--json"]));
+    assert_eq!(json.len(), 3);
+    assert_eq!(json[2]["last_rejected_reason"], "no awb");
+    assert_eq!(json[0]["last_accepted_at"], Value::Null);
+    let message = fails(rms(&db, &["carriers", "nobody"]));
+    assert!(message.contains("no tenant"), "{message}");
+}

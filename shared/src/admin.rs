@@ -1,6 +1,7 @@
 //! The ops use-case behind the admin API (`admin-api` Lambda, `rms serve`) and the `rms` ops
 //! commands: tenants, carrier credentials with rotation, Push Config, test push, the delivery log,
-//! dead letters and replay. One store port ([`AdminStore`]) with a DynamoDB + SQS adapter, a SQLite
+//! dead letters and replay, the quarantine (rejected bodies, replayed through ingest once the
+//! normaliser is fixed) and the carrier-status view. One store port ([`AdminStore`]) with a DynamoDB + SQS adapter, a SQLite
 //! adapter and an in-memory fake.
 //!
 //! Secrets only ever come in: carrier keys are stored as digests, Push Config header values and
@@ -16,8 +17,9 @@ use tracing::info;
 
 use crate::auth::{fill_random, random_token, Credential, CredentialDigest};
 use crate::dispatch::build_request;
+use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
-use crate::ports::{Attempt, PushResult, Pusher, Unavailable};
+use crate::ports::{Attempt, CarrierActivity, PushResult, Pusher, TenantAuth, Unavailable};
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
 /// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
@@ -184,6 +186,207 @@ impl From<&Attempt> for AttemptView {
     }
 }
 
+/// A quarantined body, as a listing shows it (without the body): a payload from an authenticated
+/// carrier that did not normalise, kept once per tenant and body until `QUARANTINE_TTL` (14 days)
+/// after its last arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineView {
+    /// The body's SHA-256 in hex: the entry's id within its tenant.
+    pub id: String,
+    pub tenant_id: String,
+    pub carrier: Carrier,
+    /// Why its last arrival was refused.
+    pub reason: String,
+    pub first_received_at: DateTime<Utc>,
+    pub last_received_at: DateTime<Utc>,
+    /// How many times the body arrived.
+    pub times: u64,
+    /// The last replay of the body, if it was replayed.
+    pub last_replay: Option<ReplayNote>,
+}
+
+/// When a quarantined body was last replayed, and what ingest answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayNote {
+    pub at: DateTime<Utc>,
+    /// A [`ReplayOutcome`] name (`accepted`, `duplicate`, …).
+    pub outcome: String,
+}
+
+/// A quarantined body with its entry, as the store gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedBody {
+    pub view: QuarantineView,
+    /// As stored: scrubbed of credentials by ingest before it was kept.
+    pub body: Vec<u8>,
+}
+
+/// One quarantined body as the API shows it: the entry and the body as text (bytes that are not
+/// UTF-8 are shown as U+FFFD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineDetail {
+    #[serde(flatten)]
+    pub view: QuarantineView,
+    pub body: String,
+}
+
+/// Which quarantined bodies, as a store takes it: every field that is set narrows the selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineFilter {
+    pub tenant: Option<TenantId>,
+    pub carrier: Option<Carrier>,
+    /// A part of the reason, matched without regard to ASCII case.
+    pub reason: Option<String>,
+    /// Bodies that arrived at or after this time (their last arrival).
+    pub from: Option<DateTime<Utc>>,
+    /// Bodies that arrived at or before this time (their first arrival).
+    pub to: Option<DateTime<Utc>>,
+    /// At most this many, oldest first (by first arrival).
+    pub limit: usize,
+}
+
+impl QuarantineFilter {
+    /// Whether an entry is selected (the limit aside). Stores that cannot filter on the server
+    /// (DynamoDB) filter with this; SQLite says the same in SQL.
+    pub fn matches(&self, entry: &QuarantineView) -> bool {
+        self.tenant
+            .as_ref()
+            .is_none_or(|t| t.as_str() == entry.tenant_id)
+            && self.carrier.is_none_or(|c| c == entry.carrier)
+            && self.reason.as_ref().is_none_or(|part| {
+                entry
+                    .reason
+                    .to_ascii_lowercase()
+                    .contains(&part.to_ascii_lowercase())
+            })
+            && self.from.is_none_or(|from| entry.last_received_at >= from)
+            && self.to.is_none_or(|to| entry.first_received_at <= to)
+    }
+}
+
+/// Which quarantined bodies, as the API and the CLI ask for them (names not yet checked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineQuery {
+    pub tenant: Option<String>,
+    pub carrier: Option<String>,
+    pub reason: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// A listing's size: 1 to [`MAX_QUARANTINE_LIST`], 100 if absent. A replay takes every
+    /// match and ignores it.
+    pub limit: Option<usize>,
+}
+
+/// The most entries one quarantine listing returns.
+pub const MAX_QUARANTINE_LIST: usize = 1000;
+
+/// Which quarantined bodies to replay: named ones of a tenant, or every match of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuarantineSelection {
+    Ids { tenant: String, ids: Vec<String> },
+    Matching(QuarantineQuery),
+}
+
+/// What ingest answered a replayed body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayOutcome {
+    /// Its events were queued now (or it had none).
+    Accepted,
+    /// Its events had all been accepted before (an earlier replay, or the carrier's retry).
+    Duplicate,
+    /// It still does not normalise; `reason` says why.
+    Invalid,
+    /// A store or the queue failed; replay it again.
+    Unavailable,
+    /// Another request is accepting the same event right now; replay it again.
+    InFlight,
+}
+
+impl ReplayOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayOutcome::Accepted => "accepted",
+            ReplayOutcome::Duplicate => "duplicate",
+            ReplayOutcome::Invalid => "invalid",
+            ReplayOutcome::Unavailable => "unavailable",
+            ReplayOutcome::InFlight => "in_flight",
+        }
+    }
+
+    /// Ingest's answer, as a replay reports it, with its reason and the body's event ids.
+    fn of(outcome: IngestOutcome) -> (ReplayOutcome, Option<String>, Vec<EventId>) {
+        let refused = |reason: &str| (ReplayOutcome::Invalid, Some(reason.to_owned()), Vec::new());
+        match outcome {
+            IngestOutcome::Accepted { queued, duplicates } => {
+                let outcome = if queued.is_empty() && !duplicates.is_empty() {
+                    ReplayOutcome::Duplicate
+                } else {
+                    ReplayOutcome::Accepted
+                };
+                (
+                    outcome,
+                    None,
+                    queued.into_iter().chain(duplicates).collect(),
+                )
+            }
+            IngestOutcome::Invalid { reason } => (ReplayOutcome::Invalid, Some(reason), Vec::new()),
+            IngestOutcome::Unavailable => (ReplayOutcome::Unavailable, None, Vec::new()),
+            IngestOutcome::InFlight => (ReplayOutcome::InFlight, None, Vec::new()),
+            IngestOutcome::Probe => refused("the body is empty or a set-up probe: no event in it"),
+            IngestOutcome::PanelTest => refused("the body is a carrier panel's test, not an event"),
+            IngestOutcome::TooLarge { size, limit } => refused(&format!(
+                "the body is {size} bytes, over the limit of {limit}"
+            )),
+            IngestOutcome::Unauthorized(_) | IngestOutcome::MethodNotAllowed => {
+                refused("ingest refused the body")
+            }
+        }
+    }
+}
+
+/// One replayed body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineReplayResult {
+    pub id: String,
+    pub tenant_id: String,
+    pub outcome: ReplayOutcome,
+    /// Why it is still invalid.
+    pub reason: Option<String>,
+    /// The events the body became (queued now, then those accepted before).
+    pub event_ids: Vec<String>,
+}
+
+/// The answer to a quarantine replay: each body's result, and how many had each outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineReplay {
+    pub results: Vec<QuarantineReplayResult>,
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub invalid: u64,
+    pub unavailable: u64,
+    pub in_flight: u64,
+}
+
+impl QuarantineReplay {
+    fn add(&mut self, result: QuarantineReplayResult) {
+        *match result.outcome {
+            ReplayOutcome::Accepted => &mut self.accepted,
+            ReplayOutcome::Duplicate => &mut self.duplicate,
+            ReplayOutcome::Invalid => &mut self.invalid,
+            ReplayOutcome::Unavailable => &mut self.unavailable,
+            ReplayOutcome::InFlight => &mut self.in_flight,
+        } += 1;
+        self.results.push(result);
+    }
+
+    /// Whether some body was not taken (still invalid, or a store failed): the CLI's exit 1.
+    pub fn has_failures(&self) -> bool {
+        self.invalid > 0 || self.unavailable > 0
+    }
+}
+
 /// Which of a tenant's delivered events to look at or replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
@@ -299,6 +502,32 @@ pub trait AdminStore: Send + Sync {
         &self,
         event: &CanonicalEvent,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+
+    /// Quarantined bodies that match, oldest first (by first arrival), at most `filter.limit`.
+    fn quarantined(
+        &self,
+        filter: &QuarantineFilter,
+    ) -> impl Future<Output = Result<Vec<QuarantineView>, Unavailable>> + Send;
+    /// One quarantined body of a tenant, by its id (the body's SHA-256 in hex).
+    fn quarantined_body(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<QuarantinedBody>, Unavailable>> + Send;
+    /// Notes a replay on the entry (nothing if it is gone). The entry is kept.
+    fn note_replay(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: ReplayOutcome,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    /// The tenant's carrier-status view: one entry per carrier of `Carrier::ALL`, in that order,
+    /// with `None` for what was never seen.
+    fn carrier_activity(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<CarrierActivity>, Unavailable>> + Send;
 }
 
 /// Rules for Push Config URLs.
@@ -315,13 +544,15 @@ pub const LIVE_KEYS_PER_CARRIER: usize = 2;
 /// Push timeouts a tenant may choose.
 pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=30_000;
 
-pub struct Admin<S, P> {
+pub struct Admin<S, P, R> {
     pub store: S,
     pub pusher: P,
+    /// Ingest, for replaying quarantined bodies.
+    pub reingest: R,
     pub policy: AdminPolicy,
 }
 
-impl<S: AdminStore, P: Pusher> Admin<S, P> {
+impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
     pub async fn create_tenant(
         &self,
         id: &str,
@@ -687,6 +918,217 @@ impl<S: AdminStore, P: Pusher> Admin<S, P> {
         info!(tenant_id = %tenant.id, replayed = done, "events replayed");
         Ok(u64::try_from(done).unwrap_or(u64::MAX))
     }
+
+    /// The store's filter for a query: names checked (an unknown tenant is 404, an unknown
+    /// carrier names the field), the time range in order.
+    async fn quarantine_filter(
+        &self,
+        query: &QuarantineQuery,
+        limit: usize,
+    ) -> Result<QuarantineFilter, AdminError> {
+        let carrier = match &query.carrier {
+            Some(c) => Some(
+                c.parse::<Carrier>()
+                    .map_err(|e: crate::model::UnknownName| {
+                        AdminError::invalid("carrier", e.to_string())
+                    })?,
+            ),
+            None => None,
+        };
+        if let (Some(from), Some(to)) = (query.from, query.to) {
+            if from > to {
+                return Err(AdminError::invalid(
+                    "from",
+                    "the time range starts after it ends",
+                ));
+            }
+        }
+        let tenant = match &query.tenant {
+            Some(t) => Some(self.tenant(t).await?.id),
+            None => None,
+        };
+        Ok(QuarantineFilter {
+            tenant,
+            carrier,
+            reason: query.reason.clone().filter(|r| !r.is_empty()),
+            from: query.from,
+            to: query.to,
+            limit,
+        })
+    }
+
+    /// Quarantined bodies (of every tenant, or one), oldest first.
+    pub async fn quarantined(
+        &self,
+        query: &QuarantineQuery,
+    ) -> Result<Vec<QuarantineView>, AdminError> {
+        let limit = query.limit.unwrap_or(100);
+        if !(1..=MAX_QUARANTINE_LIST).contains(&limit) {
+            return Err(AdminError::invalid(
+                "limit",
+                format!("use 1 to {MAX_QUARANTINE_LIST}"),
+            ));
+        }
+        let filter = self.quarantine_filter(query, limit).await?;
+        Ok(self.store.quarantined(&filter).await?)
+    }
+
+    /// One quarantined body, with the body as text.
+    pub async fn quarantined_body(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<QuarantineDetail, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let found = self.find_quarantined(&tenant.id, id).await?;
+        Ok(QuarantineDetail {
+            body: String::from_utf8_lossy(&found.body).into_owned(),
+            view: found.view,
+        })
+    }
+
+    async fn find_quarantined(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<QuarantinedBody, AdminError> {
+        let not_found = || {
+            AdminError::NotFound(format!(
+                "tenant {tenant} has no quarantined body {id} (kept 14 days after its last arrival)"
+            ))
+        };
+        // An id is a SHA-256 in hex; anything else names nothing.
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        self.store
+            .quarantined_body(tenant, &id.to_ascii_lowercase())
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// Feeds quarantined bodies through ingest again (once their normaliser is fixed), as the
+    /// carrier's push would have been: normalised with the tenant's settings and its first arrival
+    /// as the receive time, claimed, queued. Each entry is kept, with its replay's outcome, so a
+    /// second replay answers `duplicate`. `progress` is told how many are done of how many.
+    pub async fn replay_quarantined(
+        &self,
+        selection: &QuarantineSelection,
+        now: DateTime<Utc>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<QuarantineReplay, AdminError> {
+        let mut tenants: std::collections::HashMap<String, TenantAuth> =
+            std::collections::HashMap::new();
+        // Named ids are all checked before any is replayed: a typo replays nothing.
+        let mut named = Vec::new();
+        let entries: Vec<QuarantineView> = match selection {
+            QuarantineSelection::Ids { tenant, ids } => {
+                if ids.is_empty() {
+                    return Err(AdminError::invalid(
+                        "ids",
+                        "give at least one quarantined body's id, or a filter instead of ids",
+                    ));
+                }
+                let tenant = self.tenant(tenant).await?;
+                let mut seen = std::collections::HashSet::new();
+                for id in ids.iter().filter(|id| seen.insert(id.to_ascii_lowercase())) {
+                    named.push(self.find_quarantined(&tenant.id, id).await?);
+                }
+                tenants.insert(tenant.id.to_string(), auth_of(&tenant));
+                named.iter().map(|n| n.view.clone()).collect()
+            }
+            QuarantineSelection::Matching(query) => {
+                let filter = self.quarantine_filter(query, usize::MAX).await?;
+                self.store.quarantined(&filter).await?
+            }
+        };
+        let mut report = QuarantineReplay::default();
+        for (done, entry) in entries.iter().enumerate() {
+            if let Some(result) = self
+                .replay_one(entry, &mut named, &mut tenants, now)
+                .await?
+            {
+                report.add(result);
+            }
+            progress(done + 1, entries.len());
+        }
+        info!(
+            accepted = report.accepted,
+            duplicate = report.duplicate,
+            invalid = report.invalid,
+            unavailable = report.unavailable,
+            in_flight = report.in_flight,
+            "quarantine replay done"
+        );
+        Ok(report)
+    }
+
+    /// Replays one listed entry; `None` if it is gone (expired since it was listed).
+    async fn replay_one(
+        &self,
+        entry: &QuarantineView,
+        named: &mut Vec<QuarantinedBody>,
+        tenants: &mut std::collections::HashMap<String, TenantAuth>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<QuarantineReplayResult>, AdminError> {
+        let Ok(tenant_id) = TenantId::parse(&entry.tenant_id) else {
+            return Ok(None);
+        };
+        let body = match named.iter().position(|n| n.view.id == entry.id) {
+            Some(i) => named.swap_remove(i).body,
+            None => match self.store.quarantined_body(&tenant_id, &entry.id).await? {
+                Some(found) => found.body,
+                None => return Ok(None),
+            },
+        };
+        let auth = match tenants.get(tenant_id.as_str()) {
+            Some(auth) => Some(auth.clone()),
+            None => {
+                let auth = self.store.tenant(&tenant_id).await?.map(|t| auth_of(&t));
+                if let Some(auth) = &auth {
+                    tenants.insert(tenant_id.to_string(), auth.clone());
+                }
+                auth
+            }
+        };
+        let (outcome, reason, event_ids) = match auth {
+            Some(auth) => ReplayOutcome::of(
+                self.reingest
+                    .reingest(&auth, entry.carrier, &body, entry.first_received_at)
+                    .await,
+            ),
+            None => (
+                ReplayOutcome::Invalid,
+                Some(format!("tenant {tenant_id} no longer exists")),
+                Vec::new(),
+            ),
+        };
+        self.store
+            .note_replay(&tenant_id, &entry.id, outcome, now)
+            .await?;
+        info!(tenant_id = %tenant_id, carrier = %entry.carrier, id = %entry.id, outcome = outcome.as_str(), "quarantined body replayed");
+        Ok(Some(QuarantineReplayResult {
+            id: entry.id.clone(),
+            tenant_id: entry.tenant_id.clone(),
+            outcome,
+            reason,
+            event_ids: event_ids.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    /// The tenant's carrier-status view: for each carrier, when it last sent a panel test, an
+    /// accepted event and a rejected body (with the reason).
+    pub async fn carrier_activity(&self, tenant: &str) -> Result<Vec<CarrierActivity>, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        Ok(self.store.carrier_activity(&tenant.id).await?)
+    }
+}
+
+fn auth_of(tenant: &Tenant) -> TenantAuth {
+    TenantAuth {
+        tenant_id: tenant.id.clone(),
+        include_source: tenant.include_source,
+    }
 }
 
 fn tenant_id(id: &str) -> Result<TenantId, AdminError> {
@@ -936,6 +1378,34 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).enqueue_replay(event)
     }
+    fn quarantined(
+        &self,
+        filter: &QuarantineFilter,
+    ) -> impl Future<Output = Result<Vec<QuarantineView>, Unavailable>> + Send {
+        (**self).quarantined(filter)
+    }
+    fn quarantined_body(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<QuarantinedBody>, Unavailable>> + Send {
+        (**self).quarantined_body(tenant, id)
+    }
+    fn note_replay(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: ReplayOutcome,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).note_replay(tenant, id, outcome, at)
+    }
+    fn carrier_activity(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<CarrierActivity>, Unavailable>> + Send {
+        (**self).carrier_activity(tenant)
+    }
 }
 
 #[cfg(test)]
@@ -943,22 +1413,25 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::memory::{MemoryAdmin, ScriptedPusher};
+    use crate::adapters::memory::{MemoryAdmin, ScriptedPusher, ScriptedReingest};
     use crate::ports::{AttemptOutcome, PushRequest};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
     }
 
-    fn admin(script: Vec<PushResult>) -> Admin<MemoryAdmin, ScriptedPusher> {
+    type TestAdmin = Admin<MemoryAdmin, ScriptedPusher, ScriptedReingest>;
+
+    fn admin(script: Vec<PushResult>) -> TestAdmin {
         Admin {
             store: MemoryAdmin::default(),
             pusher: ScriptedPusher::new(script),
+            reingest: ScriptedReingest::default(),
             policy: AdminPolicy { allow_http: false },
         }
     }
 
-    async fn with_tenant(script: Vec<PushResult>) -> Admin<MemoryAdmin, ScriptedPusher> {
+    async fn with_tenant(script: Vec<PushResult>) -> TestAdmin {
         let admin = admin(script);
         admin.create_tenant("acme", None, now()).await.unwrap();
         admin
@@ -1237,5 +1710,288 @@ mod tests {
                 .await,
         );
         assert_eq!(field, "from");
+    }
+
+    fn digest_of(body: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    }
+
+    fn quarantined(
+        tenant: &str,
+        carrier: Carrier,
+        body: &str,
+        reason: &str,
+        hours_ago: i64,
+    ) -> QuarantinedBody {
+        let at = now() - chrono::Duration::hours(hours_ago);
+        QuarantinedBody {
+            view: QuarantineView {
+                id: digest_of(body),
+                tenant_id: tenant.to_owned(),
+                carrier,
+                reason: reason.to_owned(),
+                first_received_at: at,
+                last_received_at: at + chrono::Duration::minutes(30),
+                times: 2,
+                last_replay: None,
+            },
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn accepted(queued: &[&str], duplicates: &[&str]) -> IngestOutcome {
+        let ids = |ids: &[&str]| ids.iter().map(|id| EventId::from_stored(*id)).collect();
+        IngestOutcome::Accepted {
+            queued: ids(queued),
+            duplicates: ids(duplicates),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_body_goes_through_ingest_as_its_tenant_and_is_kept() {
+        let mut admin = with_tenant(vec![]).await;
+        admin.reingest =
+            ScriptedReingest::new(vec![accepted(&["evt_1"], &[]), accepted(&[], &["evt_1"])]);
+        admin
+            .update_tenant("acme", None, Some(false))
+            .await
+            .unwrap();
+        let entry = quarantined("acme", Carrier::Shipway, r#"{"awb":"1"}"#, "no status", 5);
+        admin.store.add_quarantined(entry.clone());
+        let ids = QuarantineSelection::Ids {
+            tenant: "acme".into(),
+            ids: vec![entry.view.id.to_ascii_uppercase()],
+        };
+        let seen = std::sync::Mutex::new(Vec::new());
+        let first = admin
+            .replay_quarantined(&ids, now(), &|done, of| {
+                seen.lock().unwrap().push((done, of))
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.accepted, 1);
+        assert_eq!(first.results[0].outcome, ReplayOutcome::Accepted);
+        assert_eq!(first.results[0].event_ids, ["evt_1"]);
+        assert_eq!(*seen.lock().unwrap(), vec![(1, 1)]);
+        let (tenant, carrier, body, received_at) = admin.reingest.calls().remove(0);
+        assert!(!tenant.include_source, "the tenant's settings are used");
+        assert_eq!((carrier, body), (Carrier::Shipway, entry.body.clone()));
+        assert_eq!(received_at, entry.view.first_received_at);
+
+        let again = admin
+            .replay_quarantined(&ids, now(), &|_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((again.accepted, again.duplicate), (0, 1));
+        assert!(!again.has_failures());
+        let kept = admin
+            .quarantined_body("acme", &entry.view.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.view.last_replay,
+            Some(ReplayNote {
+                at: now(),
+                outcome: "duplicate".into()
+            })
+        );
+        assert_eq!(kept.body, r#"{"awb":"1"}"#);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_id_replays_nothing() {
+        let admin = with_tenant(vec![]).await;
+        let entry = quarantined("acme", Carrier::Clickpost, "{}", "no waybill", 1);
+        admin.store.add_quarantined(entry.clone());
+        for unknown in ["not-a-digest", &"0".repeat(64)] {
+            let ids = QuarantineSelection::Ids {
+                tenant: "acme".into(),
+                ids: vec![entry.view.id.clone(), unknown.to_owned()],
+            };
+            assert!(matches!(
+                admin.replay_quarantined(&ids, now(), &|_, _| {}).await,
+                Err(AdminError::NotFound(_))
+            ));
+        }
+        assert!(admin.reingest.calls().is_empty());
+        let (field, _) = field_of(
+            admin
+                .replay_quarantined(
+                    &QuarantineSelection::Ids {
+                        tenant: "acme".into(),
+                        ids: vec![],
+                    },
+                    now(),
+                    &|_, _| {},
+                )
+                .await,
+        );
+        assert_eq!(field, "ids");
+    }
+
+    #[tokio::test]
+    async fn a_filtered_replay_takes_every_match_of_every_tenant() {
+        let mut admin = with_tenant(vec![]).await;
+        admin.create_tenant("globex", None, now()).await.unwrap();
+        admin.reingest = ScriptedReingest::new(vec![
+            IngestOutcome::Invalid {
+                reason: "status: unknown".into(),
+            },
+            IngestOutcome::Unavailable,
+        ]);
+        admin.store.add_quarantined(quarantined(
+            "acme",
+            Carrier::Shipway,
+            "a",
+            "status: unknown",
+            3,
+        ));
+        admin.store.add_quarantined(quarantined(
+            "globex",
+            Carrier::Shipway,
+            "b",
+            "Status: unknown",
+            2,
+        ));
+        admin.store.add_quarantined(quarantined(
+            "acme",
+            Carrier::Clickpost,
+            "c",
+            "status: unknown",
+            1,
+        ));
+        let report = admin
+            .replay_quarantined(
+                &QuarantineSelection::Matching(QuarantineQuery {
+                    carrier: Some("shipway".into()),
+                    reason: Some("STATUS".into()),
+                    ..QuarantineQuery::default()
+                }),
+                now(),
+                &|_, _| {},
+            )
+            .await
+            .unwrap();
+        let tenants: Vec<&str> = report
+            .results
+            .iter()
+            .map(|r| r.tenant_id.as_str())
+            .collect();
+        assert_eq!(tenants, ["acme", "globex"], "oldest first");
+        assert_eq!((report.invalid, report.unavailable), (1, 1));
+        assert_eq!(report.results[0].reason.as_deref(), Some("status: unknown"));
+        assert!(report.has_failures());
+    }
+
+    #[test]
+    fn every_ingest_answer_is_a_replay_outcome() {
+        let outcome = |answer| ReplayOutcome::of(answer).0;
+        assert_eq!(outcome(accepted(&["a"], &["b"])), ReplayOutcome::Accepted);
+        assert_eq!(outcome(accepted(&[], &["b"])), ReplayOutcome::Duplicate);
+        assert_eq!(outcome(accepted(&[], &[])), ReplayOutcome::Accepted);
+        assert_eq!(outcome(IngestOutcome::InFlight), ReplayOutcome::InFlight);
+        assert_eq!(
+            outcome(IngestOutcome::Unavailable),
+            ReplayOutcome::Unavailable
+        );
+        for other in [
+            IngestOutcome::Probe,
+            IngestOutcome::PanelTest,
+            IngestOutcome::MethodNotAllowed,
+        ] {
+            let (outcome, reason, ids) = ReplayOutcome::of(other);
+            assert_eq!(outcome, ReplayOutcome::Invalid);
+            assert!(reason.is_some() && ids.is_empty());
+        }
+        assert_eq!(
+            serde_json::to_value(ReplayOutcome::InFlight).unwrap(),
+            "in_flight"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quarantine_listing_checks_its_filter() {
+        let admin = with_tenant(vec![]).await;
+        admin
+            .store
+            .add_quarantined(quarantined("acme", Carrier::Shipway, "a", "no status", 48));
+        admin
+            .store
+            .add_quarantined(quarantined("acme", Carrier::Shipway, "b", "no awb", 2));
+        let admin = &admin;
+        let list = |query: QuarantineQuery| async move { admin.quarantined(&query).await };
+        let recent = list(QuarantineQuery {
+            from: Some(now() - chrono::Duration::hours(3)),
+            ..QuarantineQuery::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].reason, "no awb");
+        let cases = [
+            (
+                QuarantineQuery {
+                    carrier: Some("dhl".into()),
+                    ..QuarantineQuery::default()
+                },
+                "carrier",
+            ),
+            (
+                QuarantineQuery {
+                    limit: Some(0),
+                    ..QuarantineQuery::default()
+                },
+                "limit",
+            ),
+            (
+                QuarantineQuery {
+                    from: Some(now()),
+                    to: Some(now() - chrono::Duration::hours(1)),
+                    ..QuarantineQuery::default()
+                },
+                "from",
+            ),
+        ];
+        for (query, field) in cases {
+            assert_eq!(field_of(list(query).await).0, field);
+        }
+        assert!(matches!(
+            list(QuarantineQuery {
+                tenant: Some("ghost".into()),
+                ..QuarantineQuery::default()
+            })
+            .await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_carrier_status_view_has_a_line_per_carrier() {
+        let admin = with_tenant(vec![]).await;
+        let acme = TenantId::parse("acme").unwrap();
+        admin.store.set_carrier_activity(
+            &acme,
+            CarrierActivity {
+                carrier: "shipway".into(),
+                last_accepted_at: Some(now()),
+                ..CarrierActivity::default()
+            },
+        );
+        let view = admin.carrier_activity("acme").await.unwrap();
+        let carriers: Vec<&str> = view.iter().map(|a| a.carrier.as_str()).collect();
+        assert_eq!(carriers, ["clickpost", "shiprocket", "shipway"]);
+        assert_eq!(view[2].last_accepted_at, Some(now()));
+        assert_eq!(
+            view[0],
+            CarrierActivity {
+                carrier: "clickpost".into(),
+                ..CarrierActivity::default()
+            }
+        );
+        assert!(matches!(
+            admin.carrier_activity("ghost").await,
+            Err(AdminError::NotFound(_))
+        ));
     }
 }

@@ -185,8 +185,9 @@ impl Stack {
     }
 
     /// The admin use-case on this stack, as the `admin-api` Lambda builds it except that test
-    /// pushes and Push Config URLs may go to plain http on loopback (the test receiver).
-    pub fn admin(&self) -> Admin<DynamoAdmin, HttpPusher> {
+    /// pushes and Push Config URLs may go to plain http on loopback (the test receiver), and
+    /// quarantine replays' metrics are kept in memory.
+    pub fn admin(&self) -> Admin<DynamoAdmin, HttpPusher, TestIngest> {
         let targets = TargetPolicy {
             allow_private: true,
             allow_http: true,
@@ -194,6 +195,7 @@ impl Stack {
         Admin {
             store: DynamoAdmin::new(self.dynamo.clone(), self.sqs.clone(), self.names()),
             pusher: HttpPusher::new(targets).unwrap(),
+            reingest: self.ingest(),
             policy: AdminPolicy { allow_http: true },
         }
     }

@@ -494,6 +494,7 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
             allow_http: false,
         })
         .unwrap(),
+        reingest: stack.ingest(),
         policy: AdminPolicy { allow_http: false },
     })));
     let (status, error) = production

@@ -1,6 +1,7 @@
 //! `rms deliveries`: the delivery log of a tenant, by shipment or by time range.
 
 use shared::admin::{Admin, AdminStore};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, table, time, Failure, Op, Out, SelectionArgs, Target};
@@ -17,9 +18,9 @@ pub struct Args {
 }
 
 impl Op for Args {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         let attempts = admin

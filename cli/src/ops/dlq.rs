@@ -1,6 +1,7 @@
 //! `rms dlq`: dead letters, the events whose delivery failed for good; list and redrive.
 
 use shared::admin::{Admin, AdminStore};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, spinner, table, Failure, Op, Out, Target};
@@ -34,9 +35,9 @@ pub enum Command {
 }
 
 impl Op for Command {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         match self {

@@ -6,6 +6,7 @@ use std::io::Read;
 use chrono::Utc;
 use serde_json::json;
 use shared::admin::{Admin, AdminError, AdminStore, LIVE_KEYS_PER_CARRIER};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, table, time, Failure, Op, Out, Target};
@@ -51,9 +52,9 @@ pub enum Command {
 }
 
 impl Op for Command {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         match self {

@@ -1,12 +1,15 @@
-//! The ops commands (`rms tenant`, `key`, `push`, `deliveries`, `dlq`, `replay`): the admin
+//! The ops commands (`rms tenant`, `key`, `push`, `deliveries`, `dlq`, `replay`, `quarantine`,
+//! `carriers`): the admin
 //! use-case ([`shared::admin::Admin`]) on the embedded store (`--local DB`) or on the stack's
 //! DynamoDB tables and SQS queues. Each command is written once, generic over the store; the back
 //! end is picked here, and so is the output (aligned tables, or `--json`: one JSON object a line).
 
+pub mod carriers;
 pub mod deliveries;
 pub mod dlq;
 pub mod key;
 pub mod push;
+pub mod quarantine;
 pub mod replay;
 pub mod tenant;
 
@@ -14,16 +17,20 @@ use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use shared::adapters::aws_admin::{AwsNames, DynamoAdmin};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::SqliteStore;
+use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminError, AdminPolicy, AdminStore, Selection};
-use shared::ports::Pusher;
+use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, Reingest};
+use shared::ports::{NoMetrics, Pusher};
 
 /// Where the ops commands act, and how they answer; every ops command takes these.
 #[derive(clap::Args, Debug, Clone)]
@@ -253,9 +260,9 @@ impl Failure {
 
 /// An ops command: runs on whichever back end was chosen.
 pub trait Op {
-    fn run<S: AdminStore, P: Pusher>(
+    fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> impl Future<Output = Result<(), Failure>>;
 }
@@ -295,11 +302,18 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
                     path.display()
                 )));
             }
-            let store = SqliteStore::open(&path).map_err(|e| {
+            let store = Arc::new(SqliteStore::open(&path).map_err(|e| {
                 Failure::Setup(format!("--local {}: cannot open it: {e}", path.display()))
-            })?;
-            // As `rms serve` with allow_private_targets: local receivers, plain http.
+            })?);
+            // As `rms serve` with allow_private_targets: local receivers, plain http. Replays go
+            // through ingest as `rms serve` runs it, into the same database.
             let admin = Admin {
+                reingest: Ingest::new(
+                    store.clone(),
+                    store.clone(),
+                    NoMetrics,
+                    IngestSettings::default(),
+                ),
                 store,
                 pusher: pusher(TargetPolicy {
                     allow_private: true,
@@ -312,13 +326,22 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
         None => {
             let names = aws_names(&target)?;
             let config = aws_config::load_from_env().await;
+            let dynamo = aws_sdk_dynamodb::Client::new(&config);
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            // Replays go through ingest as the notify functions run it, on the stack.
+            let reingest = Ingest::new(
+                DynamoConfigStore::new(dynamo.clone(), &names.config_table),
+                ClaimThenQueue {
+                    events: DynamoEventStore::new(dynamo.clone(), &names.events_table),
+                    queue: SqsEventQueue::new(sqs.clone(), &names.queue_url),
+                },
+                NoMetrics,
+                IngestSettings::default(),
+            );
             let admin = Admin {
-                store: DynamoAdmin::new(
-                    aws_sdk_dynamodb::Client::new(&config),
-                    aws_sdk_sqs::Client::new(&config),
-                    names,
-                ),
+                store: DynamoAdmin::new(dynamo, sqs, names),
                 pusher: pusher(TargetPolicy::default())?,
+                reingest,
                 policy: AdminPolicy { allow_http: false },
             };
             op.run(&admin, out).await

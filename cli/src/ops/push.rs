@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shared::admin::{Admin, AdminError, AdminStore, PushUpdate, PushView, SecretAction};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, fields, yes_no, Failure, Op, Out, Target};
@@ -117,9 +118,9 @@ impl SetArgs {
 }
 
 impl Op for Command {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         match self {

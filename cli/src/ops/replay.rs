@@ -1,6 +1,7 @@
 //! `rms replay`: queue a tenant's events again, by shipment or time range.
 
 use shared::admin::{Admin, AdminStore};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, progress_bar, Failure, Op, Out, SelectionArgs, Target};
@@ -17,9 +18,9 @@ pub struct Args {
 }
 
 impl Op for Args {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         let bar = progress_bar("replaying");

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use serde_json::json;
 use shared::admin::{Admin, AdminError, AdminStore, Tenant};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
 use super::{emit, fields, table, time, yes_no, Failure, Op, Out, Target};
@@ -37,9 +38,9 @@ pub enum Command {
 }
 
 impl Op for Command {
-    async fn run<S: AdminStore, P: Pusher>(
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
         self,
-        admin: &Admin<S, P>,
+        admin: &Admin<S, P, R>,
         out: Out,
     ) -> Result<(), Failure> {
         match self {
@@ -84,8 +85,8 @@ impl Op for Command {
     }
 }
 
-async fn show<S: AdminStore, P: Pusher>(
-    admin: &Admin<S, P>,
+async fn show<S: AdminStore, P: Pusher, R: Reingest>(
+    admin: &Admin<S, P, R>,
     id: &str,
     out: Out,
 ) -> Result<(), Failure> {
@@ -130,8 +131,8 @@ async fn show<S: AdminStore, P: Pusher>(
     Ok(())
 }
 
-async fn set_enabled<S: AdminStore, P: Pusher>(
-    admin: &Admin<S, P>,
+async fn set_enabled<S: AdminStore, P: Pusher, R: Reingest>(
+    admin: &Admin<S, P, R>,
     id: &str,
     enabled: bool,
     out: Out,

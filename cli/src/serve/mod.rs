@@ -26,7 +26,8 @@ pub use config::ServeConfig;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics>;
-pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher>;
+/// Quarantine replays go through the same ingest as the carriers' requests.
+pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher, Arc<LocalIngest>>;
 
 /// Run the relay on this machine: carrier notify paths, delivery, admin API.
 #[derive(clap::Args)]
@@ -95,7 +96,7 @@ fn init_logging() {
 /// Everything the routes and the dispatcher loop share.
 pub struct App {
     pub store: Arc<SqliteStore>,
-    pub ingest: LocalIngest,
+    pub ingest: Arc<LocalIngest>,
     pub dispatch: LocalDispatch,
     pub admin: Arc<LocalAdmin>,
     pub config: ServeConfig,
@@ -131,13 +132,14 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         allow_private: config.allow_private_targets,
         allow_http: config.allow_private_targets,
     };
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        store.clone(),
+        NoMetrics,
+        IngestSettings::default(),
+    ));
     let app = Arc::new(App {
-        ingest: Ingest::new(
-            store.clone(),
-            store.clone(),
-            NoMetrics,
-            IngestSettings::default(),
-        ),
+        ingest: ingest.clone(),
         dispatch: Dispatch {
             configs: store.clone(),
             pusher: HttpPusher::new(targets)
@@ -153,6 +155,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
             store: store.clone(),
             pusher: HttpPusher::new(targets)
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            reingest: ingest,
             policy: AdminPolicy {
                 allow_http: config.allow_private_targets,
             },

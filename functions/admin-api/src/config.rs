@@ -3,8 +3,17 @@
 
 use axum::Router;
 use shared::adapters::aws_admin::{AwsNames, DynamoAdmin};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
+use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
+use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminPolicy};
+use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings};
+
+/// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
+/// replay feeds the bodies through.
+pub type AwsReingest =
+    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -48,18 +57,30 @@ impl Config {
 
     /// The admin use-case on DynamoDB and SQS. Test pushes go out under the dispatcher's
     /// production rules (https, public addresses only), and Push Config URLs must be https.
+    /// Quarantine replays go through ingest with its default settings (the carriers' own zones),
+    /// as the notify functions run it.
     pub fn admin(
         &self,
         dynamo: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
-    ) -> Result<Admin<DynamoAdmin, HttpPusher>, lambda_http::Error> {
+    ) -> Result<Admin<DynamoAdmin, HttpPusher, AwsReingest>, lambda_http::Error> {
         let targets = TargetPolicy {
             allow_private: false,
             allow_http: false,
         };
+        let reingest = Ingest::new(
+            DynamoConfigStore::new(dynamo.clone(), &self.names.config_table),
+            ClaimThenQueue {
+                events: DynamoEventStore::new(dynamo.clone(), &self.names.events_table),
+                queue: SqsEventQueue::new(sqs.clone(), &self.names.queue_url),
+            },
+            EmfMetrics,
+            IngestSettings::default(),
+        );
         Ok(Admin {
             store: DynamoAdmin::new(dynamo, sqs, self.names.clone()),
             pusher: HttpPusher::new(targets)?,
+            reingest,
             policy: AdminPolicy { allow_http: false },
         })
     }

@@ -15,7 +15,10 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::admin::{Admin, AdminError, AdminStore, PushUpdate, Selection};
+use shared::admin::{
+    Admin, AdminError, AdminStore, PushUpdate, QuarantineQuery, QuarantineSelection, Selection,
+};
+use shared::ingest::Reingest;
 use shared::ports::Pusher;
 use tracing::error;
 
@@ -23,10 +26,11 @@ use tracing::error;
 pub const MAX_LIST: usize = 1000;
 
 /// Every admin route, under `/admin`.
-pub fn router<S, P>(admin: Arc<Admin<S, P>>) -> Router
+pub fn router<S, P, R>(admin: Arc<Admin<S, P, R>>) -> Router
 where
     S: AdminStore + 'static,
     P: Pusher + 'static,
+    R: Reingest + 'static,
 {
     Router::new()
         .route("/admin/tenants", get(list_tenants).post(create_tenant))
@@ -46,11 +50,18 @@ where
         .route("/admin/tenants/{tenant}/replay", post(replay))
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/dead-letters/redrive", post(redrive))
+        .route("/admin/quarantine", get(quarantine))
+        .route(
+            "/admin/tenants/{tenant}/quarantine/{id}",
+            get(quarantined_body),
+        )
+        .route("/admin/quarantine/replay", post(replay_quarantined))
+        .route("/admin/tenants/{tenant}/carriers", get(carriers))
         .fallback(not_found)
         .with_state(admin)
 }
 
-type AppState<S, P> = State<Arc<Admin<S, P>>>;
+type AppState<S, P, R> = State<Arc<Admin<S, P, R>>>;
 
 /// An answer: JSON with a status, or an error as `{"error": ..., "field": ...}`.
 struct Answer(Response);
@@ -138,7 +149,9 @@ async fn not_found() -> Answer {
     )
 }
 
-async fn list_tenants<S: AdminStore, P: Pusher>(State(admin): AppState<S, P>) -> Answer {
+async fn list_tenants<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+) -> Answer {
     match admin.tenants().await {
         Ok(tenants) => ok(StatusCode::OK, tenants),
         Err(e) => e.into(),
@@ -152,8 +165,8 @@ struct NewTenant {
     include_source: Option<bool>,
 }
 
-async fn create_tenant<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn create_tenant<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
     let body: NewTenant = match body(given) {
@@ -169,8 +182,8 @@ async fn create_tenant<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn get_tenant<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn get_tenant<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
 ) -> Answer {
     match admin.tenant(&tenant).await {
@@ -186,8 +199,8 @@ struct TenantChange {
     include_source: Option<bool>,
 }
 
-async fn update_tenant<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn update_tenant<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
@@ -204,8 +217,8 @@ async fn update_tenant<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn list_keys<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn list_keys<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
 ) -> Answer {
     match admin.keys(&tenant).await {
@@ -220,8 +233,8 @@ struct NewKey {
     key: Option<String>,
 }
 
-async fn add_key<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn add_key<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path((tenant, carrier)): Path<(String, String)>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
@@ -239,8 +252,8 @@ async fn add_key<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn revoke_key<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn revoke_key<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path((tenant, carrier, key_id)): Path<(String, String, String)>,
 ) -> Answer {
     match admin.revoke_key(&tenant, &carrier, &key_id).await {
@@ -249,8 +262,8 @@ async fn revoke_key<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn get_push<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn get_push<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
 ) -> Answer {
     match admin.push(&tenant).await {
@@ -259,8 +272,8 @@ async fn get_push<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn set_push<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn set_push<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
@@ -280,8 +293,8 @@ struct TestPush {
     status: String,
 }
 
-async fn test_push<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn test_push<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
@@ -317,8 +330,8 @@ impl SelectionInput {
     }
 }
 
-async fn deliveries<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn deliveries<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
     query: Result<Query<SelectionInput>, QueryRejection>,
 ) -> Answer {
@@ -336,8 +349,8 @@ async fn deliveries<S: AdminStore, P: Pusher>(
     }
 }
 
-async fn replay<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn replay<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
@@ -362,8 +375,8 @@ struct DeadLetterQuery {
     limit: Option<usize>,
 }
 
-async fn dead_letters<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn dead_letters<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     query: Result<Query<DeadLetterQuery>, QueryRejection>,
 ) -> Answer {
     let Query(query) = match query {
@@ -386,8 +399,8 @@ struct RedriveInput {
     ids: Option<Vec<String>>,
 }
 
-async fn redrive<S: AdminStore, P: Pusher>(
-    State(admin): AppState<S, P>,
+async fn redrive<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
     given: Result<Json<Value>, JsonRejection>,
 ) -> Answer {
     let body: RedriveInput = match optional_body(given) {
@@ -396,6 +409,102 @@ async fn redrive<S: AdminStore, P: Pusher>(
     };
     match admin.redrive(body.ids.as_deref()).await {
         Ok(n) => ok(StatusCode::OK, json!({"redriven": n})),
+        Err(e) => e.into(),
+    }
+}
+
+async fn quarantine<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    query: Result<Query<QuarantineQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(r) => return bad_query(r),
+    };
+    match admin.quarantined(&query).await {
+        Ok(list) => ok(StatusCode::OK, list),
+        Err(e) => e.into(),
+    }
+}
+
+async fn quarantined_body<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Answer {
+    match admin.quarantined_body(&tenant, &id).await {
+        Ok(detail) => ok(StatusCode::OK, detail),
+        Err(e) => e.into(),
+    }
+}
+
+/// `{"tenant", "ids": [...]}`, or a filter (every field optional; `{}` is every body).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineReplayInput {
+    tenant: Option<String>,
+    ids: Option<Vec<String>>,
+    carrier: Option<String>,
+    reason: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl QuarantineReplayInput {
+    fn selection(self) -> Result<QuarantineSelection, AdminError> {
+        let Some(ids) = self.ids else {
+            return Ok(QuarantineSelection::Matching(QuarantineQuery {
+                tenant: self.tenant,
+                carrier: self.carrier,
+                reason: self.reason,
+                from: self.from,
+                to: self.to,
+                limit: None,
+            }));
+        };
+        if self.carrier.is_some()
+            || self.reason.is_some()
+            || self.from.is_some()
+            || self.to.is_some()
+        {
+            return Err(AdminError::invalid(
+                "ids",
+                "give ids or a filter (carrier, reason, from, to), not both",
+            ));
+        }
+        let tenant = self.tenant.ok_or_else(|| {
+            AdminError::invalid("tenant", "ids name bodies of one tenant: give the tenant")
+        })?;
+        Ok(QuarantineSelection::Ids { tenant, ids })
+    }
+}
+
+async fn replay_quarantined<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    given: Result<Json<Value>, JsonRejection>,
+) -> Answer {
+    let input: QuarantineReplayInput = match body(given) {
+        Ok(b) => b,
+        Err(reason) => return invalid_body(&reason),
+    };
+    let selection = match input.selection() {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    match admin
+        .replay_quarantined(&selection, Utc::now(), &|_, _| {})
+        .await
+    {
+        Ok(report) => ok(StatusCode::OK, report),
+        Err(e) => e.into(),
+    }
+}
+
+async fn carriers<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.carrier_activity(&tenant).await {
+        Ok(view) => ok(StatusCode::OK, view),
         Err(e) => e.into(),
     }
 }

@@ -1,6 +1,10 @@
-//! The admin store on AWS: tenants, keys and Push Configs in the config table, the delivery log
-//! and the kept events in the events table (item layout: `dynamodb.rs`), replays on the events
-//! queue, and dead letters on its DLQ.
+//! The admin store on AWS: tenants, keys and Push Configs in the config table, the delivery log,
+//! the kept events, the quarantine and the carrier activity in the events table (item layout:
+//! `dynamodb.rs`), replays on the events queue, and dead letters on its DLQ.
+//!
+//! The quarantine is read one tenant at a time (a Query of `QUARANTINE#<tenant>`); a listing
+//! across tenants lists the tenants first. Its filters are applied here: a quarantine is small
+//! (one item per distinct rejected body, kept 14 days).
 //!
 //! Dead letters are listed by receiving them with a short visibility timeout and making them
 //! visible again at once. Redrive is receive → SendMessage to the events queue → DeleteMessage,
@@ -20,13 +24,17 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    claim_key, credential_item, credential_pk, flag, key, profile_item, profile_key, s, tenant_day,
-    tenant_key_item, tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, flag, key,
+    profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
+    tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
 };
-use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
+use crate::admin::{
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
+    ReplayOutcome, Selection, StoredCredential, Tenant,
+};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
-use crate::ports::{Attempt, AttemptOutcome, PushConfigStore, Unavailable};
+use crate::ports::{Attempt, AttemptOutcome, CarrierActivity, PushConfigStore, Unavailable};
 use crate::push::PushConfig;
 
 const SQS: &str = "SQS";
@@ -314,6 +322,38 @@ fn attempts_from(items: &[HashMap<String, AttributeValue>]) -> Vec<Attempt> {
             attempt
         })
         .collect()
+}
+
+fn time_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<DateTime<Utc>> {
+    text(item, name)
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A quarantine item as a listing shows it; `None` for one that is not readable, or past its
+/// expiry (TTL deletes items some time after they expire).
+fn quarantine_from(
+    item: &HashMap<String, AttributeValue>,
+    now: DateTime<Utc>,
+) -> Option<QuarantineView> {
+    if number::<i64>(item, "expires_at").is_some_and(|at| at < now.timestamp()) {
+        return None;
+    }
+    let tenant_id = text(item, "pk")?.strip_prefix("QUARANTINE#")?.to_owned();
+    // Items from before the counts have `received_at`, their first arrival.
+    let first = time_of(item, "received_at").or_else(|| time_of(item, "first_received_at"))?;
+    Some(QuarantineView {
+        id: text(item, "sk")?,
+        tenant_id,
+        carrier: text(item, "carrier")?.parse().ok()?,
+        reason: text(item, "reason").unwrap_or_default(),
+        first_received_at: first,
+        last_received_at: time_of(item, "last_received_at").unwrap_or(first),
+        times: number(item, "times").unwrap_or(1),
+        last_replay: time_of(item, "last_replay_at")
+            .zip(text(item, "last_replay_outcome"))
+            .map(|(at, outcome)| ReplayNote { at, outcome }),
+    })
 }
 
 /// The UTC days from `from` to `to`, both included.
@@ -752,6 +792,128 @@ impl AdminStore for DynamoAdmin {
             .await
             .map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
         Ok(())
+    }
+
+    async fn quarantined(
+        &self,
+        filter: &QuarantineFilter,
+    ) -> Result<Vec<QuarantineView>, Unavailable> {
+        let tenants = match &filter.tenant {
+            Some(tenant) => vec![tenant.clone()],
+            None => self.tenants().await?.into_iter().map(|t| t.id).collect(),
+        };
+        let now = Utc::now();
+        let mut found = Vec::new();
+        for tenant in tenants {
+            // Everything but the bodies (up to 256 KiB each): a page holds 1 MB.
+            let query = self
+                .dynamo
+                .query()
+                .table_name(&self.names.events_table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(format!("QUARANTINE#{tenant}")))
+                .projection_expression(
+                    "pk, sk, #carrier, #reason, #times, #expires, received_at, first_received_at, \
+                     last_received_at, last_replay_at, last_replay_outcome",
+                )
+                .expression_attribute_names("#carrier", "carrier")
+                .expression_attribute_names("#reason", "reason")
+                .expression_attribute_names("#times", "times")
+                .expression_attribute_names("#expires", "expires_at")
+                .consistent_read(true);
+            found.extend(
+                self.query_all(query)
+                    .await?
+                    .iter()
+                    .filter_map(|item| quarantine_from(item, now))
+                    .filter(|view| filter.matches(view)),
+            );
+        }
+        found.sort_by(|a, b| {
+            (a.first_received_at, &a.tenant_id, &a.id).cmp(&(
+                b.first_received_at,
+                &b.tenant_id,
+                &b.id,
+            ))
+        });
+        found.truncate(filter.limit);
+        Ok(found)
+    }
+
+    async fn quarantined_body(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<QuarantinedBody>, Unavailable> {
+        let found = self
+            .dynamo
+            .get_item()
+            .table_name(&self.names.events_table)
+            .set_key(Some(quarantine_key(tenant, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "GetItem", e))?;
+        Ok(found.item().and_then(|item| {
+            let view = quarantine_from(item, Utc::now())?;
+            let body = item.get("body")?.as_b().ok()?.clone().into_inner();
+            Some(QuarantinedBody { view, body })
+        }))
+    }
+
+    async fn note_replay(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: ReplayOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        let noted = self
+            .dynamo
+            .update_item()
+            .table_name(&self.names.events_table)
+            .set_key(Some(quarantine_key(tenant, id)))
+            .update_expression("SET last_replay_at = :at, last_replay_outcome = :outcome")
+            // Never a new, partial item for an entry that expired meanwhile.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", s(stamp(at)))
+            .expression_attribute_values(":outcome", s(outcome.as_str()))
+            .send()
+            .await;
+        match noted {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(Unavailable::new(DYNAMODB, "UpdateItem", e)),
+        }
+    }
+
+    async fn carrier_activity(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<CarrierActivity>, Unavailable> {
+        let query = self
+            .dynamo
+            .query()
+            .table_name(&self.names.events_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(activity_pk(tenant)))
+            .consistent_read(true);
+        let items = self.query_all(query).await?;
+        Ok(Carrier::ALL
+            .into_iter()
+            .map(|carrier| {
+                let item = items
+                    .iter()
+                    .find(|item| text(item, "sk").as_deref() == Some(carrier.as_str()));
+                CarrierActivity {
+                    carrier: carrier.as_str().to_owned(),
+                    last_test_at: item.and_then(|i| time_of(i, "last_test_at")),
+                    last_accepted_at: item.and_then(|i| time_of(i, "last_accepted_at")),
+                    last_rejected_at: item.and_then(|i| time_of(i, "last_rejected_at")),
+                    last_rejected_reason: item.and_then(|i| text(i, "last_rejected_reason")),
+                }
+            })
+            .collect())
     }
 }
 

@@ -71,7 +71,7 @@ pub(super) fn activity_pk(tenant: &TenantId) -> String {
 }
 
 /// Whether an SDK error is a failed condition (an expected answer, not an outage).
-fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(super) fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
@@ -657,12 +657,21 @@ impl EventStore for DynamoEventStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(quarantine_key(q.tenant_id, &q.body_digest)))
+            // Every name through an alias: DynamoDB reserves hundreds of words.
             .update_expression(
-                "ADD times :one \
-                 SET last_received_at = :at, reason = :reason, carrier = :carrier, \
-                 tenant_id = :tenant, expires_at = :exp, body = if_not_exists(body, :body), \
-                 first_received_at = if_not_exists(first_received_at, :at)",
+                "ADD #times :one \
+                 SET #last = :at, #reason = :reason, #carrier = :carrier, #tenant = :tenant, \
+                 #exp = :exp, #body = if_not_exists(#body, :body), \
+                 #first = if_not_exists(#first, :at)",
             )
+            .expression_attribute_names("#times", "times")
+            .expression_attribute_names("#last", "last_received_at")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#carrier", "carrier")
+            .expression_attribute_names("#tenant", "tenant_id")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#body", "body")
+            .expression_attribute_names("#first", "first_received_at")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":at", s(at))
             .expression_attribute_values(":reason", s(q.reason))
@@ -699,11 +708,12 @@ impl EventStore for DynamoEventStore {
             .condition_expression("attribute_not_exists(#at) OR #at <= :at");
         update = match (activity, detail) {
             (Activity::Rejected, Some(reason)) => update
-                .update_expression("SET #at = :at, last_rejected_reason = :reason")
+                .update_expression("SET #at = :at, #reason = :reason")
+                .expression_attribute_names("#reason", "last_rejected_reason")
                 .expression_attribute_values(":reason", s(reason)),
-            (Activity::Rejected, None) => {
-                update.update_expression("SET #at = :at REMOVE last_rejected_reason")
-            }
+            (Activity::Rejected, None) => update
+                .update_expression("SET #at = :at REMOVE #reason")
+                .expression_attribute_names("#reason", "last_rejected_reason"),
             _ => update.update_expression("SET #at = :at"),
         };
         match update.send().await {

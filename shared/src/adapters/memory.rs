@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
+use crate::admin::{
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
+    ReplayOutcome, Selection, StoredCredential, Tenant,
+};
 use crate::auth::{Credential, CredentialDigest};
+use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
@@ -508,6 +512,8 @@ struct AdminState {
     archive: Vec<CanonicalEvent>,
     redriven: Vec<String>,
     replayed: Vec<CanonicalEvent>,
+    quarantine: Vec<QuarantinedBody>,
+    activity: Vec<(TenantId, CarrierActivity)>,
 }
 
 /// The admin store: tenants, credentials, Push Configs, the delivery log, dead letters and the
@@ -534,6 +540,56 @@ impl MemoryAdmin {
     /// Events queued again by `enqueue_replay`.
     pub fn replayed(&self) -> Vec<CanonicalEvent> {
         lock(&self.state).replayed.clone()
+    }
+    pub fn add_quarantined(&self, entry: QuarantinedBody) {
+        lock(&self.state).quarantine.push(entry);
+    }
+    /// Sets one carrier's line of the tenant's carrier-status view.
+    pub fn set_carrier_activity(&self, tenant: &TenantId, activity: CarrierActivity) {
+        let mut state = lock(&self.state);
+        state
+            .activity
+            .retain(|(t, a)| !(t == tenant && a.carrier == activity.carrier));
+        state.activity.push((tenant.clone(), activity));
+    }
+}
+
+/// What a replay gave ingest: tenant, carrier, body, receive time.
+pub type ReingestCall = (TenantAuth, Carrier, Vec<u8>, DateTime<Utc>);
+
+/// Ingest for quarantine replays, answering from a script in order (then `Unavailable`); keeps
+/// what it was given.
+#[derive(Default)]
+pub struct ScriptedReingest {
+    script: Mutex<std::collections::VecDeque<IngestOutcome>>,
+    calls: Mutex<Vec<ReingestCall>>,
+}
+
+impl ScriptedReingest {
+    pub fn new(script: Vec<IngestOutcome>) -> Self {
+        ScriptedReingest {
+            script: Mutex::new(script.into()),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<ReingestCall> {
+        lock(&self.calls).clone()
+    }
+}
+
+impl Reingest for ScriptedReingest {
+    async fn reingest(
+        &self,
+        tenant: &TenantAuth,
+        carrier: Carrier,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> IngestOutcome {
+        lock(&self.calls).push((tenant.clone(), carrier, body.to_vec(), received_at));
+        lock(&self.script)
+            .pop_front()
+            .unwrap_or(IngestOutcome::Unavailable)
     }
 }
 
@@ -666,5 +722,73 @@ impl AdminStore for MemoryAdmin {
     async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
         lock(&self.state).replayed.push(event.clone());
         Ok(())
+    }
+    async fn quarantined(
+        &self,
+        filter: &QuarantineFilter,
+    ) -> Result<Vec<QuarantineView>, Unavailable> {
+        let mut found: Vec<QuarantineView> = lock(&self.state)
+            .quarantine
+            .iter()
+            .map(|q| q.view.clone())
+            .filter(|v| filter.matches(v))
+            .collect();
+        found.sort_by(|a, b| {
+            (a.first_received_at, &a.tenant_id, &a.id).cmp(&(
+                b.first_received_at,
+                &b.tenant_id,
+                &b.id,
+            ))
+        });
+        found.truncate(filter.limit);
+        Ok(found)
+    }
+    async fn quarantined_body(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<QuarantinedBody>, Unavailable> {
+        Ok(lock(&self.state)
+            .quarantine
+            .iter()
+            .find(|q| q.view.tenant_id == tenant.as_str() && q.view.id == id)
+            .cloned())
+    }
+    async fn note_replay(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: ReplayOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        for q in lock(&self.state).quarantine.iter_mut() {
+            if q.view.tenant_id == tenant.as_str() && q.view.id == id {
+                q.view.last_replay = Some(ReplayNote {
+                    at,
+                    outcome: outcome.as_str().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+    async fn carrier_activity(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<CarrierActivity>, Unavailable> {
+        let state = lock(&self.state);
+        Ok(Carrier::ALL
+            .into_iter()
+            .map(|carrier| {
+                state
+                    .activity
+                    .iter()
+                    .find(|(t, a)| t == tenant && a.carrier == carrier.as_str())
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or_else(|| CarrierActivity {
+                        carrier: carrier.as_str().to_owned(),
+                        ..CarrierActivity::default()
+                    })
+            })
+            .collect())
     }
 }

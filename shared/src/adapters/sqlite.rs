@@ -14,12 +14,15 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin::{AdminStore, DeadLetterView, Selection, StoredCredential, Tenant};
+use crate::admin::{
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
+    ReplayOutcome, Selection, StoredCredential, Tenant,
+};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Activity, Attempt, AttemptOutcome, Claim, ConfigStore, DeliveryLog, Intake, PushConfigStore,
-    Quarantined, QueueActions, TenantAuth, Unavailable,
+    Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog, Intake,
+    PushConfigStore, Quarantined, QueueActions, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, SecretValue, SigningSecret};
 
@@ -837,6 +840,36 @@ fn parse_time(text: &str) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// The columns [`quarantine_row`] reads, in its order.
+const QUARANTINE_COLUMNS: &str = "tenant_id, digest, carrier, reason, first_received_at, \
+     last_received_at, times, last_replay_at, last_replay_outcome";
+
+fn quarantine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<QuarantineView>> {
+    let carrier: String = row.get(2)?;
+    let first: String = row.get(4)?;
+    let last: String = row.get(5)?;
+    let replay_at: Option<String> = row.get(7)?;
+    let replay_outcome: Option<String> = row.get(8)?;
+    Ok(carrier
+        .parse::<Carrier>()
+        .ok()
+        .map(|carrier| QuarantineView {
+            tenant_id: row.get(0).unwrap_or_default(),
+            id: row.get(1).unwrap_or_default(),
+            carrier,
+            reason: row.get(3).unwrap_or_default(),
+            first_received_at: parse_time(&first),
+            last_received_at: parse_time(&last),
+            times: row.get(6).unwrap_or(1),
+            last_replay: replay_at
+                .zip(replay_outcome)
+                .map(|(at, outcome)| ReplayNote {
+                    at: parse_time(&at),
+                    outcome,
+                }),
+        }))
+}
+
 fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
     let id: String = row.get(0)?;
     let created_at: String = row.get(3)?;
@@ -1080,6 +1113,118 @@ impl AdminStore for SqliteStore {
         )
         .map_err(unavailable("replay"))?;
         Ok(())
+    }
+
+    async fn quarantined(
+        &self,
+        filter: &QuarantineFilter,
+    ) -> Result<Vec<QuarantineView>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "SELECT {QUARANTINE_COLUMNS} FROM quarantined
+                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR carrier = ?2)
+                   AND (?3 IS NULL OR instr(lower(reason), lower(?3)) > 0)
+                   AND (?4 IS NULL OR last_received_at >= ?4)
+                   AND (?5 IS NULL OR first_received_at <= ?5)
+                 ORDER BY first_received_at, tenant_id, digest LIMIT ?6"
+            ))
+            .map_err(unavailable("list quarantine"))?;
+        let rows = statement
+            .query_map(
+                params![
+                    filter.tenant.as_ref().map(TenantId::as_str),
+                    filter.carrier.map(Carrier::as_str),
+                    filter.reason,
+                    filter.from.map(stamp),
+                    filter.to.map(stamp),
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                ],
+                quarantine_row,
+            )
+            .map_err(unavailable("list quarantine"))?;
+        let found = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("list quarantine"))?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn quarantined_body(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<QuarantinedBody>, Unavailable> {
+        let found = query_row(
+            &self.conn(),
+            &format!(
+                "SELECT {QUARANTINE_COLUMNS}, body FROM quarantined WHERE tenant_id = ?1 AND digest = ?2"
+            ),
+            params![tenant.as_str(), id],
+            |row| {
+                let body: Vec<u8> = row.get(9)?;
+                Ok(quarantine_row(row)?.map(|view| QuarantinedBody { view, body }))
+            },
+        )
+        .optional()
+        .map_err(unavailable("get quarantined body"))?;
+        Ok(found.flatten())
+    }
+
+    async fn note_replay(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: ReplayOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "UPDATE quarantined SET last_replay_at = ?3, last_replay_outcome = ?4
+             WHERE tenant_id = ?1 AND digest = ?2",
+            params![tenant.as_str(), id, stamp(at), outcome.as_str()],
+        )
+        .map_err(unavailable("note replay"))?;
+        Ok(())
+    }
+
+    async fn carrier_activity(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<CarrierActivity>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT carrier, last_test_at, last_accepted_at, last_rejected_at, last_rejected_reason
+                 FROM carrier_activity WHERE tenant_id = ?1",
+            )
+            .map_err(unavailable("carrier activity"))?;
+        let time = |text: Option<String>| text.as_deref().map(parse_time);
+        let rows = statement
+            .query_map(params![tenant.as_str()], |row| {
+                Ok(CarrierActivity {
+                    carrier: row.get(0)?,
+                    last_test_at: time(row.get(1)?),
+                    last_accepted_at: time(row.get(2)?),
+                    last_rejected_at: time(row.get(3)?),
+                    last_rejected_reason: row.get(4)?,
+                })
+            })
+            .map_err(unavailable("carrier activity"))?;
+        let seen = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("carrier activity"))?;
+        Ok(Carrier::ALL
+            .into_iter()
+            .map(|carrier| {
+                seen.iter()
+                    .find(|a| a.carrier == carrier.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| CarrierActivity {
+                        carrier: carrier.as_str().to_owned(),
+                        ..CarrierActivity::default()
+                    })
+            })
+            .collect())
     }
 }
 
@@ -1339,5 +1484,158 @@ mod tests {
         // Opening again finds nothing left to migrate.
         SqliteStore::open(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn filter() -> QuarantineFilter {
+        QuarantineFilter {
+            tenant: None,
+            carrier: None,
+            reason: None,
+            from: None,
+            to: None,
+            limit: 100,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_quarantine_is_listed_oldest_first_and_filtered() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let mut clickpost = rejected(&acme, b"c", "waybill: missing", "2026-11-27T09:00:00Z");
+        clickpost.carrier = Carrier::Clickpost;
+        for item in [
+            rejected(
+                &acme,
+                b"a",
+                "status: unknown DELIVERD",
+                "2026-11-27T10:00:00Z",
+            ),
+            rejected(&globex, b"b", "Status: unknown", "2026-11-27T11:00:00Z"),
+            clickpost,
+        ] {
+            store.quarantine(&item).await.unwrap();
+        }
+        let ids = |views: Vec<QuarantineView>| -> Vec<String> {
+            views
+                .into_iter()
+                .map(|v| format!("{}/{}", v.tenant_id, v.carrier))
+                .collect()
+        };
+        let all = AdminStore::quarantined(&store, &filter()).await.unwrap();
+        assert_eq!(
+            ids(all),
+            ["acme/clickpost", "acme/shipway", "globex/shipway"]
+        );
+        let cases = [
+            (
+                QuarantineFilter {
+                    tenant: Some(acme.clone()),
+                    carrier: Some(Carrier::Shipway),
+                    ..filter()
+                },
+                vec!["acme/shipway"],
+            ),
+            (
+                QuarantineFilter {
+                    reason: Some("STATUS: unknown".into()),
+                    ..filter()
+                },
+                vec!["acme/shipway", "globex/shipway"],
+            ),
+            (
+                QuarantineFilter {
+                    from: Some(at("2026-11-27T10:00:00Z")),
+                    to: Some(at("2026-11-27T10:30:00Z")),
+                    ..filter()
+                },
+                vec!["acme/shipway"],
+            ),
+            (
+                QuarantineFilter {
+                    limit: 1,
+                    ..filter()
+                },
+                vec!["acme/clickpost"],
+            ),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(
+                ids(AdminStore::quarantined(&store, &filter).await.unwrap()),
+                expected,
+                "{filter:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_noted_on_the_entry_which_is_kept() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let item = rejected(&acme, b"{\"awb\":1}", "no status", "2026-11-27T10:00:00Z");
+        store.quarantine(&item).await.unwrap();
+        let id = item.body_digest.clone();
+        store
+            .note_replay(
+                &acme,
+                &id,
+                ReplayOutcome::Accepted,
+                at("2026-11-28T08:00:00Z"),
+            )
+            .await
+            .unwrap();
+        let found = store.quarantined_body(&acme, &id).await.unwrap().unwrap();
+        assert_eq!(found.body, b"{\"awb\":1}");
+        assert_eq!(found.view.times, 1);
+        assert_eq!(
+            found.view.last_replay,
+            Some(ReplayNote {
+                at: at("2026-11-28T08:00:00Z"),
+                outcome: "accepted".into()
+            })
+        );
+        let other = TenantId::parse("globex").unwrap();
+        assert_eq!(store.quarantined_body(&other, &id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_carrier_status_view_reads_back_what_was_recorded() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        store
+            .record_activity(
+                &acme,
+                Carrier::Shiprocket,
+                Activity::PanelTest,
+                at("2026-11-27T09:00:00Z"),
+                None,
+            )
+            .await
+            .unwrap();
+        store
+            .record_activity(
+                &acme,
+                Carrier::Shiprocket,
+                Activity::Rejected,
+                at("2026-11-27T09:05:00Z"),
+                Some("no awb"),
+            )
+            .await
+            .unwrap();
+        let view = AdminStore::carrier_activity(&store, &acme).await.unwrap();
+        assert_eq!(view.len(), 3);
+        assert_eq!(
+            view[1],
+            CarrierActivity {
+                carrier: "shiprocket".into(),
+                last_test_at: Some(at("2026-11-27T09:00:00Z")),
+                last_accepted_at: None,
+                last_rejected_at: Some(at("2026-11-27T09:05:00Z")),
+                last_rejected_reason: Some("no awb".into()),
+            }
+        );
+        assert_eq!(view[0].last_test_at, None);
     }
 }
