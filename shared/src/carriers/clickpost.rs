@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::wire::{first_text, parse_json, source, text, Flag, Int, Str};
 use super::{
-    parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext, NormalizeError,
+    lenient_time, parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext,
+    NormalizeError,
 };
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, Npr, ShipmentType,
@@ -213,9 +214,7 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
             code,
             description: text(&latest.clickpost_status_description),
             // A bad time here must not sink the scan the webhook is about; the raw text is kept.
-            event_time: raw_time
-                .as_deref()
-                .and_then(|t| time::to_utc(t, ctx.zone).ok()),
+            event_time: raw_time.as_deref().and_then(|t| lenient_time(t, ctx)),
             event_time_raw: raw_time,
         }
     });
@@ -395,6 +394,17 @@ mod tests {
             assert!(err.starts_with("field `timestamp` is not a plausible event time"), "{err}");
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    #[test]
+    fn an_implausible_latest_status_time_is_dropped_not_printed() {
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z",
+                "additional":{"latest_status":{"clickpost_status_code":5,"timestamp":"9999-12-31T23:59:59Z"}}}"#,
+        );
+        let latest = e.latest_status.unwrap();
+        assert_eq!(latest.event_time, None);
+        assert_eq!(latest.event_time_raw.as_deref(), Some("9999-12-31T23:59:59Z"));
     }
 
     #[test]

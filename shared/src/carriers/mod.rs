@@ -297,21 +297,34 @@ fn parse_time(
         field: field.clone(),
         source,
     })?;
+    match implausible(time, ctx) {
+        Some(why) => Err(NormalizeError::Implausible {
+            field,
+            raw: raw.to_owned(),
+            why,
+        }),
+        None => Ok(time),
+    }
+}
+
+/// Why no scan can have this time, if none can: before 2000-01-01, or more than
+/// `ctx.max_future` after the body arrived (which also keeps every year one RFC 3339 can print).
+fn implausible(time: DateTime<Utc>, ctx: &NormalizeContext) -> Option<&'static str> {
     if time < earliest_plausible() {
-        return Err(NormalizeError::Implausible {
-            field,
-            raw: raw.to_owned(),
-            why: "it is before 2000-01-01",
-        });
+        Some("it is before 2000-01-01")
+    } else if time > ctx.received_at + ctx.max_future {
+        Some("it is more than a day after the body arrived")
+    } else {
+        None
     }
-    if time > ctx.received_at + ctx.max_future {
-        return Err(NormalizeError::Implausible {
-            field,
-            raw: raw.to_owned(),
-            why: "it is more than a day after the body arrived",
-        });
-    }
-    Ok(time)
+}
+
+/// A secondary time (not the event's own): read if it can be, and dropped rather than refused
+/// when it is implausible, so that it cannot sink the event it rides along with.
+fn lenient_time(raw: &str, ctx: &NormalizeContext) -> Option<DateTime<Utc>> {
+    time::to_utc(raw, ctx.zone)
+        .ok()
+        .filter(|t| implausible(*t, ctx).is_none())
 }
 
 /// Fills in `event_id` once the event is complete; `why_no_key` explains a missing shipment id in
