@@ -41,7 +41,11 @@ pub fn run(args: Args) -> ExitCode {
         BodyKind::Payload => None,
     };
     if let Some(what) = not_an_event {
-        let _ = writeln!(io::stderr(), "{label}: a {} {what}; not an event", spec.title);
+        let _ = writeln!(
+            io::stderr(),
+            "{label}: a {} {what}; not an event",
+            spec.title
+        );
         return ExitCode::SUCCESS;
     }
     let ctx = NormalizeContext {

@@ -42,8 +42,8 @@ pub fn inbound(carrier: Carrier, parts: &http::request::Parts, body: &[u8]) -> I
 pub fn response(carrier: Carrier, outcome: &IngestOutcome) -> http::Response<String> {
     let answer = reply(carrier, outcome);
     let mut response = http::Response::new(answer.body);
-    *response.status_mut() =
-        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = http::StatusCode::from_u16(answer.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(r.headers()["content-type"], "application/json");
         assert_eq!(r.headers()["retry-after"], "5");
         let r = response(Carrier::Shiprocket, &IngestOutcome::PanelTest);
-        assert_eq!((r.status().as_u16(), r.body().as_str()), (200, r#"{"status":"test"}"#));
+        assert_eq!(
+            (r.status().as_u16(), r.body().as_str()),
+            (200, r#"{"status":"test"}"#)
+        );
     }
 
     #[test]

@@ -320,7 +320,11 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
                     .reject(&tenant_id, carrier, body, &e.to_string(), now)
                     .await
             }
-            Err(e) => return IngestOutcome::Invalid { reason: e.to_string() },
+            Err(e) => {
+                return IngestOutcome::Invalid {
+                    reason: e.to_string(),
+                }
+            }
         };
 
         let mut queued = Vec::new();

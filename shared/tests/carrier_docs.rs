@@ -9,7 +9,9 @@ use shared::carriers::KeySource;
 use shared::Carrier;
 
 fn read(relative: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -18,7 +20,11 @@ fn the_readme_names_every_carriers_path_and_key_sources() {
     let readme = read("README.md");
     for carrier in Carrier::ALL {
         let spec = carrier.spec();
-        assert!(readme.contains(spec.notify_path), "{carrier}: {}", spec.notify_path);
+        assert!(
+            readme.contains(spec.notify_path),
+            "{carrier}: {}",
+            spec.notify_path
+        );
         for source in spec.key_sources {
             let named = match source {
                 KeySource::Header(name) => format!("`{name}`"),
@@ -26,7 +32,10 @@ fn the_readme_names_every_carriers_path_and_key_sources() {
                 KeySource::Query(name) => format!("`?{name}=`"),
                 KeySource::BodyField(name) => format!("`{name}`"),
             };
-            assert!(readme.contains(&named), "{carrier}: the README does not name {named}");
+            assert!(
+                readme.contains(&named),
+                "{carrier}: the README does not name {named}"
+            );
         }
     }
 }
@@ -45,7 +54,10 @@ fn the_schema_and_the_admin_contract_list_exactly_the_carriers() {
     assert_eq!(listed, names);
     let openapi = read("docs/openapi.yaml");
     for name in names {
-        assert!(openapi.contains(name), "docs/openapi.yaml does not list {name}");
+        assert!(
+            openapi.contains(name),
+            "docs/openapi.yaml does not list {name}"
+        );
     }
 }
 
@@ -54,6 +66,9 @@ fn every_notify_path_is_a_route_of_the_template() {
     let template = read("infra/template.yaml");
     for carrier in Carrier::ALL {
         let path = carrier.spec().notify_path;
-        assert!(template.contains(path), "infra/template.yaml has no route {path}");
+        assert!(
+            template.contains(path),
+            "infra/template.yaml has no route {path}"
+        );
     }
 }

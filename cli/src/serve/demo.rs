@@ -56,7 +56,11 @@ pub fn banner(config: &ServeConfig) {
     println!("Tenant `{TENANT}`; its notifications go to the built-in receiver at {base}{RECEIVER_PATH},");
     println!("which prints each one below. Carrier keys:");
     for carrier in Carrier::ALL {
-        println!("  {carrier:<10} {}: {}", carrier.spec().key_header(), key(carrier));
+        println!(
+            "  {carrier:<10} {}: {}",
+            carrier.spec().key_header(),
+            key(carrier)
+        );
     }
     println!("\nFrom the repository root, send a sample:\n");
     for carrier in Carrier::ALL {

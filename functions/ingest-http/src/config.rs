@@ -117,7 +117,10 @@ mod tests {
     fn defaults_are_ist_and_sixty_seconds() {
         let config = from(&BASE).unwrap();
         assert_eq!(config.claim_for, Duration::from_secs(15));
-        assert_eq!(config.zones.for_carrier(Carrier::Shipway), shared::time::ist());
+        assert_eq!(
+            config.zones.for_carrier(Carrier::Shipway),
+            shared::time::ist()
+        );
     }
 
     #[test]

@@ -326,7 +326,10 @@ mod tests {
             r#"{"waybill":"NX1","clickpost_status_code":4,"status":"Picked Up","remark":"Reverse Pickup",
                 "timestamp":"2023-02-07T18:09:00Z","additional":{"dsqc":{"category":"REV","name":"A. Customer"}}}"#,
         );
-        assert_eq!((e.status, e.shipment_type), (Status::PickedUp, ShipmentType::Return));
+        assert_eq!(
+            (e.status, e.shipment_type),
+            (Status::PickedUp, ShipmentType::Return)
+        );
     }
 
     #[test]
@@ -354,7 +357,10 @@ mod tests {
             r#"{"waybill":"","clickpost_status_code":101,"timestamp":"2019-04-29 07:47:07.161221",
                 "additional":{"forward_awb":"F1"}}"#,
         );
-        assert_eq!(e.event_time.to_rfc3339(), "2019-04-29T02:17:07.161221+00:00");
+        assert_eq!(
+            e.event_time.to_rfc3339(),
+            "2019-04-29T02:17:07.161221+00:00"
+        );
         let e = event(
             r#"{"waybill":"A","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00+01:00"}"#,
         );
@@ -387,11 +393,13 @@ mod tests {
             ("2100-01-01T00:00:00Z", "more than a day after"),
             ("1999-12-31T23:59:59Z", "before 2000-01-01"),
         ] {
-            let body = format!(
-                r#"{{"waybill":"A","clickpost_status_code":5,"timestamp":"{time}"}}"#
-            );
+            let body =
+                format!(r#"{{"waybill":"A","clickpost_status_code":5,"timestamp":"{time}"}}"#);
             let err = normalize(body.as_bytes(), &ctx()).unwrap_err().to_string();
-            assert!(err.starts_with("field `timestamp` is not a plausible event time"), "{err}");
+            assert!(
+                err.starts_with("field `timestamp` is not a plausible event time"),
+                "{err}"
+            );
             assert!(err.contains(why), "{err}");
         }
     }
@@ -404,7 +412,10 @@ mod tests {
         );
         let latest = e.latest_status.unwrap();
         assert_eq!(latest.event_time, None);
-        assert_eq!(latest.event_time_raw.as_deref(), Some("9999-12-31T23:59:59Z"));
+        assert_eq!(
+            latest.event_time_raw.as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{CanonicalEvent, EventId, EventIdParts, Source, UnknownName};
 use crate::time::{self, TimeError};
 
-pub use wire::MAX_DEPTH;
 pub(crate) use wire::field as wire_field;
+pub use wire::MAX_DEPTH;
 
 /// The aggregators that push to us. Serialised in lowercase (`"clickpost"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -68,8 +68,8 @@ fn classify(body: &[u8]) -> BodyKind {
         return BodyKind::Payload;
     };
     let is = |field: &Option<Str>, value: &str| text(field).as_deref() == Some(value);
-    let dummy_order = text(&head.order_id)
-        .is_some_and(|o| o.starts_with("dummpy shiprocket order id"));
+    let dummy_order =
+        text(&head.order_id).is_some_and(|o| o.starts_with("dummpy shiprocket order id"));
     if is(&head.awb, "123456") && (is(&head.courier_name, "dummy courier_name") || dummy_order) {
         return BodyKind::PanelTest;
     }
@@ -174,31 +174,30 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
     let matching = |s: &&Scan| !code.is_empty() && text(&s.sr_status).as_deref() == Some(&code);
     let mut scan = None;
     let mut unmatched_identity = None;
-    let (event_time_raw, event_time) = if let Some((found, raw, time)) =
-        newest_scan(scans, &matching, ctx)?
-    {
-        scan = Some(found);
-        (raw, time)
-    } else if code.is_empty() {
-        // No status at all: the newest scan is all there is to say.
-        match newest_scan(scans, &|_| true, ctx)? {
-            Some((found, raw, time)) => {
-                scan = Some(found);
-                (raw, time)
-            }
-            None => current_timestamp(&payload, ctx)?,
-        }
-    } else {
-        let head = newest_date(scans);
-        unmatched_identity = Some(format!("status-without-scan;{}", head.unwrap_or_default()));
-        match text(&payload.current_timestamp) {
-            Some(_) => current_timestamp(&payload, ctx)?,
-            None => match newest_scan(scans, &|_| true, ctx)? {
-                Some((_, raw, time)) => (raw, time),
+    let (event_time_raw, event_time) =
+        if let Some((found, raw, time)) = newest_scan(scans, &matching, ctx)? {
+            scan = Some(found);
+            (raw, time)
+        } else if code.is_empty() {
+            // No status at all: the newest scan is all there is to say.
+            match newest_scan(scans, &|_| true, ctx)? {
+                Some((found, raw, time)) => {
+                    scan = Some(found);
+                    (raw, time)
+                }
                 None => current_timestamp(&payload, ctx)?,
-            },
-        }
-    };
+            }
+        } else {
+            let head = newest_date(scans);
+            unmatched_identity = Some(format!("status-without-scan;{}", head.unwrap_or_default()));
+            match text(&payload.current_timestamp) {
+                Some(_) => current_timestamp(&payload, ctx)?,
+                None => match newest_scan(scans, &|_| true, ctx)? {
+                    Some((_, raw, time)) => (raw, time),
+                    None => current_timestamp(&payload, ctx)?,
+                },
+            }
+        };
 
     let ndr = (status == Status::DeliveryFailed).then(|| Ndr {
         code: scan
@@ -353,7 +352,10 @@ mod tests {
             (e.status, e.shipment_type),
             (Status::Delivered, ShipmentType::Return)
         );
-        assert_eq!((e.location, e.remark, e.carrier_status.raw), (None, None, None));
+        assert_eq!(
+            (e.location, e.remark, e.carrier_status.raw),
+            (None, None, None)
+        );
         assert_eq!(e.carrier_status.description.as_deref(), Some("DELIVERED"));
     }
 
@@ -375,8 +377,14 @@ mod tests {
     fn a_status_no_scan_carries_takes_nothing_from_an_unrelated_scan() {
         let e = event(&rto_initiated("07 11 2022 11:02:45", ""));
         assert_eq!(e.status, Status::RtoInitiated);
-        assert_eq!(e.carrier_status.description.as_deref(), Some("RTO INITIATED"));
-        assert_eq!((e.remark, e.location, e.carrier_status.raw), (None, None, None));
+        assert_eq!(
+            e.carrier_status.description.as_deref(),
+            Some("RTO INITIATED")
+        );
+        assert_eq!(
+            (e.remark, e.location, e.carrier_status.raw),
+            (None, None, None)
+        );
         // `current_timestamp`, IST, day first.
         assert_eq!(e.event_time_raw, "07 11 2022 11:02:45");
         assert_eq!(e.event_time.to_rfc3339(), "2022-11-07T05:32:45+00:00");
@@ -407,7 +415,8 @@ mod tests {
     fn the_panel_probe_and_test_body_are_recognised_and_a_real_awb_123456_is_not() {
         assert_eq!(classify(b"{}"), BodyKind::Probe);
         assert_eq!(classify(b" { }\n"), BodyKind::Probe);
-        let test = br#"{"awb":"123456","courier_name":"dummy courier_name","current_status":"Delivered",
+        let test =
+            br#"{"awb":"123456","courier_name":"dummy courier_name","current_status":"Delivered",
             "current_status_id":7,"shipment_status":"Delivered","shipment_status_id":7,
             "current_timestamp":"27 11 2026 16:02:11","order_id":"dummpy shiprocket order id 123",
             "sr_order_id":1234,"channel_id":1234,"scans":[]}"#;

@@ -443,7 +443,10 @@ mod tests {
             BodyKind::Probe
         );
         assert_eq!(classify(br#"{"status_feed":[]}"#), BodyKind::Probe);
-        assert_eq!(classify(br#"{"hash":"h","status_feed":[]}"#), BodyKind::Probe);
+        assert_eq!(
+            classify(br#"{"hash":"h","status_feed":[]}"#),
+            BodyKind::Probe
+        );
         assert_eq!(
             classify(br#"{"order_id":"99999999","awbno":"A1","current_status":"DEL"}"#),
             BodyKind::Payload

@@ -357,7 +357,11 @@ mod tests {
         assert!(!too_deep(nested(MAX_DEPTH).as_bytes()));
         assert!(too_deep(nested(MAX_DEPTH + 1).as_bytes()));
         assert!(too_deep("[".repeat(1_000_000).as_bytes()));
-        let in_strings = format!(r#"{{"a":"{}","b":"\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        let in_strings = format!(
+            r#"{{"a":"{}","b":"\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
         assert!(!too_deep(in_strings.as_bytes()));
     }
 
