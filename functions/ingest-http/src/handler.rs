@@ -521,4 +521,479 @@ mod tests {
         }
         assert!(text.contains("key_hint"), "a 401 names the key by its hint");
     }
+
+    // ---- The field-fact cases (docs/carriers.md §6): the same answers as `rms serve` gives in
+    // cli/tests/field.rs, from one data file, tests/fixtures/field-cases.json.
+
+    fn field_doc() -> Value {
+        serde_json::from_slice(&fixture("field-cases.json")).unwrap()
+    }
+
+    fn field_cases() -> Vec<Value> {
+        let doc = field_doc();
+        // The world's tenant and keys are the ones the cases are written for.
+        assert_eq!(doc["tenant"], "acme");
+        assert_eq!(
+            doc["keys"],
+            json!({"clickpost": CLICKPOST_KEY, "shiprocket": SHIPROCKET_KEY, "shipway": SHIPWAY_KEY})
+        );
+        doc["cases"].as_array().unwrap().clone()
+    }
+
+    fn case_carrier(case: &Value) -> Carrier {
+        case["carrier"].as_str().unwrap().parse().unwrap()
+    }
+
+    fn key_of(carrier: Carrier) -> &'static str {
+        match carrier {
+            Carrier::Clickpost => CLICKPOST_KEY,
+            Carrier::Shiprocket => SHIPROCKET_KEY,
+            Carrier::Shipway => SHIPWAY_KEY,
+        }
+    }
+
+    fn case_body(case: &Value) -> Vec<u8> {
+        if let Some(file) = case["body_file"].as_str() {
+            return fixture(file);
+        }
+        if let Some(text) = case["body"].as_str() {
+            return text
+                .replace("{key}", key_of(case_carrier(case)))
+                .into_bytes();
+        }
+        match case["body_generator"].as_str() {
+            Some(generator) => {
+                let levels: usize = generator
+                    .strip_prefix("nested:")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("unknown body_generator {generator}"));
+                format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn case_request(case: &Value) -> Request {
+        let carrier = case_carrier(case);
+        let key = key_of(carrier);
+        let headers: Vec<(String, String)> = case["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap().replace("{key}", key)))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let query = case["query"].as_str().unwrap().replace("{key}", key);
+        request(
+            carrier,
+            case["method"].as_str().unwrap(),
+            &headers,
+            &query,
+            &case_body(case),
+        )
+    }
+
+    /// The answer a case lists (`response`, `response_has` with `events`, or `error_contains`).
+    fn check_answer(case: &Value, status: u16, body: &Value) {
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(
+            u64::from(status),
+            case["status"].as_u64().unwrap(),
+            "{name}: {body}"
+        );
+        let mut checks = 0;
+        if let Some(exact) = case.get("response") {
+            assert_eq!(body, exact, "{name}");
+            checks += 1;
+        }
+        if let Some(has) = case.get("response_has") {
+            for (member, value) in has.as_object().unwrap() {
+                assert_eq!(&body[member], value, "{name}: `{member}` in {body}");
+            }
+            let events = case["events"].as_u64().unwrap() as usize;
+            assert_eq!(
+                body["event_ids"].as_array().map(Vec::len),
+                Some(events),
+                "{name}: {body}"
+            );
+            checks += 1;
+        }
+        if let Some(text) = case.get("error_contains") {
+            let text = text.as_str().unwrap();
+            assert_eq!(body.as_object().unwrap().len(), 1, "{name}: {body}");
+            let error = body["error"].as_str().unwrap();
+            assert!(error.contains(text), "{name}: {error:?} lacks {text:?}");
+            checks += 1;
+        }
+        assert_eq!(checks, 1, "{name}: one kind of expected answer");
+    }
+
+    fn case_named<'a>(cases: &'a [Value], name: &str) -> &'a Value {
+        cases
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no field case {name:?}"))
+    }
+
+    async fn send_case(w: &World, case: &Value) -> (u16, Value) {
+        let (status, body, _) = send(w, case_request(case)).await;
+        check_answer(case, status, &body);
+        (status, body)
+    }
+
+    fn messages_json(w: &World) -> Vec<Value> {
+        w.queue
+            .messages()
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
+    }
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_field_cases_answer_as_listed() {
+        let w = world();
+        let cases = field_cases();
+        let mut accepted = std::collections::HashSet::new();
+        let mut refused_bodies = std::collections::HashSet::new();
+        for case in &cases {
+            let (status, body) = send_case(&w, case).await;
+            if body["status"] == "accepted" {
+                for id in body["event_ids"].as_array().unwrap() {
+                    accepted.insert(id.as_str().unwrap().to_owned());
+                }
+            }
+            if status == 400 {
+                refused_bodies.insert(case_body(case));
+            }
+        }
+        // Each accepted event queued once; nothing else (probes, tests, duplicates) queued.
+        let queued: Vec<String> = w.queue.messages().into_iter().map(|m| m.event_id).collect();
+        assert_eq!(queued.len(), accepted.len());
+        assert_eq!(
+            queued.into_iter().collect::<std::collections::HashSet<_>>(),
+            accepted
+        );
+        // Every authenticated refusal quarantined, once per body; a 401 never.
+        assert_eq!(w.events.quarantined().len(), refused_bodies.len());
+        let shiprocket = &w.events.carrier_activity(&acme())[1];
+        assert_eq!(shiprocket.carrier, "shiprocket");
+        assert!(shiprocket.last_test_at.is_some(), "{shiprocket:?}");
+    }
+
+    #[tokio::test]
+    async fn set_up_probes_store_queue_and_record_nothing() {
+        let w = world();
+        let probes: Vec<Value> = field_cases()
+            .into_iter()
+            .filter(|c| c["response"] == json!({"status": "ok"}))
+            .collect();
+        assert!(probes.len() >= 10, "{} probes", probes.len());
+        for case in &probes {
+            send_case(&w, case).await;
+        }
+        assert!(w.queue.messages().is_empty());
+        assert!(w.events.quarantined().is_empty());
+        for activity in w.events.carrier_activity(&acme()) {
+            assert_eq!(
+                (
+                    activity.last_test_at,
+                    activity.last_accepted_at,
+                    activity.last_rejected_at
+                ),
+                (None, None, None),
+                "{activity:?}"
+            );
+        }
+        for metric in ["Accepted", "Duplicate", "Rejected"] {
+            assert_eq!(w.metrics.total(metric), 0, "{metric}");
+        }
+    }
+
+    /// Shiprocket's panel test body as the panel sends it now: `current_timestamp` (IST,
+    /// `dd MM yyyy HH:mm:ss`) and `etd` set to the moment of sending.
+    fn panel_test_sent_now() -> Vec<u8> {
+        let now = Utc::now().with_timezone(&shared::time::ist());
+        String::from_utf8(fixture("shiprocket/field_panel_test.json"))
+            .unwrap()
+            .replace(
+                "27 11 2026 16:02:11",
+                &now.format("%d %m %Y %H:%M:%S").to_string(),
+            )
+            .replace(
+                "2026-11-27 16:02:11",
+                &now.format("%Y-%m-%d %H:%M:%S").to_string(),
+            )
+            .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_panel_test_is_never_an_event_and_with_a_key_records_a_test() {
+        let w = world();
+        let cases = field_cases();
+        send_case(
+            &w,
+            case_named(&cases, "shiprocket: panel Test Webhook without a token"),
+        )
+        .await;
+        send_case(
+            &w,
+            case_named(
+                &cases,
+                "shiprocket: panel Test Webhook with a token no tenant has",
+            ),
+        )
+        .await;
+        assert_eq!(w.events.carrier_activity(&acme())[1].last_test_at, None);
+
+        let before = Utc::now();
+        send_case(
+            &w,
+            case_named(
+                &cases,
+                "shiprocket: panel Test Webhook with the tenant's token",
+            ),
+        )
+        .await;
+        let first = w.events.carrier_activity(&acme())[1].clone();
+        assert!(first.last_test_at.is_some_and(|t| t >= before), "{first:?}");
+        assert_eq!(
+            (first.last_accepted_at, first.last_rejected_at),
+            (None, None)
+        );
+
+        // Each click re-sends it with a fresh `current_timestamp`: still a test, recorded again.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (status, answer, _) = post(
+            &w,
+            Carrier::Shiprocket,
+            &[("x-shiprocket-token", SHIPROCKET_KEY)],
+            &panel_test_sent_now(),
+        )
+        .await;
+        assert_eq!((status, answer), (200, json!({"status": "test"})));
+        let again = w.events.carrier_activity(&acme())[1].clone();
+        assert!(again.last_test_at > first.last_test_at, "{again:?}");
+        // Never claimed, queued, quarantined or delivered.
+        assert!(w.queue.messages().is_empty());
+        assert!(w.events.quarantined().is_empty());
+        assert_eq!(w.metrics.total("Accepted"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dsqc_reverse_pickup_is_a_return_and_its_pii_is_never_logged() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let w = world();
+        let cases = field_cases();
+        send_case(
+            &w,
+            case_named(
+                &cases,
+                "clickpost: doorstep-QC reverse pickup without is_rvp",
+            ),
+        )
+        .await;
+        let [event] = &messages_json(&w)[..] else {
+            panic!("one event queued")
+        };
+        assert_eq!(event["shipment_type"], "return");
+        assert_eq!(event["status"], "PICKED_UP");
+        assert_eq!(event["remark"], "Reverse Pickup");
+        assert_eq!(event["npr"], Value::Null);
+        // The tenant gets the dsqc in `source`.
+        assert_eq!(event["source"]["additional"]["dsqc"]["category"], "REV");
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("event accepted"), "the logs were captured");
+        for pii in [
+            "Meera Iyengar",
+            "9845012377",
+            "HSR Layout",
+            "X-Amz-Signature",
+            "dsqc",
+        ] {
+            assert!(!text.contains(pii), "{pii} appears in the logs");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shiprocket_status_no_scan_carries_is_one_event_with_nothing_borrowed() {
+        let w = world();
+        let cases = field_cases();
+        let (_, first) = send_case(
+            &w,
+            case_named(&cases, "shiprocket: RTO INITIATED that no scan carries"),
+        )
+        .await;
+        let (_, again) = send_case(
+            &w,
+            case_named(
+                &cases,
+                "shiprocket: the same RTO INITIATED re-sent with a new current_timestamp",
+            ),
+        )
+        .await;
+        assert_eq!(again["event_ids"], first["event_ids"]);
+        let [event] = &messages_json(&w)[..] else {
+            panic!("delivered once")
+        };
+        assert_eq!(event["event_id"], first["event_ids"][0]);
+        assert_eq!(event["status"], "RTO_INITIATED");
+        assert_eq!(event["shipment_type"], "forward");
+        assert_eq!(
+            event["carrier_status"],
+            json!({"code": "9", "description": "RTO INITIATED", "raw": null, "notification_event_id": null})
+        );
+        assert_eq!(
+            (&event["remark"], &event["location"]),
+            (&Value::Null, &Value::Null)
+        );
+        assert_eq!(event["event_time"], "2024-06-18T14:11:07Z");
+        assert_eq!(event["event_time_raw"], "18 06 2024 19:41:07");
+    }
+
+    #[tokio::test]
+    async fn clickpost_return_requests_are_read_in_ist_and_npr_is_carried() {
+        let w = world();
+        let cases = field_cases();
+        for name in [
+            "clickpost: Return Request Approved (102), time in IST",
+            "clickpost: pickup failed with npr code and reason",
+        ] {
+            send_case(&w, case_named(&cases, name)).await;
+        }
+        // An explicit offset wins over IST.
+        let offset = String::from_utf8(fixture("clickpost/field_return_approved_ist.json"))
+            .unwrap()
+            .replace("2024-08-19 07:30:08.396840", "2024-08-19T07:30:08+01:00");
+        let (status, _) = {
+            let (s, b, _) = post(
+                &w,
+                Carrier::Clickpost,
+                &[auth(Carrier::Clickpost)],
+                offset.as_bytes(),
+            )
+            .await;
+            (s, b)
+        };
+        assert_eq!(status, 200);
+        let events = messages_json(&w);
+        let [approved, npr, offset] = &events[..] else {
+            panic!("three events: {events:?}")
+        };
+        assert_eq!(approved["status"], "RETURN_APPROVED");
+        assert_eq!(approved["event_time"], "2024-08-19T02:00:08.396840Z");
+        assert_eq!(approved["npr"], Value::Null);
+        assert_eq!(npr["status"], "PICKUP_FAILED");
+        assert_eq!(npr["event_time"], "2024-04-11T11:35:44Z");
+        assert_eq!(
+            npr["npr"],
+            json!({"code": "2", "reason": "Customer not available"})
+        );
+        assert_eq!(offset["event_time"], "2024-08-19T06:30:08Z");
+    }
+
+    #[tokio::test]
+    async fn implausible_input_is_refused_naming_the_field_and_quarantined() {
+        let w = world();
+        let cases = field_cases();
+        for name in [
+            "clickpost: an event time in 2100",
+            "clickpost: an event time before 2000",
+            "clickpost: an event time in 2100 without a key",
+            "clickpost: JSON nested 100,000 levels",
+            "shiprocket: JSON nested 100,000 levels",
+            "shipway: JSON nested 100,000 levels",
+            "shipway: JSON nested 100,000 levels without a key",
+        ] {
+            send_case(&w, case_named(&cases, name)).await;
+        }
+        let mut quarantined = w.events.quarantined();
+        quarantined.sort_by(|a, b| a.reason.cmp(&b.reason));
+        let reasons: Vec<(&str, u64)> = quarantined
+            .iter()
+            .map(|q| (q.reason.as_str(), q.times))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    "field `timestamp` is not a plausible event time: \"1999-12-31T10:00:00Z\": it is before 2000-01-01",
+                    1
+                ),
+                (
+                    "field `timestamp` is not a plausible event time: \"2100-01-01T10:00:00Z\": it is more than a day after the body arrived",
+                    1
+                ),
+                // One body (the same bytes) from three carriers' paths: kept once, counted thrice;
+                // the unauthenticated fourth is not counted.
+                (
+                    "the body nests JSON deeper than 64 levels; no carrier payload does",
+                    3
+                ),
+            ]
+        );
+        assert!(w.queue.messages().is_empty());
+        // The world still answers.
+        let (status, _, _) = post(
+            &w,
+            Carrier::Clickpost,
+            &[auth(Carrier::Clickpost)],
+            &fixture("clickpost/delivered_selected_captured.json"),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_shipway_hash_is_in_no_delivered_event_and_no_quarantined_body() {
+        let w = world();
+        let cases = field_cases();
+        for name in [
+            "shipway: classic body authenticated by its hash",
+            "shipway: classic body with a hash and a bad status_time",
+        ] {
+            send_case(&w, case_named(&cases, name)).await;
+        }
+        let messages = w.queue.messages();
+        let [message] = &messages[..] else {
+            panic!("one event queued")
+        };
+        assert!(!message.body.contains(SHIPWAY_KEY), "{}", message.body);
+        let event: Value = serde_json::from_str(&message.body).unwrap();
+        assert_eq!(event["awb"], "5512094470318");
+        assert_eq!(event["source"].get("hash"), None);
+
+        let [kept] = &w.events.quarantined()[..] else {
+            panic!("one body quarantined")
+        };
+        let body = String::from_utf8(kept.body.clone()).unwrap();
+        assert!(!body.contains(SHIPWAY_KEY), "{body}");
+        assert!(!body.contains("\"hash\""), "{body}");
+        let original =
+            String::from_utf8(fixture("shipway/field_classic_hash_rejected.json")).unwrap();
+        assert!(original.contains(SHIPWAY_KEY));
+        // The rest of the body is kept as sent.
+        let value: Value = serde_json::from_str(&body).unwrap();
+        let mut expected: Value = serde_json::from_str(&original).unwrap();
+        expected.as_object_mut().unwrap().remove("hash");
+        assert_eq!(value, expected);
+        assert!(kept
+            .reason
+            .starts_with("field `status_feed[0].status_time` is invalid"));
+    }
 }
