@@ -177,3 +177,182 @@ pub async fn wait_for(receiver: &Receiver, count: usize, limit: Duration) -> Vec
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- The field-fact cases (docs/carriers.md §6): tests/fixtures/field-cases.json, which the
+// Lambda handler's tests (functions/ingest-http/src/handler.rs) run too, with the same answers.
+
+/// The field-case file: its tenant, its keys per carrier and its cases, in order.
+pub fn field_doc() -> Value {
+    serde_json::from_slice(&fixture("field-cases.json")).unwrap()
+}
+
+pub fn field_cases(doc: &Value) -> &[Value] {
+    doc["cases"].as_array().unwrap()
+}
+
+pub fn case_named<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    field_cases(doc)
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no field case {name:?}"))
+}
+
+/// An `rms serve` config with the field cases' tenant and keys, pushing to `receiver_url`.
+pub fn field_config(dir: &Path, receiver_url: &str, doc: &Value) -> String {
+    let key = |carrier: &str| doc["keys"][carrier].as_str().unwrap().to_owned();
+    format!(
+        r#"
+database = "{db}"
+allow_private_targets = true
+[dispatch]
+timeout = "2s"
+retry_schedule = ["1s"]
+max_attempts = 10
+[[tenants]]
+id = "{tenant}"
+[tenants.keys]
+clickpost = "{clickpost}"
+shiprocket = "{shiprocket}"
+shipway = "{shipway}"
+[tenants.push]
+url = "{receiver_url}"
+headers = {{ Authorization = "Bearer acme-token" }}
+statuses = []
+signing_secret = "{SECRET}"
+"#,
+        db = dir.join("rms.db").display(),
+        tenant = doc["tenant"].as_str().unwrap(),
+        clickpost = key("clickpost"),
+        shiprocket = key("shiprocket"),
+        shipway = key("shipway"),
+    )
+}
+
+fn case_key(doc: &Value, case: &Value) -> String {
+    doc["keys"][case["carrier"].as_str().unwrap()]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A case's body: `body_file`, inline `body` (with `{key}`), or `body_generator` (`nested:N`).
+pub fn case_body(doc: &Value, case: &Value) -> Vec<u8> {
+    if let Some(file) = case["body_file"].as_str() {
+        return fixture(file);
+    }
+    if let Some(text) = case["body"].as_str() {
+        return text.replace("{key}", &case_key(doc, case)).into_bytes();
+    }
+    match case["body_generator"].as_str() {
+        Some(generator) => {
+            let levels: usize = generator
+                .strip_prefix("nested:")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unknown body_generator {generator}"));
+            format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes()
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Checks an answer against the case (`response`, `response_has` with `events`, or
+/// `error_contains`).
+pub fn check_answer(case: &Value, status: u16, body: &Value) {
+    let name = case["name"].as_str().unwrap();
+    assert_eq!(
+        u64::from(status),
+        case["status"].as_u64().unwrap(),
+        "{name}: {body}"
+    );
+    let mut checks = 0;
+    if let Some(exact) = case.get("response") {
+        assert_eq!(body, exact, "{name}");
+        checks += 1;
+    }
+    if let Some(has) = case.get("response_has") {
+        for (member, value) in has.as_object().unwrap() {
+            assert_eq!(&body[member], value, "{name}: `{member}` in {body}");
+        }
+        let events = case["events"].as_u64().unwrap() as usize;
+        assert_eq!(
+            body["event_ids"].as_array().map(Vec::len),
+            Some(events),
+            "{name}: {body}"
+        );
+        checks += 1;
+    }
+    if let Some(text) = case.get("error_contains") {
+        let text = text.as_str().unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 1, "{name}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(text), "{name}: {error:?} lacks {text:?}");
+        checks += 1;
+    }
+    assert_eq!(checks, 1, "{name}: one kind of expected answer");
+}
+
+impl Server {
+    /// Sends a field case to its carrier's notify path and checks the answer it lists.
+    pub async fn send_case(&self, doc: &Value, case: &Value) -> (u16, Value) {
+        let carrier: shared::Carrier = case["carrier"].as_str().unwrap().parse().unwrap();
+        let key = case_key(doc, case);
+        let query = case["query"].as_str().unwrap().replace("{key}", &key);
+        let mut url = format!("{}{}", self.base, carrier.spec().notify_path);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
+        let method =
+            reqwest::Method::from_bytes(case["method"].as_str().unwrap().as_bytes()).unwrap();
+        // As API Gateway's test events carry it (functions/ingest-http/src/apigw.rs).
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("content-type", "application/json");
+        for (name, value) in case["headers"].as_object().unwrap() {
+            request = request.header(
+                name.as_str(),
+                value.as_str().unwrap().replace("{key}", &key),
+            );
+        }
+        let response = request.body(case_body(doc, case)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        check_answer(case, status, &body);
+        (status, body)
+    }
+}
+
+/// The rows of an SQL query on the database at `db` (the server stopped), through the test
+/// harness's Python (its standard `sqlite3` module); BLOBs come back as UTF-8 text.
+pub fn sqlite_rows(db: &Path, sql: &str) -> Vec<Value> {
+    const SCRIPT: &str = "import json, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.row_factory = sqlite3.Row
+rows = [{k: (r[k].decode('utf-8', 'replace') if isinstance(r[k], bytes) else r[k]) for k in r.keys()}
+        for r in con.execute(sys.argv[2])]
+print(json.dumps(rows))";
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let output = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Every byte the database at `db` holds on disk (the file and its write-ahead log).
+pub fn database_bytes(db: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(db).unwrap();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    if let Ok(more) = std::fs::read(PathBuf::from(wal)) {
+        bytes.extend(more);
+    }
+    bytes
+}
