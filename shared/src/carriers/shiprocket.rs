@@ -159,8 +159,10 @@ struct Scan {
 /// is the top-level `shipment_status`; its remark, location and raw courier code are empty (an
 /// unrelated scan's would be wrong); its time is `current_timestamp` (IST, `dd MM yyyy HH:mm:ss`,
 /// the send time: the best evidence there is), else the newest scan's. Its identity is the status
-/// and the newest scan's time, not `current_timestamp`: the same status re-sent later is the same
-/// event, and the same status after new scans (a second RTO, say) is a new one.
+/// and the time of the newest scan that set a status (an `sr-status` code, not "NA"), never
+/// `current_timestamp`: the same status re-sent later, with more scans that set no status (the
+/// return journey's "NA" scans), is the same event; the same status again after a scan that set
+/// another status is a new occurrence.
 pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, NormalizeError> {
     let payload: Payload = parse_json(body)?;
     let scans = payload.scans.as_deref().unwrap_or_default();
@@ -188,8 +190,8 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
                 None => current_timestamp(&payload, ctx)?,
             }
         } else {
-            let head = newest_date(scans);
-            unmatched_identity = Some(format!("status-without-scan;{}", head.unwrap_or_default()));
+            let last_status_change = newest_status_scan_date(scans).unwrap_or_default();
+            unmatched_identity = Some(format!("status-without-scan;{last_status_change}"));
             match text(&payload.current_timestamp) {
                 Some(_) => current_timestamp(&payload, ctx)?,
                 None => match newest_scan(scans, &|_| true, ctx)? {
@@ -290,10 +292,15 @@ fn newest_scan<'a>(
     Ok(best)
 }
 
-/// The newest scan date as text, without judging it (for an event's identity only). Scan dates
-/// share one format, `yyyy-MM-dd HH:mm:ss`, which sorts as text.
-fn newest_date(scans: &[Scan]) -> Option<String> {
-    scans.iter().filter_map(|s| text(&s.date)).max()
+/// The date of the newest scan that set a status (its `sr-status` is a code, not "NA"), as text,
+/// without judging it: for an event's identity only. Scan dates share one format,
+/// `yyyy-MM-dd HH:mm:ss`, which sorts as text.
+fn newest_status_scan_date(scans: &[Scan]) -> Option<String> {
+    scans
+        .iter()
+        .filter(|s| text(&s.sr_status).is_some_and(|code| code.parse::<i64>().is_ok()))
+        .filter_map(|s| text(&s.date))
+        .max()
 }
 
 #[cfg(test)]
@@ -395,11 +402,18 @@ mod tests {
         let first = event(&rto_initiated("07 11 2022 11:02:45", ""));
         let resent = event(&rto_initiated("07 11 2022 19:40:02", ""));
         assert_eq!(first.event_id, resent.event_id);
-        let later = event(&rto_initiated(
+        // The return journey goes on with scans that set no status: still the same RTO.
+        let journey = event(&rto_initiated(
             "12 11 2022 08:00:00",
             r#",{"date":"2022-11-11 21:00:00","activity":"Reached hub","sr-status":"NA"}"#,
         ));
-        assert_ne!(first.event_id, later.event_id);
+        assert_eq!(first.event_id, journey.event_id);
+        // A scan that set another status came in between: this RTO is a new occurrence.
+        let again = event(&rto_initiated(
+            "20 11 2022 08:00:00",
+            r#",{"date":"2022-11-18 10:00:00","activity":"Out for delivery","sr-status":"17"}"#,
+        ));
+        assert_ne!(first.event_id, again.event_id);
     }
 
     #[test]
