@@ -847,6 +847,12 @@ async fn on_aws_the_commands_use_the_stack_names_and_refuse_http_urls() {
 
     assert!(json_lines(aws(&["dlq", "list", "--json"])).is_empty());
     assert!(json_lines(aws(&["deliveries", "acme", "--awb", "X1", "--json"])).is_empty());
+    assert!(json_lines(aws(&["quarantine", "list", "--json"])).is_empty());
+    let replayed = json_lines(aws(&["quarantine", "replay", "--json", "--tenant", "acme"]));
+    assert_eq!(replayed[0]["results"], serde_json::json!([]));
+    let carriers = json_lines(aws(&["carriers", "acme", "--json"]));
+    assert_eq!(carriers.len(), 3);
+    assert_eq!(carriers[0]["last_accepted_at"], Value::Null);
 }
 
 /// Keeps `body` in the quarantine of `tenant` as ingest does when a body does not normalise, and

@@ -836,3 +836,224 @@ async fn dead_letters_are_listed_with_reasons_then_redriven_some_and_then_all() 
     api.assert_never_answered(&[KEY, HEADER_VALUE]);
     assert_not_logged(&logs, &[KEY, HEADER_VALUE]);
 }
+
+/// Posts `body` as a Clickpost push with `key` through the notify function's handler.
+async fn ingest_body(stack: &Stack, key: &str, body: &str) -> (u16, Value) {
+    let request = ingest_http::apigw::notify_request(
+        Carrier::Clickpost,
+        "POST",
+        &[("webhook_key", key)],
+        "",
+        body.as_bytes(),
+    );
+    let response = ingest_http::handle(&stack.ingest(), Carrier::Clickpost, request)
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(response.body().as_ref()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed_once() {
+    use shared::adapters::dynamodb::DynamoEventStore;
+    use shared::ports::{EventStore, Quarantined};
+    let stack = Stack::create().await;
+    let api = Api::new(&stack);
+    tenant_with_push(
+        &api,
+        "acme",
+        "acme-clickpost-quarantine",
+        "https://acme.example",
+    )
+    .await;
+    tenant_with_push(
+        &api,
+        "globex",
+        "globex-clickpost-quarantine",
+        "https://globex.example",
+    )
+    .await;
+    const REJECTED: &str = r#"{"waybill":"Q-BAD","clickpost_status_code":5}"#;
+    for key in [
+        "acme-clickpost-quarantine",
+        "acme-clickpost-quarantine",
+        "globex-clickpost-quarantine",
+    ] {
+        let (status, answer) = ingest_body(&stack, key, REJECTED).await;
+        assert_eq!(status, 400, "{answer}");
+    }
+    // A body the normaliser of the day accepts, kept as if an earlier one had refused it.
+    const FIXED: &str =
+        r#"{"waybill":"Q-FIXED","clickpost_status_code":5,"timestamp":"2024-03-01T10:00:00Z"}"#;
+    let fixed_id = digest_hex(FIXED);
+    let acme = shared::TenantId::parse("acme").unwrap();
+    let events = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
+    events
+        .quarantine(&Quarantined {
+            tenant_id: &acme,
+            carrier: Carrier::Clickpost,
+            body_digest: fixed_id.clone(),
+            body: FIXED.as_bytes(),
+            reason: "clickpost_status_code: unknown",
+            received_at: Utc::now() - chrono::Duration::hours(3),
+        })
+        .await
+        .unwrap();
+    // One written before the counts (its first arrival in `received_at`), and one past its
+    // expiry that TTL has not deleted yet.
+    let old_at = Utc::now() - chrono::Duration::days(2);
+    for (sk, expires) in [
+        ("a".repeat(64), Utc::now() + chrono::Duration::days(5)),
+        ("b".repeat(64), Utc::now() - chrono::Duration::hours(1)),
+    ] {
+        stack
+            .dynamo
+            .put_item()
+            .table_name(&stack.events_table)
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("QUARANTINE#globex".into()),
+            )
+            .item("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+            .item(
+                "carrier",
+                aws_sdk_dynamodb::types::AttributeValue::S("shipway".into()),
+            )
+            .item(
+                "reason",
+                aws_sdk_dynamodb::types::AttributeValue::S("no awb".into()),
+            )
+            .item(
+                "received_at",
+                aws_sdk_dynamodb::types::AttributeValue::S(old_at.to_rfc3339()),
+            )
+            .item(
+                "body",
+                aws_sdk_dynamodb::types::AttributeValue::B(
+                    aws_sdk_dynamodb::primitives::Blob::new("{}"),
+                ),
+            )
+            .item(
+                "expires_at",
+                aws_sdk_dynamodb::types::AttributeValue::N(expires.timestamp().to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let (status, all) = api.get("/admin/quarantine").await;
+    assert_eq!(status, 200, "{all}");
+    let listed: Vec<(String, String, u64)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["tenant_id"].as_str().unwrap().to_owned(),
+                q["carrier"].as_str().unwrap().to_owned(),
+                q["times"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("globex".into(), "shipway".into(), 1),
+            ("acme".into(), "clickpost".into(), 1),
+            ("acme".into(), "clickpost".into(), 2),
+            ("globex".into(), "clickpost".into(), 1),
+        ],
+        "oldest first, the expired one hidden: {all}"
+    );
+    let time_of = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    assert_eq!(time_of(&all[0]["first_received_at"]), old_at);
+    let (_, acme_only) = api
+        .get("/admin/quarantine?tenant=acme&reason=TIMESTAMP")
+        .await;
+    assert_eq!(acme_only.as_array().unwrap().len(), 1, "{acme_only}");
+    assert_eq!(acme_only[0]["id"], digest_hex(REJECTED));
+    let (_, limited) = api.get("/admin/quarantine?carrier=clickpost&limit=2").await;
+    assert_eq!(limited.as_array().unwrap().len(), 2);
+    let (status, detail) = api
+        .get(&format!(
+            "/admin/tenants/acme/quarantine/{}",
+            digest_hex(REJECTED)
+        ))
+        .await;
+    assert_eq!((status, detail["body"].as_str()), (200, Some(REJECTED)));
+
+    // The fixed body is queued once; a second replay is a duplicate and queues nothing.
+    stack.drain(&stack.queue_url).await;
+    let replay = json!({"tenant": "acme", "ids": [fixed_id]});
+    let (status, report) = api.post("/admin/quarantine/replay", replay.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+    let queued = stack.drain(&stack.queue_url).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].body["awb"], "Q-FIXED");
+    assert_eq!(
+        queued[0].body["event_id"],
+        report["results"][0]["event_ids"][0]
+    );
+    let (_, again) = api.post("/admin/quarantine/replay", replay).await;
+    assert_eq!(
+        (&again["duplicate"], &again["accepted"]),
+        (&json!(1), &json!(0)),
+        "{again}"
+    );
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
+    let (_, detail) = api
+        .get(&format!("/admin/tenants/acme/quarantine/{fixed_id}"))
+        .await;
+    assert_eq!(detail["last_replay"]["outcome"], "duplicate", "{detail}");
+    // By filter: the rejected bodies are still invalid.
+    let (_, rejected) = api
+        .post("/admin/quarantine/replay", json!({"reason": "timestamp"}))
+        .await;
+    assert_eq!(rejected["invalid"], 2, "{rejected}");
+
+    // The carrier-status view: the rejection ingest recorded, and the newest time wins.
+    let (status, view) = api.get("/admin/tenants/acme/carriers").await;
+    assert_eq!(status, 200, "{view}");
+    assert!(view[0]["last_rejected_at"].is_string(), "{view}");
+    assert!(view[0]["last_rejected_reason"]
+        .as_str()
+        .unwrap()
+        .contains("timestamp"));
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    for (time, reason) in [
+        ("2030-01-01T10:00:00Z", "newer"),
+        ("2030-01-01T09:00:00Z", "older"),
+    ] {
+        events
+            .record_activity(
+                &acme,
+                Carrier::Shipway,
+                shared::ports::Activity::Rejected,
+                at(time),
+                Some(reason),
+            )
+            .await
+            .unwrap();
+    }
+    let (_, view) = api.get("/admin/tenants/acme/carriers").await;
+    assert_eq!(view[2]["carrier"], "shipway");
+    assert_eq!(view[2]["last_rejected_reason"], "newer", "{view}");
+    assert_eq!(
+        time_of(&view[2]["last_rejected_at"]),
+        at("2030-01-01T10:00:00Z")
+    );
+    assert_eq!(view[1]["last_rejected_at"], Value::Null);
+    assert_eq!(api.get("/admin/tenants/nobody/carriers").await.0, 404);
+}
