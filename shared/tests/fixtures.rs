@@ -531,7 +531,7 @@ fn the_fixture_list_covers_every_json_fixture_on_disk() {
     let mut listed: Vec<String> = all_fixtures().iter().map(|(_, n)| n.to_string()).collect();
     listed.extend(not_events().iter().map(|(_, n, _)| n.to_string()));
     listed.extend(refused().iter().map(|(_, n, _)| n.to_string()));
-    for carrier in ["clickpost", "shiprocket", "shipway"] {
+    for carrier in Carrier::ALL.map(Carrier::as_str) {
         for entry in std::fs::read_dir(fixture_path(carrier)).unwrap() {
             let name = format!("{carrier}/{}", entry.unwrap().file_name().to_string_lossy());
             if name.ends_with(".json") {
