@@ -172,6 +172,10 @@ fn migrate_quarantine(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// How long a quarantined body is kept after its last arrival: as on AWS (`QUARANTINE_TTL` of the
+/// DynamoDB adapter). Older ones are hidden at once and deleted by the next quarantine write.
+const QUARANTINE_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(14);
+
 /// A time as the newer tables store it: RFC 3339 in UTC with milliseconds (SQLite's own
 /// `strftime('%Y-%m-%dT%H:%M:%fZ')`), a fixed width, so that text order is time order (`MAX` on
 /// the column is the latest time).
@@ -644,9 +648,18 @@ impl Intake for SqliteStore {
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
+        let conn = self.conn();
+        // What TTL does on AWS: bodies whose last arrival is past the quarantine's time go (a
+        // repeat of one starts afresh).
+        execute(
+            &conn,
+            "DELETE FROM quarantined WHERE last_received_at < ?1",
+            params![stamp(item.received_at - QUARANTINE_KEPT)],
+        )
+        .map_err(unavailable("quarantine"))?;
         // One upsert: the body is kept once; a repeat counts and moves the last arrival.
         execute(
-            &self.conn(),
+            &conn,
             "INSERT INTO quarantined
                  (tenant_id, digest, carrier, body, reason, first_received_at, last_received_at, times)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
@@ -1127,6 +1140,7 @@ impl AdminStore for SqliteStore {
                    AND (?3 IS NULL OR instr(lower(reason), lower(?3)) > 0)
                    AND (?4 IS NULL OR last_received_at >= ?4)
                    AND (?5 IS NULL OR first_received_at <= ?5)
+                   AND last_received_at >= ?7
                  ORDER BY first_received_at, tenant_id, digest LIMIT ?6"
             ))
             .map_err(unavailable("list quarantine"))?;
@@ -1139,6 +1153,7 @@ impl AdminStore for SqliteStore {
                     filter.from.map(stamp),
                     filter.to.map(stamp),
                     i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                    stamp(Utc::now() - QUARANTINE_KEPT),
                 ],
                 quarantine_row,
             )
@@ -1157,9 +1172,10 @@ impl AdminStore for SqliteStore {
         let found = query_row(
             &self.conn(),
             &format!(
-                "SELECT {QUARANTINE_COLUMNS}, body FROM quarantined WHERE tenant_id = ?1 AND digest = ?2"
+                "SELECT {QUARANTINE_COLUMNS}, body FROM quarantined
+                 WHERE tenant_id = ?1 AND digest = ?2 AND last_received_at >= ?3"
             ),
-            params![tenant.as_str(), id],
+            params![tenant.as_str(), id, stamp(Utc::now() - QUARANTINE_KEPT)],
             |row| {
                 let body: Vec<u8> = row.get(9)?;
                 Ok(quarantine_row(row)?.map(|view| QuarantinedBody { view, body }))
@@ -1353,11 +1369,25 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// A time `hours` before now: what the quarantine's readers show depends on the clock.
+    fn hours_ago(hours: i64) -> DateTime<Utc> {
+        Utc::now() - chrono::Duration::hours(hours)
+    }
+
     fn rejected<'a>(
         tenant: &'a TenantId,
         body: &'a [u8],
         reason: &'a str,
         when: &str,
+    ) -> Quarantined<'a> {
+        rejected_at(tenant, body, reason, at(when))
+    }
+
+    fn rejected_at<'a>(
+        tenant: &'a TenantId,
+        body: &'a [u8],
+        reason: &'a str,
+        received_at: DateTime<Utc>,
     ) -> Quarantined<'a> {
         Quarantined {
             tenant_id: tenant,
@@ -1365,7 +1395,7 @@ mod tests {
             body_digest: hex::encode(sha2::Sha256::digest(body)),
             body,
             reason,
-            received_at: at(when),
+            received_at,
         }
     }
 
@@ -1504,16 +1534,11 @@ mod tests {
             TenantId::parse("acme").unwrap(),
             TenantId::parse("globex").unwrap(),
         );
-        let mut clickpost = rejected(&acme, b"c", "waybill: missing", "2026-11-27T09:00:00Z");
+        let mut clickpost = rejected_at(&acme, b"c", "waybill: missing", hours_ago(3));
         clickpost.carrier = Carrier::Clickpost;
         for item in [
-            rejected(
-                &acme,
-                b"a",
-                "status: unknown DELIVERD",
-                "2026-11-27T10:00:00Z",
-            ),
-            rejected(&globex, b"b", "Status: unknown", "2026-11-27T11:00:00Z"),
+            rejected_at(&acme, b"a", "status: unknown DELIVERD", hours_ago(2)),
+            rejected_at(&globex, b"b", "Status: unknown", hours_ago(1)),
             clickpost,
         ] {
             store.quarantine(&item).await.unwrap();
@@ -1547,8 +1572,8 @@ mod tests {
             ),
             (
                 QuarantineFilter {
-                    from: Some(at("2026-11-27T10:00:00Z")),
-                    to: Some(at("2026-11-27T10:30:00Z")),
+                    from: Some(hours_ago(2) - chrono::Duration::minutes(1)),
+                    to: Some(hours_ago(2) + chrono::Duration::minutes(30)),
                     ..filter()
                 },
                 vec!["acme/shipway"],
@@ -1574,7 +1599,7 @@ mod tests {
     async fn a_replay_is_noted_on_the_entry_which_is_kept() {
         let store = SqliteStore::in_memory().unwrap();
         let acme = TenantId::parse("acme").unwrap();
-        let item = rejected(&acme, b"{\"awb\":1}", "no status", "2026-11-27T10:00:00Z");
+        let item = rejected_at(&acme, b"{\"awb\":1}", "no status", hours_ago(1));
         store.quarantine(&item).await.unwrap();
         let id = item.body_digest.clone();
         store
@@ -1598,6 +1623,39 @@ mod tests {
         );
         let other = TenantId::parse("globex").unwrap();
         assert_eq!(store.quarantined_body(&other, &id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_fourteen_days_is_hidden_then_deleted() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let old = rejected_at(&acme, b"old", "no status", hours_ago(15 * 24));
+        store.quarantine(&old).await.unwrap();
+        assert!(AdminStore::quarantined(&store, &filter())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .quarantined_body(&acme, &old.body_digest)
+                .await
+                .unwrap(),
+            None
+        );
+        let count = |store: &SqliteStore| -> i64 {
+            query_row(&store.conn(), "SELECT COUNT(*) FROM quarantined", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(count(&store), 1, "hidden, not yet deleted");
+        let new = rejected_at(&acme, b"new", "no status", hours_ago(0));
+        store.quarantine(&new).await.unwrap();
+        assert_eq!(count(&store), 1, "the next write deletes it");
+        assert_eq!(
+            AdminStore::quarantined(&store, &filter()).await.unwrap()[0].id,
+            new.body_digest
+        );
     }
 
     #[tokio::test]
