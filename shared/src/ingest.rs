@@ -78,6 +78,38 @@ impl CarrierZones {
         self.overrides.retain(|(c, _)| *c != carrier);
         self.overrides.push((carrier, zone));
     }
+
+    /// The zones set by each carrier's variable (`CLICKPOST_ZONE`…, see
+    /// `CarrierSpec::zone_variable`) through `lookup`: the notify functions and the admin API's
+    /// quarantine replay read the same settings.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ZoneSettingError> {
+        let mut zones = CarrierZones::default();
+        for carrier in Carrier::ALL {
+            let name = carrier.spec().zone_variable();
+            if let Some(value) = lookup(&name) {
+                match crate::time::parse_zone(&value) {
+                    Ok(zone) => zones.set(carrier, zone),
+                    Err(expected) => {
+                        return Err(ZoneSettingError {
+                            name,
+                            value,
+                            expected,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(zones)
+    }
+}
+
+/// A carrier's zone variable that is not a zone.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("environment variable {name} is {value:?}: {expected}")]
+pub struct ZoneSettingError {
+    pub name: String,
+    pub value: String,
+    pub expected: String,
 }
 
 /// What ingest did with a request; one variant per row of design.md's answer table.
@@ -227,7 +259,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             return IngestOutcome::PanelTest;
         }
         let outcome = self
-            .ingest_body(&tenant, carrier, &request.body, now, true)
+            .ingest_body(&tenant, carrier, &request.body, now, now, true)
             .await;
         match &outcome {
             IngestOutcome::Accepted { .. } => {
@@ -294,21 +326,23 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         due
     }
 
-    /// Normalises an authenticated body and accepts its events. A body that does not normalise
-    /// is quarantined when `quarantine` is set (a live push), and only answered otherwise (a
-    /// replay of a body already in quarantine).
+    /// Normalises an authenticated body that arrived at `received_at` and accepts its events
+    /// now (claims are timed by `now`). A body that does not normalise is quarantined when
+    /// `quarantine` is set (a live push), and only answered otherwise (a replay of a body already
+    /// in quarantine).
     async fn ingest_body(
         &self,
         tenant: &TenantAuth,
         carrier: Carrier,
         body: &[u8],
+        received_at: DateTime<Utc>,
         now: DateTime<Utc>,
         quarantine: bool,
     ) -> IngestOutcome {
         let tenant_id = tenant.tenant_id.clone();
         let ctx = NormalizeContext {
             tenant_id: tenant_id.to_string(),
-            received_at: now,
+            received_at,
             zone: self.settings.zones.for_carrier(carrier),
             include_source: tenant.include_source,
             max_future: self.settings.max_future,
@@ -471,7 +505,8 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Reingest for Ingest<C, S, M> {
         body: &[u8],
         received_at: DateTime<Utc>,
     ) -> IngestOutcome {
-        self.ingest_body(tenant, carrier, body, received_at, false)
+        // The events keep the time their body first arrived; claims run on the clock.
+        self.ingest_body(tenant, carrier, body, received_at, Utc::now(), false)
             .await
     }
 }

@@ -8,7 +8,7 @@ use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminPolicy};
-use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings};
+use shared::ingest::{CarrierZones, ClaimThenQueue, Ingest, IngestSettings, ZoneSettingError};
 
 /// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
 /// replay feeds the bodies through.
@@ -19,6 +19,8 @@ pub type AwsReingest =
 pub enum ConfigError {
     #[error("environment variable {0} is not set; the SAM template sets it for the admin API")]
     Missing(&'static str),
+    #[error(transparent)]
+    Zone(#[from] ZoneSettingError),
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct Config {
     /// `API_STAGE`: the HTTP API stage. API Gateway puts it in front of the path (`/live/admin/…`)
     /// and `lambda_http` keeps it there; unset or `$default` for none.
     pub stage: Option<String>,
+    /// `<CARRIER>_ZONE`, as the notify functions read it: a quarantine replay reads times as a
+    /// live push does.
+    pub zones: CarrierZones,
 }
 
 impl Config {
@@ -52,13 +57,14 @@ impl Config {
             stage: lookup("API_STAGE")
                 .map(|s| s.trim().trim_matches('/').to_owned())
                 .filter(|s| !s.is_empty() && s != "$default"),
+            zones: CarrierZones::from_lookup(&lookup)?,
         })
     }
 
     /// The admin use-case on DynamoDB and SQS. Test pushes go out under the dispatcher's
     /// production rules (https, public addresses only), and Push Config URLs must be https.
-    /// Quarantine replays go through ingest with its default settings (the carriers' own zones),
-    /// as the notify functions run it.
+    /// Quarantine replays go through ingest with the notify functions' settings (the carriers'
+    /// zones).
     pub fn admin(
         &self,
         dynamo: aws_sdk_dynamodb::Client,
@@ -75,7 +81,10 @@ impl Config {
                 queue: SqsEventQueue::new(sqs.clone(), &self.names.queue_url),
             },
             EmfMetrics,
-            IngestSettings::default(),
+            IngestSettings {
+                zones: self.zones.clone(),
+                ..IngestSettings::default()
+            },
         );
         Ok(Admin {
             store: DynamoAdmin::new(dynamo, sqs, self.names.clone()),

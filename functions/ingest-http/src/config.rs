@@ -3,8 +3,6 @@
 use std::time::Duration;
 
 use shared::ingest::{CarrierZones, IngestSettings};
-use shared::time::parse_zone;
-use shared::Carrier;
 
 /// A setting that is missing or malformed; the message names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
@@ -43,18 +41,11 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let mut zones = CarrierZones::default();
-        for carrier in Carrier::ALL {
-            let name = carrier.spec().zone_variable();
-            if let Some(value) = lookup(&name) {
-                let zone = parse_zone(&value).map_err(|expected| ConfigError::Invalid {
-                    name,
-                    value,
-                    expected,
-                })?;
-                zones.set(carrier, zone);
-            }
-        }
+        let zones = CarrierZones::from_lookup(&lookup).map_err(|e| ConfigError::Invalid {
+            name: e.name,
+            value: e.value,
+            expected: e.expected,
+        })?;
         let claim_seconds = match lookup("CLAIM_SECONDS") {
             None => 15,
             Some(value) => value
@@ -88,6 +79,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::Carrier;
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
