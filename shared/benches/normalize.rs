@@ -1,4 +1,5 @@
-//! Normaliser cost per carrier sample, with `source` attached (the default).
+//! Normaliser cost per carrier sample, with `source` attached (the default), including the
+//! set-up-probe recognition ingest runs first.
 //! Run: `cargo bench -p shared --bench normalize`. Figures go in docs/performance.md.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
@@ -48,6 +49,24 @@ fn normalizers(c: &mut Criterion) {
             Carrier::Shipway,
             "shipway/classic_status_feed.json",
         ),
+        // Built from the field facts (tests/fixtures/FIELD-FACTS.md): a status no scan carries, a
+        // reverse pickup known by its dsqc category, a classic body whose `hash` is scrubbed
+        // from `source`.
+        (
+            "shiprocket/rto_initiated_no_scan",
+            Carrier::Shiprocket,
+            "shiprocket/field_rto_initiated.json",
+        ),
+        (
+            "clickpost/rvp_dsqc_picked_up",
+            Carrier::Clickpost,
+            "clickpost/field_rvp_dsqc_picked_up.json",
+        ),
+        (
+            "shipway/classic_with_hash",
+            Carrier::Shipway,
+            "shipway/field_classic_hash_delivered.json",
+        ),
     ];
     let mut group = c.benchmark_group("normalize");
     for (label, carrier, name) in samples {
@@ -55,8 +74,13 @@ fn normalizers(c: &mut Criterion) {
         let events = normalize(carrier, &body, &ctx).unwrap().len();
         // Throughput in events, so criterion's elem/s reads as events per second.
         group.throughput(Throughput::Elements(events as u64));
+        // What ingest runs on a body before its events are claimed: the probe/test
+        // recognition, then the normaliser (which scans the nesting depth first).
         group.bench_function(label, |b| {
-            b.iter(|| normalize(carrier, black_box(&body), &ctx).unwrap())
+            b.iter(|| {
+                let kind = carrier.spec().classify(black_box(&body));
+                (kind, normalize(carrier, black_box(&body), &ctx).unwrap())
+            })
         });
     }
     group.finish();

@@ -20,6 +20,11 @@ pub const MAX_DEPTH: usize = 64;
 /// only a counter, so it cannot overflow a stack on any depth, and runs before any tree is built.
 /// Brackets inside strings do not count; the text need not be valid JSON.
 pub(crate) fn too_deep(body: &[u8]) -> bool {
+    // Fast path: a body with no more opening brackets than the limit cannot nest deeper than it.
+    // Counting two bytes is vectorised; carrier payloads hold a few dozen brackets at most.
+    if memchr::memchr2_iter(b'{', b'[', body).nth(MAX_DEPTH).is_none() {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
