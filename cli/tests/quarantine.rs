@@ -306,3 +306,70 @@ async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_c
         404
     );
 }
+
+/// The quarantine's purpose, end to end: a body refused under today's rule is kept; once the rule
+/// changes (here the setting `ingest.max_future`: a carrier whose clock runs two days ahead), a
+/// replay delivers it exactly once, and replaying it again is a duplicate that delivers nothing.
+#[tokio::test]
+async fn a_body_refused_under_one_rule_is_delivered_once_after_the_rule_changes() {
+    let dir = scratch_dir("quarantine-rule-change");
+    let receiver = Receiver::start(Some(common::SECRET));
+    let base = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
+    // Clickpost's wall-clock time (IST) two days ahead of now.
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(2))
+        .with_timezone(&shared::time::ist())
+        .format("%Y-%m-%dT%H:%M:%SZ");
+    let body = format!(
+        r#"{{"waybill":"QUAR-AHEAD-1","clickpost_status_code":6,"status":"Out for delivery","timestamp":"{ahead}"}}"#
+    );
+
+    let mut server = Server::start(&dir, &base).await;
+    let (status, answer) = notify(&server, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    let reason = answer["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("field `timestamp` is not a plausible event time")
+            && reason.contains("more than a day after"),
+        "{reason}"
+    );
+    assert!(server.terminate().success());
+
+    // The rule changes; the same database.
+    let server = Server::start(&dir, &format!("{base}\n[ingest]\nmax_future = \"3d\"\n")).await;
+    let (_, list) = server.call("GET", "/admin/quarantine", None).await;
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{list}");
+    let id = entries[0]["id"].as_str().unwrap().to_owned();
+    let replay = json!({"tenant": "acme", "ids": [id]});
+
+    let (status, report) = server
+        .call("POST", "/admin/quarantine/replay", Some(replay.clone()))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["accepted"], &report["invalid"]),
+        (&json!(1), &json!(0)),
+        "{report}"
+    );
+    let event_id = report["results"][0]["event_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delivered = wait_for(&receiver, 1, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["headers"]["webhook-id"], event_id.as_str());
+    let event: Value = serde_json::from_str(delivered[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(event["status"], "OUT_FOR_DELIVERY");
+    assert_eq!(event["awb"], "QUAR-AHEAD-1");
+
+    let (_, again) = server
+        .call("POST", "/admin/quarantine/replay", Some(replay))
+        .await;
+    assert_eq!(
+        (&again["duplicate"], &again["accepted"]),
+        (&json!(1), &json!(0)),
+        "{again}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.requests().await.len(), 1, "delivered exactly once");
+}

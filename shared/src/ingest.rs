@@ -82,7 +82,7 @@ impl CarrierZones {
     /// The zones set by each carrier's variable (`CLICKPOST_ZONE`…, see
     /// `CarrierSpec::zone_variable`) through `lookup`: the notify functions and the admin API's
     /// quarantine replay read the same settings.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ZoneSettingError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let mut zones = CarrierZones::default();
         for carrier in Carrier::ALL {
             let name = carrier.spec().zone_variable();
@@ -90,7 +90,7 @@ impl CarrierZones {
                 match crate::time::parse_zone(&value) {
                     Ok(zone) => zones.set(carrier, zone),
                     Err(expected) => {
-                        return Err(ZoneSettingError {
+                        return Err(SettingError {
                             name,
                             value,
                             expected,
@@ -103,13 +103,49 @@ impl CarrierZones {
     }
 }
 
-/// A carrier's zone variable that is not a zone.
+/// An ingest setting that is malformed; the message names the variable and what it expects.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("environment variable {name} is {value:?}: {expected}")]
-pub struct ZoneSettingError {
+pub struct SettingError {
     pub name: String,
     pub value: String,
     pub expected: String,
+}
+
+impl IngestSettings {
+    /// The settings the notify functions (and the admin API's quarantine replay) take from their
+    /// environment through `lookup`: `CLAIM_SECONDS` (15), `MAX_FUTURE_HOURS` (24) and each
+    /// carrier's `<CARRIER>_ZONE` (the carrier's own).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let number =
+            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>, unit: &str| {
+                match lookup(name) {
+                    None => Ok(default),
+                    Some(value) => value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| SettingError {
+                            name: name.to_owned(),
+                            expected: format!(
+                                "a whole number of {unit} from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                            value,
+                        }),
+                }
+            };
+        let claim_seconds = number("CLAIM_SECONDS", 15, 1..=3600, "seconds")?;
+        let max_future_hours = number("MAX_FUTURE_HOURS", 24, 1..=24 * 366, "hours")?;
+        Ok(IngestSettings {
+            claim_for: Duration::from_secs(claim_seconds),
+            zones: CarrierZones::from_lookup(&lookup)?,
+            max_future: chrono::TimeDelta::hours(i64::try_from(max_future_hours).unwrap_or(24)),
+            ..IngestSettings::default()
+        })
+    }
 }
 
 /// What ingest did with a request; one variant per row of design.md's answer table.

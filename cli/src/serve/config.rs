@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shared::auth::Credential;
+use shared::ingest::IngestSettings;
 use shared::push::{PushConfig, SecretValue, SigningSecret};
 use shared::{Carrier, Status, TenantId};
 
@@ -19,9 +20,21 @@ struct File {
     allow_private_targets: bool,
     admin_token: Option<String>,
     #[serde(default)]
+    ingest: IngestSection,
+    #[serde(default)]
     dispatch: DispatchSection,
     #[serde(default)]
     tenants: Vec<TenantSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct IngestSection {
+    /// How far after its arrival an event's time may be (default "1d").
+    max_future: Option<String>,
+    /// A carrier's zone when it is not the carrier's default (`clickpost = "+05:30"`).
+    #[serde(default)]
+    zones: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -71,6 +84,9 @@ pub struct ServeConfig {
     /// When set, the admin API needs `Authorization: Bearer <token>`. Required when `listen` is
     /// not a loopback address.
     pub admin_token: Option<SecretValue>,
+    /// `[ingest]`: the carriers' zones and how far ahead of its arrival an event may be, as the
+    /// notify functions' `<CARRIER>_ZONE` and `MAX_FUTURE_HOURS`.
+    pub ingest: IngestSettings,
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_attempts: u32,
@@ -123,6 +139,7 @@ impl Default for ServeConfig {
             database: PathBuf::from("rms.db"),
             allow_private_targets: false,
             admin_token: None,
+            ingest: IngestSettings::default(),
             timeout: PushConfig::DEFAULT_TIMEOUT,
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
@@ -173,6 +190,19 @@ impl ServeConfig {
                 ));
             }
             config.admin_token = Some(SecretValue::new(token));
+        }
+        if let Some(ahead) = &file.ingest.max_future {
+            let field = "ingest.max_future";
+            config.ingest.max_future = chrono::TimeDelta::from_std(duration(field, ahead)?)
+                .map_err(|_| invalid(field, format!("{ahead:?} is too long")))?;
+        }
+        for (carrier, zone) in &file.ingest.zones {
+            let field = format!("ingest.zones.{carrier}");
+            let carrier = carrier
+                .parse::<Carrier>()
+                .map_err(|e| invalid(&field, e.to_string()))?;
+            let zone = shared::time::parse_zone(zone).map_err(|e| invalid(&field, e))?;
+            config.ingest.zones.set(carrier, zone);
         }
         if let Some(timeout) = &file.dispatch.timeout {
             config.timeout = duration("dispatch.timeout", timeout)?;
@@ -335,6 +365,33 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         for (text, expected) in cases {
             let err = ServeConfig::parse(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_ingest_section_sets_the_future_window_and_carrier_zones() {
+        let text = format!(
+            "{EXAMPLE}\n[ingest]\nmax_future = \"3d\"\nzones = {{ shipway = \"+00:00\" }}\n"
+        );
+        let config = ServeConfig::parse(&text).unwrap();
+        assert_eq!(config.ingest.max_future, chrono::TimeDelta::days(3));
+        assert_eq!(
+            config.ingest.zones.for_carrier(Carrier::Shipway),
+            shared::time::utc()
+        );
+        assert_eq!(
+            config.ingest.zones.for_carrier(Carrier::Clickpost),
+            shared::time::ist()
+        );
+        for (bad, field) in [
+            ("max_future = \"soon\"", "ingest.max_future"),
+            ("zones = { dhl = \"+01:00\" }", "ingest.zones.dhl"),
+            ("zones = { shipway = \"IST+1\" }", "ingest.zones.shipway"),
+        ] {
+            let err = ServeConfig::parse(&format!("{EXAMPLE}\n[ingest]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(field), "{bad}: {err}");
         }
     }
 }

@@ -16,7 +16,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::{Leased, SqliteStore};
 use shared::admin::{Admin, AdminPolicy};
 use shared::dispatch::{settle, Dispatch, DispatchSettings};
-use shared::ingest::{Ingest, IngestSettings};
+use shared::ingest::Ingest;
 use shared::ports::NoMetrics;
 use shared::CanonicalEvent;
 use tokio::sync::watch;
@@ -136,7 +136,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         store.clone(),
         store.clone(),
         NoMetrics,
-        IngestSettings::default(),
+        config.ingest.clone(),
     ));
     let app = Arc::new(App {
         ingest: ingest.clone(),

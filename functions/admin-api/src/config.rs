@@ -8,7 +8,7 @@ use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminPolicy};
-use shared::ingest::{CarrierZones, ClaimThenQueue, Ingest, IngestSettings, ZoneSettingError};
+use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, SettingError};
 
 /// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
 /// replay feeds the bodies through.
@@ -20,7 +20,7 @@ pub enum ConfigError {
     #[error("environment variable {0} is not set; the SAM template sets it for the admin API")]
     Missing(&'static str),
     #[error(transparent)]
-    Zone(#[from] ZoneSettingError),
+    Ingest(#[from] SettingError),
 }
 
 #[derive(Debug, Clone)]
@@ -31,9 +31,9 @@ pub struct Config {
     /// `API_STAGE`: the HTTP API stage. API Gateway puts it in front of the path (`/live/admin/…`)
     /// and `lambda_http` keeps it there; unset or `$default` for none.
     pub stage: Option<String>,
-    /// `<CARRIER>_ZONE`, as the notify functions read it: a quarantine replay reads times as a
-    /// live push does.
-    pub zones: CarrierZones,
+    /// The notify functions' ingest settings (`IngestSettings::from_lookup`): a quarantine replay
+    /// reads a body as a live push is read.
+    pub ingest: IngestSettings,
 }
 
 impl Config {
@@ -57,7 +57,7 @@ impl Config {
             stage: lookup("API_STAGE")
                 .map(|s| s.trim().trim_matches('/').to_owned())
                 .filter(|s| !s.is_empty() && s != "$default"),
-            zones: CarrierZones::from_lookup(&lookup)?,
+            ingest: IngestSettings::from_lookup(&lookup)?,
         })
     }
 
@@ -81,10 +81,7 @@ impl Config {
                 queue: SqsEventQueue::new(sqs.clone(), &self.names.queue_url),
             },
             EmfMetrics,
-            IngestSettings {
-                zones: self.zones.clone(),
-                ..IngestSettings::default()
-            },
+            self.ingest.clone(),
         );
         Ok(Admin {
             store: DynamoAdmin::new(dynamo, sqs, self.names.clone()),

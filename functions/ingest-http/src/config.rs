@@ -1,20 +1,14 @@
 //! The notify functions' settings, from their environment (set by the SAM template).
 
-use std::time::Duration;
-
-use shared::ingest::{CarrierZones, IngestSettings};
+use shared::ingest::{IngestSettings, SettingError};
 
 /// A setting that is missing or malformed; the message names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set; the SAM template sets it for every function")]
     Missing(&'static str),
-    #[error("environment variable {name} is {value:?}: {expected}")]
-    Invalid {
-        name: String,
-        value: String,
-        expected: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] SettingError),
 }
 
 #[derive(Debug, Clone)]
@@ -22,11 +16,9 @@ pub struct Config {
     pub config_table: String,
     pub events_table: String,
     pub events_queue_url: String,
-    /// `CLAIM_SECONDS`: how long an unqueued claim protects an event (default 15: the function timeout, 10 s, and a margin).
-    pub claim_for: Duration,
-    /// `<CARRIER>_ZONE` (`CLICKPOST_ZONE`…): the zone of a carrier's times (default: the
-    /// carrier's, +05:30 for all three).
-    pub zones: CarrierZones,
+    /// `CLAIM_SECONDS` (15: the function timeout, 10 s, and a margin), `MAX_FUTURE_HOURS` (24)
+    /// and `<CARRIER>_ZONE` (the carrier's own, +05:30 for all three): `IngestSettings::from_lookup`.
+    pub ingest: IngestSettings,
 }
 
 impl Config {
@@ -41,38 +33,16 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let zones = CarrierZones::from_lookup(&lookup).map_err(|e| ConfigError::Invalid {
-            name: e.name,
-            value: e.value,
-            expected: e.expected,
-        })?;
-        let claim_seconds = match lookup("CLAIM_SECONDS") {
-            None => 15,
-            Some(value) => value
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "CLAIM_SECONDS".to_owned(),
-                    value,
-                    expected: "a whole number of seconds above 0".to_owned(),
-                })?,
-        };
         Ok(Config {
             config_table: required("CONFIG_TABLE")?,
             events_table: required("EVENTS_TABLE")?,
             events_queue_url: required("EVENTS_QUEUE_URL")?,
-            claim_for: Duration::from_secs(claim_seconds),
-            zones,
+            ingest: IngestSettings::from_lookup(&lookup)?,
         })
     }
 
     pub fn ingest_settings(&self) -> IngestSettings {
-        IngestSettings {
-            claim_for: self.claim_for,
-            zones: self.zones.clone(),
-            ..IngestSettings::default()
-        }
+        self.ingest.clone()
     }
 }
 
@@ -81,6 +51,7 @@ mod tests {
     use super::*;
     use shared::Carrier;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = pairs
@@ -108,9 +79,9 @@ mod tests {
     #[test]
     fn defaults_are_ist_and_sixty_seconds() {
         let config = from(&BASE).unwrap();
-        assert_eq!(config.claim_for, Duration::from_secs(15));
+        assert_eq!(config.ingest.claim_for, Duration::from_secs(15));
         assert_eq!(
-            config.zones.for_carrier(Carrier::Shipway),
+            config.ingest.zones.for_carrier(Carrier::Shipway),
             shared::time::ist()
         );
     }
@@ -126,6 +97,11 @@ mod tests {
         );
         let mut env = BASE.to_vec();
         env.push(("CLAIM_SECONDS", "0"));
-        assert!(from(&env).unwrap_err().to_string().contains("above 0"));
+        let err = from(&env).unwrap_err().to_string();
+        assert!(err.contains("seconds from 1 to 3600"), "{err}");
+        let mut env = BASE.to_vec();
+        env.push(("MAX_FUTURE_HOURS", "a day"));
+        let err = from(&env).unwrap_err().to_string();
+        assert!(err.contains("MAX_FUTURE_HOURS is \"a day\""), "{err}");
     }
 }
