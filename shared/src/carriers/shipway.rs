@@ -50,8 +50,8 @@ fn classify(body: &[u8]) -> BodyKind {
     // Only a small body holding the sample's order id (the sample is two fields; Shipway's own
     // documented panel sample, 1.4 KiB, holds that id too and is a shipment), or a feed that may
     // be empty, is worth a parse.
-    let may_be_the_sample = body.len() <= SAMPLE_PROBE_MAX_BYTES
-        && memchr::memmem::find(body, b"99999999").is_some();
+    let may_be_the_sample =
+        body.len() <= SAMPLE_PROBE_MAX_BYTES && memchr::memmem::find(body, b"99999999").is_some();
     if !may_be_the_sample && !may_have_an_empty_feed(body) {
         return BodyKind::Payload;
     }

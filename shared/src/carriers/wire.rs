@@ -22,7 +22,10 @@ pub const MAX_DEPTH: usize = 64;
 pub(crate) fn too_deep(body: &[u8]) -> bool {
     // Fast path: a body with no more opening brackets than the limit cannot nest deeper than it.
     // Counting two bytes is vectorised; carrier payloads hold a few dozen brackets at most.
-    if memchr::memchr2_iter(b'{', b'[', body).nth(MAX_DEPTH).is_none() {
+    if memchr::memchr2_iter(b'{', b'[', body)
+        .nth(MAX_DEPTH)
+        .is_none()
+    {
         return false;
     }
     let mut depth = 0usize;
