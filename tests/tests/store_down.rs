@@ -149,7 +149,7 @@ async fn store_down_mid_load_loses_no_event() {
     // The notify function: the production wiring, its clients through the relays.
     let (dynamo, sqs) = function_clients(&dynamo_relay, &sqs_relay).await;
     let mut ingest_config = stack.config();
-    ingest_config.claim_for = CLAIM;
+    ingest_config.ingest.claim_for = CLAIM;
     let ingest = Arc::new(ingest_with(&ingest_config, dynamo, sqs));
 
     // The dispatcher: the production wiring, with metrics kept in memory rather than printed as
