@@ -92,9 +92,14 @@ pub fn presented_credentials(carrier: Carrier, from: &CredentialSources<'_>) -> 
             KeySource::Authorization => {
                 if let Some(value) = from.headers.get("authorization") {
                     offer(value);
+                    // `get` rather than indexing: the value may hold any UTF-8 (found by fuzzing).
                     let trimmed = value.trim();
-                    if trimmed.len() > 7 && trimmed[..7].eq_ignore_ascii_case("bearer ") {
-                        offer(&trimmed[7..]);
+                    if let Some(token) = trimmed
+                        .get(..7)
+                        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                        .and_then(|_| trimmed.get(7..))
+                    {
+                        offer(token);
                     }
                 }
             }
@@ -207,6 +212,20 @@ mod tests {
             let got = presented_credentials(Carrier::Shiprocket, &sources(&h, &none, b""));
             assert!(got.contains(&Credential::new("t0k")), "{header}: {value}");
         }
+    }
+
+    #[test]
+    fn an_authorization_value_with_multibyte_characters_is_read_without_a_panic() {
+        // Found by the ingest_handler fuzz target: byte 7 fell inside a character.
+        let none = map(&[]);
+        for value in ["Bearer\u{fffd}x", "abcdef\u{fffd}", "Bearer é-token", "\u{fffd}"] {
+            let h = map(&[("authorization", value)]);
+            let got = presented_credentials(Carrier::Shiprocket, &sources(&h, &none, b""));
+            assert_eq!(got.first(), Some(&Credential::new(value)), "{value}");
+        }
+        let h = map(&[("authorization", "Bearer é-token")]);
+        let got = presented_credentials(Carrier::Clickpost, &sources(&h, &none, b""));
+        assert!(got.contains(&Credential::new("é-token")));
     }
 
     #[test]
