@@ -191,10 +191,7 @@ pub fn field_cases(doc: &Value) -> &[Value] {
 }
 
 pub fn case_named<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    field_cases(doc)
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no field case {name:?}"))
+    field_cases::named(field_cases(doc), name)
 }
 
 /// An `rms serve` config with the field cases' tenant and keys, pushing to `receiver_url`.
@@ -235,60 +232,18 @@ fn case_key(doc: &Value, case: &Value) -> String {
         .to_owned()
 }
 
-/// A case's body: `body_file`, inline `body` (with `{key}`), or `body_generator` (`nested:N`).
+/// A case's body, with the tenant's key of the case's carrier.
 pub fn case_body(doc: &Value, case: &Value) -> Vec<u8> {
-    if let Some(file) = case["body_file"].as_str() {
-        return fixture(file);
-    }
-    if let Some(text) = case["body"].as_str() {
-        return text.replace("{key}", &case_key(doc, case)).into_bytes();
-    }
-    match case["body_generator"].as_str() {
-        Some(generator) => {
-            let levels: usize = generator
-                .strip_prefix("nested:")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("unknown body_generator {generator}"));
-            format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes()
-        }
-        None => Vec::new(),
-    }
+    field_cases::body(fixture, &case_key(doc, case), case)
 }
 
-/// Checks an answer against the case (`response`, `response_has` with `events`, or
-/// `error_contains`).
-pub fn check_answer(case: &Value, status: u16, body: &Value) {
-    let name = case["name"].as_str().unwrap();
-    assert_eq!(
-        u64::from(status),
-        case["status"].as_u64().unwrap(),
-        "{name}: {body}"
-    );
-    let mut checks = 0;
-    if let Some(exact) = case.get("response") {
-        assert_eq!(body, exact, "{name}");
-        checks += 1;
-    }
-    if let Some(has) = case.get("response_has") {
-        for (member, value) in has.as_object().unwrap() {
-            assert_eq!(&body[member], value, "{name}: `{member}` in {body}");
-        }
-        let events = case["events"].as_u64().unwrap() as usize;
-        assert_eq!(
-            body["event_ids"].as_array().map(Vec::len),
-            Some(events),
-            "{name}: {body}"
-        );
-        checks += 1;
-    }
-    if let Some(text) = case.get("error_contains") {
-        let text = text.as_str().unwrap();
-        assert_eq!(body.as_object().unwrap().len(), 1, "{name}: {body}");
-        let error = body["error"].as_str().unwrap();
-        assert!(error.contains(text), "{name}: {error:?} lacks {text:?}");
-        checks += 1;
-    }
-    assert_eq!(checks, 1, "{name}: one kind of expected answer");
+pub use field_cases::check_answer;
+
+mod field_cases {
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/support/field_cases.rs"
+    ));
 }
 
 impl Server {

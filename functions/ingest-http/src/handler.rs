@@ -520,6 +520,13 @@ mod tests {
     // ---- The field-fact cases (docs/carriers.md §6): the same answers as `rms serve` gives in
     // cli/tests/field.rs, from one data file, tests/fixtures/field-cases.json.
 
+    mod field_cases {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/support/field_cases.rs"
+        ));
+    }
+
     fn field_doc() -> Value {
         serde_json::from_slice(&fixture("field-cases.json")).unwrap()
     }
@@ -539,24 +546,7 @@ mod tests {
     }
 
     fn case_body(case: &Value) -> Vec<u8> {
-        if let Some(file) = case["body_file"].as_str() {
-            return fixture(file);
-        }
-        if let Some(text) = case["body"].as_str() {
-            return text
-                .replace("{key}", key_of(case_carrier(case)))
-                .into_bytes();
-        }
-        match case["body_generator"].as_str() {
-            Some(generator) => {
-                let levels: usize = generator
-                    .strip_prefix("nested:")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("unknown body_generator {generator}"));
-                format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes()
-            }
-            None => Vec::new(),
-        }
+        field_cases::body(fixture, key_of(case_carrier(case)), case)
     }
 
     fn case_request(case: &Value) -> Request {
@@ -582,51 +572,9 @@ mod tests {
         )
     }
 
-    /// The answer a case lists (`response`, `response_has` with `events`, or `error_contains`).
-    fn check_answer(case: &Value, status: u16, body: &Value) {
-        let name = case["name"].as_str().unwrap();
-        assert_eq!(
-            u64::from(status),
-            case["status"].as_u64().unwrap(),
-            "{name}: {body}"
-        );
-        let mut checks = 0;
-        if let Some(exact) = case.get("response") {
-            assert_eq!(body, exact, "{name}");
-            checks += 1;
-        }
-        if let Some(has) = case.get("response_has") {
-            for (member, value) in has.as_object().unwrap() {
-                assert_eq!(&body[member], value, "{name}: `{member}` in {body}");
-            }
-            let events = case["events"].as_u64().unwrap() as usize;
-            assert_eq!(
-                body["event_ids"].as_array().map(Vec::len),
-                Some(events),
-                "{name}: {body}"
-            );
-            checks += 1;
-        }
-        if let Some(text) = case.get("error_contains") {
-            let text = text.as_str().unwrap();
-            assert_eq!(body.as_object().unwrap().len(), 1, "{name}: {body}");
-            let error = body["error"].as_str().unwrap();
-            assert!(error.contains(text), "{name}: {error:?} lacks {text:?}");
-            checks += 1;
-        }
-        assert_eq!(checks, 1, "{name}: one kind of expected answer");
-    }
-
-    fn case_named<'a>(cases: &'a [Value], name: &str) -> &'a Value {
-        cases
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no field case {name:?}"))
-    }
-
     async fn send_case(w: &World, case: &Value) -> (u16, Value) {
         let (status, body, _) = send(w, case_request(case)).await;
-        check_answer(case, status, &body);
+        field_cases::check_answer(case, status, &body);
         (status, body)
     }
 
@@ -725,12 +673,12 @@ mod tests {
         let cases = field_cases();
         send_case(
             &w,
-            case_named(&cases, "shiprocket: panel Test Webhook without a token"),
+            field_cases::named(&cases, "shiprocket: panel Test Webhook without a token"),
         )
         .await;
         send_case(
             &w,
-            case_named(
+            field_cases::named(
                 &cases,
                 "shiprocket: panel Test Webhook with a token no tenant has",
             ),
@@ -741,7 +689,7 @@ mod tests {
         let before = Utc::now();
         send_case(
             &w,
-            case_named(
+            field_cases::named(
                 &cases,
                 "shiprocket: panel Test Webhook with the tenant's token",
             ),
@@ -787,7 +735,7 @@ mod tests {
         let cases = field_cases();
         send_case(
             &w,
-            case_named(
+            field_cases::named(
                 &cases,
                 "clickpost: doorstep-QC reverse pickup without is_rvp",
             ),
@@ -822,12 +770,12 @@ mod tests {
         let cases = field_cases();
         let (_, first) = send_case(
             &w,
-            case_named(&cases, "shiprocket: RTO INITIATED that no scan carries"),
+            field_cases::named(&cases, "shiprocket: RTO INITIATED that no scan carries"),
         )
         .await;
         let (_, again) = send_case(
             &w,
-            case_named(
+            field_cases::named(
                 &cases,
                 "shiprocket: the same RTO INITIATED re-sent with a new current_timestamp",
             ),
@@ -860,7 +808,7 @@ mod tests {
             "clickpost: Return Request Approved (102), time in IST",
             "clickpost: pickup failed with npr code and reason",
         ] {
-            send_case(&w, case_named(&cases, name)).await;
+            send_case(&w, field_cases::named(&cases, name)).await;
         }
         // An explicit offset wins over IST.
         let offset = String::from_utf8(fixture("clickpost/field_return_approved_ist.json"))
@@ -906,7 +854,7 @@ mod tests {
             "shipway: JSON nested 100,000 levels",
             "shipway: JSON nested 100,000 levels without a key",
         ] {
-            send_case(&w, case_named(&cases, name)).await;
+            send_case(&w, field_cases::named(&cases, name)).await;
         }
         let mut quarantined = w.events.quarantined();
         quarantined.sort_by(|a, b| a.reason.cmp(&b.reason));
@@ -953,7 +901,7 @@ mod tests {
             "shipway: classic body authenticated by its hash",
             "shipway: classic body with a hash and a bad status_time",
         ] {
-            send_case(&w, case_named(&cases, name)).await;
+            send_case(&w, field_cases::named(&cases, name)).await;
         }
         let messages = w.queue.messages();
         let [message] = &messages[..] else {
