@@ -218,7 +218,12 @@ mod tests {
     fn an_authorization_value_with_multibyte_characters_is_read_without_a_panic() {
         // Found by the ingest_handler fuzz target: byte 7 fell inside a character.
         let none = map(&[]);
-        for value in ["Bearer\u{fffd}x", "abcdef\u{fffd}", "Bearer é-token", "\u{fffd}"] {
+        for value in [
+            "Bearer\u{fffd}x",
+            "abcdef\u{fffd}",
+            "Bearer é-token",
+            "\u{fffd}",
+        ] {
             let h = map(&[("authorization", value)]);
             let got = presented_credentials(Carrier::Shiprocket, &sources(&h, &none, b""));
             assert_eq!(got.first(), Some(&Credential::new(value)), "{value}");
