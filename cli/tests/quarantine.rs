@@ -269,7 +269,8 @@ async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_c
         .await;
     assert_eq!(
         before,
-        json!(["clickpost", "shiprocket", "shipway"]
+        json!(shared::Carrier::ALL
+            .map(shared::Carrier::as_str)
             .iter()
             .map(|c| json!({
                 "carrier": c,
