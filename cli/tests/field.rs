@@ -254,18 +254,7 @@ async fn a_shiprocket_status_no_scan_carries_is_delivered_once_with_nothing_borr
     let requests = deliveries(&receiver, 1).await;
     let event = event_of(&requests[0]);
     assert_eq!(event["event_id"], answers[0]["event_ids"][0]);
-    assert_eq!(event["status"], "RTO_INITIATED");
-    assert_eq!(event["shipment_type"], "forward");
-    assert_eq!(
-        event["carrier_status"],
-        json!({"code": "9", "description": "RTO INITIATED", "raw": null, "notification_event_id": null})
-    );
-    assert_eq!(
-        (&event["remark"], &event["location"]),
-        (&Value::Null, &Value::Null)
-    );
-    assert_eq!(event["event_time"], "2024-06-18T14:11:07Z");
-    assert_eq!(event["event_time_raw"], "18 06 2024 19:41:07");
+    common::field_cases::assert_rto_initiated_without_a_scan(&event);
 }
 
 #[tokio::test]

@@ -262,6 +262,20 @@ impl QuarantineFilter {
             && self.from.is_none_or(|from| entry.last_received_at >= from)
             && self.to.is_none_or(|to| entry.first_received_at <= to)
     }
+
+    /// The listing order (oldest first arrival, then tenant and id) and the limit, for stores
+    /// that filter with [`QuarantineFilter::matches`]; SQLite says the same in SQL.
+    pub fn order_and_limit(&self, mut found: Vec<QuarantineView>) -> Vec<QuarantineView> {
+        found.sort_by(|a, b| {
+            (a.first_received_at, &a.tenant_id, &a.id).cmp(&(
+                b.first_received_at,
+                &b.tenant_id,
+                &b.id,
+            ))
+        });
+        found.truncate(self.limit);
+        found
+    }
 }
 
 /// Which quarantined bodies, as the API and the CLI ask for them (names not yet checked).

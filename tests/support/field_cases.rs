@@ -69,3 +69,20 @@ pub fn check_answer(case: &Value, status: u16, body: &Value) {
     }
     assert_eq!(checks, 1, "{name}: one kind of expected answer");
 }
+
+/// The event both hosts must make of `shiprocket/field_rto_initiated.json`: RTO_INITIATED with
+/// nothing taken from the unrelated newest scan, at `current_timestamp` read as IST.
+pub fn assert_rto_initiated_without_a_scan(event: &Value) {
+    assert_eq!(event["status"], "RTO_INITIATED");
+    assert_eq!(event["shipment_type"], "forward");
+    assert_eq!(
+        event["carrier_status"],
+        serde_json::json!({"code": "9", "description": "RTO INITIATED", "raw": null, "notification_event_id": null})
+    );
+    assert_eq!(
+        (&event["remark"], &event["location"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(event["event_time"], "2024-06-18T14:11:07Z");
+    assert_eq!(event["event_time_raw"], "18 06 2024 19:41:07");
+}

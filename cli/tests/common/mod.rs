@@ -239,7 +239,7 @@ pub fn case_body(doc: &Value, case: &Value) -> Vec<u8> {
 
 pub use field_cases::check_answer;
 
-mod field_cases {
+pub mod field_cases {
     include!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/support/field_cases.rs"

@@ -786,18 +786,7 @@ mod tests {
             panic!("delivered once")
         };
         assert_eq!(event["event_id"], first["event_ids"][0]);
-        assert_eq!(event["status"], "RTO_INITIATED");
-        assert_eq!(event["shipment_type"], "forward");
-        assert_eq!(
-            event["carrier_status"],
-            json!({"code": "9", "description": "RTO INITIATED", "raw": null, "notification_event_id": null})
-        );
-        assert_eq!(
-            (&event["remark"], &event["location"]),
-            (&Value::Null, &Value::Null)
-        );
-        assert_eq!(event["event_time"], "2024-06-18T14:11:07Z");
-        assert_eq!(event["event_time_raw"], "18 06 2024 19:41:07");
+        field_cases::assert_rto_initiated_without_a_scan(event);
     }
 
     #[tokio::test]

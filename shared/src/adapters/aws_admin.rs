@@ -829,15 +829,7 @@ impl AdminStore for DynamoAdmin {
                     .filter(|view| filter.matches(view)),
             );
         }
-        found.sort_by(|a, b| {
-            (a.first_received_at, &a.tenant_id, &a.id).cmp(&(
-                b.first_received_at,
-                &b.tenant_id,
-                &b.id,
-            ))
-        });
-        found.truncate(filter.limit);
-        Ok(found)
+        Ok(filter.order_and_limit(found))
     }
 
     async fn quarantined_body(

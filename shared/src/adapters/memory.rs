@@ -727,21 +727,13 @@ impl AdminStore for MemoryAdmin {
         &self,
         filter: &QuarantineFilter,
     ) -> Result<Vec<QuarantineView>, Unavailable> {
-        let mut found: Vec<QuarantineView> = lock(&self.state)
+        let found: Vec<QuarantineView> = lock(&self.state)
             .quarantine
             .iter()
             .map(|q| q.view.clone())
             .filter(|v| filter.matches(v))
             .collect();
-        found.sort_by(|a, b| {
-            (a.first_received_at, &a.tenant_id, &a.id).cmp(&(
-                b.first_received_at,
-                &b.tenant_id,
-                &b.id,
-            ))
-        });
-        found.truncate(filter.limit);
-        Ok(found)
+        Ok(filter.order_and_limit(found))
     }
     async fn quarantined_body(
         &self,
