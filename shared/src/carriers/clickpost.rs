@@ -156,12 +156,21 @@ struct Additional {
     npr_status_description: Option<Str>,
     /// Doorstep QC of a reverse pickup. Holds the customer's name, phone and address: it may go
     /// to the tenant in `source`, but nothing of it is ever logged. Only `category` is read.
-    dsqc: Option<Dsqc>,
+    dsqc: Option<DsqcOrOther>,
 }
 
 #[derive(Deserialize)]
 struct Dsqc {
     category: Option<Str>,
+}
+
+/// `dsqc` in any shape: a block we only read one field of must not refuse the scan when it
+/// arrives as something other than an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DsqcOrOther {
+    Dsqc(Dsqc),
+    Other(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -198,7 +207,10 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         .ok_or(NormalizeError::NoTime("`timestamp` is missing or blank"))?;
     let event_time = parse_time("timestamp", &event_time_raw, ctx)?;
 
-    let dsqc_category = additional.dsqc.as_ref().and_then(|d| text(&d.category));
+    let dsqc_category = match &additional.dsqc {
+        Some(DsqcOrOther::Dsqc(d)) => text(&d.category),
+        _ => None,
+    };
     let shipment_type = direction(
         additional.is_rvp.is_some_and(|f| f.0),
         numeric_code,
@@ -330,6 +342,17 @@ mod tests {
             (e.status, e.shipment_type),
             (Status::PickedUp, ShipmentType::Return)
         );
+    }
+
+    #[test]
+    fn a_dsqc_of_another_shape_is_ignored_not_refused() {
+        for dsqc in [r#""n/a""#, "[1,2]", "null", r#"{"category":["REV"]}"#] {
+            let body = format!(
+                r#"{{"waybill":"A","clickpost_status_code":4,"timestamp":"2023-02-07T18:09:00Z","additional":{{"dsqc":{dsqc}}}}}"#
+            );
+            let e = normalize(body.as_bytes(), &ctx()).unwrap();
+            assert_eq!(e.shipment_type, ShipmentType::Forward, "{dsqc}");
+        }
     }
 
     #[test]
