@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "RMS Notify: carrier tracking webhooks, relayed to clients",
     after_help = "The ops commands (tenant, key, push, deliveries, dlq, replay, quarantine, \
-                  carriers) act on the embedded store with --local DB, or else on the AWS stack named by \
+                  carriers, circuit) act on the embedded store with --local DB, or else on the AWS stack named by \
                   --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
                   RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
 )]
@@ -35,6 +35,7 @@ enum Command {
     Replay(ops::replay::Args),
     Quarantine(ops::quarantine::Args),
     Carriers(ops::carriers::Args),
+    Circuit(ops::circuit::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +50,6 @@ fn main() -> ExitCode {
         Command::Replay(args) => ops::execute(args.target.clone(), args),
         Command::Quarantine(args) => ops::execute(args.target, args.command),
         Command::Carriers(args) => ops::execute(args.target.clone(), args),
+        Command::Circuit(args) => ops::execute(args.target.clone(), args),
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::auth::{fill_random, random_token, Credential, CredentialDigest};
+use crate::circuit::{CircuitStore, CircuitView};
 use crate::dispatch::build_request;
 use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
@@ -438,7 +439,8 @@ impl AdminError {
 }
 
 /// The stores behind the admin use-case.
-pub trait AdminStore: Send + Sync {
+/// The admin store also reads (and, for tests, writes) the tenants' circuits.
+pub trait AdminStore: CircuitStore + Send + Sync {
     /// Creates the tenant; `false` if one with that id exists already (nothing is changed).
     fn create_tenant(
         &self,
@@ -1128,6 +1130,14 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             reason,
             event_ids: event_ids.iter().map(ToString::to_string).collect(),
         }))
+    }
+
+    /// The tenant's delivery circuit (`circuit.rs`): closed, open (failing fast), or half-open
+    /// (a probe is due or in flight).
+    pub async fn circuit(&self, tenant: &str) -> Result<CircuitView, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let open = self.store.open_circuit(&tenant.id).await?;
+        Ok(CircuitView::new(open, Utc::now()))
     }
 
     /// The tenant's carrier-status view: for each carrier, when it last sent a panel test, an

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::circuit::{Breaker, CircuitStore, Gate, Health, OpenCircuit, Transition};
 use crate::model::{CanonicalEvent, TenantId};
 use crate::ports::{
     Attempt, AttemptOutcome, DeliveryLog, Metrics, PushConfigStore, PushRequest, PushResult,
@@ -62,15 +63,24 @@ pub enum Decision {
     DeadLetter { reason: String },
 }
 
-pub struct Dispatch<C, P, L, M> {
+pub struct Dispatch<C, P, L, M, B> {
     pub configs: C,
     pub pusher: P,
     pub log: L,
     pub metrics: M,
+    /// The per-tenant circuit breaker (`circuit.rs`).
+    pub breaker: Breaker<B>,
     pub settings: DispatchSettings,
 }
 
-impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L, M> {
+impl<C, P, L, M, B> Dispatch<C, P, L, M, B>
+where
+    C: PushConfigStore,
+    P: Pusher,
+    L: DeliveryLog,
+    M: Metrics,
+    B: CircuitStore,
+{
     /// Delivers one event; `receive_count` is how many times the queue has handed it out (1 on
     /// the first attempt). An event delivered before is skipped.
     pub async fn deliver(
@@ -144,8 +154,58 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
                     .await
             }
         };
+        let gate = self.breaker.gate(&tenant_id, now).await;
+        if let Gate::Open(circuit) = &gate {
+            // Failed fast: no call, and the attempt counts as a failed one, so the message keeps
+            // its place on the retry schedule and still reaches the dead-letter queue in the end.
+            let decision = self.wait(event, attempt, None, &circuit_open(circuit));
+            return self
+                .conclude(event, attempt, decision, None, Duration::ZERO, now)
+                .await;
+        }
         let result = self.pusher.push(&request).await;
+        match &result {
+            PushResult::Answered { .. } => {
+                self.note_circuit(&tenant_id, &gate, Health::Reachable, now)
+                    .await;
+            }
+            PushResult::TimedOut { .. } | PushResult::ConnectFailed { .. } => {
+                let failure = failure(&result);
+                self.note_circuit(&tenant_id, &gate, Health::Unreachable(&failure), now)
+                    .await;
+            }
+            PushResult::Refused { .. } => {}
+        }
         self.finish(event, attempt, result, now).await
+    }
+
+    /// Tells the breaker what the push found; logs and counts a change of state.
+    async fn note_circuit(
+        &self,
+        tenant: &TenantId,
+        gate: &Gate,
+        health: Health<'_>,
+        now: DateTime<Utc>,
+    ) {
+        match self.breaker.record(tenant, gate, health, now).await {
+            Ok(None) => {}
+            Ok(Some(Transition::Opened(circuit))) => {
+                self.metrics
+                    .count("CircuitOpened", 1, &[("Tenant", tenant.as_str())]);
+                warn!(tenant_id = %tenant, failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit opened: the tenant's endpoint keeps failing; its messages are failed fast until a probe gets an answer");
+            }
+            Ok(Some(Transition::StillOpen(circuit))) => {
+                warn!(tenant_id = %tenant, failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit probe failed; the circuit stays open");
+            }
+            Ok(Some(Transition::Closed)) => {
+                self.metrics
+                    .count("CircuitClosed", 1, &[("Tenant", tenant.as_str())]);
+                info!(tenant_id = %tenant, "circuit closed: the tenant's endpoint answers again");
+            }
+            Err(e) => {
+                warn!(tenant_id = %tenant, error = %e, "circuit state not saved");
+            }
+        }
     }
 
     /// Classifies the push result, logs the attempt, counts it.
@@ -177,23 +237,8 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
                 }
                 (decision, Some(*status), *latency)
             }
-            PushResult::TimedOut { latency } => (
-                self.wait(
-                    event,
-                    attempt,
-                    None,
-                    &format!("no answer within {} ms", latency.as_millis()),
-                ),
-                None,
-                *latency,
-            ),
-            PushResult::ConnectFailed { reason, latency } => (
-                self.wait(
-                    event,
-                    attempt,
-                    None,
-                    &format!("could not connect: {reason}"),
-                ),
+            PushResult::TimedOut { latency } | PushResult::ConnectFailed { latency, .. } => (
+                self.wait(event, attempt, None, &failure(&result)),
                 None,
                 *latency,
             ),
@@ -203,6 +248,21 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
                 Duration::ZERO,
             ),
         };
+        self.conclude(event, attempt, decision, http_status, latency, now)
+            .await
+    }
+
+    /// Logs the attempt and counts it.
+    async fn conclude(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+        decision: Decision,
+        http_status: Option<u16>,
+        latency: Duration,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let tenant = event.tenant_id.as_str();
 
         let (outcome, error) = match &decision {
             Decision::Delivered => (AttemptOutcome::Delivered, None),
@@ -254,7 +314,9 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
         decision
     }
 
-    /// A retry after the schedule's wait for this attempt (or the endpoint's `Retry-After`).
+    /// A retry after the schedule's wait for this attempt, or the endpoint's `Retry-After` when
+    /// that is longer: an endpoint may ask for more time, never for less (`Retry-After: 0` would
+    /// otherwise spend every attempt in a second).
     fn wait(
         &self,
         event: &CanonicalEvent,
@@ -262,8 +324,8 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
         retry_after: Option<Duration>,
         reason: &str,
     ) -> Decision {
-        let after = retry_after
-            .unwrap_or_else(|| backoff(&self.settings, attempt, event.event_id.as_str()))
+        let after = backoff(&self.settings, attempt, event.event_id.as_str())
+            .max(retry_after.unwrap_or(Duration::ZERO))
             .min(MAX_DELAY);
         Decision::Retry {
             after,
@@ -274,6 +336,25 @@ impl<C: PushConfigStore, P: Pusher, L: DeliveryLog, M: Metrics> Dispatch<C, P, L
 
 fn dead_letter(reason: String) -> Decision {
     Decision::DeadLetter { reason }
+}
+
+/// A timeout or connection failure, as the delivery log and the circuit word it.
+fn failure(result: &PushResult) -> String {
+    match result {
+        PushResult::TimedOut { latency } => format!("no answer within {} ms", latency.as_millis()),
+        PushResult::ConnectFailed { reason, .. } => format!("could not connect: {reason}"),
+        PushResult::Answered { status, .. } => format!("the endpoint answered {status}"),
+        PushResult::Refused { reason } => format!("refused: {reason}"),
+    }
+}
+
+fn circuit_open(circuit: &OpenCircuit) -> String {
+    format!(
+        "not sent: the tenant's circuit is open after {} failures in a row (last: {}); next probe at {}",
+        circuit.failures,
+        circuit.last_error,
+        circuit.probe_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// Carries a decision out on the queue. Returns `true` when the message is done with and must be
@@ -402,10 +483,13 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::{
-        MemoryDeliveryLog, MemoryPushConfigs, RecordingMetrics, ScriptedPusher,
+        MemoryCircuits, MemoryDeliveryLog, MemoryPushConfigs, RecordingMetrics, ScriptedPusher,
     };
     use crate::carriers::{normalize, NormalizeContext};
+    use crate::circuit::BreakerSettings;
+    use crate::circuit::CircuitStore;
     use crate::model::{Carrier, Status};
+    use crate::ports::AttemptOutcome;
     use crate::push::{SecretValue, SigningSecret};
 
     fn event() -> CanonicalEvent {
@@ -437,11 +521,13 @@ mod tests {
             Arc<ScriptedPusher>,
             Arc<MemoryDeliveryLog>,
             Arc<RecordingMetrics>,
+            Arc<MemoryCircuits>,
         >,
         configs: Arc<MemoryPushConfigs>,
         pusher: Arc<ScriptedPusher>,
         log: Arc<MemoryDeliveryLog>,
         metrics: Arc<RecordingMetrics>,
+        circuits: Arc<MemoryCircuits>,
     }
 
     fn world(results: Vec<PushResult>) -> World {
@@ -450,18 +536,21 @@ mod tests {
         let pusher = Arc::new(ScriptedPusher::new(results));
         let log = Arc::new(MemoryDeliveryLog::default());
         let metrics = Arc::new(RecordingMetrics::default());
+        let circuits = Arc::new(MemoryCircuits::default());
         World {
             dispatch: Dispatch {
                 configs: configs.clone(),
                 pusher: pusher.clone(),
                 log: log.clone(),
                 metrics: metrics.clone(),
+                breaker: Breaker::new(circuits.clone(), BreakerSettings::default()),
                 settings: DispatchSettings::default(),
             },
             configs,
             pusher,
             log,
             metrics,
+            circuits,
         }
     }
 
@@ -581,6 +670,24 @@ mod tests {
         assert!(
             matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { after, .. } if after == Duration::from_secs(120))
         );
+        // Retry-After never shortens the schedule: 0 (or 1 s) still waits the schedule's 30 s.
+        for (seconds, attempt) in [(0, 1), (1, 1), (5, 3)] {
+            let w = world(vec![PushResult::Answered {
+                status: 503,
+                retry_after: Some(Duration::from_secs(seconds)),
+                body_prefix: String::new(),
+                latency: Duration::ZERO,
+            }]);
+            let expected = backoff(
+                &DispatchSettings::default(),
+                attempt,
+                event().event_id.as_str(),
+            );
+            assert!(
+                matches!(w.dispatch.deliver(&event(), attempt, now()).await, Decision::Retry { after, .. } if after == expected),
+                "Retry-After: {seconds} on attempt {attempt}"
+            );
+        }
         let w = world(vec![PushResult::Answered {
             status: 503,
             retry_after: Some(Duration::from_secs(7 * 24 * 3600)),
@@ -589,6 +696,131 @@ mod tests {
         }]);
         assert!(
             matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::Retry { after, .. } if after == MAX_DELAY)
+        );
+    }
+
+    fn timed_out() -> PushResult {
+        PushResult::TimedOut {
+            latency: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn five_unreachable_pushes_open_the_circuit_and_later_messages_fail_fast() {
+        let w = world(vec![
+            timed_out(),
+            PushResult::ConnectFailed {
+                reason: "connection refused".into(),
+                latency: Duration::ZERO,
+            },
+            timed_out(),
+            timed_out(),
+            timed_out(),
+        ]);
+        let acme = TenantId::parse("acme").unwrap();
+        for attempt in 1..=5 {
+            let decision = w.dispatch.deliver(&event(), attempt, now()).await;
+            assert!(matches!(decision, Decision::Retry { .. }), "{decision:?}");
+        }
+        assert_eq!(w.pusher.requests().len(), 5);
+        assert_eq!(w.metrics.total("CircuitOpened"), 1);
+        let open = w.circuits.open_circuit(&acme).await.unwrap().unwrap();
+        assert_eq!(open.failures, 5);
+        assert!(
+            open.last_error.contains("no answer within 10000 ms"),
+            "{open:?}"
+        );
+
+        // Open: no call, a retry on the normal schedule, logged as an attempt like a failed call.
+        let decision = w.dispatch.deliver(&event(), 6, now()).await;
+        let expected = backoff(&DispatchSettings::default(), 6, event().event_id.as_str());
+        let Decision::Retry { after, reason } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(after, expected);
+        assert!(
+            reason.contains("circuit is open after 5 failures"),
+            "{reason}"
+        );
+        assert_eq!(w.pusher.requests().len(), 5, "no call while open");
+        let logged = w.log.attempts();
+        assert_eq!(logged.len(), 6);
+        assert_eq!(logged[5].attempt, 6);
+        assert_eq!(logged[5].outcome, AttemptOutcome::Retry);
+        assert_eq!(w.metrics.total("DeliveryFailed"), 6);
+    }
+
+    #[tokio::test]
+    async fn after_the_cool_down_one_probe_goes_through_and_an_answer_closes_the_circuit() {
+        let w = world(vec![
+            timed_out(),
+            timed_out(),
+            timed_out(),
+            timed_out(),
+            timed_out(),
+            // The first probe times out; the second is answered.
+            timed_out(),
+            answered(503),
+            answered(200),
+        ]);
+        let acme = TenantId::parse("acme").unwrap();
+        for attempt in 1..=5 {
+            w.dispatch.deliver(&event(), attempt, now()).await;
+        }
+        let cool_down = chrono::TimeDelta::seconds(30);
+        let later = now() + cool_down;
+        // The probe, then (still half-open, the probe taken) a message failed fast.
+        w.dispatch.deliver(&event(), 6, later).await;
+        assert_eq!(w.pusher.requests().len(), 6);
+        w.dispatch.deliver(&event(), 7, later).await;
+        assert_eq!(w.pusher.requests().len(), 6, "one probe per cool-down");
+        let open = w.circuits.open_circuit(&acme).await.unwrap().unwrap();
+        assert_eq!(open.failures, 6);
+        assert_eq!(open.probe_at, later + cool_down);
+
+        // The next probe is answered (503 is an answer: the endpoint is reachable): closed.
+        let decision = w.dispatch.deliver(&event(), 8, later + cool_down).await;
+        assert!(matches!(decision, Decision::Retry { .. }));
+        assert_eq!(w.circuits.open_circuit(&acme).await.unwrap(), None);
+        assert_eq!(w.metrics.total("CircuitClosed"), 1);
+        let decision = w.dispatch.deliver(&event(), 9, later + cool_down).await;
+        assert_eq!(decision, Decision::Delivered);
+        assert_eq!(w.pusher.requests().len(), 8);
+        assert_eq!(w.metrics.total("CircuitOpened"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_resets_the_count_and_one_tenant_s_circuit_is_its_own() {
+        let mut script = vec![timed_out(); 4];
+        script.push(answered(500));
+        script.extend(vec![timed_out(); 4]);
+        let w = world(script);
+        for attempt in 1..=9 {
+            w.dispatch.deliver(&event(), attempt, now()).await;
+        }
+        assert_eq!(w.metrics.total("CircuitOpened"), 0, "never five in a row");
+
+        // Another tenant's failures do not open acme's circuit.
+        let w = world(vec![timed_out(); 5]);
+        let globex = TenantId::parse("globex").unwrap();
+        w.configs.set(&globex, Some(config()));
+        let mut other = event();
+        other.tenant_id = "globex".into();
+        for attempt in 1..=5 {
+            w.dispatch.deliver(&other, attempt, now()).await;
+        }
+        assert!(w.circuits.open_circuit(&globex).await.unwrap().is_some());
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(w.circuits.open_circuit(&acme).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_circuit_store_does_not_stop_deliveries() {
+        let w = world(vec![answered(200)]);
+        w.circuits.set_unavailable(true);
+        assert_eq!(
+            w.dispatch.deliver(&event(), 1, now()).await,
+            Decision::Delivered
         );
     }
 

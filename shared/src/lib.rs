@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod admin;
 pub mod auth;
 pub mod carriers;
+pub mod circuit;
 pub mod dispatch;
 pub mod http;
 pub mod ingest;

@@ -93,6 +93,9 @@ pub struct PushConfig {
 
 impl PushConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The longest push timeout a tenant may have: the dispatcher's lease (`rms serve`) and
+    /// Lambda timeout are sized from it.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
     pub fn wants(&self, status: Status) -> bool {
         self.statuses.is_empty() || self.statuses.contains(&status)

@@ -25,6 +25,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsQueueActions;
 use shared::admin::{Admin, AdminPolicy};
 use shared::auth::Credential;
+use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
 use shared::Carrier;
 use tower::ServiceExt;
@@ -130,8 +131,13 @@ async fn ingest(stack: &Stack, key: &str, awb: &str, time: &str) -> (u16, Value)
     )
 }
 
-type TestDispatch =
-    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, RecordingMetrics>;
+type TestDispatch = Dispatch<
+    CachedPushConfigs<DynamoConfigStore>,
+    HttpPusher,
+    DynamoDeliveryLog,
+    RecordingMetrics,
+    DynamoConfigStore,
+>;
 
 /// The dispatcher on a stack, with the event source mapping played by `poll`.
 struct Dispatcher<'a> {
@@ -156,6 +162,10 @@ impl<'a> Dispatcher<'a> {
                 pusher: HttpPusher::new(targets).unwrap(),
                 log: DynamoDeliveryLog::new(stack.dynamo.clone(), &stack.events_table),
                 metrics: RecordingMetrics::default(),
+                breaker: Breaker::new(
+                    DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table),
+                    BreakerSettings::default(),
+                ),
                 settings: DispatchSettings {
                     retry_schedule: vec![Duration::from_secs(1)],
                     jitter: 0.0,

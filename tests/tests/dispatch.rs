@@ -17,6 +17,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
+use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
 use shared::ports::{EventQueue, QueueActions, Unavailable};
 use shared::push::{PushConfig, SecretValue, SigningSecret};
@@ -46,8 +47,13 @@ impl QueueActions for Recording {
     }
 }
 
-type TestDispatch =
-    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, RecordingMetrics>;
+type TestDispatch = Dispatch<
+    CachedPushConfigs<DynamoConfigStore>,
+    HttpPusher,
+    DynamoDeliveryLog,
+    RecordingMetrics,
+    DynamoConfigStore,
+>;
 
 struct Harness {
     stack: Stack,
@@ -78,6 +84,10 @@ impl Harness {
             pusher: HttpPusher::new(targets).unwrap(),
             log: DynamoDeliveryLog::new(stack.dynamo.clone(), &stack.events_table),
             metrics: RecordingMetrics::default(),
+            breaker: Breaker::new(
+                DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table),
+                BreakerSettings::default(),
+            ),
             settings: DispatchSettings {
                 retry_schedule: schedule,
                 jitter: 0.0,

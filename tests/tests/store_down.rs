@@ -173,6 +173,7 @@ async fn store_down_mid_load_loses_no_event() {
         pusher: production.pusher,
         log: production.log,
         metrics: RecordingMetrics::default(),
+        breaker: production.breaker,
         settings: DispatchSettings {
             retry_schedule: vec![Duration::from_secs(2), Duration::from_secs(4)],
             ..production.settings
@@ -603,8 +604,13 @@ async fn carrier(ingest: Arc<TestIngest>, load: Arc<Load>, stats: Arc<Stats>) {
     }
 }
 
-type TestDispatch =
-    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, RecordingMetrics>;
+type TestDispatch = Dispatch<
+    CachedPushConfigs<DynamoConfigStore>,
+    HttpPusher,
+    DynamoDeliveryLog,
+    RecordingMetrics,
+    DynamoConfigStore,
+>;
 
 /// One poller of the event source mapping (`ReportBatchItemFailures`): receive up to 10 messages,
 /// hand them to the dispatcher, delete those it did not report as failed. The others come back

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shared::auth::Credential;
+use shared::circuit::BreakerSettings;
 use shared::ingest::IngestSettings;
 use shared::push::{PushConfig, SecretValue, SigningSecret};
 use shared::{Carrier, Status, TenantId};
@@ -44,6 +45,9 @@ struct DispatchSection {
     retry_schedule: Option<Vec<String>>,
     max_attempts: Option<u32>,
     concurrency: Option<usize>,
+    tenant_concurrency: Option<usize>,
+    circuit_failures: Option<u32>,
+    circuit_cool_down: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +94,12 @@ pub struct ServeConfig {
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_attempts: u32,
+    /// Delivery slots: pushes in flight at once.
     pub concurrency: usize,
+    /// The most slots one tenant holds while others have messages due.
+    pub tenant_concurrency: usize,
+    /// `circuit_failures`, `circuit_cool_down`: the per-tenant circuit breaker.
+    pub breaker: BreakerSettings,
     pub tenants: Vec<Tenant>,
 }
 
@@ -144,6 +153,8 @@ impl Default for ServeConfig {
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
             concurrency: 10,
+            tenant_concurrency: 4,
+            breaker: BreakerSettings::default(),
             tenants: Vec::new(),
         }
     }
@@ -228,6 +239,24 @@ impl ServeConfig {
         }
         if let Some(concurrency) = file.dispatch.concurrency {
             config.concurrency = concurrency.max(1);
+        }
+        if let Some(per_tenant) = file.dispatch.tenant_concurrency {
+            if per_tenant == 0 {
+                return Err(invalid(
+                    "dispatch.tenant_concurrency",
+                    "must be at least 1 (the pushes one tenant may have in flight)",
+                ));
+            }
+            config.tenant_concurrency = per_tenant;
+        }
+        if let Some(failures) = file.dispatch.circuit_failures {
+            if failures == 0 {
+                return Err(invalid("dispatch.circuit_failures", "must be at least 1"));
+            }
+            config.breaker.failures_to_open = failures;
+        }
+        if let Some(cool_down) = &file.dispatch.circuit_cool_down {
+            config.breaker.cool_down = duration("dispatch.circuit_cool_down", cool_down)?;
         }
         for (i, t) in file.tenants.into_iter().enumerate() {
             let field = format!("tenants[{i}]");
@@ -360,6 +389,8 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             (EXAMPLE.replace("http://127.0.0.1:9000/hook", "127.0.0.1:9000/hook"), "tenants[0].push.url"),
             (EXAMPLE.replace("id = \"acme\"", "id = \"ac me\""), "tenants[0].id: invalid tenant id"),
             (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\nmax_retries = 3"), "unknown field `max_retries`"),
+            (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\ntenant_concurrency = 0"), "dispatch.tenant_concurrency: must be at least 1"),
+            (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\ncircuit_cool_down = \"soon\""), "dispatch.circuit_cool_down"),
             (format!("admin_token = \"short\"\n{EXAMPLE}"), "admin_token: use at least 16 characters"),
         ];
         for (text, expected) in cases {

@@ -3,29 +3,28 @@
 
 mod config;
 mod demo;
+mod dispatcher;
 mod routes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
-use futures_util::stream::{self, StreamExt};
 use shared::adapters::push::{HttpPusher, TargetPolicy};
-use shared::adapters::sqlite::{Leased, SqliteStore};
+use shared::adapters::sqlite::SqliteStore;
 use shared::admin::{Admin, AdminPolicy};
-use shared::dispatch::{settle, Dispatch, DispatchSettings};
+use shared::circuit::Breaker;
+use shared::dispatch::{Dispatch, DispatchSettings};
 use shared::ingest::Ingest;
 use shared::ports::NoMetrics;
-use shared::CanonicalEvent;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::info;
 
 pub use config::ServeConfig;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
-pub type LocalDispatch = Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics>;
+pub type LocalDispatch =
+    Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics, Arc<SqliteStore>>;
 /// Quarantine replays go through the same ingest as the carriers' requests.
 pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher, Arc<LocalIngest>>;
 
@@ -146,6 +145,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             log: store.clone(),
             metrics: NoMetrics,
+            breaker: Breaker::new(store.clone(), config.breaker.clone()),
             settings: DispatchSettings {
                 retry_schedule: config.retry_schedule.clone(),
                 ..DispatchSettings::default()
@@ -165,7 +165,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     });
 
     let (stop, stopped) = watch::channel(false);
-    let dispatcher = tokio::spawn(dispatch_loop(app.clone(), stopped.clone()));
+    let dispatcher = tokio::spawn(dispatcher::run(app.clone(), stopped.clone()));
     let router = routes::router(app.clone(), demo);
     info!(listen = %app.config.listen, database = %app.config.database.display(), "rms serve is up");
     if demo {
@@ -226,73 +226,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
-    }
-}
-
-/// The local event source mapping: lease a batch, deliver it concurrently, settle each message.
-/// On shutdown the batch in hand is finished; nothing new is leased.
-async fn dispatch_loop(app: Arc<App>, stopped: watch::Receiver<bool>) {
-    let config = &app.config;
-    // Long enough for the slowest push to finish before the message could be handed out again.
-    let visibility = config.timeout.max(Duration::from_secs(1)) * 3;
-    while !*stopped.borrow() {
-        let batch = match app.store.lease(
-            config.concurrency,
-            visibility,
-            config.max_attempts,
-            Utc::now(),
-        ) {
-            Ok(batch) => batch,
-            Err(e) => {
-                error!(error = %e, "cannot read the queue");
-                Vec::new()
-            }
-        };
-        if batch.is_empty() {
-            let mut stop = stopped.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        stream::iter(batch)
-            .for_each_concurrent(config.concurrency, |message| deliver(&app, message))
-            .await;
-    }
-}
-
-async fn deliver(app: &App, message: Leased) {
-    let attributes = vec![
-        ("event_id".to_owned(), message.event_id.clone()),
-        ("tenant_id".to_owned(), message.tenant_id.clone()),
-    ];
-    let decision = match serde_json::from_str::<CanonicalEvent>(&message.body) {
-        Ok(event) if message.replay => {
-            app.dispatch
-                .redeliver(&event, message.receive_count, Utc::now())
-                .await
-        }
-        Ok(event) => {
-            app.dispatch
-                .deliver(&event, message.receive_count, Utc::now())
-                .await
-        }
-        Err(e) => shared::dispatch::Decision::DeadLetter {
-            reason: format!("the message is not an rms.tracking.v1 event: {e}"),
-        },
-    };
-    if settle(
-        &decision,
-        app.store.as_ref(),
-        &message.receipt,
-        &message.body,
-        &attributes,
-    )
-    .await
-    {
-        if let Err(e) = app.store.ack(&message.receipt) {
-            warn!(event_id = %message.event_id, error = %e, "delivered but not removed from the queue; it will be skipped as delivered");
-        }
     }
 }

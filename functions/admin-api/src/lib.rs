@@ -57,6 +57,7 @@ where
         )
         .route("/admin/quarantine/replay", post(replay_quarantined))
         .route("/admin/tenants/{tenant}/carriers", get(carriers))
+        .route("/admin/tenants/{tenant}/circuit", get(circuit))
         .fallback(not_found)
         .with_state(admin)
 }
@@ -495,6 +496,16 @@ async fn replay_quarantined<S: AdminStore, P: Pusher, R: Reingest>(
         .await
     {
         Ok(report) => ok(StatusCode::OK, report),
+        Err(e) => e.into(),
+    }
+}
+
+async fn circuit<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.circuit(&tenant).await {
+        Ok(view) => ok(StatusCode::OK, view),
         Err(e) => e.into(),
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use shared::adapters::push::TargetPolicy;
+use shared::circuit::BreakerSettings;
 use shared::dispatch::DispatchSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub struct Config {
     pub config_cache: Duration,
     /// `ALLOW_PRIVATE_TARGETS`, `ALLOW_HTTP_TARGETS` (default false: https and public only).
     pub targets: TargetPolicy,
+    /// `CIRCUIT_FAILURES` (default 5: timeouts or connection failures in a row that open a
+    /// tenant's circuit) and `CIRCUIT_COOL_DOWN_SECONDS` (default 30: until the next probe).
+    pub breaker: BreakerSettings,
 }
 
 impl Config {
@@ -70,7 +74,21 @@ impl Config {
                 expected: "at least 1",
             });
         }
+        let failures_to_open = number("CIRCUIT_FAILURES", 5)?;
+        if failures_to_open == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CIRCUIT_FAILURES",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        let breaker = BreakerSettings {
+            failures_to_open: u32::try_from(failures_to_open).unwrap_or(u32::MAX),
+            cool_down: Duration::from_secs(number("CIRCUIT_COOL_DOWN_SECONDS", 30)?),
+            ..BreakerSettings::default()
+        };
         Ok(Config {
+            breaker,
             config_table: required("CONFIG_TABLE")?,
             events_table: required("EVENTS_TABLE")?,
             events_queue_url: required("EVENTS_QUEUE_URL")?,
@@ -123,6 +141,7 @@ mod tests {
             (config.concurrency, config.config_cache.as_secs()),
             (10, 60)
         );
+        assert_eq!(config.breaker, BreakerSettings::default());
     }
 
     #[test]
@@ -140,5 +159,11 @@ mod tests {
         let mut env = BASE.to_vec();
         env.push(("CONCURRENCY", "0"));
         assert!(from(&env).unwrap_err().to_string().contains("at least 1"));
+        let mut env = BASE.to_vec();
+        env.push(("CIRCUIT_FAILURES", "0"));
+        assert!(from(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("CIRCUIT_FAILURES"));
     }
 }

@@ -4,13 +4,14 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
+use shared::circuit::CircuitStore;
 use shared::dispatch::{settle, Decision, Dispatch};
 use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions};
 use shared::CanonicalEvent;
 
 /// Delivers a batch; returns the ids of the records to be received again.
-pub async fn handle<C, P, L, M, A>(
-    dispatch: &Dispatch<C, P, L, M>,
+pub async fn handle<C, P, L, M, B, A>(
+    dispatch: &Dispatch<C, P, L, M, B>,
     actions: &A,
     event: SqsEvent,
     concurrency: usize,
@@ -20,6 +21,7 @@ where
     P: Pusher,
     L: DeliveryLog,
     M: Metrics,
+    B: CircuitStore,
     A: QueueActions,
 {
     let failures: Vec<BatchItemFailure> = stream::iter(event.records)
@@ -41,8 +43,8 @@ where
 }
 
 /// Handles one record; `true` if it is done with (acknowledge), `false` if it must come back.
-async fn process<C, P, L, M, A>(
-    dispatch: &Dispatch<C, P, L, M>,
+async fn process<C, P, L, M, B, A>(
+    dispatch: &Dispatch<C, P, L, M, B>,
     actions: &A,
     record: SqsMessage,
 ) -> bool
@@ -51,6 +53,7 @@ where
     P: Pusher,
     L: DeliveryLog,
     M: Metrics,
+    B: CircuitStore,
     A: QueueActions,
 {
     let body = record.body.as_deref().unwrap_or("");
@@ -90,8 +93,10 @@ mod tests {
 
     use aws_lambda_events::event::sqs::SqsMessageAttribute;
     use shared::adapters::memory::{
-        MemoryDeliveryLog, MemoryPushConfigs, MemoryQueueActions, RecordingMetrics, ScriptedPusher,
+        MemoryCircuits, MemoryDeliveryLog, MemoryPushConfigs, MemoryQueueActions, RecordingMetrics,
+        ScriptedPusher,
     };
+    use shared::circuit::{Breaker, BreakerSettings};
     use shared::dispatch::DispatchSettings;
     use shared::ports::PushResult;
     use shared::push::PushConfig;
@@ -135,6 +140,7 @@ mod tests {
         Arc<ScriptedPusher>,
         Arc<MemoryDeliveryLog>,
         Arc<RecordingMetrics>,
+        Arc<MemoryCircuits>,
     >;
 
     fn dispatch(script: Vec<PushResult>) -> TestDispatch {
@@ -155,6 +161,7 @@ mod tests {
             pusher: Arc::new(ScriptedPusher::new(script)),
             log: Arc::new(MemoryDeliveryLog::default()),
             metrics: Arc::new(RecordingMetrics::default()),
+            breaker: Breaker::new(Arc::default(), BreakerSettings::default()),
             settings: DispatchSettings::default(),
         }
     }

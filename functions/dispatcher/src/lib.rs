@@ -15,11 +15,17 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::HttpPusher;
 use shared::adapters::sqs::SqsQueueActions;
+use shared::circuit::Breaker;
 use shared::dispatch::{CachedPushConfigs, Dispatch};
 
 /// The dispatch use-case on its AWS adapters.
-pub type AwsDispatch =
-    Dispatch<CachedPushConfigs<DynamoConfigStore>, HttpPusher, DynamoDeliveryLog, EmfMetrics>;
+pub type AwsDispatch = Dispatch<
+    CachedPushConfigs<DynamoConfigStore>,
+    HttpPusher,
+    DynamoDeliveryLog,
+    EmfMetrics,
+    DynamoConfigStore,
+>;
 
 /// Builds the use-case and the queue actions from the configuration and one client per service.
 pub fn aws_dispatcher(
@@ -33,8 +39,13 @@ pub fn aws_dispatcher(
             config.config_cache,
         ),
         pusher: HttpPusher::new(config.targets)?,
-        log: DynamoDeliveryLog::new(dynamo, &config.events_table),
+        log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
         metrics: EmfMetrics,
+        // Open circuits live in the config table: see `shared::circuit` for why.
+        breaker: Breaker::new(
+            DynamoConfigStore::new(dynamo, &config.config_table),
+            config.breaker.clone(),
+        ),
         settings: config.dispatch_settings(),
     };
     let actions =

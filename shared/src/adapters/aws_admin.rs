@@ -33,6 +33,7 @@ use crate::admin::{
     ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
+use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{Attempt, AttemptOutcome, CarrierActivity, PushConfigStore, Unavailable};
 use crate::push::PushConfig;
@@ -398,6 +399,34 @@ fn delete_item(
         .build()
         .map_err(|e| Unavailable::new(DYNAMODB, "TransactWriteItems", e))?;
     Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+/// Open circuits are the dispatcher's items in the config table.
+impl CircuitStore for DynamoAdmin {
+    async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
+        self.config.open_circuit(tenant).await
+    }
+
+    async fn save_open_circuit(
+        &self,
+        tenant: &TenantId,
+        circuit: &OpenCircuit,
+    ) -> Result<(), Unavailable> {
+        self.config.save_open_circuit(tenant, circuit).await
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        seen: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Unavailable> {
+        self.config.claim_probe(tenant, seen, next).await
+    }
+
+    async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
+        self.config.close_circuit(tenant).await
+    }
 }
 
 impl AdminStore for DynamoAdmin {

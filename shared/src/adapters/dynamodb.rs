@@ -10,6 +10,7 @@
 //! | config | `CREDENTIAL#<carrier>#<sha256 hex>` | `CREDENTIAL` | `tenant_id`: which tenant a key belongs to; `carrier`, `key_hint`, `added_at` (RFC 3339) |
 //! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
+//! | config | `CIRCUIT#<tenant>` | `CIRCUIT` | an open circuit (`circuit.rs`; closed: no item; a partition of its own, so the dispatcher's IAM policy can allow writing these items and no other): `opened_at` (RFC 3339), `failures` (N), `last_error`, `probe_at_ms` (N, epoch ms; the probe is claimed by a conditional update of it) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
@@ -26,6 +27,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::auth::CredentialDigest;
+use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
@@ -364,6 +366,89 @@ impl PushConfigStore for DynamoConfigStore {
                 .copied()
                 .unwrap_or(true),
         }))
+    }
+}
+
+pub(super) fn circuit_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+    key(format!("CIRCUIT#{tenant}"), "CIRCUIT")
+}
+
+impl CircuitStore for DynamoConfigStore {
+    async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(circuit_key(tenant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        let Some(item) = found.item() else {
+            return Ok(None);
+        };
+        let number = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Some(OpenCircuit {
+            opened_at: text(item, "opened_at")
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+            failures: u32::try_from(number("failures")).unwrap_or(0),
+            last_error: text(item, "last_error").unwrap_or_default(),
+            probe_at: DateTime::from_timestamp_millis(number("probe_at_ms")).unwrap_or_default(),
+        }))
+    }
+
+    async fn save_open_circuit(
+        &self,
+        tenant: &TenantId,
+        circuit: &OpenCircuit,
+    ) -> Result<(), Unavailable> {
+        let mut item = circuit_key(tenant);
+        item.insert("opened_at".into(), s(circuit.opened_at.to_rfc3339()));
+        item.insert("failures".into(), n(i64::from(circuit.failures)));
+        item.insert("last_error".into(), s(&circuit.last_error));
+        item.insert("probe_at_ms".into(), n(circuit.probe_at.timestamp_millis()));
+        put(&self.client, &self.table, item).await
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        seen: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Unavailable> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(circuit_key(tenant)))
+            .update_expression("SET probe_at_ms = :next")
+            .condition_expression("probe_at_ms = :seen")
+            .expression_attribute_values(":seen", n(seen.timestamp_millis()))
+            .expression_attribute_values(":next", n(next.timestamp_millis()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),
+        }
+    }
+
+    async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(circuit_key(tenant)))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "DeleteItem", e))?;
+        Ok(())
     }
 }
 

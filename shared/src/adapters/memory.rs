@@ -14,6 +14,7 @@ use crate::admin::{
     ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::{Credential, CredentialDigest};
+use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
@@ -400,6 +401,66 @@ impl PushConfigStore for MemoryPushConfigs {
     }
 }
 
+/// Open circuits, as the config table or the database keeps them.
+#[derive(Default)]
+pub struct MemoryCircuits {
+    open: Mutex<HashMap<TenantId, OpenCircuit>>,
+    unavailable: AtomicBool,
+}
+
+impl MemoryCircuits {
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn check(&self, operation: &'static str) -> Result<(), Unavailable> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(down("circuits", operation));
+        }
+        Ok(())
+    }
+}
+
+impl CircuitStore for MemoryCircuits {
+    async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
+        self.check("read")?;
+        Ok(lock(&self.open).get(tenant).cloned())
+    }
+
+    async fn save_open_circuit(
+        &self,
+        tenant: &TenantId,
+        circuit: &OpenCircuit,
+    ) -> Result<(), Unavailable> {
+        self.check("save")?;
+        lock(&self.open).insert(tenant.clone(), circuit.clone());
+        Ok(())
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        seen: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Unavailable> {
+        self.check("claim probe")?;
+        let mut open = lock(&self.open);
+        match open.get_mut(tenant) {
+            Some(circuit) if circuit.probe_at == seen => {
+                circuit.probe_at = next;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
+        self.check("close")?;
+        lock(&self.open).remove(tenant);
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryDeliveryLog {
     attempts: Mutex<Vec<Attempt>>,
@@ -521,6 +582,34 @@ struct AdminState {
 #[derive(Default)]
 pub struct MemoryAdmin {
     state: Mutex<AdminState>,
+    pub circuits: MemoryCircuits,
+}
+
+impl CircuitStore for MemoryAdmin {
+    async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
+        self.circuits.open_circuit(tenant).await
+    }
+
+    async fn save_open_circuit(
+        &self,
+        tenant: &TenantId,
+        circuit: &OpenCircuit,
+    ) -> Result<(), Unavailable> {
+        self.circuits.save_open_circuit(tenant, circuit).await
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        seen: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Unavailable> {
+        self.circuits.claim_probe(tenant, seen, next).await
+    }
+
+    async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
+        self.circuits.close_circuit(tenant).await
+    }
 }
 
 impl MemoryAdmin {

@@ -6,6 +6,7 @@
 //! The database runs in WAL mode with `synchronous = NORMAL`: a committed event survives the
 //! process being killed (`kill -9`); surviving a power cut as well would need `FULL`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::admin::{
     ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
+use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog, Intake,
@@ -88,6 +90,14 @@ CREATE TABLE IF NOT EXISTS carrier_activity (
     last_rejected_at TEXT,
     last_rejected_reason TEXT,
     PRIMARY KEY (tenant_id, carrier)
+);
+-- Open circuits (circuit.rs); a closed circuit has no row. Times in epoch milliseconds.
+CREATE TABLE IF NOT EXISTS circuits (
+    tenant_id TEXT PRIMARY KEY,
+    opened_at_ms INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    probe_at_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -454,57 +464,76 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Hands out up to `max` visible messages, hiding each for `visibility` and counting the
-    /// receive. A message received more than `max_receives` times moves to the dead-letter state
-    /// instead, as SQS's redrive policy does.
+    /// Hands out up to `max` visible messages, oldest due first, hiding each for `visibility` and
+    /// counting the receive; a tenant gets at most `per_tenant` messages in flight, counting the
+    /// `in_flight` ones it already has, so that one tenant's backlog never fills every slot. A
+    /// message received `max_receives` times moves to the dead-letter state instead, as SQS's
+    /// redrive policy does.
     pub fn lease(
         &self,
         max: usize,
+        per_tenant: usize,
+        in_flight: &HashMap<String, usize>,
         visibility: Duration,
         max_receives: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Leased>, Unavailable> {
         let now_ms = now.timestamp_millis();
         let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut counts = in_flight.clone();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(unavailable("lease"))?;
-        // Only the messages due next are looked at (the `queue_ready` index, `LIMIT`): a backlog of
-        // thousands must not make every lease scan all of it.
-        execute(&tx,
-            "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)'
-             WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?1
-                          ORDER BY visible_at_ms, id LIMIT ?3)
-               AND receive_count >= ?2",
-            params![now_ms, max_receives, i64::try_from(max).unwrap_or(i64::MAX)],
-        )
-        .map_err(unavailable("lease"))?;
-        let leased = {
-            let mut statement = tx
-                .prepare_cached(
-                    "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1
-                     WHERE id IN (SELECT id FROM queue WHERE state = 'ready' AND visible_at_ms <= ?2
-                                  ORDER BY visible_at_ms, id LIMIT ?3)
-                     RETURNING id, event_id, tenant_id, body, receive_count, replay",
+        let mut leased = Vec::new();
+        while leased.len() < max {
+            let full: Vec<&str> = counts
+                .iter()
+                .filter(|(_, n)| **n >= per_tenant)
+                .map(|(tenant, _)| tenant.as_str())
+                .collect();
+            let full =
+                serde_json::to_string(&full).map_err(|e| Unavailable::new(SERVICE, "lease", e))?;
+            // The `queue_ready` index gives the due messages in order; only the rows of tenants
+            // at their limit are stepped over.
+            let next: Option<(i64, u32)> = query_row(
+                &tx,
+                "SELECT id, receive_count FROM queue
+                 WHERE state = 'ready' AND visible_at_ms <= ?1
+                   AND tenant_id NOT IN (SELECT value FROM json_each(?2))
+                 ORDER BY visible_at_ms, id LIMIT 1",
+                params![now_ms, full],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable("lease"))?;
+            let Some((id, receives)) = next else { break };
+            if receives >= max_receives {
+                execute(&tx,
+                    "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)' WHERE id = ?1",
+                    params![id],
                 )
                 .map_err(unavailable("lease"))?;
-            let rows = statement
-                .query_map(
-                    params![hidden_until, now_ms, i64::try_from(max).unwrap_or(i64::MAX)],
-                    |row| {
-                        Ok(Leased {
-                            receipt: row.get::<_, i64>(0)?.to_string(),
-                            event_id: row.get(1)?,
-                            tenant_id: row.get(2)?,
-                            body: row.get(3)?,
-                            receive_count: row.get(4)?,
-                            replay: row.get(5)?,
-                        })
-                    },
-                )
-                .map_err(unavailable("lease"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(unavailable("lease"))?
-        };
+                continue;
+            }
+            let message = query_row(
+                &tx,
+                "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1 WHERE id = ?2
+                 RETURNING id, event_id, tenant_id, body, receive_count, replay",
+                params![hidden_until, id],
+                |row| {
+                    Ok(Leased {
+                        receipt: row.get::<_, i64>(0)?.to_string(),
+                        event_id: row.get(1)?,
+                        tenant_id: row.get(2)?,
+                        body: row.get(3)?,
+                        receive_count: row.get(4)?,
+                        replay: row.get(5)?,
+                    })
+                },
+            )
+            .map_err(unavailable("lease"))?;
+            *counts.entry(message.tenant_id.clone()).or_default() += 1;
+            leased.push(message);
+        }
         tx.commit().map_err(unavailable("lease"))?;
         Ok(leased)
     }
@@ -767,6 +796,80 @@ impl QueueActions for SqliteStore {
                 params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339()],
             )
             .map_err(unavailable("dead letter"))?;
+        Ok(())
+    }
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl CircuitStore for SqliteStore {
+    async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
+        query_row(
+            &self.conn(),
+            "SELECT opened_at_ms, failures, last_error, probe_at_ms FROM circuits WHERE tenant_id = ?1",
+            params![tenant.as_str()],
+            |row| {
+                Ok(OpenCircuit {
+                    opened_at: from_ms(row.get(0)?),
+                    failures: row.get(1)?,
+                    last_error: row.get(2)?,
+                    probe_at: from_ms(row.get(3)?),
+                })
+            },
+        )
+        .optional()
+        .map_err(unavailable("read circuit"))
+    }
+
+    async fn save_open_circuit(
+        &self,
+        tenant: &TenantId,
+        circuit: &OpenCircuit,
+    ) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "INSERT OR REPLACE INTO circuits (tenant_id, opened_at_ms, failures, last_error, probe_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant.as_str(),
+                circuit.opened_at.timestamp_millis(),
+                circuit.failures,
+                circuit.last_error,
+                circuit.probe_at.timestamp_millis()
+            ],
+        )
+        .map_err(unavailable("save circuit"))?;
+        Ok(())
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        seen: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, Unavailable> {
+        let claimed = execute(
+            &self.conn(),
+            "UPDATE circuits SET probe_at_ms = ?3 WHERE tenant_id = ?1 AND probe_at_ms = ?2",
+            params![
+                tenant.as_str(),
+                seen.timestamp_millis(),
+                next.timestamp_millis()
+            ],
+        )
+        .map_err(unavailable("claim probe"))?;
+        Ok(claimed == 1)
+    }
+
+    async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "DELETE FROM circuits WHERE tenant_id = ?1",
+            params![tenant.as_str()],
+        )
+        .map_err(unavailable("close circuit"))?;
         Ok(())
     }
 }
@@ -1255,10 +1358,14 @@ mod tests {
     use sha2::Digest;
 
     fn scan(awb: &str, time: &str) -> CanonicalEvent {
+        scan_for("acme", awb, time)
+    }
+
+    fn scan_for(tenant: &str, awb: &str, time: &str) -> CanonicalEvent {
         let body =
             format!(r#"{{"waybill":"{awb}","clickpost_status_code":8,"timestamp":"{time}"}}"#);
         let ctx = NormalizeContext::new(
-            "acme",
+            tenant,
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         );
         normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
@@ -1317,7 +1424,14 @@ mod tests {
         assert!(!newer.is_stale);
         assert!(older.is_stale);
         let leased = store
-            .lease(10, Duration::from_secs(30), 10, Utc::now())
+            .lease(
+                10,
+                10,
+                &HashMap::new(),
+                Duration::from_secs(30),
+                10,
+                Utc::now(),
+            )
             .unwrap();
         let bodies: Vec<CanonicalEvent> = leased
             .iter()
@@ -1341,26 +1455,61 @@ mod tests {
         // Two receives allowed; each lease hides it for 1 s.
         assert_eq!(
             store
-                .lease(10, Duration::from_secs(1), 2, later(0))
+                .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(0))
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
             store
-                .lease(10, Duration::from_secs(1), 2, later(2))
+                .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(2))
                 .unwrap()
                 .len(),
             1
         );
         assert!(store
-            .lease(10, Duration::from_secs(1), 2, later(4))
+            .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(4))
             .unwrap()
             .is_empty());
         let dead = AdminStore::dead_letters(&store, None, 100).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].event_id, event.event_id.as_str());
         assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_never_holds_more_than_its_share_of_a_lease() {
+        let store = SqliteStore::in_memory().unwrap();
+        let hold = Duration::from_secs(60);
+        // Tenant acme's 20 messages are due before globex's 3.
+        for i in 0..20 {
+            let mut e = scan(&format!("A{i}"), "2026-11-22T09:00:00Z");
+            store.accept(&mut e, Utc::now(), hold).await.unwrap();
+        }
+        for i in 0..3 {
+            let mut e = scan_for("globex", &format!("G{i}"), "2026-11-22T09:00:00Z");
+            store.accept(&mut e, Utc::now(), hold).await.unwrap();
+        }
+        let tenants = |leased: &[Leased]| {
+            let mut counts = HashMap::<String, usize>::new();
+            for m in leased {
+                *counts.entry(m.tenant_id.clone()).or_default() += 1;
+            }
+            counts
+        };
+        let first = store
+            .lease(10, 4, &HashMap::new(), hold, 10, Utc::now())
+            .unwrap();
+        assert_eq!(
+            tenants(&first),
+            HashMap::from([("acme".to_owned(), 4), ("globex".to_owned(), 3)])
+        );
+        // acme already has 3 in flight: one more, and nothing else is due.
+        let in_flight = HashMap::from([("acme".to_owned(), 3)]);
+        let second = store
+            .lease(10, 4, &in_flight, hold, 10, Utc::now())
+            .unwrap();
+        assert_eq!(tenants(&second), HashMap::from([("acme".to_owned(), 1)]));
     }
 
     fn at(text: &str) -> DateTime<Utc> {
