@@ -25,6 +25,7 @@ use shared::{normalize, Carrier, NormalizeContext, Status, TenantId};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const BEARER: &str = "Bearer client-credential-8d1f";
+const CIRCUIT_COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// Queue actions that also record the delays asked for, to check them against the schedule.
 struct Recording {
@@ -84,9 +85,13 @@ impl Harness {
             pusher: HttpPusher::new(targets).unwrap(),
             log: DynamoDeliveryLog::new(stack.dynamo.clone(), &stack.events_table),
             metrics: RecordingMetrics::default(),
+            // A short cool-down, so that the circuit test sees the probe within a few seconds.
             breaker: Breaker::new(
                 DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table),
-                BreakerSettings::default(),
+                BreakerSettings {
+                    cool_down: CIRCUIT_COOL_DOWN,
+                    ..BreakerSettings::default()
+                },
             ),
             settings: DispatchSettings {
                 retry_schedule: schedule,
@@ -367,6 +372,21 @@ async fn a_429_with_retry_after_is_retried_after_that_long() {
 }
 
 #[tokio::test]
+async fn a_503_with_retry_after_0_still_waits_the_schedule() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[30]), local()).await;
+    h.set_push(
+        "acme",
+        &receiver.url("/status/503?retry_after=0"),
+        Duration::from_secs(5),
+    )
+    .await;
+    h.enqueue("acme", "AWB-RA0").await;
+    assert_eq!(h.poll().await.failed.len(), 1);
+    assert_eq!(h.delays(), seconds(&[30]));
+}
+
+#[tokio::test]
 async fn a_410_goes_to_the_dlq_at_once_with_the_reason() {
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
@@ -430,6 +450,121 @@ async fn a_hanging_endpoint_is_cut_at_the_tenant_timeout() {
             .contains("no answer within"),
         "{attempts:?}"
     );
+}
+
+#[tokio::test]
+async fn events_are_sent_with_their_tenant_as_message_group_for_fair_queues() {
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.enqueue("acme", "AWB-G1").await;
+    h.enqueue("globex", "AWB-G2").await;
+    let received = h
+        .stack
+        .sqs
+        .receive_message()
+        .queue_url(&h.stack.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .message_attribute_names("tenant_id")
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 2);
+    for m in messages {
+        let group = &m.attributes.as_ref().unwrap()[&MessageSystemAttributeName::MessageGroupId];
+        let tenant = m.message_attributes.as_ref().unwrap()["tenant_id"]
+            .string_value
+            .clone()
+            .unwrap();
+        assert_eq!(group, &tenant);
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_opens_the_tenant_circuit_then_a_probe_closes_it() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push("acme", &receiver.url("/hang/5"), Duration::from_millis(300))
+        .await;
+    for i in 1..=5 {
+        h.enqueue("acme", &format!("AWB-C{i}")).await;
+    }
+    let poll = h.poll().await;
+    assert_eq!(poll.failed.len(), 5, "five timeouts, each retried");
+    assert_eq!(h.dispatch.metrics.total("CircuitOpened"), 1);
+    let circuit = h
+        .stack
+        .dynamo
+        .get_item()
+        .table_name(&h.stack.config_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT#acme".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the open circuit is stored in the config table");
+    assert_eq!(circuit["failures"].as_n().unwrap(), "5");
+
+    // Open: a new event is failed fast, without a call, and logged as a failed attempt.
+    let calls = receiver.requests().await.len();
+    h.enqueue("acme", "AWB-C6").await;
+    let started = std::time::Instant::now();
+    let poll = h.poll_until_received(Duration::from_secs(5)).await;
+    assert!(!poll.failed.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "no push timeout waited"
+    );
+    assert_eq!(receiver.requests().await.len(), calls, "no call while open");
+    let attempts = h.attempts("acme", "AWB-C6").await;
+    assert!(
+        attempts[0]["error"]
+            .as_s()
+            .unwrap()
+            .contains("circuit is open"),
+        "{attempts:?}"
+    );
+
+    // The endpoint recovers; after the cool-down one probe goes through and closes the circuit,
+    // and everything is delivered.
+    h.set_push("acme", &receiver.url("/ok"), Duration::from_millis(300))
+        .await;
+    tokio::time::sleep(CIRCUIT_COOL_DOWN).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        h.poll().await;
+        if h.dispatch.metrics.total("Delivered") == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h.dispatch.metrics.total("Delivered"), 6);
+    assert_eq!(h.dispatch.metrics.total("CircuitClosed"), 1);
+    let item = h
+        .stack
+        .dynamo
+        .get_item()
+        .table_name(&h.stack.config_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT#acme".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item;
+    assert_eq!(item, None, "closed: the item is gone");
 }
 
 #[tokio::test]

@@ -175,9 +175,14 @@ impl DynamoAdmin {
             .into_iter()
             .filter(|(name, _)| !DEAD_LETTER_ATTRIBUTES.contains(&name.as_str()))
             .collect();
+        // Back in its tenant's message group (fair queues), as ingest sends it.
+        let tenant = attributes
+            .get("tenant_id")
+            .and_then(|a| a.string_value.clone());
         self.sqs
             .send_message()
             .queue_url(&self.names.queue_url)
+            .set_message_group_id(tenant)
             .message_body(message.body.clone().unwrap_or_default())
             .set_message_attributes(Some(attributes).filter(|a| !a.is_empty()))
             .send()
@@ -813,6 +818,7 @@ impl AdminStore for DynamoAdmin {
             .send_message()
             .queue_url(&self.names.queue_url)
             .message_body(body)
+            .message_group_id(&event.tenant_id)
             .message_attributes("tenant_id", attribute(&event.tenant_id)?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)

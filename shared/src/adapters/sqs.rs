@@ -41,6 +41,9 @@ impl EventQueue for SqsEventQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            // On a standard queue the group is the fairness key: SQS fair queues keep one tenant's
+            // backlog from raising the other tenants' dwell time.
+            .message_group_id(&event.tenant_id)
             .message_attributes("tenant_id", attribute(&event.tenant_id)?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)
