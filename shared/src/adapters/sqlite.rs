@@ -112,7 +112,10 @@ CREATE TABLE IF NOT EXISTS queue (
     -- 1 for an event queued again by a replay: delivered even if it was delivered before.
     replay INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS queue_ready ON queue (state, visible_at_ms);
+-- The lease walks it tenant by tenant (see `lease`); it replaces `queue_ready` (state,
+-- visible_at_ms), which a lease skipping a busy tenant's backlog had to scan row by row.
+CREATE INDEX IF NOT EXISTS queue_by_tenant ON queue (state, tenant_id, visible_at_ms);
+DROP INDEX IF EXISTS queue_ready;
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
@@ -480,32 +483,63 @@ impl SqliteStore {
     ) -> Result<Vec<Leased>, Unavailable> {
         let now_ms = now.timestamp_millis();
         let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
-        let mut counts = in_flight.clone();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(unavailable("lease"))?;
+        // Each tenant with messages waiting, found through the index in one step per tenant (a
+        // loose index scan), then each one's due messages up to its spare slots: the cost grows
+        // with the number of tenants, never with the length of one tenant's backlog.
+        let tenants: Vec<String> = {
+            let mut statement = tx
+                .prepare_cached(
+                    "WITH RECURSIVE waiting(tenant) AS (
+                         SELECT MIN(tenant_id) FROM queue WHERE state = 'ready'
+                         UNION ALL
+                         SELECT (SELECT MIN(tenant_id) FROM queue WHERE state = 'ready' AND tenant_id > waiting.tenant)
+                         FROM waiting WHERE waiting.tenant IS NOT NULL)
+                     SELECT tenant FROM waiting WHERE tenant IS NOT NULL",
+                )
+                .map_err(unavailable("lease"))?;
+            let rows = statement
+                .query_map([], |row| row.get(0))
+                .map_err(unavailable("lease"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(unavailable("lease"))?
+        };
+        // (visible_at_ms, id, receive_count) of every candidate.
+        let mut due: Vec<(i64, i64, u32)> = Vec::new();
+        for tenant in &tenants {
+            let spare = per_tenant.saturating_sub(in_flight.get(tenant).copied().unwrap_or(0));
+            if spare == 0 {
+                continue;
+            }
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT visible_at_ms, id, receive_count FROM queue
+                     WHERE state = 'ready' AND tenant_id = ?1 AND visible_at_ms <= ?2
+                     ORDER BY visible_at_ms, id LIMIT ?3",
+                )
+                .map_err(unavailable("lease"))?;
+            let rows = statement
+                .query_map(
+                    params![
+                        tenant,
+                        now_ms,
+                        i64::try_from(spare.min(max)).unwrap_or(i64::MAX)
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .map_err(unavailable("lease"))?;
+            for row in rows {
+                due.push(row.map_err(unavailable("lease"))?);
+            }
+        }
+        // Oldest due first, across tenants.
+        due.sort_unstable();
         let mut leased = Vec::new();
-        while leased.len() < max {
-            let full: Vec<&str> = counts
-                .iter()
-                .filter(|(_, n)| **n >= per_tenant)
-                .map(|(tenant, _)| tenant.as_str())
-                .collect();
-            let full =
-                serde_json::to_string(&full).map_err(|e| Unavailable::new(SERVICE, "lease", e))?;
-            // The `queue_ready` index gives the due messages in order; only the rows of tenants
-            // at their limit are stepped over.
-            let next: Option<(i64, u32)> = query_row(
-                &tx,
-                "SELECT id, receive_count FROM queue
-                 WHERE state = 'ready' AND visible_at_ms <= ?1
-                   AND tenant_id NOT IN (SELECT value FROM json_each(?2))
-                 ORDER BY visible_at_ms, id LIMIT 1",
-                params![now_ms, full],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(unavailable("lease"))?;
-            let Some((id, receives)) = next else { break };
+        for (_, id, receives) in due {
+            if leased.len() >= max {
+                break;
+            }
             if receives >= max_receives {
                 execute(&tx,
                     "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)' WHERE id = ?1",
@@ -531,7 +565,6 @@ impl SqliteStore {
                 },
             )
             .map_err(unavailable("lease"))?;
-            *counts.entry(message.tenant_id.clone()).or_default() += 1;
             leased.push(message);
         }
         tx.commit().map_err(unavailable("lease"))?;
