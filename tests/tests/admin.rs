@@ -23,7 +23,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsQueueActions;
-use shared::admin::{Admin, AdminPolicy};
+use shared::admin::Admin;
 use shared::auth::Credential;
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
 use shared::Carrier;
@@ -489,13 +489,9 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
     // http:// is refused under the Lambda's policy.
     let production = Api::on(admin_api::router(Arc::new(Admin {
         store: DynamoAdmin::new(stack.dynamo.clone(), stack.sqs.clone(), stack.names()),
-        pusher: HttpPusher::new(TargetPolicy {
-            allow_private: false,
-            allow_http: false,
-        })
-        .unwrap(),
+        pusher: HttpPusher::new(TargetPolicy::default()).unwrap(),
         reingest: stack.ingest(),
-        policy: AdminPolicy { allow_http: false },
+        policy: TargetPolicy::default(),
     })));
     let (status, error) = production
         .put(push, json!({"url": "http://client.example/hook"}))
