@@ -1484,6 +1484,146 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_store_never_gives_a_registered_key_to_another_tenant() {
+        // What makes a key one tenant's even when two requests race past the owner check.
+        let admin = with_tenant(vec![]).await;
+        let (acme, other) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("other").unwrap(),
+        );
+        let credential = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: Credential::new("raced-key-0123456789").digest(),
+            added_at: now(),
+        };
+        assert!(admin
+            .store
+            .add_credential(&acme, &credential)
+            .await
+            .unwrap());
+        assert!(!admin
+            .store
+            .add_credential(&other, &credential)
+            .await
+            .unwrap());
+        assert!(!admin
+            .store
+            .add_credential(&acme, &credential)
+            .await
+            .unwrap());
+        assert_eq!(
+            admin
+                .store
+                .credential_owner(Carrier::Clickpost, &credential.digest)
+                .await
+                .unwrap(),
+            Some(acme)
+        );
+        assert!(admin.store.credentials(&other).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_that_rms_toml_defines_is_read_but_not_changed_through_the_admin_api() {
+        let admin = with_tenant(vec![]).await;
+        let managed = Tenant {
+            id: TenantId::parse("filed").unwrap(),
+            enabled: true,
+            include_source: true,
+            created_at: now(),
+            file_managed: true,
+        };
+        assert!(admin.store.create_tenant(&managed).await.unwrap());
+        let key = StoredCredential {
+            carrier: Carrier::Shipway,
+            digest: Credential::new("filed-shipway-key-0123").digest(),
+            added_at: now(),
+        };
+        admin.store.add_credential(&managed.id, &key).await.unwrap();
+        let key_id = KeyView::from(&key).key_id;
+        let refusals: Vec<(&str, Result<(), AdminError>)> = vec![
+            (
+                "create",
+                admin.create_tenant("filed", None, now()).await.map(drop),
+            ),
+            (
+                "disable",
+                admin
+                    .update_tenant("filed", Some(false), None)
+                    .await
+                    .map(drop),
+            ),
+            (
+                "source",
+                admin
+                    .update_tenant("filed", None, Some(false))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "add key",
+                admin
+                    .add_key("filed", "clickpost", None, now())
+                    .await
+                    .map(drop),
+            ),
+            (
+                "revoke key",
+                admin.revoke_key("filed", "shipway", &key_id).await,
+            ),
+            (
+                "push",
+                admin
+                    .set_push("filed", &update("https://client.example/hook"))
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (what, refused) in refusals {
+            match refused {
+                Err(AdminError::Conflict(message)) => assert!(
+                    message.starts_with("tenant filed is managed by rms.toml")
+                        && message.contains("edit its [[tenants]] entry in rms.toml and restart"),
+                    "{what}: {message}"
+                ),
+                other => panic!("{what}: expected a 409, got {other:?}"),
+            }
+        }
+        let read = admin.tenant("filed").await.unwrap();
+        assert_eq!(read, managed, "nothing changed");
+        assert_eq!(admin.keys("filed").await.unwrap().len(), 1);
+        assert!(matches!(
+            admin.push("filed").await,
+            Err(AdminError::NotFound(_))
+        ));
+        // A tenant of the admin API is changed as before.
+        assert!(admin.update_tenant("acme", Some(false), None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_push_url_is_refused_by_the_policy_the_pusher_has() {
+        let admin = with_tenant(vec![]).await;
+        for (url, reason) in [
+            ("https://169.254.169.254/latest/meta-data", "link-local"),
+            ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+            ("https://metadata.google.internal/x", ".internal"),
+            ("https://2130706433/hook", "127.0.0.1 is a loopback address"),
+        ] {
+            let (field, message) = field_of(admin.set_push("acme", &update(url)).await);
+            assert_eq!(field, "url");
+            assert!(message.contains(reason), "{url}: {message}");
+        }
+        let local = Admin {
+            policy: TargetPolicy::LOCAL,
+            ..admin
+        };
+        let saved = local
+            .set_push("acme", &update("http://2130706433:9000/hook?token=abc"))
+            .await
+            .unwrap();
+        assert_eq!(saved.view.url, "http://127.0.0.1:9000/hook?token=abc");
+    }
+
+    #[tokio::test]
     async fn push_config_input_is_validated_field_by_field() {
         let admin = with_tenant(vec![]).await;
         let cases: Vec<(PushUpdate, &str, &str)> = vec![
@@ -1525,6 +1665,20 @@ mod tests {
                 },
                 "timeout_ms",
                 "1000 to 30000",
+            ),
+            (
+                PushUpdate {
+                    headers: Some(
+                        [
+                            ("X-Key".to_owned(), "a".to_owned()),
+                            ("x-key".to_owned(), "b".to_owned()),
+                        ]
+                        .into(),
+                    ),
+                    ..update("https://client.example/hook")
+                },
+                "headers.x-key",
+                "case-insensitive",
             ),
         ];
         for (input, field, hint) in cases {

@@ -334,12 +334,14 @@ fn tenant(
                 .enumerate()
                 .map(|(i, key)| (format!("{at}[{i}]"), key))
                 .collect(),
-            Keys::Rotating(_) => return Err(invalid(
-                at,
-                format!(
+            Keys::Rotating(_) => {
+                return Err(invalid(
+                    at,
+                    format!(
                     "give one key, or a list of at most {LIVE_KEYS_PER_CARRIER} during a rotation"
                 ),
-            )),
+                ))
+            }
         };
         for (at, key) in given {
             if key.trim().is_empty() {
@@ -499,5 +501,120 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
                 .to_string();
             assert!(err.starts_with(field), "{bad}: {err}");
         }
+    }
+
+    fn error_of(text: &str) -> String {
+        ServeConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn one_key_under_two_tenants_is_refused_naming_both_fields() {
+        let second = r#"
+[[tenants]]
+id = "globex"
+[tenants.keys]
+shiprocket = "gk"
+clickpost = "ck"
+"#;
+        assert_eq!(
+            error_of(&format!("{EXAMPLE}{second}")),
+            "tenants[1].keys.clickpost: the same key as tenants[0].keys.clickpost; a key \
+             identifies one tenant"
+        );
+        // For another carrier too: one tenant's carrier account would speak for the other.
+        let other_carrier = second.replace("clickpost = \"ck\"", "shipway = \"sk\"");
+        assert_eq!(
+            error_of(&format!("{EXAMPLE}{other_carrier}")),
+            "tenants[1].keys.shipway: the same key as tenants[0].keys.shiprocket; a key \
+             identifies one tenant"
+        );
+        // Within one tenant, one key for two carriers is its own business.
+        let own = EXAMPLE.replace("shipway = \"wk\"", "shipway = \"sk\"");
+        assert!(ServeConfig::parse(&own).is_ok());
+        let twice = format!("{EXAMPLE}\n[[tenants]]\nid = \"acme\"\n");
+        assert_eq!(
+            error_of(&twice),
+            "tenants[1].id: tenant acme is defined by tenants[0] already; define each tenant once"
+        );
+    }
+
+    #[test]
+    fn a_rotation_lists_two_keys_for_a_carrier() {
+        let rotating = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = [\"ck\", \"ck-next\"]");
+        let config = ServeConfig::parse(&rotating).unwrap();
+        let fields: Vec<&str> = config.tenants[0]
+            .keys
+            .iter()
+            .map(|k| k.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "tenants[0].keys.clickpost[0]",
+                "tenants[0].keys.clickpost[1]",
+                "tenants[0].keys.shiprocket",
+                "tenants[0].keys.shipway"
+            ]
+        );
+        for (keys, expected) in [
+            (
+                "[\"a\", \"b\", \"c\"]",
+                "tenants[0].keys.clickpost: give one key, or a list of at most 2",
+            ),
+            (
+                "[]",
+                "tenants[0].keys.clickpost: give one key, or a list of at most 2",
+            ),
+            (
+                "[\"a\", \"a\"]",
+                "tenants[0].keys.clickpost[1]: the same key as tenants[0].keys.clickpost[0]",
+            ),
+        ] {
+            let err =
+                error_of(&EXAMPLE.replace("clickpost = \"ck\"", &format!("clickpost = {keys}")));
+            assert!(err.starts_with(expected), "{keys}: {err}");
+        }
+    }
+
+    #[test]
+    fn push_configs_are_held_to_the_admin_apis_rules() {
+        let public = EXAMPLE.replace("allow_private_targets = true\n", "");
+        let err = error_of(&public);
+        assert_eq!(
+            err,
+            "tenants[0].push.url: an http:// URL is not allowed: notifications carry the client's \
+             credentials; use https:// (local receivers: set allow_private_targets = true)"
+        );
+        let loopback = public.replace("http://127.0.0.1:9000/hook", "https://127.0.0.1:9000/hook");
+        assert!(error_of(&loopback).starts_with(
+            "tenants[0].push.url: 127.0.0.1 is a loopback address; private targets are not allowed"
+        ));
+        let public_ok = public.replace("http://127.0.0.1:9000/hook", "https://client.example/hook");
+        assert!(ServeConfig::parse(&public_ok).is_ok());
+        for (text, expected) in [
+            (
+                EXAMPLE.replace("statuses = []", "statuses = []\ntimeout = \"60s\""),
+                "tenants[0].push.timeout: 60000 ms is out of range; use 1000 to 30000 ms",
+            ),
+            (
+                EXAMPLE.replace("timeout = \"10s\"", "timeout = \"45s\""),
+                "dispatch.timeout: 45000 ms is out of range; use 1000 to 30000 ms",
+            ),
+            (
+                EXAMPLE.replace(
+                    "\"X-Client-Id\" = \"acme\"",
+                    "\"x-client-id\" = \"a\", \"X-Client-Id\" = \"b\"",
+                ),
+                "tenants[0].push.headers.x-client-id: X-Client-Id is given too",
+            ),
+        ] {
+            let err = error_of(&text);
+            assert!(
+                err.starts_with(expected),
+                "expected {expected:?}, got {err:?}"
+            );
+        }
+        let disabled = EXAMPLE.replace("id = \"acme\"", "id = \"acme\"\nenabled = false");
+        assert!(!ServeConfig::parse(&disabled).unwrap().tenants[0].enabled);
     }
 }

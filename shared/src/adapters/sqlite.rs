@@ -1845,4 +1845,275 @@ mod tests {
         );
         assert_eq!(view[0].last_test_at, None);
     }
+
+    fn tenant_id(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    fn digest(key: &str) -> CredentialDigest {
+        crate::auth::Credential::new(key).digest()
+    }
+
+    fn push_to(url: &str) -> PushConfig {
+        PushConfig {
+            url: PushUrl::parse(url, crate::push::TargetPolicy::LOCAL).unwrap(),
+            headers: PushHeaders::default(),
+            statuses: vec![],
+            signing_secret: None,
+            timeout: PushTimeout::DEFAULT,
+            enabled: true,
+        }
+    }
+
+    fn file_tenant(id: &str, keys: &[(Carrier, &str)], push: Option<&str>) -> FileTenant {
+        FileTenant {
+            id: tenant_id(id),
+            enabled: true,
+            include_source: true,
+            keys: keys.iter().map(|(c, k)| (*c, digest(k))).collect(),
+            push: push.map(push_to),
+        }
+    }
+
+    async fn owner(store: &SqliteStore, carrier: Carrier, key: &str) -> Option<TenantId> {
+        AdminStore::credential_owner(store, carrier, &digest(key))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_key_is_never_given_to_a_second_tenant() {
+        let store = SqliteStore::in_memory().unwrap();
+        let credential = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: digest("shared-key-0123456789"),
+            added_at: hours_ago(1),
+        };
+        assert!(store
+            .add_credential(&tenant_id("acme"), &credential)
+            .await
+            .unwrap());
+        assert!(!store
+            .add_credential(&tenant_id("globex"), &credential)
+            .await
+            .unwrap());
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "shared-key-0123456789").await,
+            Some(tenant_id("acme"))
+        );
+        // The same key for another carrier is another credential.
+        let shipway = StoredCredential {
+            carrier: Carrier::Shipway,
+            ..credential
+        };
+        assert!(store
+            .add_credential(&tenant_id("globex"), &shipway)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_files_tenants_are_stored_as_the_file_says_at_every_start() {
+        let store = SqliteStore::in_memory().unwrap();
+        // A tenant of the admin API, which the file leaves alone.
+        let globex = Tenant {
+            id: tenant_id("globex"),
+            enabled: false,
+            include_source: true,
+            created_at: hours_ago(5),
+            file_managed: false,
+        };
+        store.create_tenant(&globex).await.unwrap();
+        let api_key = StoredCredential {
+            carrier: Carrier::Shipway,
+            digest: digest("globex-shipway-key-01"),
+            added_at: hours_ago(5),
+        };
+        store.add_credential(&globex.id, &api_key).await.unwrap();
+
+        let first = vec![file_tenant(
+            "acme",
+            &[
+                (Carrier::Clickpost, "acme-old"),
+                (Carrier::Shipway, "acme-sw"),
+            ],
+            Some("http://127.0.0.1:9000/hook"),
+        )];
+        let started = at("2026-11-20T08:00:00Z");
+        let applied = store.apply_file_tenants(&first, started).unwrap();
+        assert!(applied.revoked.is_empty() && applied.released.is_empty());
+        let acme = store.tenant(&tenant_id("acme")).await.unwrap().unwrap();
+        assert!(acme.file_managed && acme.enabled);
+        assert_eq!(acme.created_at, started);
+
+        // The admin API added a key to acme (before acme was in the file, or another way in):
+        // the file's next start revokes it, with the key the file no longer lists.
+        let stray = StoredCredential {
+            carrier: Carrier::Shiprocket,
+            digest: digest("acme-stray"),
+            added_at: hours_ago(1),
+        };
+        store.add_credential(&acme.id, &stray).await.unwrap();
+        let mut second = first.clone();
+        second[0].keys = vec![(Carrier::Clickpost, digest("acme-new"))];
+        second[0].enabled = false;
+        second[0].push = None;
+        let applied = store
+            .apply_file_tenants(&second, at("2026-11-21T08:00:00Z"))
+            .unwrap();
+        let revoked: Vec<Carrier> = applied.revoked.iter().map(|(_, c)| c.carrier).collect();
+        assert_eq!(
+            revoked,
+            [Carrier::Clickpost, Carrier::Shipway, Carrier::Shiprocket]
+        );
+        assert_eq!(owner(&store, Carrier::Clickpost, "acme-old").await, None);
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "acme-new").await,
+            Some(acme.id.clone())
+        );
+        let acme_now = store.tenant(&acme.id).await.unwrap().unwrap();
+        assert!(!acme_now.enabled && acme_now.file_managed);
+        assert_eq!(acme_now.created_at, acme.created_at, "created once");
+        assert_eq!(
+            PushConfigStore::push_config(&store, &acme.id)
+                .await
+                .unwrap(),
+            None
+        );
+        // The admin API's tenant is as it was.
+        assert_eq!(store.tenant(&globex.id).await.unwrap().unwrap(), globex);
+        assert_eq!(store.credentials(&globex.id).await.unwrap(), vec![api_key]);
+
+        // Out of the file: kept, with its keys, and no longer the file's.
+        let applied = store.apply_file_tenants(&[], now_utc()).unwrap();
+        assert_eq!(applied.released, vec![acme.id.clone()]);
+        let released = store.tenant(&acme.id).await.unwrap().unwrap();
+        assert!(!released.file_managed);
+        assert_eq!(store.credentials(&acme.id).await.unwrap().len(), 1);
+    }
+
+    fn now_utc() -> DateTime<Utc> {
+        hours_ago(0)
+    }
+
+    #[tokio::test]
+    async fn a_file_key_that_another_tenant_holds_fails_the_start_and_changes_nothing() {
+        let store = SqliteStore::in_memory().unwrap();
+        let globex = Tenant {
+            id: tenant_id("globex"),
+            enabled: true,
+            include_source: true,
+            created_at: hours_ago(5),
+            file_managed: false,
+        };
+        store.create_tenant(&globex).await.unwrap();
+        let taken = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: digest("globex-clickpost-key"),
+            added_at: hours_ago(5),
+        };
+        store.add_credential(&globex.id, &taken).await.unwrap();
+        let file = vec![
+            file_tenant("zeta", &[(Carrier::Shipway, "zeta-sw")], None),
+            file_tenant(
+                "acme",
+                &[
+                    (Carrier::Shipway, "acme-sw"),
+                    (Carrier::Clickpost, "globex-clickpost-key"),
+                ],
+                Some("http://127.0.0.1:9000/hook"),
+            ),
+        ];
+        match store.apply_file_tenants(&file, now_utc()) {
+            Err(FileTenantsError::KeyOwned {
+                tenant,
+                carrier,
+                digest: refused,
+                owner,
+            }) => {
+                assert_eq!(
+                    (tenant.as_str(), carrier, owner.as_str()),
+                    ("acme", Carrier::Clickpost, "globex")
+                );
+                assert_eq!(refused, taken.digest);
+            }
+            other => panic!("expected the key to be refused, got {other:?}"),
+        }
+        assert_eq!(store.tenants().await.unwrap(), vec![globex.clone()]);
+        assert_eq!(owner(&store, Carrier::Shipway, "zeta-sw").await, None);
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "globex-clickpost-key").await,
+            Some(globex.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_moved_between_two_tenants_of_the_file_is_revoked_then_added() {
+        let store = SqliteStore::in_memory().unwrap();
+        let before = vec![
+            file_tenant("acme", &[(Carrier::Clickpost, "moving-key")], None),
+            file_tenant("zeta", &[], None),
+        ];
+        store.apply_file_tenants(&before, hours_ago(1)).unwrap();
+        let after = vec![
+            file_tenant("acme", &[], None),
+            file_tenant("zeta", &[(Carrier::Clickpost, "moving-key")], None),
+        ];
+        let applied = store.apply_file_tenants(&after, now_utc()).unwrap();
+        assert_eq!(applied.revoked.len(), 1);
+        assert_eq!(applied.revoked[0].0, tenant_id("acme"));
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "moving-key").await,
+            Some(tenant_id("zeta"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stored_push_config_that_no_longer_validates_is_read_as_written() {
+        let store = SqliteStore::in_memory().unwrap();
+        // Written before URLs and timeouts were checked on the way in.
+        execute(
+            &store.conn(),
+            "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
+             VALUES ('acme', 'http://169.254.169.254/latest?token=x', '[[\"X A\",\"v\"]]', '[]', NULL, 600000, 1)",
+            [],
+        )
+        .unwrap();
+        let config = PushConfigStore::push_config(&store, &tenant_id("acme"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.url.as_str(), "http://169.254.169.254/latest?token=x");
+        assert_eq!(config.url.to_string(), "http://169.254.169.254/latest?…");
+        assert_eq!(config.headers.names(), ["X A"]);
+        assert_eq!(config.timeout.get(), PushTimeout::MAX, "brought into range");
+    }
+
+    #[test]
+    fn a_database_made_before_file_managed_tenants_gets_the_column() {
+        let dir = std::env::temp_dir().join(format!("rms-file-managed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE tenants (id TEXT PRIMARY KEY, include_source INTEGER NOT NULL DEFAULT 1,
+                     enabled INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT '');
+                 INSERT INTO tenants (id) VALUES ('acme');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let acme = runtime
+            .block_on(store.tenant(&tenant_id("acme")))
+            .unwrap()
+            .unwrap();
+        assert!(!acme.file_managed);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
