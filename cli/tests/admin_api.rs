@@ -661,6 +661,15 @@ async fn a_tenant_of_rms_toml_is_read_through_the_api_and_changed_only_by_the_fi
     );
     drop(server);
 
+    // Without a file, rms serve leaves the file's tenants to the file.
+    let database = dir.join("rms.db").display().to_string();
+    let server = Server::start_with_args(&dir, &["--database".to_owned(), database], "info").await;
+    assert_eq!(
+        server.get("/admin/tenants/acme").await["file_managed"],
+        true
+    );
+    drop(server);
+
     // Out of the file: acme is kept, and the admin API may change it from now on.
     let bare = format!(
         "database = \"{}\"\nallow_private_targets = true\n",

@@ -104,6 +104,9 @@ pub struct ServeConfig {
     pub max_attempts: u32,
     pub concurrency: usize,
     pub tenants: Vec<Tenant>,
+    /// The file the configuration was read from: without one, `rms serve` leaves the stored
+    /// tenants as they are (those of a file stay the file's).
+    pub file: Option<PathBuf>,
 }
 
 /// A tenant of the file: the whole truth for that tenant (`rms serve` stores it at every start,
@@ -171,6 +174,7 @@ impl Default for ServeConfig {
             max_attempts: 10,
             concurrency: 10,
             tenants: Vec::new(),
+            file: None,
         }
     }
 }
@@ -191,13 +195,15 @@ impl ServeConfig {
             path: path.to_owned(),
             source,
         })?;
-        ServeConfig::parse(&text).map_err(|e| match e {
+        let mut config = ServeConfig::parse(&text).map_err(|e| match e {
             ConfigError::Syntax { message, .. } => ConfigError::Syntax {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.file = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<ServeConfig, ConfigError> {

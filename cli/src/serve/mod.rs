@@ -186,7 +186,12 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
 
 /// The configuration file's tenants are the truth for those tenants: stored on every start, with
 /// their keys and Push Config, and changed only by editing the file (the admin API answers 409).
+/// Without a file (`rms serve` alone) nothing is applied, so the tenants of the file the database
+/// was last started with stay that file's.
 fn load_tenants(store: &SqliteStore, config: &ServeConfig) -> Result<(), String> {
+    if config.file.is_none() && config.tenants.is_empty() {
+        return Ok(());
+    }
     let tenants: Vec<FileTenant> = config
         .tenants
         .iter()
