@@ -62,7 +62,10 @@ struct TenantSection {
 
 /// A carrier's key, or its two live keys during a rotation (`["old", "new"]`).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a key (a string), or a list of the carrier's two keys during a rotation"
+)]
 enum Keys {
     One(String),
     Rotating(Vec<String>),
@@ -562,6 +565,8 @@ clickpost = "ck"
                 "tenants[0].keys.shipway"
             ]
         );
+        let wrong = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = 5");
+        assert!(error_of(&wrong).contains("a key (a string), or a list"));
         for (keys, expected) in [
             (
                 "[\"a\", \"b\", \"c\"]",
