@@ -336,30 +336,59 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
     }
 }
 
+/// A tenant of the admin API (not of rms.toml) with a Clickpost key and a Push Config.
+async fn api_tenant(server: &Server, id: &str, key: &str, url: &str) {
+    let created = server
+        .call("POST", "/admin/tenants", Some(json!({"id": id})))
+        .await;
+    assert_eq!(created.0, 201, "{created:?}");
+    let added = server
+        .call(
+            "POST",
+            &format!("/admin/tenants/{id}/keys/clickpost"),
+            Some(json!({"key": key})),
+        )
+        .await;
+    assert_eq!(added.0, 201, "{added:?}");
+    let push = server
+        .call(
+            "PUT",
+            &format!("/admin/tenants/{id}/push"),
+            Some(json!({"url": url})),
+        )
+        .await;
+    assert_eq!(push.0, 200, "{push:?}");
+}
+
 #[tokio::test]
 async fn during_a_rotation_both_keys_work_and_the_revoked_one_is_refused() {
     let dir = scratch_dir("admin-rotation");
     let receiver = Receiver::start(None);
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
-    let new_key = "acme-clickpost-next-key";
+    let old_key = "globex-clickpost-key-1";
+    api_tenant(&server, "globex", old_key, &receiver.url("/ok")).await;
+    let new_key = "globex-clickpost-next-key";
     let added = server
         .call(
             "POST",
-            "/admin/tenants/acme/keys/clickpost",
+            "/admin/tenants/globex/keys/clickpost",
             Some(json!({"key": new_key})),
         )
         .await;
     assert_eq!(added.0, 201, "{added:?}");
 
     // The overlap: the carrier may send either while it moves over.
-    assert_eq!(notify(&server, CLICKPOST_KEY, scan("ROT-OLD")).await, 200);
+    assert_eq!(notify(&server, old_key, scan("ROT-OLD")).await, 200);
     assert_eq!(notify(&server, new_key, scan("ROT-NEW")).await, 200);
     let third = server
-        .call("POST", "/admin/tenants/acme/keys/clickpost", None)
+        .call("POST", "/admin/tenants/globex/keys/clickpost", None)
         .await;
     assert_eq!(third.0, 409, "{third:?}");
 
-    let keys = server.call("GET", "/admin/tenants/acme/keys", None).await.1;
+    let keys = server
+        .call("GET", "/admin/tenants/globex/keys", None)
+        .await
+        .1;
     let old_id = keys
         .as_array()
         .unwrap()
@@ -372,25 +401,38 @@ async fn during_a_rotation_both_keys_work_and_the_revoked_one_is_refused() {
     let revoked = server
         .call(
             "DELETE",
-            &format!("/admin/tenants/acme/keys/clickpost/{old_id}"),
+            &format!("/admin/tenants/globex/keys/clickpost/{old_id}"),
             None,
         )
         .await;
     assert_eq!(revoked.0, 204);
-    assert_eq!(notify(&server, CLICKPOST_KEY, scan("ROT-OLD-2")).await, 401);
+    assert_eq!(notify(&server, old_key, scan("ROT-OLD-2")).await, 401);
     assert_eq!(notify(&server, new_key, scan("ROT-NEW-2")).await, 200);
 }
 
 #[tokio::test]
 async fn dead_letters_are_delivered_once_each_after_rms_dlq_redrive() {
     let dir = scratch_dir("admin-redrive");
-    let receiver = Receiver::start(Some(SECRET));
     // The client's endpoint is down: nothing listens on this port.
     let down = format!("http://127.0.0.1:{}/hook", common::free_port());
     let server = Server::start(&dir, &config(&dir, &down, "\"100ms\"", 2)).await;
+    let key = "globex-clickpost-key-1";
+    api_tenant(&server, "globex", key, &down).await;
+    let signed = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/push",
+            Some(json!({"url": down, "signing_secret": "generate"})),
+        )
+        .await;
+    let secret = signed.1["signing_secret_value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let receiver = Receiver::start(Some(&secret));
     let awbs = ["DLQ-1", "DLQ-2", "DLQ-3"];
     for awb in awbs {
-        assert_eq!(notify(&server, CLICKPOST_KEY, scan(awb)).await, 200);
+        assert_eq!(notify(&server, key, scan(awb)).await, 200);
     }
     let started = Instant::now();
     loop {
@@ -409,7 +451,7 @@ async fn dead_letters_are_delivered_once_each_after_rms_dlq_redrive() {
     let moved = server
         .call(
             "PUT",
-            "/admin/tenants/acme/push",
+            "/admin/tenants/globex/push",
             Some(json!({"url": receiver.url("/ok")})),
         )
         .await;
@@ -487,4 +529,289 @@ fn serve_refuses_a_network_address_without_an_admin_token() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("admin_token"), "{stderr}");
+}
+
+/// Runs `rms serve --config` with `text`, which must keep it from starting; its stderr.
+fn failed_start(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("refused.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("rms serve started with {text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_tenant_of_rms_toml_is_read_through_the_api_and_changed_only_by_the_file() {
+    let dir = scratch_dir("admin-file-tenant");
+    let receiver = Receiver::start(Some(SECRET));
+    let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
+    let mut server = Server::start(&dir, &text).await;
+    assert_eq!(
+        server.get("/admin/tenants/acme").await["file_managed"],
+        true
+    );
+    let keys = server.get("/admin/tenants/acme/keys").await;
+    let clickpost_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["carrier"] == "clickpost")
+        .unwrap()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoke = format!("/admin/tenants/acme/keys/clickpost/{clickpost_id}");
+    for (method, path, body) in [
+        ("POST", "/admin/tenants", Some(json!({"id": "acme"}))),
+        (
+            "PATCH",
+            "/admin/tenants/acme",
+            Some(json!({"enabled": false})),
+        ),
+        (
+            "POST",
+            "/admin/tenants/acme/keys/clickpost",
+            Some(json!({"key": "acme-clickpost-next-key"})),
+        ),
+        ("DELETE", revoke.as_str(), None),
+        (
+            "PUT",
+            "/admin/tenants/acme/push",
+            Some(json!({"url": receiver.url("/elsewhere")})),
+        ),
+    ] {
+        let (status, answer) = server.call(method, path, body).await;
+        assert_eq!(status, 409, "{method} {path}: {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("tenant acme is managed by rms.toml")
+                && message
+                    .ends_with("edit its [[tenants]] entry in rms.toml and restart rms serve"),
+            "{method} {path}: {message}"
+        );
+    }
+    // Nothing changed: the configured key works, the Push Config is the file's.
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("FILE-1")).await, 200);
+    assert_eq!(
+        server.get("/admin/tenants/acme/push").await["url"],
+        receiver.url("/ok")
+    );
+
+    // Tenants of the admin API live in the database, and outlast restarts.
+    let globex_key = "globex-clickpost-key-1";
+    api_tenant(&server, "globex", globex_key, &receiver.url("/ok")).await;
+    assert_eq!(
+        server.get("/admin/tenants/globex").await["file_managed"],
+        false
+    );
+    // A URL's query (a token) is not in the log.
+    let with_token = format!(
+        "http://127.0.0.1:{}/hook?token=q-secret-7f3a",
+        common::free_port()
+    );
+    api_tenant(&server, "initech", "initech-clickpost-key-1", &with_token).await;
+    assert_eq!(
+        server.get("/admin/tenants/initech/push").await["url"],
+        with_token.as_str(),
+        "the owner reads the URL back whole"
+    );
+    assert!(server.terminate().success());
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains("q-secret-7f3a"), "the query is in the log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("push config saved") && l.contains("/hook?…")),
+        "{log}"
+    );
+
+    // The file gives acme a new Clickpost key: from the next start, the old one is refused.
+    let next_key = "serve-test-clickpost-next";
+    let server = Server::start(&dir, &text.replace(CLICKPOST_KEY, next_key)).await;
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("FILE-2")).await, 401);
+    assert_eq!(notify(&server, next_key, scan("FILE-3")).await, 200);
+    assert_eq!(notify(&server, globex_key, scan("GLOBEX-1")).await, 200);
+    assert_eq!(
+        server
+            .get("/admin/tenants/acme/keys")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(server);
+
+    // Without a file, rms serve leaves the file's tenants to the file.
+    let database = dir.join("rms.db").display().to_string();
+    let server = Server::start_with_args(&dir, &["--database".to_owned(), database], "info").await;
+    assert_eq!(
+        server.get("/admin/tenants/acme").await["file_managed"],
+        true
+    );
+    drop(server);
+
+    // Out of the file: acme is kept, and the admin API may change it from now on.
+    let bare = format!(
+        "database = \"{}\"\nallow_private_targets = true\n",
+        dir.join("rms.db").display()
+    );
+    let server = Server::start(&dir, &bare).await;
+    assert_eq!(
+        server.get("/admin/tenants/acme").await["file_managed"],
+        false
+    );
+    assert_eq!(notify(&server, next_key, scan("FILE-4")).await, 200);
+    let disabled = server
+        .call(
+            "PATCH",
+            "/admin/tenants/acme",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(disabled.0, 200, "{disabled:?}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("tenant no longer in rms.toml"), "{log}");
+}
+
+#[test]
+fn one_key_under_two_tenants_of_rms_toml_keeps_rms_serve_from_starting() {
+    let dir = scratch_dir("admin-shared-key");
+    let text = format!(
+        "{}\n[[tenants]]\nid = \"globex\"\n[tenants.keys]\nclickpost = \"{CLICKPOST_KEY}\"\n",
+        config(&dir, "http://127.0.0.1:9/hook", "\"1s\"", 10)
+    );
+    let stderr = failed_start(&dir, &text);
+    assert!(
+        stderr.contains(
+            "tenants[1].keys.clickpost: the same key as tenants[0].keys.clickpost; a key \
+             identifies one tenant"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.join("rms.db").exists(), "refused before the database");
+}
+
+#[tokio::test]
+async fn a_file_key_that_a_tenant_of_the_admin_api_holds_keeps_rms_serve_from_starting() {
+    let dir = scratch_dir("admin-taken-key");
+    let receiver = Receiver::start(None);
+    let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
+    let mut server = Server::start(&dir, &text).await;
+    let globex_key = "globex-clickpost-key-1";
+    api_tenant(&server, "globex", globex_key, &receiver.url("/ok")).await;
+    assert!(server.terminate().success());
+    drop(server);
+
+    let stderr = failed_start(&dir, &text.replace(CLICKPOST_KEY, globex_key));
+    for part in [
+        "tenants[0].keys.clickpost: this key is tenant globex's clickpost key in the database",
+        "a key identifies one tenant and never moves to another",
+        "rms key revoke globex clickpost KEY_ID --local",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    // Nothing was changed: the key is still globex's, acme still has its own.
+    let server = Server::start(&dir, &text).await;
+    assert_eq!(notify(&server, globex_key, scan("GLOBEX-2")).await, 200);
+    assert_eq!(notify(&server, CLICKPOST_KEY, scan("ACME-2")).await, 200);
+}
+
+/// Every form of a private target the attack report sent: refused at write time by the admin
+/// API and by `rms.toml`, with the same reason, when private targets are not allowed.
+#[tokio::test]
+async fn private_push_urls_are_refused_alike_by_the_admin_api_and_rms_toml() {
+    let dir = scratch_dir("admin-private-urls");
+    let database = format!("database = \"{}\"\n", dir.join("rms.db").display());
+    let server = Server::start(&dir, &database).await;
+    let created = server
+        .call("POST", "/admin/tenants", Some(json!({"id": "globex"})))
+        .await;
+    assert_eq!(created.0, 201);
+    let forms = [
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://127.1/hook",
+        "https://0x7f000001/hook",
+        "https://0x7f.1/hook",
+        "https://2130706433/hook",
+        "https://017700000001/hook",
+        "https://0.0.0.0/hook",
+        "https://[::]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://[::ffff:7f00:1]/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://10.0.0.1/hook",
+        "https://172.16.0.1/hook",
+        "https://192.168.0.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00:ec2::254]/latest/meta-data/",
+        "https://100.64.0.1/hook",
+        "https://[fc00::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://localhost/hook",
+        "https://foo.localhost/hook",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "https://LOCALHOST/hook",
+        "http://client.example/hook",
+        "https://user:pw@client.example/hook",
+    ];
+    for url in forms {
+        let (status, answer) = server
+            .call(
+                "PUT",
+                "/admin/tenants/globex/push",
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        assert_eq!(answer["field"], "url", "{url}: {answer}");
+        let reason = answer["error"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("url: ")
+            .unwrap()
+            .to_owned();
+        let file =
+            format!("{database}[[tenants]]\nid = \"acme\"\n[tenants.push]\nurl = \"{url}\"\n");
+        let stderr = failed_start(&dir, &file);
+        assert!(
+            stderr.contains(&format!("tenants[0].push.url: {reason}")),
+            "{url}: the API said {reason:?}, the file {stderr:?}"
+        );
+    }
+    assert_eq!(
+        server
+            .call("GET", "/admin/tenants/globex/push", None)
+            .await
+            .0,
+        404
+    );
+    let saved = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/push",
+            Some(json!({"url": "https://client.example/hook"})),
+        )
+        .await;
+    assert_eq!(saved.0, 200, "{saved:?}");
 }

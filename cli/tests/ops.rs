@@ -282,7 +282,10 @@ fn push_set_refuses_bad_input_and_names_the_field() {
     let message = fails(set(&["--url", "client.example/hook"]));
     assert!(message.contains("url: not an absolute URL"), "{message}");
     let message = fails(set(&["--url", "ftp://client.example/hook"]));
-    assert!(message.contains("url: use an https:// URL"), "{message}");
+    assert!(
+        message.contains("url: the scheme ftp is not supported; use an https:// URL"),
+        "{message}"
+    );
     let message = fails(set(&[
         "--url",
         "https://client.example/hook",
@@ -708,6 +711,56 @@ impl Drop for Serve {
 }
 
 #[test]
+fn a_tenant_of_rms_toml_is_marked_and_the_commands_that_would_change_it_say_why_they_refuse() {
+    let db = database("file-tenant");
+    let (url, _received) = receiver("200 OK|ok");
+    let serve = Serve::start(&db, &url);
+    ok(rms(&db, &["tenant", "create", "zeta"]));
+
+    let list = ok(rms(&db, &["tenant", "list"]));
+    let lines: Vec<&str> = list.lines().collect();
+    let column = lines[0].find("MANAGED BY").unwrap();
+    assert_eq!(&lines[1][column..], "rms.toml", "{list}");
+    assert_eq!(&lines[2][column..], "admin API", "{list}");
+    let shown = ok(rms(&db, &["tenant", "show", "acme"]));
+    assert!(
+        shown.contains("managed by:  rms.toml (edit the file and restart rms serve to change it)"),
+        "{shown}"
+    );
+    let json = json_lines(rms(&db, &["tenant", "show", "acme", "--json"]));
+    assert_eq!(json[0]["file_managed"], true);
+
+    let key_id = json[0]["keys"][0]["key_id"].as_str().unwrap().to_owned();
+    for args in [
+        vec!["tenant", "disable", "acme"],
+        vec!["tenant", "enable", "acme"],
+        vec!["tenant", "create", "acme"],
+        vec!["key", "add", "acme", "shipway"],
+        vec!["key", "revoke", "acme", "clickpost", &key_id],
+        vec![
+            "push",
+            "set",
+            "acme",
+            "--url",
+            "http://127.0.0.1:9/elsewhere",
+        ],
+    ] {
+        let message = fails(rms(&db, &args));
+        assert!(
+            message.starts_with("error: tenant acme is managed by rms.toml")
+                && message.contains("edit its [[tenants]] entry in rms.toml and restart rms serve"),
+            "{args:?}: {message}"
+        );
+    }
+    // Reads, and what is not a change of the tenant, still work.
+    ok(rms(&db, &["key", "list", "acme"]));
+    ok(rms(&db, &["push", "show", "acme"]));
+    ok(rms(&db, &["push", "test", "acme"]));
+    ok(rms(&db, &["tenant", "disable", "zeta"]));
+    drop(serve);
+}
+
+#[test]
 fn an_event_that_failed_for_good_is_in_deliveries_and_the_dlq_and_can_be_redriven_and_replayed() {
     let db = database("flow");
     let (url, received) = receiver("503 Service Unavailable|down");
@@ -832,6 +885,20 @@ async fn on_aws_the_commands_use_the_stack_names_and_refuse_http_urls() {
         message.contains("url: an http:// URL is not allowed"),
         "{message}"
     );
+    // Checked before anything is written, as the admin-api Lambda and the dispatcher would.
+    for (url, reason) in [
+        (
+            "https://169.254.169.254/latest/meta-data/",
+            "url: 169.254.169.254 is a link-local (cloud metadata) address; private targets are not allowed",
+        ),
+        (
+            "https://localhost:8443/hook",
+            "url: localhost is a name of this machine (loopback); private targets are not allowed",
+        ),
+    ] {
+        let message = fails(aws(&["push", "set", "acme", "--url", url]));
+        assert!(message.contains(reason), "{url}: {message}");
+    }
     ok(aws(&[
         "push",
         "set",

@@ -21,7 +21,7 @@ use crate::dispatch::build_request;
 use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{Attempt, CarrierActivity, PushResult, Pusher, TenantAuth, Unavailable};
-use crate::push::{PushConfig, SecretValue, SigningSecret};
+use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy};
 
 /// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,11 @@ pub struct Tenant {
     /// Attach the carrier's payload to each event as `source`.
     pub include_source: bool,
     pub created_at: DateTime<Utc>,
+    /// Defined in `rms serve`'s configuration file (`rms.toml`), which is stored again at every
+    /// start: the file is its only source of truth, and the admin API refuses to change it (409).
+    /// Never set on AWS, where there is no such file.
+    #[serde(default)]
+    pub file_managed: bool,
 }
 
 /// A carrier credential as stored: its digest, never the key.
@@ -80,10 +85,10 @@ pub struct PushView {
 impl From<&PushConfig> for PushView {
     fn from(c: &PushConfig) -> Self {
         PushView {
-            url: c.url.clone(),
-            headers: c.headers.iter().map(|(n, _)| n.clone()).collect(),
+            url: c.url.as_str().to_owned(),
+            headers: c.headers.names(),
             statuses: c.statuses.clone(),
-            timeout_ms: u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms: c.timeout.as_millis(),
             enabled: c.enabled,
             signing_secret: c.signing_secret.is_some(),
         }
@@ -467,11 +472,14 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> impl Future<Output = Result<Option<TenantId>, Unavailable>> + Send;
+    /// Adds a credential to the tenant, in one conditional write: `false` (and nothing written)
+    /// if the digest is registered for that carrier already, to this tenant or another. A
+    /// credential never moves from one tenant to another.
     fn add_credential(
         &self,
         tenant: &TenantId,
         credential: &StoredCredential,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
     fn remove_credential(
         &self,
         tenant: &TenantId,
@@ -546,26 +554,28 @@ pub trait AdminStore: CircuitStore + Send + Sync {
     ) -> impl Future<Output = Result<Vec<CarrierActivity>, Unavailable>> + Send;
 }
 
-/// Rules for Push Config URLs.
-#[derive(Debug, Clone, Copy)]
-pub struct AdminPolicy {
-    /// Plain `http://` URLs are refused unless this is set (`rms serve` with
-    /// `allow_private_targets`, tests).
-    pub allow_http: bool,
-}
-
 /// The most credentials one tenant has live per carrier: the current one and, during a rotation,
 /// the next.
 pub const LIVE_KEYS_PER_CARRIER: usize = 2;
-/// Push timeouts a tenant may choose.
-pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=30_000;
 
 pub struct Admin<S, P, R> {
     pub store: S,
     pub pusher: P,
     /// Ingest, for replaying quarantined bodies.
     pub reingest: R,
-    pub policy: AdminPolicy,
+    /// What a Push Config URL may point at: as the pusher's guard, so that what is saved is
+    /// what can be delivered to (https and public addresses on AWS; `rms serve` with
+    /// `allow_private_targets` and `rms --local` allow local receivers).
+    pub policy: TargetPolicy,
+}
+
+/// The answer to a change of a tenant that `rms.toml` defines.
+fn managed_by_file(tenant: &TenantId) -> AdminError {
+    AdminError::Conflict(format!(
+        "tenant {tenant} is managed by rms.toml: it is defined in rms serve's configuration \
+         file, which is stored again at every start, so a change made here would be undone; \
+         edit its [[tenants]] entry in rms.toml and restart rms serve"
+    ))
 }
 
 impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
@@ -581,12 +591,13 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             enabled: true,
             include_source: include_source.unwrap_or(true),
             created_at: now,
+            file_managed: false,
         };
         if !self.store.create_tenant(&tenant).await? {
-            return Err(AdminError::Conflict(format!(
-                "tenant {} exists already",
-                tenant.id
-            )));
+            return Err(match self.store.tenant(&tenant.id).await? {
+                Some(existing) if existing.file_managed => managed_by_file(&tenant.id),
+                _ => AdminError::Conflict(format!("tenant {} exists already", tenant.id)),
+            });
         }
         info!(tenant_id = %tenant.id, "tenant created");
         Ok(tenant)
@@ -604,6 +615,16 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))
     }
 
+    /// The tenant, if the admin API may change it: 404 if there is none, 409 if `rms.toml`
+    /// defines it.
+    async fn changeable(&self, id: &str) -> Result<Tenant, AdminError> {
+        let tenant = self.tenant(id).await?;
+        if tenant.file_managed {
+            return Err(managed_by_file(&tenant.id));
+        }
+        Ok(tenant)
+    }
+
     /// Enables or disables a tenant, and/or changes whether `source` is attached.
     pub async fn update_tenant(
         &self,
@@ -611,7 +632,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         enabled: Option<bool>,
         include_source: Option<bool>,
     ) -> Result<Tenant, AdminError> {
-        let mut tenant = self.tenant(id).await?;
+        let mut tenant = self.changeable(id).await?;
         tenant.enabled = enabled.unwrap_or(tenant.enabled);
         tenant.include_source = include_source.unwrap_or(tenant.include_source);
         self.store.update_tenant(&tenant).await?;
@@ -638,7 +659,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let carrier: Carrier = carrier.parse().map_err(|e: crate::model::UnknownName| {
             AdminError::invalid("carrier", e.to_string())
         })?;
-        let tenant = self.tenant(tenant).await?;
+        let tenant = self.changeable(tenant).await?;
         let generated = key.is_none().then(|| random_token(24));
         let key = key.or(generated.as_deref()).unwrap_or_default();
         if key.len() < 16 || key.len() > 256 {
@@ -654,12 +675,18 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             ));
         }
         let digest = Credential::new(key).digest();
-        if let Some(owner) = self.store.credential_owner(carrier, &digest).await? {
-            return Err(AdminError::Conflict(if owner == tenant.id {
-                format!("this {carrier} key is already one of tenant {owner}'s keys")
+        let in_use = |owner: Option<TenantId>| {
+            AdminError::Conflict(if owner.as_ref() == Some(&tenant.id) {
+                format!(
+                    "this {carrier} key is already one of tenant {}'s keys",
+                    tenant.id
+                )
             } else {
                 format!("this {carrier} key belongs to another tenant; every tenant needs its own")
-            }));
+            })
+        };
+        if let Some(owner) = self.store.credential_owner(carrier, &digest).await? {
+            return Err(in_use(Some(owner)));
         }
         let live = self
             .store
@@ -679,7 +706,11 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             digest,
             added_at: now,
         };
-        self.store.add_credential(&tenant.id, &stored).await?;
+        // The check above gives the precise answer; this write is what makes it so, when another
+        // request registers the same key in between.
+        if !self.store.add_credential(&tenant.id, &stored).await? {
+            return Err(in_use(self.store.credential_owner(carrier, &digest).await?));
+        }
         let view = KeyView::from(&stored);
         info!(tenant_id = %tenant.id, carrier = %carrier, key_id = %view.key_id, "carrier key added");
         Ok(KeyAdded {
@@ -698,7 +729,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let carrier: Carrier = carrier.parse().map_err(|e: crate::model::UnknownName| {
             AdminError::invalid("carrier", e.to_string())
         })?;
-        let tenant = self.tenant(tenant).await?;
+        let tenant = self.changeable(tenant).await?;
         let found = self
             .store
             .credentials(&tenant.id)
@@ -734,11 +765,15 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         tenant: &str,
         update: &PushUpdate,
     ) -> Result<PushSaved, AdminError> {
-        let tenant = self.tenant(tenant).await?;
+        let tenant = self.changeable(tenant).await?;
         let current = self.store.push_config(&tenant.id).await?;
-        let url = validate_url(&update.url, self.policy.allow_http)?;
+        let url = PushUrl::parse(&update.url, self.policy)
+            .map_err(|e| AdminError::invalid("url", e.to_string()))?;
         let headers = match &update.headers {
-            Some(given) => validate_headers(given)?,
+            Some(given) => PushHeaders::parse(given).map_err(|e| AdminError::Invalid {
+                field: e.field,
+                message: e.message,
+            })?,
             None => current
                 .as_ref()
                 .map(|c| c.headers.clone())
@@ -752,22 +787,11 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                     .map_err(|e| AdminError::invalid("statuses", e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let timeout_ms = update.timeout_ms.unwrap_or_else(|| {
-            current
-                .as_ref()
-                .map(|c| u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(10_000)
-        });
-        if !TIMEOUT_RANGE_MS.contains(&timeout_ms) {
-            return Err(AdminError::invalid(
-                "timeout_ms",
-                format!(
-                    "{timeout_ms} is out of range; use {} to {} ms",
-                    TIMEOUT_RANGE_MS.start(),
-                    TIMEOUT_RANGE_MS.end()
-                ),
-            ));
-        }
+        let timeout = match update.timeout_ms {
+            Some(ms) => PushTimeout::from_millis(ms)
+                .map_err(|e| AdminError::invalid("timeout_ms", e.to_string()))?,
+            None => current.as_ref().map_or(PushTimeout::DEFAULT, |c| c.timeout),
+        };
         let mut shown_secret = None;
         let signing_secret = match update.signing_secret {
             Some(SecretAction::Generate) => {
@@ -783,7 +807,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             headers,
             statuses,
             signing_secret,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             enabled: update
                 .enabled
                 .or(current.as_ref().map(|c| c.enabled))
@@ -843,7 +867,10 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 http_status: None,
                 latency_ms: ms(latency),
                 body_prefix: String::new(),
-                error: Some(format!("no answer within {} ms", ms(config.timeout))),
+                error: Some(format!(
+                    "no answer within {} ms",
+                    config.timeout.as_millis()
+                )),
                 event_id,
             },
             PushResult::ConnectFailed { reason, latency } => TestPushResult {
@@ -1176,88 +1203,6 @@ fn validate_selection(selection: &Selection) -> Result<(), AdminError> {
     }
 }
 
-/// A Push Config URL: absolute, http(s), a host, no credentials in it; https unless allowed.
-pub fn validate_url(text: &str, allow_http: bool) -> Result<String, AdminError> {
-    let invalid = |m: &str| AdminError::invalid("url", m.to_owned());
-    let text = text.trim();
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| invalid("not an absolute URL such as https://client.example/hook"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "https" && scheme != "http" {
-        return Err(invalid("use an https:// URL"));
-    }
-    if scheme == "http" && !allow_http {
-        return Err(invalid(
-            "an http:// URL is not allowed: notifications carry the client's credentials; use https://",
-        ));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(invalid("the URL has no host"));
-    }
-    if authority.contains('@') {
-        return Err(invalid(
-            "put credentials in the headers, not in the URL (user:password@)",
-        ));
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("the URL contains spaces or control characters"));
-    }
-    if text.len() > 2048 {
-        return Err(invalid("the URL is longer than 2048 characters"));
-    }
-    Ok(text.to_owned())
-}
-
-/// Header names must be HTTP tokens (RFC 9110) and not ones RMS sets itself; values must fit on
-/// one line.
-pub fn validate_headers(
-    given: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<(String, SecretValue)>, AdminError> {
-    const RESERVED: [&str; 8] = [
-        "content-type",
-        "content-length",
-        "host",
-        "user-agent",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "transfer-encoding",
-    ];
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if given.len() > 20 {
-        return Err(AdminError::invalid("headers", "at most 20 headers"));
-    }
-    let mut headers = Vec::new();
-    for (name, value) in given {
-        let field = format!("headers.{name}");
-        if name.is_empty() || !name.chars().all(is_tchar) {
-            return Err(AdminError::invalid(
-                &field,
-                format!("{name:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
-            ));
-        }
-        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(AdminError::invalid(
-                &field,
-                format!("{name} is set by RMS itself"),
-            ));
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(AdminError::invalid(
-                &field,
-                "the value contains a line break or control character",
-            ));
-        }
-        if value.len() > 4096 {
-            return Err(AdminError::invalid(&field, "the value is over 4096 bytes"));
-        }
-        headers.push((name.clone(), SecretValue::new(value.clone())));
-    }
-    Ok(headers)
-}
-
 fn generate_signing_secret() -> SigningSecret {
     let mut key = [0u8; 32];
     fill_random(&mut key);
@@ -1346,7 +1291,7 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
         &self,
         tenant: &TenantId,
         credential: &StoredCredential,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
         (**self).add_credential(tenant, credential)
     }
     fn remove_credential(
@@ -1451,7 +1396,7 @@ mod tests {
             store: MemoryAdmin::default(),
             pusher: ScriptedPusher::new(script),
             reingest: ScriptedReingest::default(),
-            policy: AdminPolicy { allow_http: false },
+            policy: TargetPolicy::default(),
         }
     }
 
@@ -1549,6 +1494,146 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_store_never_gives_a_registered_key_to_another_tenant() {
+        // What makes a key one tenant's even when two requests race past the owner check.
+        let admin = with_tenant(vec![]).await;
+        let (acme, other) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("other").unwrap(),
+        );
+        let credential = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: Credential::new("raced-key-0123456789").digest(),
+            added_at: now(),
+        };
+        assert!(admin
+            .store
+            .add_credential(&acme, &credential)
+            .await
+            .unwrap());
+        assert!(!admin
+            .store
+            .add_credential(&other, &credential)
+            .await
+            .unwrap());
+        assert!(!admin
+            .store
+            .add_credential(&acme, &credential)
+            .await
+            .unwrap());
+        assert_eq!(
+            admin
+                .store
+                .credential_owner(Carrier::Clickpost, &credential.digest)
+                .await
+                .unwrap(),
+            Some(acme)
+        );
+        assert!(admin.store.credentials(&other).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_that_rms_toml_defines_is_read_but_not_changed_through_the_admin_api() {
+        let admin = with_tenant(vec![]).await;
+        let managed = Tenant {
+            id: TenantId::parse("filed").unwrap(),
+            enabled: true,
+            include_source: true,
+            created_at: now(),
+            file_managed: true,
+        };
+        assert!(admin.store.create_tenant(&managed).await.unwrap());
+        let key = StoredCredential {
+            carrier: Carrier::Shipway,
+            digest: Credential::new("filed-shipway-key-0123").digest(),
+            added_at: now(),
+        };
+        admin.store.add_credential(&managed.id, &key).await.unwrap();
+        let key_id = KeyView::from(&key).key_id;
+        let refusals: Vec<(&str, Result<(), AdminError>)> = vec![
+            (
+                "create",
+                admin.create_tenant("filed", None, now()).await.map(drop),
+            ),
+            (
+                "disable",
+                admin
+                    .update_tenant("filed", Some(false), None)
+                    .await
+                    .map(drop),
+            ),
+            (
+                "source",
+                admin
+                    .update_tenant("filed", None, Some(false))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "add key",
+                admin
+                    .add_key("filed", "clickpost", None, now())
+                    .await
+                    .map(drop),
+            ),
+            (
+                "revoke key",
+                admin.revoke_key("filed", "shipway", &key_id).await,
+            ),
+            (
+                "push",
+                admin
+                    .set_push("filed", &update("https://client.example/hook"))
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (what, refused) in refusals {
+            match refused {
+                Err(AdminError::Conflict(message)) => assert!(
+                    message.starts_with("tenant filed is managed by rms.toml")
+                        && message.contains("edit its [[tenants]] entry in rms.toml and restart"),
+                    "{what}: {message}"
+                ),
+                other => panic!("{what}: expected a 409, got {other:?}"),
+            }
+        }
+        let read = admin.tenant("filed").await.unwrap();
+        assert_eq!(read, managed, "nothing changed");
+        assert_eq!(admin.keys("filed").await.unwrap().len(), 1);
+        assert!(matches!(
+            admin.push("filed").await,
+            Err(AdminError::NotFound(_))
+        ));
+        // A tenant of the admin API is changed as before.
+        assert!(admin.update_tenant("acme", Some(false), None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_push_url_is_refused_by_the_policy_the_pusher_has() {
+        let admin = with_tenant(vec![]).await;
+        for (url, reason) in [
+            ("https://169.254.169.254/latest/meta-data", "link-local"),
+            ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+            ("https://metadata.google.internal/x", ".internal"),
+            ("https://2130706433/hook", "127.0.0.1 is a loopback address"),
+        ] {
+            let (field, message) = field_of(admin.set_push("acme", &update(url)).await);
+            assert_eq!(field, "url");
+            assert!(message.contains(reason), "{url}: {message}");
+        }
+        let local = Admin {
+            policy: TargetPolicy::LOCAL,
+            ..admin
+        };
+        let saved = local
+            .set_push("acme", &update("http://2130706433:9000/hook?token=abc"))
+            .await
+            .unwrap();
+        assert_eq!(saved.view.url, "http://127.0.0.1:9000/hook?token=abc");
+    }
+
+    #[tokio::test]
     async fn push_config_input_is_validated_field_by_field() {
         let admin = with_tenant(vec![]).await;
         let cases: Vec<(PushUpdate, &str, &str)> = vec![
@@ -1590,6 +1675,20 @@ mod tests {
                 },
                 "timeout_ms",
                 "1000 to 30000",
+            ),
+            (
+                PushUpdate {
+                    headers: Some(
+                        [
+                            ("X-Key".to_owned(), "a".to_owned()),
+                            ("x-key".to_owned(), "b".to_owned()),
+                        ]
+                        .into(),
+                    ),
+                    ..update("https://client.example/hook")
+                },
+                "headers.x-key",
+                "case-insensitive",
             ),
         ];
         for (input, field, hint) in cases {

@@ -432,10 +432,10 @@ pub(crate) fn build_request(
         ));
     }
     Ok(PushRequest {
-        url: config.url.clone(),
+        url: config.url.as_str().to_owned(),
         headers,
         body,
-        timeout: config.timeout,
+        timeout: config.timeout.get(),
     })
 }
 
@@ -490,7 +490,9 @@ mod tests {
     use crate::circuit::CircuitStore;
     use crate::model::{Carrier, Status};
     use crate::ports::AttemptOutcome;
-    use crate::push::{SecretValue, SigningSecret};
+    use crate::push::{
+        PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret, TargetPolicy,
+    };
 
     fn event() -> CanonicalEvent {
         let body =
@@ -504,25 +506,30 @@ mod tests {
 
     fn config() -> PushConfig {
         PushConfig {
-            url: "https://client.example/hook".into(),
-            headers: vec![("Authorization".into(), SecretValue::new("Bearer t0ken"))],
+            url: PushUrl::parse("https://client.example/hook", TargetPolicy::default()).unwrap(),
+            headers: PushHeaders::stored(vec![(
+                "Authorization".into(),
+                SecretValue::new("Bearer t0ken"),
+            )]),
             statuses: vec![],
             signing_secret: Some(
                 SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
             ),
-            timeout: Duration::from_secs(10),
+            timeout: PushTimeout::DEFAULT,
             enabled: true,
         }
     }
 
+    type MemoryDispatch = Dispatch<
+        Arc<MemoryPushConfigs>,
+        Arc<ScriptedPusher>,
+        Arc<MemoryDeliveryLog>,
+        Arc<RecordingMetrics>,
+        Arc<MemoryCircuits>,
+    >;
+
     struct World {
-        dispatch: Dispatch<
-            Arc<MemoryPushConfigs>,
-            Arc<ScriptedPusher>,
-            Arc<MemoryDeliveryLog>,
-            Arc<RecordingMetrics>,
-            Arc<MemoryCircuits>,
-        >,
+        dispatch: MemoryDispatch,
         configs: Arc<MemoryPushConfigs>,
         pusher: Arc<ScriptedPusher>,
         log: Arc<MemoryDeliveryLog>,
@@ -878,7 +885,10 @@ mod tests {
     async fn a_header_value_with_a_line_break_is_refused_not_sent() {
         let w = world(vec![]);
         let mut c = config();
-        c.headers = vec![("X-Client".into(), SecretValue::new("a\r\nX-Injected: 1"))];
+        c.headers = PushHeaders::stored(vec![(
+            "X-Client".into(),
+            SecretValue::new("a\r\nX-Injected: 1"),
+        )]);
         w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
         assert!(
             matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::DeadLetter { reason } if reason.contains("line break"))

@@ -299,7 +299,8 @@ pub trait DeliveryLog: Send + Sync {
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
 }
 
-/// An HTTP POST to a client's endpoint.
+/// An HTTP POST to a client's endpoint. `Debug` shows header names only, and the URL without its
+/// query (it may carry a token).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PushRequest {
     pub url: String,
@@ -313,7 +314,7 @@ impl std::fmt::Debug for PushRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("PushRequest")
-            .field("url", &self.url)
+            .field("url", &crate::push::redact_url(&self.url))
             .field("headers", &names)
             .field("body_bytes", &self.body.len())
             .field("timeout", &self.timeout)

@@ -23,7 +23,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore, BY_TENANT_
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
-use shared::admin::{Admin, AdminPolicy};
+use shared::admin::Admin;
 use shared::auth::Credential;
 use shared::ingest::{ClaimThenQueue, Ingest};
 use shared::Carrier;
@@ -188,15 +188,11 @@ impl Stack {
     /// pushes and Push Config URLs may go to plain http on loopback (the test receiver), and
     /// quarantine replays' metrics are kept in memory.
     pub fn admin(&self) -> Admin<DynamoAdmin, HttpPusher, TestIngest> {
-        let targets = TargetPolicy {
-            allow_private: true,
-            allow_http: true,
-        };
         Admin {
             store: DynamoAdmin::new(self.dynamo.clone(), self.sqs.clone(), self.names()),
-            pusher: HttpPusher::new(targets).unwrap(),
+            pusher: HttpPusher::new(TargetPolicy::LOCAL).unwrap(),
             reingest: self.ingest(),
-            policy: AdminPolicy { allow_http: true },
+            policy: TargetPolicy::LOCAL,
         }
     }
 
@@ -210,10 +206,11 @@ impl Stack {
         let store = DynamoConfigStore::new(self.dynamo.clone(), &self.config_table);
         let tenant = shared::TenantId::parse(tenant).unwrap();
         store.put_tenant(&tenant, true).await.unwrap();
-        store
+        let added = store
             .put_credential(carrier, &Credential::new(key).digest(), &tenant)
             .await
             .unwrap();
+        assert!(added, "the {carrier} key {key:?} is another tenant's");
     }
 
     /// Every message now on `queue_url`, received once with its attributes and hidden for a

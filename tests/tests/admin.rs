@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -23,11 +24,11 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsQueueActions;
-use shared::admin::{Admin, AdminPolicy};
+use shared::admin::{Admin, AdminStore, StoredCredential};
 use shared::auth::Credential;
 use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
-use shared::Carrier;
+use shared::{Carrier, TenantId};
 use tower::ServiceExt;
 
 const HEADER_VALUE: &str = "Bearer client-secret-7f3a9c1e";
@@ -409,6 +410,114 @@ async fn a_key_rotation_has_two_live_keys_and_the_revoked_one_is_refused() {
     assert_not_logged(&logs, &[OLD, &new, &digest_hex(OLD), &digest_hex(&new)]);
 }
 
+/// A key never moves from one tenant to another, whichever way it is written: the admin store's
+/// conditional transaction, or the config store's registration (`DynamoConfigStore::put_credential`).
+#[tokio::test]
+async fn a_registered_key_never_moves_to_another_tenant() {
+    const KEY: &str = "acme-clickpost-owned-key-01";
+    let stack = Stack::create().await;
+    let admin = stack.admin();
+    for id in ["acme", "beta"] {
+        admin.create_tenant(id, None, Utc::now()).await.unwrap();
+    }
+    let (acme, beta) = (
+        TenantId::parse("acme").unwrap(),
+        TenantId::parse("beta").unwrap(),
+    );
+    let credential = StoredCredential {
+        carrier: Carrier::Clickpost,
+        digest: Credential::new(KEY).digest(),
+        added_at: Utc::now(),
+    };
+    assert!(admin
+        .store
+        .add_credential(&acme, &credential)
+        .await
+        .unwrap());
+    assert!(!admin
+        .store
+        .add_credential(&beta, &credential)
+        .await
+        .unwrap());
+    assert!(!admin
+        .store
+        .add_credential(&acme, &credential)
+        .await
+        .unwrap());
+    let config = DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table);
+    assert!(!config
+        .put_credential(Carrier::Clickpost, &credential.digest, &beta)
+        .await
+        .unwrap());
+    assert!(
+        config
+            .put_credential(Carrier::Clickpost, &credential.digest, &acme)
+            .await
+            .unwrap(),
+        "registering a key again for its own tenant is harmless"
+    );
+    assert_eq!(
+        admin
+            .store
+            .credential_owner(Carrier::Clickpost, &credential.digest)
+            .await
+            .unwrap(),
+        Some(acme.clone())
+    );
+    assert!(admin.store.credentials(&beta).await.unwrap().is_empty());
+    assert_eq!(admin.store.credentials(&acme).await.unwrap().len(), 1);
+    let (status, _) = ingest(&stack, KEY, "AWB-OWNED-1", "2024-03-01T10:00:00Z").await;
+    assert_eq!(status, 200);
+    let queued = stack.drain(&stack.queue_url).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].attributes["tenant_id"], "acme");
+}
+
+/// Push Configs written before a rule was made stricter (here: a metadata URL with a token, a
+/// header name no longer taken, a 10-minute timeout) still read, as written; the timeout is
+/// brought into range.
+#[tokio::test]
+async fn a_stored_push_config_that_no_longer_validates_is_read_as_written() {
+    let stack = Stack::create().await;
+    let api = Api::new(&stack);
+    assert_eq!(
+        api.post("/admin/tenants", json!({"id": "acme"})).await.0,
+        201
+    );
+    let item = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S("TENANT#acme".into())),
+        ("sk".to_owned(), AttributeValue::S("PUSH".into())),
+        (
+            "url".to_owned(),
+            AttributeValue::S("http://169.254.169.254/latest?token=x".into()),
+        ),
+        (
+            "headers".to_owned(),
+            AttributeValue::M(HashMap::from([(
+                "X A".to_owned(),
+                AttributeValue::S("v".into()),
+            )])),
+        ),
+        ("statuses".to_owned(), AttributeValue::L(vec![])),
+        ("timeout_ms".to_owned(), AttributeValue::N("600000".into())),
+        ("enabled".to_owned(), AttributeValue::Bool(true)),
+    ]);
+    stack
+        .dynamo
+        .put_item()
+        .table_name(&stack.config_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let (status, view) = api.get("/admin/tenants/acme/push").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["url"], "http://169.254.169.254/latest?token=x");
+    assert_eq!(view["headers"], json!(["X A"]));
+    assert_eq!(view["timeout_ms"], 30_000);
+    assert_eq!(api.get("/admin/tenants/acme").await.0, 200);
+}
+
 #[tokio::test]
 async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
     let logs = LogCapture::default();
@@ -499,18 +608,29 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
     // http:// is refused under the Lambda's policy.
     let production = Api::on(admin_api::router(Arc::new(Admin {
         store: DynamoAdmin::new(stack.dynamo.clone(), stack.sqs.clone(), stack.names()),
-        pusher: HttpPusher::new(TargetPolicy {
-            allow_private: false,
-            allow_http: false,
-        })
-        .unwrap(),
+        pusher: HttpPusher::new(TargetPolicy::default()).unwrap(),
         reingest: stack.ingest(),
-        policy: AdminPolicy { allow_http: false },
+        policy: TargetPolicy::default(),
     })));
     let (status, error) = production
         .put(push, json!({"url": "http://client.example/hook"}))
         .await;
     assert_eq!((status, &error["field"]), (400, &json!("url")));
+    // So is a private target, in any of its forms, at write time (not only at delivery).
+    for (url, reason) in [
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[fd00:ec2::254]/latest", "unique local"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://0x7f.1/hook", "127.0.0.1 is a loopback address"),
+        ("https://metadata.google.internal/", ".internal"),
+    ] {
+        let (status, error) = production.put(push, json!({"url": url})).await;
+        assert_eq!((status, &error["field"]), (400, &json!("url")), "{url}");
+        assert!(
+            error["error"].as_str().unwrap().contains(reason),
+            "{url}: {error}"
+        );
+    }
     assert_eq!(api.get(push).await.1["url"], "https://client.example/v2");
 
     assert_eq!(api.get("/admin/tenants/nobody/push").await.0, 404);

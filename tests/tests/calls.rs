@@ -16,7 +16,7 @@ use ingest_http::apigw::notify_request;
 use integration_tests::{ingest_with, sqs_record, Receiver, Stack};
 use shared::adapters::dynamodb::DynamoConfigStore;
 use shared::adapters::push::TargetPolicy;
-use shared::push::{PushConfig, SecretValue};
+use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue};
 use shared::{Carrier, TenantId};
 
 const KEY: &str = "cp-calls-key-0123456789";
@@ -73,11 +73,14 @@ async fn calls_per_accepted_and_delivered_event() {
         .put_push_config(
             &TenantId::parse("acme").unwrap(),
             &PushConfig {
-                url: receiver.url("/ok"),
-                headers: vec![("Authorization".into(), SecretValue::new("Bearer t"))],
+                url: PushUrl::parse(&receiver.url("/ok"), TargetPolicy::LOCAL).unwrap(),
+                headers: PushHeaders::stored(vec![(
+                    "Authorization".into(),
+                    SecretValue::new("Bearer t"),
+                )]),
                 statuses: vec![],
                 signing_secret: None,
-                timeout: Duration::from_secs(5),
+                timeout: PushTimeout::new(Duration::from_secs(5)).unwrap(),
                 enabled: true,
             },
         )

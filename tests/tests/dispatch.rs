@@ -20,7 +20,7 @@ use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
 use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
 use shared::ports::{EventQueue, QueueActions, Unavailable};
-use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 use shared::{normalize, Carrier, NormalizeContext, Status, TenantId};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -112,14 +112,15 @@ impl Harness {
     async fn set_push(&self, tenant: &str, url: &str, timeout: Duration) {
         let store = DynamoConfigStore::new(self.stack.dynamo.clone(), &self.stack.config_table);
         let config = PushConfig {
-            url: url.to_owned(),
-            headers: vec![
+            // Stored as written: some tests point it at a target the guard must refuse.
+            url: PushUrl::stored(url),
+            headers: PushHeaders::stored(vec![
                 ("Authorization".to_owned(), SecretValue::new(BEARER)),
                 ("X-Client-Id".to_owned(), SecretValue::new(tenant)),
-            ],
+            ]),
             statuses: vec![],
             signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
-            timeout,
+            timeout: PushTimeout::new(timeout).unwrap(),
             enabled: true,
         };
         store
@@ -427,12 +428,8 @@ async fn a_401_is_dead_lettered_and_counted_as_client_auth_failed() {
 async fn a_hanging_endpoint_is_cut_at_the_tenant_timeout() {
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
-    h.set_push(
-        "acme",
-        &receiver.url("/hang/10"),
-        Duration::from_millis(800),
-    )
-    .await;
+    h.set_push("acme", &receiver.url("/hang/10"), Duration::from_secs(1))
+        .await;
     h.enqueue("acme", "AWB-HANG").await;
     let started = std::time::Instant::now();
     let poll = h.poll().await;
@@ -647,7 +644,9 @@ async fn private_targets_are_refused_with_a_logged_reason_and_dead_lettered() {
         })
         .count();
     assert_eq!(refusals, 5, "each refusal is logged with its reason");
-    assert!(text.contains("localhost resolves to"));
+    // `localhost` is refused by its name, before any lookup (a name that resolves to a private
+    // address is refused by the resolver: `shared/src/adapters/push.rs`).
+    assert!(text.contains("localhost is a name of this machine"));
 }
 
 #[tokio::test]
@@ -686,11 +685,11 @@ async fn an_unselected_status_is_acknowledged_without_a_call() {
     let h = Harness::new(10, seconds(&[1]), local()).await;
     let store = DynamoConfigStore::new(h.stack.dynamo.clone(), &h.stack.config_table);
     let config = PushConfig {
-        url: receiver.url("/ok"),
-        headers: vec![],
+        url: PushUrl::parse(&receiver.url("/ok"), TargetPolicy::LOCAL).unwrap(),
+        headers: PushHeaders::default(),
         statuses: vec![Status::Delivered, Status::RtoDelivered],
         signing_secret: None,
-        timeout: Duration::from_secs(2),
+        timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
         enabled: true,
     };
     store

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use integration_tests::{Receiver, Stack};
 use serde_json::{json, Value};
 use shared::adapters::dynamodb::DynamoConfigStore;
-use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::push::{
+    PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret, TargetPolicy,
+};
 use shared::{Carrier, TenantId};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -104,14 +106,14 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
         .put_push_config(
             &TenantId::parse("acme").unwrap(),
             &PushConfig {
-                url: receiver.url("/ok"),
-                headers: vec![
+                url: PushUrl::parse(&receiver.url("/ok"), TargetPolicy::LOCAL).unwrap(),
+                headers: PushHeaders::stored(vec![
                     ("Authorization".into(), SecretValue::new("Bearer e2e-token")),
                     ("X-Client-Id".into(), SecretValue::new("acme")),
-                ],
+                ]),
                 statuses: vec![],
                 signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
-                timeout: Duration::from_secs(5),
+                timeout: PushTimeout::new(Duration::from_secs(5)).unwrap(),
                 enabled: true,
             },
         )

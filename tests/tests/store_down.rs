@@ -44,7 +44,7 @@ use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::HttpPusher;
 use shared::adapters::sqs::SqsQueueActions;
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
-use shared::push::PushConfig;
+use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, TargetPolicy};
 use shared::{Carrier, TenantId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -125,11 +125,11 @@ async fn store_down_mid_load_loses_no_event() {
         .put_push_config(
             &TenantId::parse(TENANT).unwrap(),
             &PushConfig {
-                url: receiver.url(PUSH_PATH),
-                headers: vec![],
+                url: PushUrl::parse(&receiver.url(PUSH_PATH), TargetPolicy::LOCAL).unwrap(),
+                headers: PushHeaders::default(),
                 statuses: vec![],
                 signing_secret: None,
-                timeout: Duration::from_secs(2),
+                timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
                 enabled: true,
             },
         )

@@ -29,7 +29,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::SqliteStore;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::admin::{Admin, AdminError, AdminPolicy, AdminStore, Selection};
+use shared::admin::{Admin, AdminError, AdminStore, Selection};
 use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, Reingest};
 use shared::ports::{NoMetrics, Pusher};
 
@@ -316,11 +316,8 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
                     IngestSettings::default(),
                 ),
                 store,
-                pusher: pusher(TargetPolicy {
-                    allow_private: true,
-                    allow_http: true,
-                })?,
-                policy: AdminPolicy { allow_http: true },
+                pusher: pusher(TargetPolicy::LOCAL)?,
+                policy: TargetPolicy::LOCAL,
             };
             op.run(&admin, out).await
         }
@@ -343,7 +340,7 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
                 store: DynamoAdmin::new(dynamo, sqs, names),
                 pusher: pusher(TargetPolicy::default())?,
                 reingest,
-                policy: AdminPolicy { allow_http: false },
+                policy: TargetPolicy::default(),
             };
             op.run(&admin, out).await
         }

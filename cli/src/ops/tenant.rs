@@ -71,10 +71,14 @@ impl Op for Command {
                                 yes_no(t.enabled),
                                 yes_no(t.include_source),
                                 time(t.created_at),
+                                managed_by(t).to_owned(),
                             ]
                         })
                         .collect();
-                    emit(&table(&["ID", "ENABLED", "SOURCE", "CREATED"], &rows));
+                    emit(&table(
+                        &["ID", "ENABLED", "SOURCE", "CREATED", "MANAGED BY"],
+                        &rows,
+                    ));
                 }
             }
             Command::Show { id } => show(admin, &id, out).await?,
@@ -120,8 +124,14 @@ async fn show<S: AdminStore, P: Pusher, R: Reingest>(
         ),
         None => "not configured (rms push set)".to_owned(),
     };
+    let managed = if tenant.file_managed {
+        "rms.toml (edit the file and restart rms serve to change it)".to_owned()
+    } else {
+        managed_by(&tenant).to_owned()
+    };
     emit(&fields(&[
         ("id", tenant.id.to_string()),
+        ("managed by", managed),
         ("enabled", yes_no(tenant.enabled)),
         ("source", yes_no(tenant.include_source)),
         ("created", time(tenant.created_at)),
@@ -129,6 +139,16 @@ async fn show<S: AdminStore, P: Pusher, R: Reingest>(
         ("push", push_text),
     ]));
     Ok(())
+}
+
+/// Where a tenant is changed: `rms.toml` (then the admin API and these commands refuse), or
+/// here and through the admin API.
+fn managed_by(tenant: &Tenant) -> &'static str {
+    if tenant.file_managed {
+        "rms.toml"
+    } else {
+        "admin API"
+    }
 }
 
 async fn set_enabled<S: AdminStore, P: Pusher, R: Reingest>(

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shared::admin::LIVE_KEYS_PER_CARRIER;
 use shared::auth::Credential;
 use shared::circuit::BreakerSettings;
 use shared::ingest::IngestSettings;
-use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::push::{
+    PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret, TargetPolicy,
+};
 use shared::{Carrier, Status, TenantId};
 
 #[derive(Debug, Deserialize)]
@@ -55,9 +58,21 @@ struct DispatchSection {
 struct TenantSection {
     id: String,
     #[serde(default)]
-    keys: BTreeMap<String, String>,
+    keys: BTreeMap<String, Keys>,
     push: Option<PushSection>,
     include_source: Option<bool>,
+    enabled: Option<bool>,
+}
+
+/// A carrier's key, or its two live keys during a rotation (`["old", "new"]`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a key (a string), or a list of the carrier's two keys during a rotation"
+)]
+enum Keys {
+    One(String),
+    Rotating(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,14 +116,31 @@ pub struct ServeConfig {
     /// `circuit_failures`, `circuit_cool_down`: the per-tenant circuit breaker.
     pub breaker: BreakerSettings,
     pub tenants: Vec<Tenant>,
+    /// The file the configuration was read from: without one, `rms serve` leaves the stored
+    /// tenants as they are (those of a file stay the file's).
+    pub file: Option<PathBuf>,
 }
 
+/// A tenant of the file: the whole truth for that tenant (`rms serve` stores it at every start,
+/// and the admin API does not change it).
 #[derive(Debug, Clone)]
 pub struct Tenant {
+    /// Where it is in the file (`tenants[1]`), for messages.
+    pub field: String,
     pub id: TenantId,
-    pub keys: Vec<(Carrier, Credential)>,
+    pub keys: Vec<Key>,
     pub push: Option<PushConfig>,
     pub include_source: bool,
+    pub enabled: bool,
+}
+
+/// A carrier key of a tenant of the file.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// Where it is in the file (`tenants[1].keys.clickpost`), for messages.
+    pub field: String,
+    pub carrier: Carrier,
+    pub credential: Credential,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,30 +181,43 @@ impl Default for ServeConfig {
             allow_private_targets: false,
             admin_token: None,
             ingest: IngestSettings::default(),
-            timeout: PushConfig::DEFAULT_TIMEOUT,
+            timeout: PushTimeout::DEFAULT.get(),
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
             concurrency: 10,
             tenant_concurrency: 4,
             breaker: BreakerSettings::default(),
             tenants: Vec::new(),
+            file: None,
         }
     }
 }
 
 impl ServeConfig {
+    /// What a Push Config URL may point at, for the file's tenants, the admin API and delivery
+    /// alike: with `allow_private_targets`, local receivers (private addresses, plain http).
+    pub fn targets(&self) -> TargetPolicy {
+        if self.allow_private_targets {
+            TargetPolicy::LOCAL
+        } else {
+            TargetPolicy::default()
+        }
+    }
+
     pub fn load(path: &std::path::Path) -> Result<ServeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        ServeConfig::parse(&text).map_err(|e| match e {
+        let mut config = ServeConfig::parse(&text).map_err(|e| match e {
             ConfigError::Syntax { message, .. } => ConfigError::Syntax {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.file = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<ServeConfig, ConfigError> {
@@ -215,8 +260,11 @@ impl ServeConfig {
             let zone = shared::time::parse_zone(zone).map_err(|e| invalid(&field, e))?;
             config.ingest.zones.set(carrier, zone);
         }
+        // The default of the tenants' push timeouts: in the range a tenant's own may take.
+        let mut default_timeout = PushTimeout::DEFAULT;
         if let Some(timeout) = &file.dispatch.timeout {
-            config.timeout = duration("dispatch.timeout", timeout)?;
+            default_timeout = push_timeout("dispatch.timeout", timeout)?;
+            config.timeout = default_timeout.get();
         }
         if let Some(schedule) = &file.dispatch.retry_schedule {
             if schedule.is_empty() {
@@ -258,48 +306,123 @@ impl ServeConfig {
         if let Some(cool_down) = &file.dispatch.circuit_cool_down {
             config.breaker.cool_down = duration("dispatch.circuit_cool_down", cool_down)?;
         }
+        let targets = config.targets();
         for (i, t) in file.tenants.into_iter().enumerate() {
             let field = format!("tenants[{i}]");
-            config.tenants.push(tenant(&field, t, config.timeout)?);
+            config
+                .tenants
+                .push(tenant(field, t, targets, default_timeout)?);
         }
+        one_tenant_per_key(&config.tenants)?;
         Ok(config)
     }
 }
 
-fn tenant(field: &str, t: TenantSection, default_timeout: Duration) -> Result<Tenant, ConfigError> {
+/// A key identifies one tenant: the same key under two tenants (for any carrier) would send one
+/// tenant's events to the other, and would let one tenant's carrier account speak for the other.
+/// Within a tenant, each key is given once per carrier.
+fn one_tenant_per_key(tenants: &[Tenant]) -> Result<(), ConfigError> {
+    let mut seen: Vec<(&Tenant, &Key)> = Vec::new();
+    for (i, tenant) in tenants.iter().enumerate() {
+        if let Some(earlier) = tenants[..i].iter().find(|t| t.id == tenant.id) {
+            return Err(invalid(
+                format!("{}.id", tenant.field),
+                format!(
+                    "tenant {} is defined by {} already; define each tenant once",
+                    tenant.id, earlier.field
+                ),
+            ));
+        }
+        for key in &tenant.keys {
+            let same = seen.iter().find(|(t, k)| {
+                k.credential == key.credential && (t.id != tenant.id || k.carrier == key.carrier)
+            });
+            if let Some((_, first)) = same {
+                return Err(invalid(
+                    &key.field,
+                    format!(
+                        "the same key as {}; a key identifies one tenant",
+                        first.field
+                    ),
+                ));
+            }
+            seen.push((tenant, key));
+        }
+    }
+    Ok(())
+}
+
+fn tenant(
+    field: String,
+    t: TenantSection,
+    targets: TargetPolicy,
+    default_timeout: PushTimeout,
+) -> Result<Tenant, ConfigError> {
     let id = TenantId::parse(&t.id).map_err(|e| invalid(format!("{field}.id"), e.to_string()))?;
     let mut keys = Vec::new();
-    for (carrier, key) in t.keys {
+    for (carrier, given) in t.keys {
+        let at = format!("{field}.keys.{carrier}");
         let parsed = carrier
             .parse::<Carrier>()
-            .map_err(|e| invalid(format!("{field}.keys.{carrier}"), e.to_string()))?;
-        if key.trim().is_empty() {
-            return Err(invalid(format!("{field}.keys.{carrier}"), "is empty"));
+            .map_err(|e| invalid(&at, e.to_string()))?;
+        let given: Vec<(String, String)> = match given {
+            Keys::One(key) => vec![(at, key)],
+            Keys::Rotating(list) if (1..=LIVE_KEYS_PER_CARRIER).contains(&list.len()) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, key)| (format!("{at}[{i}]"), key))
+                .collect(),
+            Keys::Rotating(_) => {
+                return Err(invalid(
+                    at,
+                    format!(
+                    "give one key, or a list of at most {LIVE_KEYS_PER_CARRIER} during a rotation"
+                ),
+                ))
+            }
+        };
+        for (at, key) in given {
+            if key.trim().is_empty() {
+                return Err(invalid(at, "is empty"));
+            }
+            keys.push(Key {
+                field: at,
+                carrier: parsed,
+                credential: Credential::new(key.trim()),
+            });
         }
-        keys.push((parsed, Credential::new(key.trim())));
     }
     let push = match t.push {
         None => None,
-        Some(p) => Some(push(&format!("{field}.push"), p, default_timeout)?),
+        Some(p) => Some(push(&format!("{field}.push"), p, targets, default_timeout)?),
     };
     Ok(Tenant {
+        field,
         id,
         keys,
         push,
         include_source: t.include_source.unwrap_or(true),
+        enabled: t.enabled.unwrap_or(true),
     })
 }
 
-fn push(field: &str, p: PushSection, default_timeout: Duration) -> Result<PushConfig, ConfigError> {
-    let url = reqwest_url(&p.url).map_err(|e| invalid(format!("{field}.url"), e))?;
-    // The same rules as the admin API: token names, none RMS sets itself, one-line values.
-    let headers = shared::admin::validate_headers(&p.headers).map_err(|e| match e {
-        shared::admin::AdminError::Invalid {
-            field: name,
-            message,
-        } => invalid(format!("{field}.{name}"), message),
-        other => invalid(format!("{field}.headers"), other.to_string()),
+/// A tenant's Push Config, by the same rules as the admin API's (`shared::push`'s types).
+fn push(
+    field: &str,
+    p: PushSection,
+    targets: TargetPolicy,
+    default_timeout: PushTimeout,
+) -> Result<PushConfig, ConfigError> {
+    let url = PushUrl::parse(&p.url, targets).map_err(|e| {
+        let hint = if targets.allow_private {
+            ""
+        } else {
+            " (local receivers: set allow_private_targets = true)"
+        };
+        invalid(format!("{field}.url"), format!("{e}{hint}"))
     })?;
+    let headers = PushHeaders::parse(&p.headers)
+        .map_err(|e| invalid(format!("{field}.{}", e.field), e.message))?;
     let statuses = p
         .statuses
         .iter()
@@ -317,7 +440,7 @@ fn push(field: &str, p: PushSection, default_timeout: Duration) -> Result<PushCo
     };
     let timeout = match &p.timeout {
         None => default_timeout,
-        Some(t) => duration(&format!("{field}.timeout"), t)?,
+        Some(t) => push_timeout(&format!("{field}.timeout"), t)?,
     };
     Ok(PushConfig {
         url,
@@ -329,15 +452,9 @@ fn push(field: &str, p: PushSection, default_timeout: Duration) -> Result<PushCo
     })
 }
 
-/// The URL, checked to be an absolute http(s) URL.
-fn reqwest_url(text: &str) -> Result<String, String> {
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| format!("{text:?} is not an absolute URL"))?;
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{text:?} is not an http(s) URL with a host"));
-    }
-    Ok(text.to_owned())
+/// A push timeout: a duration in the range the admin API takes.
+fn push_timeout(field: &str, text: &str) -> Result<PushTimeout, ConfigError> {
+    PushTimeout::new(duration(field, text)?).map_err(|e| invalid(field, e.to_string()))
 }
 
 #[cfg(test)]
@@ -424,5 +541,122 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
                 .to_string();
             assert!(err.starts_with(field), "{bad}: {err}");
         }
+    }
+
+    fn error_of(text: &str) -> String {
+        ServeConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn one_key_under_two_tenants_is_refused_naming_both_fields() {
+        let second = r#"
+[[tenants]]
+id = "globex"
+[tenants.keys]
+shiprocket = "gk"
+clickpost = "ck"
+"#;
+        assert_eq!(
+            error_of(&format!("{EXAMPLE}{second}")),
+            "tenants[1].keys.clickpost: the same key as tenants[0].keys.clickpost; a key \
+             identifies one tenant"
+        );
+        // For another carrier too: one tenant's carrier account would speak for the other.
+        let other_carrier = second.replace("clickpost = \"ck\"", "shipway = \"sk\"");
+        assert_eq!(
+            error_of(&format!("{EXAMPLE}{other_carrier}")),
+            "tenants[1].keys.shipway: the same key as tenants[0].keys.shiprocket; a key \
+             identifies one tenant"
+        );
+        // Within one tenant, one key for two carriers is its own business.
+        let own = EXAMPLE.replace("shipway = \"wk\"", "shipway = \"sk\"");
+        assert!(ServeConfig::parse(&own).is_ok());
+        let twice = format!("{EXAMPLE}\n[[tenants]]\nid = \"acme\"\n");
+        assert_eq!(
+            error_of(&twice),
+            "tenants[1].id: tenant acme is defined by tenants[0] already; define each tenant once"
+        );
+    }
+
+    #[test]
+    fn a_rotation_lists_two_keys_for_a_carrier() {
+        let rotating = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = [\"ck\", \"ck-next\"]");
+        let config = ServeConfig::parse(&rotating).unwrap();
+        let fields: Vec<&str> = config.tenants[0]
+            .keys
+            .iter()
+            .map(|k| k.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "tenants[0].keys.clickpost[0]",
+                "tenants[0].keys.clickpost[1]",
+                "tenants[0].keys.shiprocket",
+                "tenants[0].keys.shipway"
+            ]
+        );
+        let wrong = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = 5");
+        assert!(error_of(&wrong).contains("a key (a string), or a list"));
+        for (keys, expected) in [
+            (
+                "[\"a\", \"b\", \"c\"]",
+                "tenants[0].keys.clickpost: give one key, or a list of at most 2",
+            ),
+            (
+                "[]",
+                "tenants[0].keys.clickpost: give one key, or a list of at most 2",
+            ),
+            (
+                "[\"a\", \"a\"]",
+                "tenants[0].keys.clickpost[1]: the same key as tenants[0].keys.clickpost[0]",
+            ),
+        ] {
+            let err =
+                error_of(&EXAMPLE.replace("clickpost = \"ck\"", &format!("clickpost = {keys}")));
+            assert!(err.starts_with(expected), "{keys}: {err}");
+        }
+    }
+
+    #[test]
+    fn push_configs_are_held_to_the_admin_apis_rules() {
+        let public = EXAMPLE.replace("allow_private_targets = true\n", "");
+        let err = error_of(&public);
+        assert_eq!(
+            err,
+            "tenants[0].push.url: an http:// URL is not allowed: notifications carry the client's \
+             credentials; use https:// (local receivers: set allow_private_targets = true)"
+        );
+        let loopback = public.replace("http://127.0.0.1:9000/hook", "https://127.0.0.1:9000/hook");
+        assert!(error_of(&loopback).starts_with(
+            "tenants[0].push.url: 127.0.0.1 is a loopback address; private targets are not allowed"
+        ));
+        let public_ok = public.replace("http://127.0.0.1:9000/hook", "https://client.example/hook");
+        assert!(ServeConfig::parse(&public_ok).is_ok());
+        for (text, expected) in [
+            (
+                EXAMPLE.replace("statuses = []", "statuses = []\ntimeout = \"60s\""),
+                "tenants[0].push.timeout: 60000 ms is out of range; use 1000 to 30000 ms",
+            ),
+            (
+                EXAMPLE.replace("timeout = \"10s\"", "timeout = \"45s\""),
+                "dispatch.timeout: 45000 ms is out of range; use 1000 to 30000 ms",
+            ),
+            (
+                EXAMPLE.replace(
+                    "\"X-Client-Id\" = \"acme\"",
+                    "\"x-client-id\" = \"a\", \"X-Client-Id\" = \"b\"",
+                ),
+                "tenants[0].push.headers.x-client-id: X-Client-Id is given too",
+            ),
+        ] {
+            let err = error_of(&text);
+            assert!(
+                err.starts_with(expected),
+                "expected {expected:?}, got {err:?}"
+            );
+        }
+        let disabled = EXAMPLE.replace("id = \"acme\"", "id = \"acme\"\nenabled = false");
+        assert!(!ServeConfig::parse(&disabled).unwrap().tenants[0].enabled);
     }
 }

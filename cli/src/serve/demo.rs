@@ -6,10 +6,10 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 use shared::auth::Credential;
-use shared::push::{PushConfig, SecretValue, SigningSecret};
+use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy};
 use shared::{Carrier, TenantId};
 
-use super::config::{ServeConfig, Tenant};
+use super::config::{Key, ServeConfig, Tenant};
 
 pub const RECEIVER_PATH: &str = "/demo/receiver";
 const TENANT: &str = "demo";
@@ -25,24 +25,34 @@ pub fn configure(config: &mut ServeConfig) {
     config.allow_private_targets = true;
     let id = TenantId::parse(TENANT).unwrap_or_else(|_| unreachable!("a valid literal"));
     config.tenants.retain(|t| t.id != id);
+    let receiver = format!("http://{}{RECEIVER_PATH}", config.listen);
+    let headers = [("Authorization", CLIENT_TOKEN), ("X-Client-Id", TENANT)]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
     config.tenants.push(Tenant {
+        field: "the demo tenant".to_owned(),
         id,
         keys: Carrier::ALL
             .iter()
-            .map(|c| (*c, Credential::new(key(*c))))
+            .map(|c| Key {
+                field: format!("the demo tenant's {c} key"),
+                carrier: *c,
+                credential: Credential::new(key(*c)),
+            })
             .collect(),
         push: Some(PushConfig {
-            url: format!("http://{}{RECEIVER_PATH}", config.listen),
-            headers: vec![
-                ("Authorization".to_owned(), SecretValue::new(CLIENT_TOKEN)),
-                ("X-Client-Id".to_owned(), SecretValue::new(TENANT)),
-            ],
+            url: PushUrl::parse(&receiver, TargetPolicy::LOCAL)
+                .unwrap_or_else(|_| unreachable!("a loopback http URL, allowed locally")),
+            headers: PushHeaders::parse(&headers)
+                .unwrap_or_else(|_| unreachable!("two valid literal headers")),
             statuses: vec![],
             signing_secret: SigningSecret::parse(SIGNING_SECRET).ok(),
-            timeout: PushConfig::DEFAULT_TIMEOUT,
+            timeout: PushTimeout::DEFAULT,
             enabled: true,
         }),
         include_source: false,
+        enabled: true,
     });
 }
 

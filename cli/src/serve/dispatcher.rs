@@ -26,7 +26,7 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long a leased message stays hidden: twice the longest push timeout any tenant may have,
 /// so that a message is never handed out again while its push may still be running.
 pub fn lease_visibility() -> Duration {
-    shared::push::PushConfig::MAX_TIMEOUT * 2
+    shared::push::PushTimeout::MAX * 2
 }
 
 /// Runs until `stopped`; then finishes the deliveries in flight and leases nothing new.

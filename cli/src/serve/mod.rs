@@ -10,15 +10,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use shared::adapters::push::{HttpPusher, TargetPolicy};
-use shared::adapters::sqlite::SqliteStore;
-use shared::admin::{Admin, AdminPolicy};
+use chrono::Utc;
+use shared::adapters::push::HttpPusher;
+use shared::adapters::sqlite::{FileTenant, FileTenantsError, SqliteStore};
+use shared::admin::{Admin, KeyView};
 use shared::circuit::Breaker;
 use shared::dispatch::{Dispatch, DispatchSettings};
 use shared::ingest::Ingest;
 use shared::ports::NoMetrics;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::ServeConfig;
 
@@ -124,13 +125,9 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
             config.database.display()
         )
     })?);
-    load_tenants(&store, &config)
-        .map_err(|e| format!("cannot store the configured tenants: {e}"))?;
+    load_tenants(&store, &config)?;
 
-    let targets = TargetPolicy {
-        allow_private: config.allow_private_targets,
-        allow_http: config.allow_private_targets,
-    };
+    let targets = config.targets();
     let ingest = Arc::new(Ingest::new(
         store.clone(),
         store.clone(),
@@ -156,9 +153,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
             pusher: HttpPusher::new(targets)
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             reingest: ingest,
-            policy: AdminPolicy {
-                allow_http: config.allow_private_targets,
-            },
+            policy: targets,
         }),
         store,
         config,
@@ -190,21 +185,67 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The configuration file's tenants are the truth for those tenants: stored on every start.
-fn load_tenants(
-    store: &SqliteStore,
-    config: &ServeConfig,
-) -> Result<(), shared::ports::Unavailable> {
-    for tenant in &config.tenants {
-        store.put_tenant(&tenant.id, tenant.include_source)?;
-        for (carrier, key) in &tenant.keys {
-            store.put_credential(*carrier, &key.digest(), &tenant.id)?;
+/// The configuration file's tenants are the truth for those tenants: stored on every start, with
+/// their keys and Push Config, and changed only by editing the file (the admin API answers 409).
+/// Without a file (`rms serve` alone) nothing is applied, so the tenants of the file the database
+/// was last started with stay that file's.
+fn load_tenants(store: &SqliteStore, config: &ServeConfig) -> Result<(), String> {
+    if config.file.is_none() && config.tenants.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<FileTenant> = config
+        .tenants
+        .iter()
+        .map(|t| FileTenant {
+            id: t.id.clone(),
+            enabled: t.enabled,
+            include_source: t.include_source,
+            keys: t
+                .keys
+                .iter()
+                .map(|k| (k.carrier, k.credential.digest()))
+                .collect(),
+            push: t.push.clone(),
+        })
+        .collect();
+    let db = config.database.display();
+    match store.apply_file_tenants(&tenants, Utc::now()) {
+        Ok(applied) => {
+            for (tenant, key) in &applied.revoked {
+                warn!(tenant_id = %tenant, carrier = %key.carrier, key_id = %KeyView::from(key).key_id, "carrier key revoked: rms.toml does not list it for this tenant");
+            }
+            for tenant in &applied.released {
+                warn!(tenant_id = %tenant, "tenant no longer in rms.toml: kept, with its keys and Push Config, and changed through the admin API from now on; to stop it: rms tenant disable {tenant} --local {db}");
+            }
+            Ok(())
         }
-        if let Some(push) = &tenant.push {
-            store.put_push_config(&tenant.id, push)?;
+        Err(FileTenantsError::KeyOwned {
+            tenant,
+            carrier,
+            digest,
+            owner,
+        }) => {
+            let field = config
+                .tenants
+                .iter()
+                .filter(|t| t.id == tenant)
+                .flat_map(|t| &t.keys)
+                .find(|k| k.carrier == carrier && k.credential.digest() == digest)
+                .map_or_else(
+                    || format!("tenant {tenant}'s {carrier} key"),
+                    |k| k.field.clone(),
+                );
+            Err(format!(
+                "{field}: this key is tenant {owner}'s {carrier} key in the database {db}; a key \
+                 identifies one tenant and never moves to another. Give tenant {tenant} a key of \
+                 its own, or revoke it from {owner} first (rms key list {owner} --local {db}, \
+                 then rms key revoke {owner} {carrier} KEY_ID --local {db})"
+            ))
+        }
+        Err(FileTenantsError::Unavailable(e)) => {
+            Err(format!("cannot store the configured tenants: {e}"))
         }
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

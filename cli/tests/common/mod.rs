@@ -52,11 +52,17 @@ impl Server {
     pub async fn start_with_log_level(dir: &Path, config: &str, level: &str) -> Server {
         let path = dir.join("rms.toml");
         std::fs::write(&path, config).unwrap();
+        let args = ["--config".to_owned(), path.display().to_string()];
+        Server::start_with_args(dir, &args, level).await
+    }
+
+    /// `rms serve ARGS` (`--listen` is added), logging at `level`.
+    pub async fn start_with_args(dir: &Path, args: &[String], level: &str) -> Server {
         let port = free_port();
         let log = dir.join(format!("serve-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_rms"))
-            .args(["serve", "--config"])
-            .arg(&path)
+            .arg("serve")
+            .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", level)
             .stdout(Stdio::null())

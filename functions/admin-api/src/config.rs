@@ -7,7 +7,7 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
-use shared::admin::{Admin, AdminPolicy};
+use shared::admin::Admin;
 use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, SettingError};
 
 /// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
@@ -62,7 +62,8 @@ impl Config {
     }
 
     /// The admin use-case on DynamoDB and SQS. Test pushes go out under the dispatcher's
-    /// production rules (https, public addresses only), and Push Config URLs must be https.
+    /// production rules (https, public addresses only), and Push Config URLs are held to the
+    /// same rules when they are saved.
     /// Quarantine replays go through ingest with the notify functions' settings (the carriers'
     /// zones).
     pub fn admin(
@@ -87,7 +88,7 @@ impl Config {
             store: DynamoAdmin::new(dynamo, sqs, self.names.clone()),
             pusher: HttpPusher::new(targets)?,
             reingest,
-            policy: AdminPolicy { allow_http: false },
+            policy: targets,
         })
     }
 

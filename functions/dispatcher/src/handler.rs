@@ -99,7 +99,7 @@ mod tests {
     use shared::circuit::{Breaker, BreakerSettings};
     use shared::dispatch::DispatchSettings;
     use shared::ports::PushResult;
-    use shared::push::PushConfig;
+    use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, TargetPolicy};
     use shared::{normalize, Carrier, NormalizeContext, TenantId};
 
     use super::*;
@@ -148,11 +148,12 @@ mod tests {
         configs.set(
             &TenantId::parse("acme").unwrap(),
             Some(PushConfig {
-                url: "https://client.example/hook".into(),
-                headers: vec![],
+                url: PushUrl::parse("https://client.example/hook", TargetPolicy::default())
+                    .unwrap(),
+                headers: PushHeaders::default(),
                 statuses: vec![],
                 signing_secret: None,
-                timeout: Duration::from_secs(1),
+                timeout: PushTimeout::from_millis(1000).unwrap(),
                 enabled: true,
             }),
         );

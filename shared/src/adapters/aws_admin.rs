@@ -271,6 +271,8 @@ fn tenant_from(item: &HashMap<String, AttributeValue>) -> Option<Tenant> {
         created_at: text(item, "created_at")
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc)),
+        // On AWS there is no rms.toml: every tenant is the admin API's.
+        file_managed: false,
     })
 }
 
@@ -374,6 +376,23 @@ fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
         }
     }
     all
+}
+
+/// Whether a transaction was cancelled because one of its conditions failed (an expected
+/// answer, not an outage).
+fn condition_cancelled(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|reason| reason.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
 }
 
 fn put_item(
@@ -557,11 +576,11 @@ impl AdminStore for DynamoAdmin {
         &self,
         tenant: &TenantId,
         credential: &StoredCredential,
-    ) -> Result<(), Unavailable> {
+    ) -> Result<bool, Unavailable> {
         let table = &self.names.config_table;
         let (carrier, digest) = (credential.carrier, &credential.digest);
-        // A key belongs to one tenant: the transaction fails (503, and the retry answers 409)
-        // if another request registered the same key in the meantime.
+        // A key belongs to one tenant: the transaction is cancelled, and nothing written, if the
+        // key is registered already (another request may have registered it in the meantime).
         let owner = put_item(
             table,
             credential_item(carrier, digest, tenant, credential.added_at),
@@ -572,7 +591,17 @@ impl AdminStore for DynamoAdmin {
             tenant_key_item(carrier, digest, tenant, credential.added_at),
             None,
         )?;
-        self.transact(vec![owner, index]).await
+        let written = self
+            .dynamo
+            .transact_write_items()
+            .set_transact_items(Some(vec![owner, index]))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if condition_cancelled(&e) => Ok(false),
+            Err(e) => Err(Unavailable::new(DYNAMODB, "TransactWriteItems", e)),
+        }
     }
 
     async fn remove_credential(

@@ -33,7 +33,7 @@ use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
     Freshness, PushConfigStore, Quarantined, TenantAuth, Unavailable,
 };
-use crate::push::{PushConfig, SecretValue, SigningSecret};
+use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 
 pub(super) const SERVICE: &str = "DynamoDB";
 const RECEIVED: &str = "RECEIVED";
@@ -173,28 +173,38 @@ impl DynamoConfigStore {
         }
     }
 
-    /// Registers a carrier credential (by its digest) for a tenant.
+    /// Registers a carrier credential (by its digest) for a tenant: `false`, and nothing
+    /// written, if it is another tenant's (a key never moves between tenants); registering it
+    /// again for its own tenant is harmless.
     pub async fn put_credential(
         &self,
         carrier: Carrier,
         digest: &CredentialDigest,
         tenant: &TenantId,
-    ) -> Result<(), Unavailable> {
-        // With its tenant index item, so that the admin API lists it too.
+    ) -> Result<bool, Unavailable> {
         let now = Utc::now();
-        put(
-            &self.client,
-            &self.table,
-            credential_item(carrier, digest, tenant, now),
-        )
-        .await?;
+        let owner = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(credential_item(carrier, digest, tenant, now)))
+            .condition_expression("attribute_not_exists(pk) OR tenant_id = :tenant")
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .send()
+            .await;
+        match owner {
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => return Ok(false),
+            Err(e) => return Err(Unavailable::new(SERVICE, "PutItem", e)),
+        }
+        // With its tenant index item, so that the admin API lists it too.
         put(
             &self.client,
             &self.table,
             tenant_key_item(carrier, digest, tenant, now),
         )
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Creates or replaces a tenant's profile (enabled, created now).
@@ -292,7 +302,7 @@ impl DynamoConfigStore {
         config: &PushConfig,
     ) -> Result<(), Unavailable> {
         let mut item = push_key(tenant);
-        item.insert("url".into(), s(&config.url));
+        item.insert("url".into(), s(config.url.as_str()));
         let headers = config
             .headers
             .iter()
@@ -352,10 +362,13 @@ impl PushConfigStore for DynamoConfigStore {
             .get("timeout_ms")
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .map_or(PushConfig::DEFAULT_TIMEOUT, Duration::from_millis);
+            .map_or(PushTimeout::DEFAULT, |ms| {
+                PushTimeout::clamped(Duration::from_millis(ms))
+            });
+        // Read as written: a rule made stricter since does not make the tenant unreadable.
         Ok(Some(PushConfig {
-            url: text(item, "url").unwrap_or_default(),
-            headers,
+            url: PushUrl::stored(text(item, "url").unwrap_or_default()),
+            headers: PushHeaders::stored(headers),
             statuses,
             signing_secret: text(item, "signing_secret")
                 .and_then(|t| SigningSecret::parse(&t).ok()),

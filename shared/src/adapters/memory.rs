@@ -42,8 +42,22 @@ pub struct MemoryConfig {
 }
 
 impl MemoryConfig {
-    pub fn add_credential(&self, carrier: Carrier, credential: &Credential, tenant: TenantAuth) {
-        lock(&self.credentials).insert((carrier, credential.digest()), tenant);
+    /// Registers a key for a tenant (again, with new settings, for the same tenant); `false`, and
+    /// nothing changed, if it is another tenant's: a key never moves between tenants.
+    pub fn add_credential(
+        &self,
+        carrier: Carrier,
+        credential: &Credential,
+        tenant: TenantAuth,
+    ) -> bool {
+        let mut credentials = lock(&self.credentials);
+        match credentials.get(&(carrier, credential.digest())) {
+            Some(owner) if owner.tenant_id != tenant.tenant_id => false,
+            _ => {
+                credentials.insert((carrier, credential.digest()), tenant);
+                true
+            }
+        }
     }
 
     pub fn set_unavailable(&self, down: bool) {
@@ -732,11 +746,16 @@ impl AdminStore for MemoryAdmin {
         &self,
         tenant: &TenantId,
         credential: &StoredCredential,
-    ) -> Result<(), Unavailable> {
-        lock(&self.state)
+    ) -> Result<bool, Unavailable> {
+        let mut state = lock(&self.state);
+        let taken = state
             .credentials
-            .push((tenant.clone(), credential.clone()));
-        Ok(())
+            .iter()
+            .any(|(_, c)| c.carrier == credential.carrier && c.digest == credential.digest);
+        if !taken {
+            state.credentials.push((tenant.clone(), credential.clone()));
+        }
+        Ok(!taken)
     }
     async fn remove_credential(
         &self,

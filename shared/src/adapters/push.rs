@@ -6,7 +6,7 @@
 //! that is dialled (no window for DNS rebinding). Private, loopback, link-local (cloud metadata
 //! included), shared, multicast and unspecified addresses are refused unless allowed.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,14 +17,7 @@ use reqwest::{Client, Url};
 
 use crate::ports::{PushRequest, PushResult, Pusher};
 
-/// What the guard lets through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TargetPolicy {
-    /// Allow private, loopback and link-local addresses (local mode and tests).
-    pub allow_private: bool,
-    /// Allow `http://` as well as `https://`.
-    pub allow_http: bool,
-}
+pub use crate::push::{forbidden, TargetPolicy};
 
 /// How many bytes of an answer are kept (delivery log, test push).
 const BODY_PREFIX_BYTES: usize = 512;
@@ -77,123 +70,10 @@ fn tls_config() -> rustls::ClientConfig {
     config
 }
 
-/// Checks scheme, credentials in the URL, and a literal IP host.
+/// Checks scheme, credentials in the URL, and a literal IP host or a private name: the same
+/// rules as a Push Config URL's at write time ([`crate::push::check_target`]).
 pub fn check_url(policy: TargetPolicy, url: &Url) -> Result<(), String> {
-    match url.scheme() {
-        "https" => {}
-        "http" if policy.allow_http => {}
-        "http" => {
-            return Err(format!(
-                "{url} is not https; only https endpoints are allowed"
-            ))
-        }
-        other => {
-            return Err(format!(
-                "{url}: the scheme {other} is not supported; use https"
-            ))
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("the URL holds credentials; configure them as headers instead".to_owned());
-    }
-    let literal = match url.host() {
-        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        Some(url::Host::Domain(_)) => None,
-        None => return Err(format!("{url} has no host")),
-    };
-    if let Some(ip) = literal {
-        if !policy.allow_private {
-            if let Some(kind) = forbidden(ip) {
-                return Err(format!(
-                    "{ip} is a {kind} address; private targets are not allowed"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Why an address may not be a push target, or `None` if it may.
-pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => forbidden_v6(v6),
-    }
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let s = ip.segments();
-    // The IPv4 address carried in segments i and i + 1.
-    let v4_at = |i: usize| {
-        let [a, b] = s[i].to_be_bytes();
-        let [c, d] = s[i + 1].to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    };
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
-    }
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_unspecified() {
-        Some("unspecified")
-    } else if s[0] & 0xffc0 == 0xfe80 {
-        Some("link-local")
-    } else if s[0] & 0xffc0 == 0xfec0 {
-        Some("site-local (deprecated)")
-    } else if s[0] & 0xfe00 == 0xfc00 {
-        // Unique local, which includes AWS's IPv6 metadata address fd00:ec2::254.
-        Some("private (unique local)")
-    } else if s[0] & 0xff00 == 0xff00 {
-        Some("multicast")
-    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
-        Some("documentation (not routable)")
-    } else if s[..6] == [0, 0, 0, 0, 0, 0]
-        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-        || s[..3] == [0x64, 0xff9b, 1]
-    {
-        // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48):
-        // judged by the IPv4 address in the last 32 bits, which is where the packet goes.
-        forbidden_v4(v4_at(6))
-    } else if s[0] == 0x2002 {
-        // 6to4: the relay delivers to the IPv4 address in bits 16..48.
-        forbidden_v4(v4_at(1))
-    } else if s[0] == 0x2001 && s[1] == 0 {
-        // Teredo: the server's IPv4 address in bits 32..64 and the client's, inverted, in the
-        // last 32 bits. Either may be an internal address.
-        let client = Ipv4Addr::from(!u32::from(v4_at(6)));
-        forbidden_v4(v4_at(2)).or(forbidden_v4(client))
-    } else {
-        None
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_private() {
-        Some("private")
-    } else if ip.is_link_local() {
-        Some("link-local (cloud metadata)")
-    } else if a == 100 && (64..128).contains(&b) {
-        Some("shared (carrier-grade NAT)")
-    } else if ip.is_unspecified() || a == 0 {
-        Some("unspecified")
-    } else if ip.is_broadcast() || ip.is_multicast() {
-        Some("broadcast or multicast")
-    } else if a >= 240 {
-        Some("reserved (240.0.0.0/4)")
-    } else if a == 198 && (b == 18 || b == 19) {
-        Some("benchmarking (198.18.0.0/15)")
-    } else if a == 192 && b == 0 && c == 0 {
-        Some("IETF protocol assignment (192.0.0.0/24)")
-    } else if (a, b, c) == (192, 0, 2) || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
-    {
-        Some("documentation (not routable)")
-    } else {
-        None
-    }
+    crate::push::check_target(policy, url).map_err(|e| e.to_string())
 }
 
 /// The client's resolver: system DNS, then every address checked.
@@ -260,7 +140,10 @@ impl Pusher for HttpPusher {
             Ok(url) => url,
             Err(e) => {
                 return PushResult::Refused {
-                    reason: format!("{:?} is not a URL: {e}", request.url),
+                    reason: format!(
+                        "{:?} is not a URL: {e}",
+                        crate::push::redact_url(&request.url)
+                    ),
                 }
             }
         };
@@ -335,75 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn private_loopback_link_local_and_metadata_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "172.16.5.4",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00:ec2::254",
-            "fc00::1",
-            "ff02::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.1.2.3",
-            "64:ff9b::a9fe:a9fe",
-            "64:ff9b:1::a00:1",
-            "198.18.0.1",
-            "198.19.255.255",
-            "192.0.0.170",
-            "240.0.0.1",
-            "192.0.2.1",
-            "fec0::1",
-            "2001:db8::1",
-            // 6to4 of 127.0.0.1 and of 169.254.169.254
-            "2002:7f00:1::",
-            "2002:a9fe:a9fe::1",
-            // Teredo: a public server, and the client 10.0.0.1 (stored inverted)
-            "2001:0:4136:e378:0:0:f5ff:fffe",
-            // Teredo: the server 192.168.0.1
-            "2001:0:c0a8:1:0:0:f7f7:f7f7",
-        ] {
-            assert!(
-                forbidden(ip.parse().unwrap()).is_some(),
-                "{ip} should be forbidden"
-            );
-        }
-        for ip in [
-            "93.184.216.34",
-            "8.8.8.8",
-            "2606:4700::1111",
-            "172.32.0.1",
-            "100.128.0.1",
-            "198.20.0.1",
-            "192.0.1.1",
-            // 6to4 of 8.8.8.8; Teredo with a public server and the client 8.8.8.8
-            "2002:808:808::1",
-            "2001:0:4136:e378:0:0:f7f7:f7f7",
-        ] {
-            assert_eq!(
-                forbidden(ip.parse().unwrap()),
-                None,
-                "{ip} should be allowed"
-            );
-        }
-    }
-
-    #[test]
     fn urls_are_checked_for_scheme_credentials_and_literal_ips() {
         let https_only = TargetPolicy::default();
         let check = |policy, url: &str| check_url(policy, &Url::parse(url).unwrap());
         assert!(check(https_only, "https://client.example/hook").is_ok());
         assert!(check(https_only, "http://client.example/hook")
             .unwrap_err()
-            .contains("not https"));
+            .contains("http:// URL is not allowed"));
         assert!(check(https_only, "ftp://client.example/")
             .unwrap_err()
             .contains("scheme ftp"));
@@ -445,11 +266,14 @@ mod tests {
         assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
     }
 
+    /// `localhost` is refused by name before any lookup (`crate::push::private_name`); behind
+    /// it, the resolver refuses any name whose addresses are private, which is what a public name
+    /// pointed at 127.0.0.1 (`*.nip.io`, a rebinding service) meets.
     #[tokio::test]
     async fn a_host_name_resolving_to_loopback_is_refused_with_its_address() {
         let pusher = HttpPusher::new(deny()).unwrap();
         let request = PushRequest {
-            url: "http://localhost:9/hook".into(),
+            url: "http://localhost:9/hook?token=s3cret".into(),
             headers: vec![],
             body: b"{}".to_vec(),
             timeout: Duration::from_secs(2),
@@ -457,8 +281,36 @@ mod tests {
         let PushResult::Refused { reason } = pusher.push(&request).await else {
             panic!("localhost must be refused");
         };
+        assert!(reason.contains("name of this machine"), "{reason}");
+        let resolver = GuardedResolver { policy: deny() };
+        let Err(refused) = resolver.resolve("localhost".parse().unwrap()).await else {
+            panic!("the resolver must refuse loopback addresses");
+        };
+        let reason = refused.to_string();
         assert!(
             reason.starts_with("localhost resolves to ") && reason.contains("loopback"),
+            "{reason}"
+        );
+        let allowed = GuardedResolver {
+            policy: TargetPolicy::LOCAL,
+        };
+        assert!(allowed.resolve("localhost".parse().unwrap()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_url_that_is_not_one_is_refused_without_its_query() {
+        let pusher = HttpPusher::new(deny()).unwrap();
+        let request = PushRequest {
+            url: "no url?token=s3cret".into(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+            timeout: Duration::from_secs(2),
+        };
+        let PushResult::Refused { reason } = pusher.push(&request).await else {
+            panic!("a text that is not a URL must be refused");
+        };
+        assert!(
+            reason.contains("is not a URL") && !reason.contains("s3cret"),
             "{reason}"
         );
     }

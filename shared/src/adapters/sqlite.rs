@@ -26,7 +26,7 @@ use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog, Intake,
     PushConfigStore, Quarantined, QueueActions, TenantAuth, Unavailable,
 };
-use crate::push::{PushConfig, SecretValue, SigningSecret};
+use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 
 const SERVICE: &str = "SQLite";
 
@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
     include_source INTEGER NOT NULL DEFAULT 1,
     enabled INTEGER NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL DEFAULT ''
+    created_at TEXT NOT NULL DEFAULT '',
+    -- 1: defined in rms.toml, stored again at every start; the admin API does not change it.
+    file_managed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS credentials (
     carrier TEXT NOT NULL,
@@ -138,9 +140,10 @@ CREATE TABLE IF NOT EXISTS delivered (
 ";
 
 /// Columns added after the first release; a database made before them gets them on open.
-const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("tenants", "enabled", "INTEGER NOT NULL DEFAULT 1"),
     ("tenants", "created_at", "TEXT NOT NULL DEFAULT ''"),
+    ("tenants", "file_managed", "INTEGER NOT NULL DEFAULT 0"),
     ("credentials", "added_at", "TEXT NOT NULL DEFAULT ''"),
     ("claims", "body", "TEXT"),
     ("queue", "replay", "INTEGER NOT NULL DEFAULT 0"),
@@ -348,6 +351,117 @@ fn unavailable(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Unava
     move |e| Unavailable::new(SERVICE, operation, e)
 }
 
+/// A tenant as `rms serve`'s configuration file defines it: all that is stored for it
+/// ([`SqliteStore::apply_file_tenants`]).
+#[derive(Debug, Clone)]
+pub struct FileTenant {
+    pub id: TenantId,
+    pub enabled: bool,
+    pub include_source: bool,
+    pub keys: Vec<(Carrier, CredentialDigest)>,
+    pub push: Option<PushConfig>,
+}
+
+/// What storing the file's tenants changed besides their own settings.
+#[derive(Debug, Default)]
+pub struct FileTenantsApplied {
+    /// Keys of the file's tenants that the file does not list (added through the admin API
+    /// before the tenant was in the file, or taken out of the file): revoked.
+    pub revoked: Vec<(TenantId, StoredCredential)>,
+    /// Tenants the file defined before and does not any more: kept, no longer file-managed.
+    pub released: Vec<TenantId>,
+}
+
+/// Why the file's tenants were not stored (and nothing was changed).
+#[derive(Debug, thiserror::Error)]
+pub enum FileTenantsError {
+    /// A key the file gives `tenant` is `owner`'s in the database.
+    #[error("this {carrier} key is tenant {owner}'s in the database; a key identifies one tenant")]
+    KeyOwned {
+        tenant: TenantId,
+        carrier: Carrier,
+        digest: CredentialDigest,
+        owner: String,
+    },
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+fn write_push_config(
+    conn: &Connection,
+    tenant: &TenantId,
+    config: &PushConfig,
+) -> Result<(), Unavailable> {
+    let headers: Vec<(&str, &str)> = config
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose()))
+        .collect();
+    let statuses: Vec<&str> = config.statuses.iter().map(|s| s.as_str()).collect();
+    let headers = serde_json::to_string(&headers)
+        .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
+    let statuses = serde_json::to_string(&statuses)
+        .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
+    execute(conn,
+            "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, headers = excluded.headers,
+               statuses = excluded.statuses, signing_secret = excluded.signing_secret,
+               timeout_ms = excluded.timeout_ms, enabled = excluded.enabled",
+            params![
+                tenant.as_str(),
+                config.url.as_str(),
+                headers,
+                statuses,
+                config.signing_secret.as_ref().map(SigningSecret::expose),
+                i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX),
+                config.enabled,
+            ],
+        )
+        .map_err(unavailable("put push config"))?;
+    Ok(())
+}
+
+fn tenant_credentials(
+    conn: &Connection,
+    tenant: &TenantId,
+) -> rusqlite::Result<Vec<StoredCredential>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT carrier, digest, added_at FROM credentials WHERE tenant_id = ?1
+         ORDER BY added_at, carrier, digest",
+    )?;
+    let rows = statement.query_map(params![tenant.as_str()], |row| {
+        let carrier: String = row.get(0)?;
+        let digest: String = row.get(1)?;
+        let added_at: String = row.get(2)?;
+        Ok(carrier
+            .parse::<Carrier>()
+            .ok()
+            .zip(CredentialDigest::from_hex(&digest))
+            .map(|(carrier, digest)| StoredCredential {
+                carrier,
+                digest,
+                added_at: parse_time(&added_at),
+            }))
+    })?;
+    let credentials = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(credentials.into_iter().flatten().collect())
+}
+
+fn credential_owner(
+    conn: &Connection,
+    carrier: Carrier,
+    digest: &CredentialDigest,
+) -> rusqlite::Result<Option<String>> {
+    query_row(
+        conn,
+        "SELECT tenant_id FROM credentials WHERE carrier = ?1 AND digest = ?2",
+        params![carrier.as_str(), digest.to_hex()],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
 /// A message handed out by the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leased {
@@ -400,36 +514,119 @@ impl SqliteStore {
         lock(&self.conn)
     }
 
-    pub fn put_tenant(&self, tenant: &TenantId, include_source: bool) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "INSERT INTO tenants (id, include_source, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET include_source = excluded.include_source",
-            params![tenant.as_str(), include_source, Utc::now().to_rfc3339()],
-        )
-        .map_err(unavailable("put tenant"))?;
-        Ok(())
-    }
-
-    pub fn put_credential(
+    /// Stores the tenants `rms serve`'s configuration file defines, in one transaction, as the
+    /// truth for those tenants: their settings, keys (any other key of theirs is revoked) and
+    /// Push Config (none in the file: none stored), and marks them file-managed so that the admin
+    /// API refuses to change them. A tenant the file defined before and does not any more is
+    /// kept, with its keys and Push Config, and is no longer file-managed (the admin API may
+    /// change it from now on).
+    ///
+    /// A key never moves from one tenant to another: a key of the file that the database holds
+    /// for another tenant (one the admin API made, or one the file defined before and still
+    /// does) fails the whole start, and nothing is changed. Keys the file takes away from its
+    /// tenants are revoked first, so a key moved between two tenants of the file in one edit is
+    /// revoked from one and added to the other.
+    pub fn apply_file_tenants(
         &self,
-        carrier: Carrier,
-        digest: &CredentialDigest,
-        tenant: &TenantId,
-    ) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (carrier, digest) DO UPDATE SET tenant_id = excluded.tenant_id",
-            params![
-                carrier.as_str(),
-                digest.to_hex(),
-                tenant.as_str(),
-                Utc::now().to_rfc3339()
-            ],
-        )
-        .map_err(unavailable("put credential"))?;
-        Ok(())
+        tenants: &[FileTenant],
+        now: DateTime<Utc>,
+    ) -> Result<FileTenantsApplied, FileTenantsError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable("store the configured tenants"))?;
+        let mut applied = FileTenantsApplied::default();
+        for tenant in tenants {
+            for stored in
+                tenant_credentials(&tx, &tenant.id).map_err(unavailable("list credentials"))?
+            {
+                if !tenant.keys.contains(&(stored.carrier, stored.digest)) {
+                    execute(
+                        &tx,
+                        "DELETE FROM credentials WHERE carrier = ?1 AND digest = ?2 AND tenant_id = ?3",
+                        params![stored.carrier.as_str(), stored.digest.to_hex(), tenant.id.as_str()],
+                    )
+                    .map_err(unavailable("revoke credential"))?;
+                    applied.revoked.push((tenant.id.clone(), stored));
+                }
+            }
+        }
+        for tenant in tenants {
+            execute(
+                &tx,
+                "INSERT INTO tenants (id, include_source, enabled, created_at, file_managed)
+                     VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT (id) DO UPDATE SET include_source = excluded.include_source,
+                       enabled = excluded.enabled, file_managed = 1",
+                params![
+                    tenant.id.as_str(),
+                    tenant.include_source,
+                    tenant.enabled,
+                    now.to_rfc3339()
+                ],
+            )
+            .map_err(unavailable("put tenant"))?;
+            for (carrier, digest) in &tenant.keys {
+                match credential_owner(&tx, *carrier, digest)
+                    .map_err(unavailable("find credential"))?
+                {
+                    Some(owner) if owner == tenant.id.as_str() => {}
+                    Some(owner) => {
+                        // Dropping the transaction rolls every change back.
+                        return Err(FileTenantsError::KeyOwned {
+                            tenant: tenant.id.clone(),
+                            carrier: *carrier,
+                            digest: *digest,
+                            owner,
+                        });
+                    }
+                    None => {
+                        execute(
+                            &tx,
+                            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)",
+                            params![carrier.as_str(), digest.to_hex(), tenant.id.as_str(), now.to_rfc3339()],
+                        )
+                        .map_err(unavailable("add credential"))?;
+                    }
+                }
+            }
+            match &tenant.push {
+                Some(push) => write_push_config(&tx, &tenant.id, push)?,
+                None => {
+                    execute(
+                        &tx,
+                        "DELETE FROM push_configs WHERE tenant_id = ?1",
+                        params![tenant.id.as_str()],
+                    )
+                    .map_err(unavailable("remove push config"))?;
+                }
+            }
+        }
+        let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+        let managed: Vec<String> = {
+            let mut statement = tx
+                .prepare("SELECT id FROM tenants WHERE file_managed = 1 ORDER BY id")
+                .map_err(unavailable("list tenants"))?;
+            let rows = statement
+                .query_map([], |row| row.get(0))
+                .map_err(unavailable("list tenants"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(unavailable("list tenants"))?
+        };
+        for id in managed.iter().filter(|id| !ids.contains(&id.as_str())) {
+            execute(
+                &tx,
+                "UPDATE tenants SET file_managed = 0 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(unavailable("release tenant"))?;
+            if let Ok(id) = TenantId::parse(id) {
+                applied.released.push(id);
+            }
+        }
+        tx.commit()
+            .map_err(unavailable("store the configured tenants"))?;
+        Ok(applied)
     }
 
     pub fn put_push_config(
@@ -437,34 +634,7 @@ impl SqliteStore {
         tenant: &TenantId,
         config: &PushConfig,
     ) -> Result<(), Unavailable> {
-        let headers: Vec<(&str, &str)> = config
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.expose()))
-            .collect();
-        let statuses: Vec<&str> = config.statuses.iter().map(|s| s.as_str()).collect();
-        let headers = serde_json::to_string(&headers)
-            .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
-        let statuses = serde_json::to_string(&statuses)
-            .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
-        execute(&self.conn(),
-                "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, headers = excluded.headers,
-                   statuses = excluded.statuses, signing_secret = excluded.signing_secret,
-                   timeout_ms = excluded.timeout_ms, enabled = excluded.enabled",
-                params![
-                    tenant.as_str(),
-                    config.url,
-                    headers,
-                    statuses,
-                    config.signing_secret.as_ref().map(SigningSecret::expose),
-                    i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX),
-                    config.enabled,
-                ],
-            )
-            .map_err(unavailable("put push config"))?;
-        Ok(())
+        write_push_config(&self.conn(), tenant, config)
     }
 
     /// Hands out up to `max` visible messages, oldest due first, hiding each for `visibility` and
@@ -922,15 +1092,20 @@ impl PushConfigStore for SqliteStore {
         };
         let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
         let statuses: Vec<String> = serde_json::from_str(&statuses).unwrap_or_default();
+        // Read as written: a rule made stricter since does not make the tenant unreadable.
         Ok(Some(PushConfig {
-            url,
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| (n, SecretValue::new(v)))
-                .collect(),
+            url: PushUrl::stored(url),
+            headers: PushHeaders::stored(
+                headers
+                    .into_iter()
+                    .map(|(n, v)| (n, SecretValue::new(v)))
+                    .collect(),
+            ),
             statuses: statuses.iter().filter_map(|s| s.parse().ok()).collect(),
             signing_secret: secret.and_then(|s| SigningSecret::parse(&s).ok()),
-            timeout: Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(10_000)),
+            timeout: u64::try_from(timeout_ms).map_or(PushTimeout::DEFAULT, |ms| {
+                PushTimeout::clamped(Duration::from_millis(ms))
+            }),
             enabled,
         }))
     }
@@ -1019,6 +1194,9 @@ fn quarantine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Quarantine
         }))
 }
 
+/// The columns [`tenant_row`] reads, in its order.
+const TENANT_COLUMNS: &str = "id, enabled, include_source, created_at, file_managed";
+
 fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
     let id: String = row.get(0)?;
     let created_at: String = row.get(3)?;
@@ -1027,6 +1205,7 @@ fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
         enabled: row.get(1).unwrap_or(true),
         include_source: row.get(2).unwrap_or(true),
         created_at: parse_time(&created_at),
+        file_managed: row.get(4).unwrap_or(false),
     }))
 }
 
@@ -1034,13 +1213,15 @@ impl AdminStore for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, Unavailable> {
         let created = execute(
             &self.conn(),
-            "INSERT INTO tenants (id, include_source, enabled, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO tenants (id, include_source, enabled, created_at, file_managed)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO NOTHING",
             params![
                 tenant.id.as_str(),
                 tenant.include_source,
                 tenant.enabled,
-                tenant.created_at.to_rfc3339()
+                tenant.created_at.to_rfc3339(),
+                tenant.file_managed
             ],
         )
         .map_err(unavailable("create tenant"))?;
@@ -1050,9 +1231,7 @@ impl AdminStore for SqliteStore {
     async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare_cached(
-                "SELECT id, enabled, include_source, created_at FROM tenants ORDER BY id",
-            )
+            .prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))
             .map_err(unavailable("list tenants"))?;
         let rows = statement
             .query_map([], tenant_row)
@@ -1066,7 +1245,7 @@ impl AdminStore for SqliteStore {
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
         let found = query_row(
             &self.conn(),
-            "SELECT id, enabled, include_source, created_at FROM tenants WHERE id = ?1",
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
             params![id.as_str()],
             tenant_row,
         )
@@ -1086,33 +1265,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT carrier, digest, added_at FROM credentials WHERE tenant_id = ?1
-                 ORDER BY added_at, carrier, digest",
-            )
-            .map_err(unavailable("list credentials"))?;
-        let rows = statement
-            .query_map(params![tenant.as_str()], |row| {
-                let carrier: String = row.get(0)?;
-                let digest: String = row.get(1)?;
-                let added_at: String = row.get(2)?;
-                Ok(carrier
-                    .parse::<Carrier>()
-                    .ok()
-                    .zip(CredentialDigest::from_hex(&digest))
-                    .map(|(carrier, digest)| StoredCredential {
-                        carrier,
-                        digest,
-                        added_at: parse_time(&added_at),
-                    }))
-            })
-            .map_err(unavailable("list credentials"))?;
-        let credentials = rows
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable("list credentials"))?;
-        Ok(credentials.into_iter().flatten().collect())
+        tenant_credentials(&self.conn(), tenant).map_err(unavailable("list credentials"))
     }
 
     async fn credential_owner(
@@ -1120,14 +1273,8 @@ impl AdminStore for SqliteStore {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantId>, Unavailable> {
-        let owner: Option<String> = query_row(
-            &self.conn(),
-            "SELECT tenant_id FROM credentials WHERE carrier = ?1 AND digest = ?2",
-            params![carrier.as_str(), digest.to_hex()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(unavailable("find credential"))?;
+        let owner = credential_owner(&self.conn(), carrier, digest)
+            .map_err(unavailable("find credential"))?;
         Ok(owner.and_then(|t| TenantId::parse(&t).ok()))
     }
 
@@ -1135,10 +1282,12 @@ impl AdminStore for SqliteStore {
         &self,
         tenant: &TenantId,
         credential: &StoredCredential,
-    ) -> Result<(), Unavailable> {
-        execute(
+    ) -> Result<bool, Unavailable> {
+        // Never `DO UPDATE`: a key registered for a tenant stays that tenant's.
+        let added = execute(
             &self.conn(),
-            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO credentials (carrier, digest, tenant_id, added_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (carrier, digest) DO NOTHING",
             params![
                 credential.carrier.as_str(),
                 credential.digest.to_hex(),
@@ -1147,7 +1296,7 @@ impl AdminStore for SqliteStore {
             ],
         )
         .map_err(unavailable("add credential"))?;
-        Ok(())
+        Ok(added == 1)
     }
 
     async fn remove_credential(
@@ -1877,5 +2026,276 @@ mod tests {
             }
         );
         assert_eq!(view[0].last_test_at, None);
+    }
+
+    fn tenant_id(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    fn digest(key: &str) -> CredentialDigest {
+        crate::auth::Credential::new(key).digest()
+    }
+
+    fn push_to(url: &str) -> PushConfig {
+        PushConfig {
+            url: PushUrl::parse(url, crate::push::TargetPolicy::LOCAL).unwrap(),
+            headers: PushHeaders::default(),
+            statuses: vec![],
+            signing_secret: None,
+            timeout: PushTimeout::DEFAULT,
+            enabled: true,
+        }
+    }
+
+    fn file_tenant(id: &str, keys: &[(Carrier, &str)], push: Option<&str>) -> FileTenant {
+        FileTenant {
+            id: tenant_id(id),
+            enabled: true,
+            include_source: true,
+            keys: keys.iter().map(|(c, k)| (*c, digest(k))).collect(),
+            push: push.map(push_to),
+        }
+    }
+
+    async fn owner(store: &SqliteStore, carrier: Carrier, key: &str) -> Option<TenantId> {
+        AdminStore::credential_owner(store, carrier, &digest(key))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_key_is_never_given_to_a_second_tenant() {
+        let store = SqliteStore::in_memory().unwrap();
+        let credential = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: digest("shared-key-0123456789"),
+            added_at: hours_ago(1),
+        };
+        assert!(store
+            .add_credential(&tenant_id("acme"), &credential)
+            .await
+            .unwrap());
+        assert!(!store
+            .add_credential(&tenant_id("globex"), &credential)
+            .await
+            .unwrap());
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "shared-key-0123456789").await,
+            Some(tenant_id("acme"))
+        );
+        // The same key for another carrier is another credential.
+        let shipway = StoredCredential {
+            carrier: Carrier::Shipway,
+            ..credential
+        };
+        assert!(store
+            .add_credential(&tenant_id("globex"), &shipway)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_files_tenants_are_stored_as_the_file_says_at_every_start() {
+        let store = SqliteStore::in_memory().unwrap();
+        // A tenant of the admin API, which the file leaves alone.
+        let globex = Tenant {
+            id: tenant_id("globex"),
+            enabled: false,
+            include_source: true,
+            created_at: hours_ago(5),
+            file_managed: false,
+        };
+        store.create_tenant(&globex).await.unwrap();
+        let api_key = StoredCredential {
+            carrier: Carrier::Shipway,
+            digest: digest("globex-shipway-key-01"),
+            added_at: hours_ago(5),
+        };
+        store.add_credential(&globex.id, &api_key).await.unwrap();
+
+        let first = vec![file_tenant(
+            "acme",
+            &[
+                (Carrier::Clickpost, "acme-old"),
+                (Carrier::Shipway, "acme-sw"),
+            ],
+            Some("http://127.0.0.1:9000/hook"),
+        )];
+        let started = at("2026-11-20T08:00:00Z");
+        let applied = store.apply_file_tenants(&first, started).unwrap();
+        assert!(applied.revoked.is_empty() && applied.released.is_empty());
+        let acme = store.tenant(&tenant_id("acme")).await.unwrap().unwrap();
+        assert!(acme.file_managed && acme.enabled);
+        assert_eq!(acme.created_at, started);
+
+        // The admin API added a key to acme (before acme was in the file, or another way in):
+        // the file's next start revokes it, with the key the file no longer lists.
+        let stray = StoredCredential {
+            carrier: Carrier::Shiprocket,
+            digest: digest("acme-stray"),
+            added_at: hours_ago(1),
+        };
+        store.add_credential(&acme.id, &stray).await.unwrap();
+        let mut second = first.clone();
+        second[0].keys = vec![(Carrier::Clickpost, digest("acme-new"))];
+        second[0].enabled = false;
+        second[0].push = None;
+        let applied = store
+            .apply_file_tenants(&second, at("2026-11-21T08:00:00Z"))
+            .unwrap();
+        let revoked: Vec<Carrier> = applied.revoked.iter().map(|(_, c)| c.carrier).collect();
+        assert_eq!(
+            revoked,
+            [Carrier::Clickpost, Carrier::Shipway, Carrier::Shiprocket]
+        );
+        assert_eq!(owner(&store, Carrier::Clickpost, "acme-old").await, None);
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "acme-new").await,
+            Some(acme.id.clone())
+        );
+        let acme_now = store.tenant(&acme.id).await.unwrap().unwrap();
+        assert!(!acme_now.enabled && acme_now.file_managed);
+        assert_eq!(acme_now.created_at, acme.created_at, "created once");
+        assert_eq!(
+            PushConfigStore::push_config(&store, &acme.id)
+                .await
+                .unwrap(),
+            None
+        );
+        // The admin API's tenant is as it was.
+        assert_eq!(store.tenant(&globex.id).await.unwrap().unwrap(), globex);
+        assert_eq!(store.credentials(&globex.id).await.unwrap(), vec![api_key]);
+
+        // Out of the file: kept, with its keys, and no longer the file's.
+        let applied = store.apply_file_tenants(&[], now_utc()).unwrap();
+        assert_eq!(applied.released, vec![acme.id.clone()]);
+        let released = store.tenant(&acme.id).await.unwrap().unwrap();
+        assert!(!released.file_managed);
+        assert_eq!(store.credentials(&acme.id).await.unwrap().len(), 1);
+    }
+
+    fn now_utc() -> DateTime<Utc> {
+        hours_ago(0)
+    }
+
+    #[tokio::test]
+    async fn a_file_key_that_another_tenant_holds_fails_the_start_and_changes_nothing() {
+        let store = SqliteStore::in_memory().unwrap();
+        let globex = Tenant {
+            id: tenant_id("globex"),
+            enabled: true,
+            include_source: true,
+            created_at: hours_ago(5),
+            file_managed: false,
+        };
+        store.create_tenant(&globex).await.unwrap();
+        let taken = StoredCredential {
+            carrier: Carrier::Clickpost,
+            digest: digest("globex-clickpost-key"),
+            added_at: hours_ago(5),
+        };
+        store.add_credential(&globex.id, &taken).await.unwrap();
+        let file = vec![
+            file_tenant("zeta", &[(Carrier::Shipway, "zeta-sw")], None),
+            file_tenant(
+                "acme",
+                &[
+                    (Carrier::Shipway, "acme-sw"),
+                    (Carrier::Clickpost, "globex-clickpost-key"),
+                ],
+                Some("http://127.0.0.1:9000/hook"),
+            ),
+        ];
+        match store.apply_file_tenants(&file, now_utc()) {
+            Err(FileTenantsError::KeyOwned {
+                tenant,
+                carrier,
+                digest: refused,
+                owner,
+            }) => {
+                assert_eq!(
+                    (tenant.as_str(), carrier, owner.as_str()),
+                    ("acme", Carrier::Clickpost, "globex")
+                );
+                assert_eq!(refused, taken.digest);
+            }
+            other => panic!("expected the key to be refused, got {other:?}"),
+        }
+        assert_eq!(store.tenants().await.unwrap(), vec![globex.clone()]);
+        assert_eq!(owner(&store, Carrier::Shipway, "zeta-sw").await, None);
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "globex-clickpost-key").await,
+            Some(globex.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_moved_between_two_tenants_of_the_file_is_revoked_then_added() {
+        let store = SqliteStore::in_memory().unwrap();
+        let before = vec![
+            file_tenant("acme", &[(Carrier::Clickpost, "moving-key")], None),
+            file_tenant("zeta", &[], None),
+        ];
+        store.apply_file_tenants(&before, hours_ago(1)).unwrap();
+        let after = vec![
+            file_tenant("acme", &[], None),
+            file_tenant("zeta", &[(Carrier::Clickpost, "moving-key")], None),
+        ];
+        let applied = store.apply_file_tenants(&after, now_utc()).unwrap();
+        assert_eq!(applied.revoked.len(), 1);
+        assert_eq!(applied.revoked[0].0, tenant_id("acme"));
+        assert_eq!(
+            owner(&store, Carrier::Clickpost, "moving-key").await,
+            Some(tenant_id("zeta"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stored_push_config_that_no_longer_validates_is_read_as_written() {
+        let store = SqliteStore::in_memory().unwrap();
+        // Written before URLs and timeouts were checked on the way in.
+        execute(
+            &store.conn(),
+            "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
+             VALUES ('acme', 'http://169.254.169.254/latest?token=x', '[[\"X A\",\"v\"]]', '[]', NULL, 600000, 1)",
+            [],
+        )
+        .unwrap();
+        let config = PushConfigStore::push_config(&store, &tenant_id("acme"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.url.as_str(), "http://169.254.169.254/latest?token=x");
+        assert_eq!(config.url.to_string(), "http://169.254.169.254/latest?…");
+        assert_eq!(config.headers.names(), ["X A"]);
+        assert_eq!(config.timeout.get(), PushTimeout::MAX, "brought into range");
+    }
+
+    #[test]
+    fn a_database_made_before_file_managed_tenants_gets_the_column() {
+        let dir = std::env::temp_dir().join(format!("rms-file-managed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE tenants (id TEXT PRIMARY KEY, include_source INTEGER NOT NULL DEFAULT 1,
+                     enabled INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT '');
+                 INSERT INTO tenants (id) VALUES ('acme');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let acme = runtime
+            .block_on(store.tenant(&tenant_id("acme")))
+            .unwrap()
+            .unwrap();
+        assert!(!acme.file_managed);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
