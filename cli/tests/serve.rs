@@ -270,7 +270,20 @@ async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
         answered.len()
     );
 
-    let _restarted = Server::start(&dir, &text).await;
+    let restarted = Server::start(&dir, &text).await;
+    // A second server on the same database is refused: the one running owns its leases.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["serve", "--config"])
+        .arg(dir.join("rms.toml"))
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another rms serve is using the database"),
+        "{stderr}"
+    );
     let started = Instant::now();
     let delivered = loop {
         let delivered: HashSet<String> = receiver
@@ -295,4 +308,5 @@ async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
         lost.is_empty(),
         "answered 200 but never delivered: {lost:?}"
     );
+    drop(restarted);
 }

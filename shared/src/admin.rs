@@ -814,6 +814,9 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 .unwrap_or(true),
         };
         self.store.put_push_config(&tenant.id, &config).await?;
+        // A changed Push Config is a changed endpoint: what opened the circuit no longer says
+        // anything about it. (Dispatchers see the change within their circuit cache.)
+        self.store.close_circuit(&tenant.id).await?;
         info!(tenant_id = %tenant.id, url = %config.url, headers = config.headers.len(), statuses = config.statuses.len(), "push config saved");
         Ok(PushSaved {
             view: PushView::from(&config),

@@ -198,11 +198,11 @@ async fn calls_per_accepted_and_delivered_event() {
         ])
     );
     // Dispatcher: whether the event was delivered already (1 read), the attempt and the
-    // delivered marker (2 writes); the Push Config once per container, cached (the first batch's
-    // concurrent deliveries, 4 here, may each miss the empty cache once).
+    // delivered marker (2 writes); the Push Config and the tenant's circuit once per container,
+    // cached (the first batch's concurrent deliveries, 4 here, may each miss the empty caches once).
     let reads = dispatch_calls.get("GetItem").copied().unwrap_or(0);
     assert!(
-        (EVENTS + 1..=EVENTS + 4).contains(&reads),
+        (EVENTS + 2..=EVENTS + 8).contains(&reads),
         "{dispatch_calls:?}"
     );
     assert_eq!(

@@ -9,12 +9,13 @@ mod routes;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use shared::adapters::push::HttpPusher;
 use shared::adapters::sqlite::{FileTenant, FileTenantsError, SqliteStore};
 use shared::admin::{Admin, KeyView};
-use shared::circuit::Breaker;
+use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{Dispatch, DispatchSettings};
 use shared::ingest::Ingest;
 use shared::ports::NoMetrics;
@@ -119,6 +120,9 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     if demo {
         demo::configure(&mut config);
     }
+    // Held until the process ends: one `rms serve` per database, so that the leases left by a
+    // crashed one can be released at start.
+    let _owner = lock_database(&config.database)?;
     let store = Arc::new(SqliteStore::open(&config.database).map_err(|e| {
         format!(
             "cannot open the database {}: {e}",
@@ -126,6 +130,16 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         )
     })?);
     load_tenants(&store, &config)?;
+    match store.release_leases(Utc::now()) {
+        Ok(0) => {}
+        Ok(released) => {
+            info!(
+                released,
+                "messages in flight when the last run stopped are due again"
+            )
+        }
+        Err(e) => return Err(format!("cannot read the queue: {e}")),
+    }
 
     let targets = config.targets();
     let ingest = Arc::new(Ingest::new(
@@ -142,7 +156,16 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             log: store.clone(),
             metrics: NoMetrics,
-            breaker: Breaker::new(store.clone(), config.breaker.clone()),
+            // One process delivers: its own circuit changes are all there is, and a read costs
+            // microseconds, so the stored circuit is read every time (an admin's Push Config
+            // change closes it at once).
+            breaker: Breaker::new(
+                store.clone(),
+                BreakerSettings {
+                    cache: Duration::ZERO,
+                    ..config.breaker.clone()
+                },
+            ),
             settings: DispatchSettings {
                 retry_schedule: config.retry_schedule.clone(),
                 ..DispatchSettings::default()
@@ -244,6 +267,29 @@ fn load_tenants(store: &SqliteStore, config: &ServeConfig) -> Result<(), String>
         }
         Err(FileTenantsError::Unavailable(e)) => {
             Err(format!("cannot store the configured tenants: {e}"))
+        }
+    }
+}
+
+/// Takes `<database>.lock` for this process, or says which database is in use.
+fn lock_database(database: &std::path::Path) -> Result<std::fs::File, String> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.to_string_lossy()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another rms serve is using the database {}; stop it, or give this one another \
+             --database",
+            database.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", path.to_string_lossy()))
         }
     }
 }

@@ -112,7 +112,9 @@ CREATE TABLE IF NOT EXISTS queue (
     dead_reason TEXT,
     enqueued_at TEXT NOT NULL,
     -- 1 for an event queued again by a replay: delivered even if it was delivered before.
-    replay INTEGER NOT NULL DEFAULT 0
+    replay INTEGER NOT NULL DEFAULT 0,
+    -- 1 while a dispatcher has it (from `lease` until `retry_later` or `ack`).
+    leased INTEGER NOT NULL DEFAULT 0
 );
 -- The lease walks it tenant by tenant (see `lease`); it replaces `queue_ready` (state,
 -- visible_at_ms), which a lease skipping a busy tenant's backlog had to scan row by row.
@@ -140,13 +142,14 @@ CREATE TABLE IF NOT EXISTS delivered (
 ";
 
 /// Columns added after the first release; a database made before them gets them on open.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("tenants", "enabled", "INTEGER NOT NULL DEFAULT 1"),
     ("tenants", "created_at", "TEXT NOT NULL DEFAULT ''"),
     ("tenants", "file_managed", "INTEGER NOT NULL DEFAULT 0"),
     ("credentials", "added_at", "TEXT NOT NULL DEFAULT ''"),
     ("claims", "body", "TEXT"),
     ("queue", "replay", "INTEGER NOT NULL DEFAULT 0"),
+    ("queue", "leased", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -720,7 +723,7 @@ impl SqliteStore {
             }
             let message = query_row(
                 &tx,
-                "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1 WHERE id = ?2
+                "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1, leased = 1 WHERE id = ?2
                  RETURNING id, event_id, tenant_id, body, receive_count, replay",
                 params![hidden_until, id],
                 |row| {
@@ -739,6 +742,19 @@ impl SqliteStore {
         }
         tx.commit().map_err(unavailable("lease"))?;
         Ok(leased)
+    }
+
+    /// Makes the messages a dispatcher had leased visible at once: for a start after a crash,
+    /// when nothing is delivering them any more (the lease is long, twice the longest push
+    /// timeout, and would otherwise hold them back). Only for the one process that owns the
+    /// database (`rms serve` holds its lock file). Returns how many.
+    pub fn release_leases(&self, now: DateTime<Utc>) -> Result<usize, Unavailable> {
+        execute(
+            &self.conn(),
+            "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE leased = 1 AND state = 'ready'",
+            params![now.timestamp_millis()],
+        )
+        .map_err(unavailable("release leases"))
     }
 
     /// Removes a handled message.
@@ -973,7 +989,7 @@ impl QueueActions for SqliteStore {
             + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
         execute(
             &self.conn(),
-            "UPDATE queue SET visible_at_ms = ?1 WHERE id = ?2",
+            "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE id = ?2",
             params![visible, id],
         )
         .map_err(unavailable("retry later"))?;
