@@ -201,7 +201,7 @@ fn nested(depth: usize, shape: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut closers = Vec::new();
     for level in 0..depth {
-        if shape[level % shape.len()] % 2 == 0 {
+        if shape[level % shape.len()].is_multiple_of(2) {
             body.push(b'[');
             closers.push(b']');
         } else {
