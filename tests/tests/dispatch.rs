@@ -205,6 +205,24 @@ impl Harness {
         }
     }
 
+    /// The tenant's `CIRCUIT` item in the config table, if its circuit is open.
+    async fn circuit_item(
+        &self,
+        tenant: &str,
+    ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let text = aws_sdk_dynamodb::types::AttributeValue::S;
+        self.stack
+            .dynamo
+            .get_item()
+            .table_name(&self.stack.config_table)
+            .key("pk", text(format!("CIRCUIT#{tenant}")))
+            .key("sk", text("CIRCUIT".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
     fn delays(&self) -> Vec<Duration> {
         self.actions.delays.lock().unwrap().clone()
     }
@@ -490,22 +508,8 @@ async fn a_hanging_endpoint_opens_the_tenant_circuit_then_a_probe_closes_it() {
     assert_eq!(poll.failed.len(), 5, "five timeouts, each retried");
     assert_eq!(h.dispatch.metrics.total("CircuitOpened"), 1);
     let circuit = h
-        .stack
-        .dynamo
-        .get_item()
-        .table_name(&h.stack.config_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT#acme".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT".into()),
-        )
-        .send()
+        .circuit_item("acme")
         .await
-        .unwrap()
-        .item
         .expect("the open circuit is stored in the config table");
     assert_eq!(circuit["failures"].as_n().unwrap(), "5");
 
@@ -544,24 +548,11 @@ async fn a_hanging_endpoint_opens_the_tenant_circuit_then_a_probe_closes_it() {
     }
     assert_eq!(h.dispatch.metrics.total("Delivered"), 6);
     assert_eq!(h.dispatch.metrics.total("CircuitClosed"), 1);
-    let item = h
-        .stack
-        .dynamo
-        .get_item()
-        .table_name(&h.stack.config_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT#acme".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("CIRCUIT".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item;
-    assert_eq!(item, None, "closed: the item is gone");
+    assert_eq!(
+        h.circuit_item("acme").await,
+        None,
+        "closed: the item is gone"
+    );
 }
 
 #[tokio::test]
