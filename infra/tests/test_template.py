@@ -189,6 +189,19 @@ class Functions(unittest.TestCase):
                         self.assertNotIn("*", action, f"{name}: {action}")
                     self.assertNotEqual(statement["Resource"], "*", name)
 
+    def test_the_dispatcher_writes_only_circuit_items_of_the_config_table(self):
+        policy = of_type("AWS::IAM::ManagedPolicy")["DispatcherPolicy"]
+        config_table = {"Fn::GetAtt": ["ConfigTable", "Arn"]}
+        writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Resource"] != config_table or not writes & set(statement["Action"]):
+                continue
+            self.assertEqual(
+                statement.get("Condition"),
+                {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CIRCUIT#*"]}},
+                statement["Sid"],
+            )
+
 
 class Alarms(unittest.TestCase):
     def test_each_alarm_of_the_runbook_exists_and_notifies_the_topic(self):
