@@ -11,6 +11,8 @@ use shared::ingest::IngestSettings;
 use shared::push::{PushConfig, SecretValue, SigningSecret};
 use shared::{Carrier, Status, TenantId};
 
+use super::server::ServerSettings;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -23,6 +25,8 @@ struct File {
     ingest: IngestSection,
     #[serde(default)]
     dispatch: DispatchSection,
+    #[serde(default)]
+    server: ServerSection,
     #[serde(default)]
     tenants: Vec<TenantSection>,
 }
@@ -44,6 +48,54 @@ struct DispatchSection {
     retry_schedule: Option<Vec<String>>,
     max_attempts: Option<u32>,
     concurrency: Option<usize>,
+}
+
+/// `[server]`: the HTTP server's timeouts and connection cap (`server::ServerSettings`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
+}
+
+impl ServerSection {
+    fn settings(&self) -> Result<ServerSettings, ConfigError> {
+        let mut settings = ServerSettings::default();
+        for (name, text, setting) in [
+            (
+                "header_timeout",
+                &self.header_timeout,
+                &mut settings.header_timeout,
+            ),
+            (
+                "idle_timeout",
+                &self.idle_timeout,
+                &mut settings.idle_timeout,
+            ),
+            (
+                "body_timeout",
+                &self.body_timeout,
+                &mut settings.body_timeout,
+            ),
+        ] {
+            if let Some(text) = text {
+                let field = format!("server.{name}");
+                *setting = duration(&field, text)?;
+                if setting.is_zero() {
+                    return Err(invalid(field, "must be more than 0, e.g. \"10s\""));
+                }
+            }
+        }
+        if let Some(max) = self.max_connections {
+            if max == 0 {
+                return Err(invalid("server.max_connections", "must be at least 1"));
+            }
+            settings.max_connections = max;
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +143,8 @@ pub struct ServeConfig {
     pub retry_schedule: Vec<Duration>,
     pub max_attempts: u32,
     pub concurrency: usize,
+    /// `[server]`: header, idle and body timeouts, and the connection cap.
+    pub server: ServerSettings,
     pub tenants: Vec<Tenant>,
 }
 
@@ -144,6 +198,7 @@ impl Default for ServeConfig {
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
             concurrency: 10,
+            server: ServerSettings::default(),
             tenants: Vec::new(),
         }
     }
@@ -229,6 +284,7 @@ impl ServeConfig {
         if let Some(concurrency) = file.dispatch.concurrency {
             config.concurrency = concurrency.max(1);
         }
+        config.server = file.server.settings()?;
         for (i, t) in file.tenants.into_iter().enumerate() {
             let field = format!("tenants[{i}]");
             config.tenants.push(tenant(&field, t, config.timeout)?);
@@ -392,6 +448,46 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(field), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_server_section_sets_timeouts_and_the_connection_cap() {
+        assert_eq!(
+            ServeConfig::parse(EXAMPLE).unwrap().server,
+            ServerSettings::default()
+        );
+        let text = format!(
+            "{EXAMPLE}\n[server]\nheader_timeout = \"2s\"\nidle_timeout = \"3s\"\nbody_timeout = \"500ms\"\nmax_connections = 64\n"
+        );
+        let server = ServeConfig::parse(&text).unwrap().server;
+        assert_eq!(server.header_timeout, Duration::from_secs(2));
+        assert_eq!(server.idle_timeout, Duration::from_secs(3));
+        assert_eq!(server.body_timeout, Duration::from_millis(500));
+        assert_eq!(server.max_connections, 64);
+        for (bad, expected) in [
+            (
+                "header_timeout = \"soon\"",
+                "server.header_timeout: \"soon\" is not a duration",
+            ),
+            (
+                "idle_timeout = \"0s\"",
+                "server.idle_timeout: must be more than 0",
+            ),
+            (
+                "body_timeout = 30",
+                "invalid type: integer `30`, expected a string",
+            ),
+            (
+                "max_connections = 0",
+                "server.max_connections: must be at least 1",
+            ),
+            ("keepalive = \"1m\"", "unknown field `keepalive`"),
+        ] {
+            let err = ServeConfig::parse(&format!("{EXAMPLE}\n[server]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
         }
     }
 }
