@@ -368,3 +368,23 @@ async fn at_the_cap_the_longest_idle_connection_makes_room_and_one_serving_a_req
     let (status, _) = json_error(read_response(&mut serving));
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn on_sigterm_connections_without_a_request_are_closed_and_the_server_exits_at_once() {
+    let dir = scratch_dir("edge-sigterm");
+    let mut server = Server::start(&dir, &with_server(&dir, "")).await;
+    // Under the default timeouts (10 s, 60 s), neither would be closed for a while.
+    let _silent = connect(&server);
+    let mut unfinished = connect(&server);
+    unfinished
+        .write_all(format!("POST {CLICKPOST} HTTP/1.1\r\nHost: rms\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert!(server.terminate().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+}
