@@ -23,7 +23,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -156,7 +156,6 @@ pub async fn serve(
 
     let mut tasks = JoinSet::new();
     let mut accept_errors = Throttle::default();
-    let mut evictions = Throttle::default();
     let mut full = Throttle::default();
     let mut until_stopped = stopped.clone();
     let mut next_id = 0;
@@ -196,14 +195,8 @@ pub async fn serve(
         next_id += 1;
         let conn = Arc::new(Conn::new(next_id, peer));
         open.insert(conn.clone());
-        if open.len() > settings.max_connections && open.evict_longest_idle(conn.id) {
-            if let Some(suppressed) = evictions.allow() {
-                warn!(
-                    max_connections = settings.max_connections,
-                    suppressed,
-                    "at the connection cap: closed the longest-idle connection to accept a new one"
-                );
-            }
+        if open.len() > settings.max_connections {
+            open.evict_longest_idle(conn.id);
         }
         let service = RequestService {
             router: router.clone(),
@@ -276,26 +269,40 @@ async fn sweep(open: Arc<Connections>, settings: Arc<ServerSettings>) {
         (shortest / 10).clamp(Duration::from_millis(20), Duration::from_secs(1)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut slow_heads = Throttle::default();
-    let mut slow_total = 0;
+    // Closed since the last line, for the cap and for unfinished heads.
+    let (mut evicted, mut heads) = (0, 0);
+    let mut last_line: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let (heads, idle) = open.close_expired(&settings, Instant::now());
+        let (timed_out_heads, idle) = open.close_expired(&settings, Instant::now());
         if idle > 0 {
             debug!(
                 closed = idle,
                 "idle connections closed (server.idle_timeout)"
             );
         }
-        slow_total += heads;
-        if slow_total > 0 && slow_heads.allow().is_some() {
+        heads += timed_out_heads;
+        evicted += open.evicted.swap(0, Ordering::Relaxed);
+        if evicted + heads == 0 || last_line.is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            continue;
+        }
+        if evicted > 0 {
             warn!(
-                closed = slow_total,
+                closed = evicted,
+                max_connections = settings.max_connections,
+                "at the connection cap: closed the longest-idle connections to accept new ones"
+            );
+        }
+        if heads > 0 {
+            warn!(
+                closed = heads,
                 header_timeout = ?settings.header_timeout,
                 "connections closed: no complete request head within server.header_timeout"
             );
-            slow_total = 0;
         }
+        (evicted, heads) = (0, 0);
+        last_line = Some(Instant::now());
     }
 }
 
@@ -305,6 +312,8 @@ struct Connections {
     by_id: Mutex<HashMap<u64, Arc<Conn>>>,
     /// A connection closed or finished a request: room may have been made.
     changed: Notify,
+    /// Connections closed to make room, not yet logged.
+    evicted: AtomicUsize,
 }
 
 impl Connections {
@@ -347,6 +356,7 @@ impl Connections {
         };
         debug!(peer = %conn.peer, "closed to make room (server.max_connections)");
         conn.close.notify_one();
+        self.evicted.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -489,7 +499,7 @@ struct RequestService {
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for RequestService {
-    type Response = hyper::Response<Answer>;
+    type Response = hyper::Response<ServedBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -507,7 +517,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for RequestService {
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(request).await?;
-            Ok(response.map(|body| Answer {
+            Ok(response.map(|body| ServedBody {
                 body,
                 _serving: serving,
             }))
@@ -543,12 +553,12 @@ impl Drop for Serving {
 }
 
 /// A response body that keeps its connection marked as serving until it has been sent.
-struct Answer {
+struct ServedBody {
     body: Body,
     _serving: Serving,
 }
 
-impl http_body::Body for Answer {
+impl http_body::Body for ServedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
