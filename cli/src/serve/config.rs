@@ -458,7 +458,13 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             ServerSettings::default()
         );
         let text = format!(
-            "{EXAMPLE}\n[server]\nheader_timeout = \"2s\"\nidle_timeout = \"3s\"\nbody_timeout = \"500ms\"\nmax_connections = 64\n"
+            r#"{EXAMPLE}
+[server]
+header_timeout = "2s"
+idle_timeout = "3s"
+body_timeout = "500ms"
+max_connections = 64
+"#
         );
         let server = ServeConfig::parse(&text).unwrap().server;
         assert_eq!(server.header_timeout, Duration::from_secs(2));

@@ -6,16 +6,16 @@
 //!   (a new connection owes its first head at once) or from the first byte of a later head;
 //! - an **idle timeout**: a keep-alive connection between requests is closed after it;
 //! - a **body timeout**: a request body must arrive within it, or the answer is a JSON 408;
-//! - a **head size** limit ([`MAX_HEAD_BYTES`]): hyper's read buffer, so that an unfinished head
-//!   holds at most that much memory;
+//! - a **head size** limit ([`MAX_HEAD_BYTES`]): a larger head is refused (431), and an
+//!   unfinished one holds at most about that much memory;
 //! - a **connection cap**: at the cap, the connection idle the longest (no request being served,
 //!   whether silent or trickling a head) is closed to accept the new one, as nginx reuses its
 //!   "reusable" connections. A carrier's new connection is therefore accepted at once, instead of
 //!   waiting in the kernel's backlog behind connections that do nothing. A connection serving a
 //!   request is never closed by the server.
 //!
-//! One sweeper task closes the connections past their deadline; every close and refused accept
-//! is logged, at most once a second per kind, with a count.
+//! One sweeper task closes the connections past their deadline. The closes for the cap and for
+//! the header timeout are logged at most once a second, with how many; accept errors likewise.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -79,10 +79,10 @@ impl Default for ServerSettings {
     }
 }
 
-/// Connections the kernel holds for us until they are accepted. The standard library's 128 fills in
-/// a few tens of milliseconds of a flood while the accept loop is busy (closing a few hundred timed
-/// out connections, say); a carrier's connection attempt is then dropped and tried again only a
-/// second later. The kernel caps it at `net.core.somaxconn` (4,096 by default).
+/// Connections the kernel holds for us until they are accepted. The standard library's 128 fill
+/// in a few tens of milliseconds of a flood while the accept loop is busy (closing a few hundred
+/// timed-out connections, say); a carrier's connection attempt is then dropped and tried again
+/// only a second later. The kernel caps it at `net.core.somaxconn` (4,096 by default).
 const BACKLOG: u32 = 1024;
 
 /// The listening socket, with a backlog of [`BACKLOG`].
@@ -146,12 +146,12 @@ pub async fn serve(
     let open = Arc::new(Connections::default());
     let sweeper = tokio::spawn(sweep(open.clone(), settings.clone()));
     let mut http = http1::Builder::new();
-    // Our sweeper times heads instead: hyper's own timer would also run while a keep-alive
+    // The sweeper times heads instead: hyper's own timer would also run while a keep-alive
     // connection waits for its next request, making the idle timeout the header timeout.
+    http.header_read_timeout(None);
     // The head limit, twice: `max_header_size` refuses a complete head over it (431);
     // `max_buf_size` caps the read buffer, so that an unfinished head is cut off there.
-    http.header_read_timeout(None)
-        .max_header_size(MAX_HEAD_BYTES)
+    http.max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_HEAD_BYTES);
 
     let mut tasks = JoinSet::new();
