@@ -244,20 +244,27 @@ async fn oversized_bodies_and_headers_are_refused_and_the_server_stays_up() {
     }
     healthy(&server).await;
 
-    // A 64 KiB header value: `rms serve` reads it (hyper's limit is on the whole head, about
-    // 400 KiB; API Gateway's is 10 KiB) and refuses it as a wrong key, 401.
+    // An 8 KiB header value (API Gateway's limit is 10 KiB for the head) reaches ingest and is
+    // refused as a wrong key, 401.
+    let sent = fresh()
+        .post(format!("{}{CLICKPOST}", server.base))
+        .header("webhook_key", "k".repeat(8 * 1024))
+        .body(fixture("clickpost/delivered_selected_captured.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 401, "an 8 KiB header value");
+    // A 64 KiB one makes the head larger than `rms serve` reads (64 KiB): hyper refuses it, 431,
+    // or the connection is closed while the request is still being sent.
     let sent = fresh()
         .post(format!("{}{CLICKPOST}", server.base))
         .header("webhook_key", "k".repeat(64 * 1024))
         .body(fixture("clickpost/delivered_selected_captured.json"))
         .send()
-        .await
-        .unwrap();
-    let status = sent.status().as_u16();
-    assert!(
-        [400, 401, 431].contains(&status),
-        "a 64 KiB header value: {status}"
-    );
+        .await;
+    if let Ok(response) = sent {
+        assert_eq!(response.status().as_u16(), 431, "a 64 KiB header value");
+    }
     // More than 100 headers: hyper refuses the head, 431.
     let mut request = fresh()
         .post(format!("{}{CLICKPOST}", server.base))

@@ -219,7 +219,7 @@ fn verbose() -> bool {
 }
 
 /// The statuses `shared::http::reply` can answer.
-const ALLOWED: [u16; 6] = [200, 400, 401, 405, 413, 503];
+const ALLOWED: [u16; 7] = [200, 400, 401, 405, 413, 415, 503];
 
 /// Sends the request `data` describes through the handler and checks the answer.
 pub fn ingest_answers_from_the_table(data: &[u8]) {

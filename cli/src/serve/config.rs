@@ -15,6 +15,8 @@ use shared::push::{
 };
 use shared::{Carrier, Status, TenantId};
 
+use super::server::ServerSettings;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -27,6 +29,8 @@ struct File {
     ingest: IngestSection,
     #[serde(default)]
     dispatch: DispatchSection,
+    #[serde(default)]
+    server: ServerSection,
     #[serde(default)]
     tenants: Vec<TenantSection>,
 }
@@ -51,6 +55,54 @@ struct DispatchSection {
     tenant_concurrency: Option<usize>,
     circuit_failures: Option<u32>,
     circuit_cool_down: Option<String>,
+}
+
+/// `[server]`: the HTTP server's timeouts and connection cap (`server::ServerSettings`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
+}
+
+impl ServerSection {
+    fn settings(&self) -> Result<ServerSettings, ConfigError> {
+        let mut settings = ServerSettings::default();
+        for (name, text, setting) in [
+            (
+                "header_timeout",
+                &self.header_timeout,
+                &mut settings.header_timeout,
+            ),
+            (
+                "idle_timeout",
+                &self.idle_timeout,
+                &mut settings.idle_timeout,
+            ),
+            (
+                "body_timeout",
+                &self.body_timeout,
+                &mut settings.body_timeout,
+            ),
+        ] {
+            if let Some(text) = text {
+                let field = format!("server.{name}");
+                *setting = duration(&field, text)?;
+                if setting.is_zero() {
+                    return Err(invalid(field, "must be more than 0, e.g. \"10s\""));
+                }
+            }
+        }
+        if let Some(max) = self.max_connections {
+            if max == 0 {
+                return Err(invalid("server.max_connections", "must be at least 1"));
+            }
+            settings.max_connections = max;
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +167,8 @@ pub struct ServeConfig {
     pub tenant_concurrency: usize,
     /// `circuit_failures`, `circuit_cool_down`: the per-tenant circuit breaker.
     pub breaker: BreakerSettings,
+    /// `[server]`: header, idle and body timeouts, and the connection cap.
+    pub server: ServerSettings,
     pub tenants: Vec<Tenant>,
     /// The file the configuration was read from: without one, `rms serve` leaves the stored
     /// tenants as they are (those of a file stay the file's).
@@ -187,6 +241,7 @@ impl Default for ServeConfig {
             concurrency: 10,
             tenant_concurrency: 4,
             breaker: BreakerSettings::default(),
+            server: ServerSettings::default(),
             tenants: Vec::new(),
             file: None,
         }
@@ -307,6 +362,7 @@ impl ServeConfig {
             config.breaker.cool_down = duration("dispatch.circuit_cool_down", cool_down)?;
         }
         let targets = config.targets();
+        config.server = file.server.settings()?;
         for (i, t) in file.tenants.into_iter().enumerate() {
             let field = format!("tenants[{i}]");
             config
@@ -658,5 +714,50 @@ clickpost = "ck"
         }
         let disabled = EXAMPLE.replace("id = \"acme\"", "id = \"acme\"\nenabled = false");
         assert!(!ServeConfig::parse(&disabled).unwrap().tenants[0].enabled);
+    }
+    #[test]
+    fn the_server_section_sets_timeouts_and_the_connection_cap() {
+        assert_eq!(
+            ServeConfig::parse(EXAMPLE).unwrap().server,
+            ServerSettings::default()
+        );
+        let text = format!(
+            r#"{EXAMPLE}
+[server]
+header_timeout = "2s"
+idle_timeout = "3s"
+body_timeout = "500ms"
+max_connections = 64
+"#
+        );
+        let server = ServeConfig::parse(&text).unwrap().server;
+        assert_eq!(server.header_timeout, Duration::from_secs(2));
+        assert_eq!(server.idle_timeout, Duration::from_secs(3));
+        assert_eq!(server.body_timeout, Duration::from_millis(500));
+        assert_eq!(server.max_connections, 64);
+        for (bad, expected) in [
+            (
+                "header_timeout = \"soon\"",
+                "server.header_timeout: \"soon\" is not a duration",
+            ),
+            (
+                "idle_timeout = \"0s\"",
+                "server.idle_timeout: must be more than 0",
+            ),
+            (
+                "body_timeout = 30",
+                "invalid type: integer `30`, expected a string",
+            ),
+            (
+                "max_connections = 0",
+                "server.max_connections: must be at least 1",
+            ),
+            ("keepalive = \"1m\"", "unknown field `keepalive`"),
+        ] {
+            let err = ServeConfig::parse(&format!("{EXAMPLE}\n[server]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
     }
 }

@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod dispatcher;
 mod routes;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,8 +105,10 @@ pub struct App {
 }
 
 async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let file_limit = server::raise_file_limit();
+    config.server.max_connections =
+        server::connection_cap(config.server.max_connections, file_limit);
+    let listener = server::listen(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     // The real address (port 0 picks a free one), for the demo receiver's URL and the banner.
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
@@ -185,7 +188,12 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     let (stop, stopped) = watch::channel(false);
     let dispatcher = tokio::spawn(dispatcher::run(app.clone(), stopped.clone()));
     let router = routes::router(app.clone(), demo);
-    info!(listen = %app.config.listen, database = %app.config.database.display(), "rms serve is up");
+    info!(
+        listen = %app.config.listen,
+        database = %app.config.database.display(),
+        max_connections = app.config.server.max_connections,
+        "rms serve is up"
+    );
     if demo {
         demo::banner(&app.config);
     }
@@ -194,13 +202,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         info!("shutting down: no new requests; finishing deliveries in flight");
         let _ = stop.send(true);
     });
-    let mut until_stopped = stopped.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = until_stopped.wait_for(|stop| *stop).await;
-        })
-        .await
-        .map_err(|e| format!("the server failed: {e}"))?;
+    server::serve(listener, router, app.config.server.clone(), stopped).await;
     dispatcher
         .await
         .map_err(|e| format!("the dispatcher loop failed: {e}"))?;

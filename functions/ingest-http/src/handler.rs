@@ -7,8 +7,8 @@ use shared::ingest::Ingest;
 use shared::ports::{ConfigStore, Intake, Metrics};
 use shared::Carrier;
 
-/// Handles one notify request. Expected failures (401, 400, 413, 503) are answers, not errors:
-/// an `Err` here would make API Gateway answer a bare 502.
+/// Handles one notify request. Expected failures (401, 400, 413, 415, 503) are answers, not
+/// errors: an `Err` here would make API Gateway answer a bare 502.
 pub async fn handle<C, S, M>(
     ingest: &Ingest<C, S, M>,
     carrier: Carrier,
@@ -20,9 +20,8 @@ where
     M: Metrics,
 {
     let (parts, body) = request.into_parts();
-    let inbound = shared::http::inbound(carrier, &parts, body.as_ref());
-    let outcome = ingest.handle(&inbound, Utc::now()).await;
-    Ok(shared::http::response(carrier, &outcome).map(Body::Text))
+    let response = shared::http::handle(ingest, carrier, &parts, body.as_ref(), Utc::now()).await;
+    Ok(response.map(Body::Text))
 }
 
 #[cfg(test)]
@@ -306,6 +305,33 @@ mod tests {
         body.truncate(256 * 1024);
         let (status, _, _) = post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
         assert_eq!(status, 200, "exactly at the limit is accepted");
+    }
+
+    #[tokio::test]
+    async fn a_compressed_body_is_415_naming_its_encoding_and_nothing_is_stored() {
+        let w = world();
+        // A gzip header and a few bytes of deflate: API Gateway hands them over base64-encoded.
+        let gzip = [
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0xae, 0x05,
+        ];
+        let json = fixture("clickpost/delivered_selected_captured.json");
+        for carrier in Carrier::ALL {
+            for (encoding, body) in [(None, &gzip[..]), (Some("gzip"), &json[..])] {
+                let mut headers = vec![auth(carrier)];
+                headers.extend(encoding.map(|e| ("content-encoding", e)));
+                let (status, answer, _) = post(&w, carrier, &headers, body).await;
+                assert_eq!(status, 415, "{carrier} {encoding:?}: {answer}");
+                let error = answer["error"].as_str().unwrap();
+                assert!(error.contains("compressed (gzip)"), "{error}");
+                assert!(error.contains("send it uncompressed"), "{error}");
+            }
+        }
+        assert!(w.queue.messages().is_empty());
+        assert!(w.events.quarantined().is_empty());
+        assert_eq!(
+            w.metrics.total_where("Rejected", "Reason", "Compressed"),
+            2 * Carrier::ALL.len() as u64
+        );
     }
 
     #[tokio::test]
