@@ -214,10 +214,29 @@ class Alarms(unittest.TestCase):
                 "IngestServerErrorRateAlarm",
                 "DispatcherErrorsAlarm",
                 "ClientAuthFailedAlarm",
+                "ClickpostSilentAlarm",
+                "ShiprocketSilentAlarm",
+                "ShipwaySilentAlarm",
             },
         )
         for alarm in alarms.values():
             self.assertEqual(alarm["Properties"]["AlarmActions"], [{"Ref": "AlarmTopic"}])
+
+    def test_each_carrier_has_a_silence_alarm_on_received_where_no_data_is_silence(self):
+        for carrier in ("Clickpost", "Shiprocket", "Shipway"):
+            alarm = RESOURCES[f"{carrier}SilentAlarm"]
+            props = alarm["Properties"]
+            self.assertEqual(alarm["Condition"], f"Watch{carrier}")
+            self.assertEqual((props["Namespace"], props["MetricName"]), ("RMSNotify", "Received"))
+            # The ingest metric's one dimension set is [Carrier], valued as Carrier::as_str.
+            self.assertEqual(props["Dimensions"], [{"Name": "Carrier", "Value": carrier.lower()}])
+            self.assertEqual(props["TreatMissingData"], "breaching")
+            self.assertEqual((props["Statistic"], props["Period"]), ("Sum", 3600))
+            self.assertEqual(props["ComparisonOperator"], "LessThanThreshold")
+            self.assertEqual(props["EvaluationPeriods"], {"Ref": f"{carrier}SilentHours"})
+            hours = TEMPLATE["Parameters"][f"{carrier}SilentHours"]
+            self.assertEqual((hours["Default"], hours["MinValue"]), (3, 0))
+            self.assertIn(f"Runbook: README, \"Carrier silent\"", props["AlarmDescription"])
 
     def test_the_dashboard_shows_the_design_metrics(self):
         body = json.dumps(RESOURCES["Dashboard"]["Properties"]["DashboardBody"])

@@ -40,6 +40,9 @@ struct File {
 struct IngestSection {
     /// How far after its arrival an event's time may be (default "1d").
     max_future: Option<String>,
+    /// A carrier that pushed before and sends nothing this long is reported (default "3h";
+    /// "off" turns the watch off).
+    silent_after: Option<String>,
     /// A carrier's zone when it is not the carrier's default (`clickpost = "+05:30"`).
     #[serde(default)]
     zones: BTreeMap<String, String>,
@@ -158,6 +161,9 @@ pub struct ServeConfig {
     /// `[ingest]`: the carriers' zones and how far ahead of its arrival an event may be, as the
     /// notify functions' `<CARRIER>_ZONE` and `MAX_FUTURE_HOURS`.
     pub ingest: IngestSettings,
+    /// `[ingest] silent_after`: when a carrier that pushed a tenant's events and went quiet is
+    /// reported (`None`: never).
+    pub silent_after: Option<Duration>,
     pub timeout: Duration,
     pub retry_schedule: Vec<Duration>,
     pub max_attempts: u32,
@@ -235,6 +241,7 @@ impl Default for ServeConfig {
             allow_private_targets: false,
             admin_token: None,
             ingest: IngestSettings::default(),
+            silent_after: Some(Duration::from_secs(3 * 3600)),
             timeout: PushTimeout::DEFAULT.get(),
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
@@ -301,6 +308,20 @@ impl ServeConfig {
                 ));
             }
             config.admin_token = Some(SecretValue::new(token));
+        }
+        if let Some(after) = &file.ingest.silent_after {
+            config.silent_after = match after.trim() {
+                "off" => None,
+                text => match duration("ingest.silent_after", text)? {
+                    zero if zero.is_zero() => {
+                        return Err(invalid(
+                            "ingest.silent_after",
+                            "must be more than 0; write \"off\" to turn the watch off",
+                        ))
+                    }
+                    after => Some(after),
+                },
+            };
         }
         if let Some(ahead) = &file.ingest.max_future {
             let field = "ingest.max_future";

@@ -6,6 +6,7 @@ mod demo;
 mod dispatcher;
 mod routes;
 mod server;
+mod silence;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -187,6 +188,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
 
     let (stop, stopped) = watch::channel(false);
     let dispatcher = tokio::spawn(dispatcher::run(app.clone(), stopped.clone()));
+    tokio::spawn(silence::watch(app.clone(), stopped.clone()));
     let router = routes::router(app.clone(), demo);
     info!(
         listen = %app.config.listen,

@@ -147,11 +147,16 @@ fn error_message(status: StatusCode) -> String {
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
-    match app.store.queue_depth() {
-        Ok((ready, dead)) => {
-            Json(json!({"status": "ok", "queued": ready, "dead_letters": dead})).into_response()
-        }
-        Err(_) => (
+    let silent = super::silence::silent_carriers(&app, Utc::now()).await;
+    match (app.store.queue_depth(), silent) {
+        (Ok((ready, dead)), Ok(silent)) => Json(json!({
+            "status": "ok",
+            "queued": ready,
+            "dead_letters": dead,
+            "silent_carriers": silent,
+        }))
+        .into_response(),
+        _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"error": "the database is unavailable"})),
         )
