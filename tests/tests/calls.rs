@@ -82,6 +82,7 @@ async fn calls_per_accepted_and_delivered_event() {
                 signing_secret: None,
                 timeout: PushTimeout::new(Duration::from_secs(5)).unwrap(),
                 enabled: true,
+                delivery: shared::push::Delivery::Every,
             },
         )
         .await

@@ -13,7 +13,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use integration_tests::{sqs_record, LogCapture, Receiver, Stack};
 use serde_json::Value;
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
@@ -54,6 +54,7 @@ type TestDispatch = Dispatch<
     DynamoDeliveryLog,
     RecordingMetrics,
     DynamoConfigStore,
+    DynamoEventStore,
 >;
 
 struct Harness {
@@ -93,6 +94,7 @@ impl Harness {
                     ..BreakerSettings::default()
                 },
             ),
+            shipments: DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table),
             settings: DispatchSettings {
                 retry_schedule: schedule,
                 jitter: 0.0,
@@ -122,6 +124,7 @@ impl Harness {
             signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
             timeout: PushTimeout::new(timeout).unwrap(),
             enabled: true,
+            delivery: shared::push::Delivery::Every,
         };
         store
             .put_push_config(&TenantId::parse(tenant).unwrap(), &config)
@@ -682,6 +685,7 @@ async fn an_unselected_status_is_acknowledged_without_a_call() {
         signing_secret: None,
         timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
         enabled: true,
+        delivery: shared::push::Delivery::Every,
     };
     store
         .put_push_config(&TenantId::parse("picky").unwrap(), &config)
