@@ -309,7 +309,7 @@ fn commit_group(
     Ok(answers)
 }
 
-/// The statements of one acceptance: the claim, the shipment's latest time, the queued message.
+/// The statements of one acceptance: the claim, the shipment's state, the queued message.
 /// Returns the claim and whether the event is stale.
 fn accept_one(
     conn: &Connection,
@@ -920,7 +920,7 @@ impl ConfigStore for SqliteStore {
 }
 
 /// Each acceptance is one savepoint of a group commit (see [`Committer`]): the claim, the
-/// shipment's latest time and the queued message are committed together or not at all, so a crash
+/// shipment's state and the queued message are committed together or not at all, so a crash
 /// never leaves a claim without its message.
 impl Intake for SqliteStore {
     async fn accept(
