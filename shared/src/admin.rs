@@ -1709,6 +1709,14 @@ mod tests {
                 "headers.x-key",
                 "case-insensitive",
             ),
+            (
+                PushUpdate {
+                    delivery: Some("newest".to_owned()),
+                    ..update("https://client.example/hook")
+                },
+                "delivery",
+                "valid values are: every, latest",
+            ),
         ];
         for (input, field, hint) in cases {
             let (got_field, message) = field_of(admin.set_push("acme", &input).await);
@@ -1719,6 +1727,36 @@ mod tests {
             admin.push("acme").await,
             Err(AdminError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_delivery_mode_is_every_by_default_and_kept_until_changed() {
+        let admin = with_tenant(vec![]).await;
+        let saved = admin
+            .set_push("acme", &update("https://client.example/hook"))
+            .await
+            .unwrap();
+        assert_eq!(saved.view.delivery, Delivery::Every);
+        let latest = PushUpdate {
+            delivery: Some("Latest".to_owned()),
+            ..update("https://client.example/hook")
+        };
+        assert_eq!(
+            admin.set_push("acme", &latest).await.unwrap().view.delivery,
+            Delivery::Latest
+        );
+        // A change that does not name it keeps it.
+        admin
+            .set_push("acme", &update("https://client.example/v2"))
+            .await
+            .unwrap();
+        let view = admin.push("acme").await.unwrap();
+        assert_eq!(view.delivery, Delivery::Latest);
+        assert_eq!(
+            serde_json::to_value(&view).unwrap()["delivery"],
+            "latest",
+            "as the API shows it"
+        );
     }
 
     #[tokio::test]

@@ -561,7 +561,8 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
             "statuses": ["DELIVERED", "RTO_DELIVERED"],
             "timeout_ms": 5000,
             "enabled": true,
-            "signing_secret": true
+            "signing_secret": true,
+            "delivery": "every"
         })
     );
     // Headers left out are kept (a reader cannot send their values back).
