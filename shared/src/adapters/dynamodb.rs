@@ -116,7 +116,7 @@ pub(super) fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("EVENT#{event_id}"), "CLAIM")
 }
 
-pub(super) fn shipment_key(tenant: &str, shipment_key: &str) -> HashMap<String, AttributeValue> {
+fn shipment_item_key(tenant: &str, shipment_key: &str) -> HashMap<String, AttributeValue> {
     key(format!("SHIPMENT#{tenant}#{shipment_key}"), "LATEST")
 }
 
@@ -623,7 +623,7 @@ impl ShipmentStates for DynamoEventStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(self::shipment_key(tenant.as_str(), shipment_key)))
+            .set_key(Some(shipment_item_key(tenant.as_str(), shipment_key)))
             // Consistent: an event accepted a moment ago supersedes the older ones at once.
             .consistent_read(true)
             .send()
@@ -801,7 +801,10 @@ impl EventStore for DynamoEventStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(shipment_key(&event.tenant_id, event.shipment_key())))
+            .set_key(Some(shipment_item_key(
+                &event.tenant_id,
+                event.shipment_key(),
+            )))
             // One conditional write, the newest event time wins. Equal times are not stale: a
             // retry of the same event must not flag itself.
             .update_expression(format!("SET {}", assignments.join(", ")))
