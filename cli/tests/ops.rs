@@ -309,6 +309,16 @@ fn push_set_refuses_bad_input_and_names_the_field() {
         "2m",
     ]));
     assert!(message.contains("timeout_ms"), "{message}");
+    let message = fails(set(&[
+        "--url",
+        "https://client.example/hook",
+        "--delivery",
+        "newest",
+    ]));
+    assert!(
+        message.contains("delivery: unknown delivery \"newest\"; valid values are: every, latest"),
+        "{message}"
+    );
     let message = fails(rms(
         &db,
         &[
@@ -376,6 +386,8 @@ fn push_show_names_the_headers_but_never_prints_their_values_or_the_secret() {
     assert!(shown.contains("DELIVERED, RTO_DELIVERED"), "{shown}");
     assert_eq!(json[0]["timeout_ms"], 5000);
     assert_eq!(json[0]["signing_secret"], true);
+    assert_eq!(json[0]["delivery"], "every", "the default");
+    assert!(shown.contains("every event"), "{shown}");
     assert_eq!(json[0]["headers"][0], "Authorization");
 
     // Without --header the headers are kept; --no-headers removes them.
@@ -388,11 +400,14 @@ fn push_show_names_the_headers_but_never_prints_their_values_or_the_secret() {
             "--url",
             "https://client.example/v2",
             "--disable",
+            "--delivery",
+            "latest",
         ],
     ));
     let json = json_lines(rms(&db, &["push", "show", "acme", "--json"]));
     assert_eq!(json[0]["headers"].as_array().unwrap().len(), 2);
     assert_eq!(json[0]["enabled"], false);
+    assert_eq!(json[0]["delivery"], "latest");
     assert_eq!(json[0]["statuses"], serde_json::json!([]));
     ok(rms(
         &db,

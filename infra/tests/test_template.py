@@ -242,7 +242,7 @@ class Alarms(unittest.TestCase):
         body = json.dumps(RESOURCES["Dashboard"]["Properties"]["DashboardBody"])
         for metric in (
             "Received", "Accepted", "Duplicate", "Rejected", "UnmappedStatus", "Delivered",
-            "DeliveryFailed", "DeadLettered", "DeliveryLatencyMs", "EndToEndLatencyMs",
+            "DeliveryFailed", "DeadLettered", "Superseded", "DeliveryLatencyMs", "EndToEndLatencyMs",
         ):
             self.assertIn(f'\\"{metric}\\"', body, metric)
 

@@ -21,7 +21,9 @@ use crate::dispatch::build_request;
 use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{Attempt, CarrierActivity, PushResult, Pusher, TenantAuth, Unavailable};
-use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy};
+use crate::push::{
+    Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy,
+};
 
 /// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +82,9 @@ pub struct PushView {
     pub timeout_ms: u64,
     pub enabled: bool,
     pub signing_secret: bool,
+    /// `every` event, or a shipment's `latest` state only.
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 impl From<&PushConfig> for PushView {
@@ -91,6 +96,7 @@ impl From<&PushConfig> for PushView {
             timeout_ms: c.timeout.as_millis(),
             enabled: c.enabled,
             signing_secret: c.signing_secret.is_some(),
+            delivery: c.delivery,
         }
     }
 }
@@ -110,6 +116,9 @@ pub struct PushUpdate {
     pub enabled: Option<bool>,
     /// `generate` (a new secret, returned once), `remove`, or absent to keep the current one.
     pub signing_secret: Option<SecretAction>,
+    /// `every` or `latest` (`push::Delivery`); absent keeps the current one (`every` for a first
+    /// Push Config).
+    pub delivery: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -792,6 +801,12 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 .map_err(|e| AdminError::invalid("timeout_ms", e.to_string()))?,
             None => current.as_ref().map_or(PushTimeout::DEFAULT, |c| c.timeout),
         };
+        let delivery = match &update.delivery {
+            Some(given) => given
+                .parse::<Delivery>()
+                .map_err(|e| AdminError::invalid("delivery", e.to_string()))?,
+            None => current.as_ref().map(|c| c.delivery).unwrap_or_default(),
+        };
         let mut shown_secret = None;
         let signing_secret = match update.signing_secret {
             Some(SecretAction::Generate) => {
@@ -812,12 +827,13 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 .enabled
                 .or(current.as_ref().map(|c| c.enabled))
                 .unwrap_or(true),
+            delivery,
         };
         self.store.put_push_config(&tenant.id, &config).await?;
         // A changed Push Config is a changed endpoint: what opened the circuit no longer says
         // anything about it. (Dispatchers see the change within their circuit cache.)
         self.store.close_circuit(&tenant.id).await?;
-        info!(tenant_id = %tenant.id, url = %config.url, headers = config.headers.len(), statuses = config.statuses.len(), "push config saved");
+        info!(tenant_id = %tenant.id, url = %config.url, headers = config.headers.len(), statuses = config.statuses.len(), delivery = %config.delivery, "push config saved");
         Ok(PushSaved {
             view: PushView::from(&config),
             signing_secret_value: shown_secret,
@@ -1693,6 +1709,14 @@ mod tests {
                 "headers.x-key",
                 "case-insensitive",
             ),
+            (
+                PushUpdate {
+                    delivery: Some("newest".to_owned()),
+                    ..update("https://client.example/hook")
+                },
+                "delivery",
+                "valid values are: every, latest",
+            ),
         ];
         for (input, field, hint) in cases {
             let (got_field, message) = field_of(admin.set_push("acme", &input).await);
@@ -1703,6 +1727,36 @@ mod tests {
             admin.push("acme").await,
             Err(AdminError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_delivery_mode_is_every_by_default_and_kept_until_changed() {
+        let admin = with_tenant(vec![]).await;
+        let saved = admin
+            .set_push("acme", &update("https://client.example/hook"))
+            .await
+            .unwrap();
+        assert_eq!(saved.view.delivery, Delivery::Every);
+        let latest = PushUpdate {
+            delivery: Some("Latest".to_owned()),
+            ..update("https://client.example/hook")
+        };
+        assert_eq!(
+            admin.set_push("acme", &latest).await.unwrap().view.delivery,
+            Delivery::Latest
+        );
+        // A change that does not name it keeps it.
+        admin
+            .set_push("acme", &update("https://client.example/v2"))
+            .await
+            .unwrap();
+        let view = admin.push("acme").await.unwrap();
+        assert_eq!(view.delivery, Delivery::Latest);
+        assert_eq!(
+            serde_json::to_value(&view).unwrap()["delivery"],
+            "latest",
+            "as the API shows it"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The dispatch use-case, shared by the dispatcher Lambda and `rms serve`: one queued event →
-//! the tenant's Push Config → status filter → signed POST → a `Decision` the queue adapter acts on
-//! (acknowledge, retry later, or dead-letter). Rules: design.md, "Dispatcher delivery rules".
+//! the tenant's Push Config → status filter → (latest-state tenants: superseded?) → signed POST →
+//! a `Decision` the queue adapter acts on (acknowledge, retry later, or dead-letter). Rules:
+//! design.md, "Dispatcher delivery rules"; README, "Delivery".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,12 +12,12 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::circuit::{Breaker, CircuitStore, Gate, Health, OpenCircuit, Transition};
-use crate::model::{CanonicalEvent, TenantId};
+use crate::model::{CanonicalEvent, EventId, TenantId};
 use crate::ports::{
     Attempt, AttemptOutcome, DeliveryLog, Metrics, PushConfigStore, PushRequest, PushResult,
-    Pusher, QueueActions, Unavailable,
+    Pusher, QueueActions, ShipmentStates, Unavailable,
 };
-use crate::push::PushConfig;
+use crate::push::{Delivery, PushConfig};
 
 /// SQS cannot hide a message for longer than 12 hours, and no wait is ever longer.
 pub const MAX_DELAY: Duration = Duration::from_secs(12 * 3600);
@@ -61,25 +62,31 @@ pub enum Decision {
     Retry { after: Duration, reason: String },
     /// Will never succeed as it is: move to the dead-letter queue with `reason`, acknowledge.
     DeadLetter { reason: String },
+    /// Not pushed: the tenant takes a shipment's latest state only, and this event's shipment
+    /// has the newer event `by`. Logged as an attempt; acknowledge.
+    Superseded { by: EventId },
 }
 
-pub struct Dispatch<C, P, L, M, B> {
+pub struct Dispatch<C, P, L, M, B, S> {
     pub configs: C,
     pub pusher: P,
     pub log: L,
     pub metrics: M,
     /// The per-tenant circuit breaker (`circuit.rs`).
     pub breaker: Breaker<B>,
+    /// The shipments' state as ingest keeps it; read for tenants with `delivery = latest` only.
+    pub shipments: S,
     pub settings: DispatchSettings,
 }
 
-impl<C, P, L, M, B> Dispatch<C, P, L, M, B>
+impl<C, P, L, M, B, S> Dispatch<C, P, L, M, B, S>
 where
     C: PushConfigStore,
     P: Pusher,
     L: DeliveryLog,
     M: Metrics,
     B: CircuitStore,
+    S: ShipmentStates,
 {
     /// Delivers one event; `receive_count` is how many times the queue has handed it out (1 on
     /// the first attempt). An event delivered before is skipped.
@@ -93,8 +100,8 @@ where
             .await
     }
 
-    /// Delivers a replayed event (`rms replay`): pushed even if it was delivered before, because
-    /// ops asked for it again.
+    /// Delivers a replayed event (`rms replay`): pushed even if it was delivered before, or a
+    /// newer event of its shipment supersedes it, because ops asked for it again.
     pub async fn redeliver(
         &self,
         event: &CanonicalEvent,
@@ -144,6 +151,24 @@ where
             }
             Ok(_) => {}
             Err(e) => return self.wait(event, attempt, None, &format!("delivery log: {e}")),
+        }
+        if config.delivery == Delivery::Latest && !replay {
+            match self
+                .shipments
+                .shipment(&tenant_id, event.shipment_key())
+                .await
+            {
+                Ok(Some(state)) => {
+                    if let Some(newer) = state.superseded_by(event, &config) {
+                        let decision = Decision::Superseded { by: newer.clone() };
+                        return self
+                            .conclude(event, attempt, decision, None, Duration::ZERO, now)
+                            .await;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return self.wait(event, attempt, None, &format!("shipment state: {e}")),
+            }
         }
 
         let request = match build_request(event, &config, now) {
@@ -268,6 +293,10 @@ where
             Decision::Delivered => (AttemptOutcome::Delivered, None),
             Decision::Retry { reason, .. } => (AttemptOutcome::Retry, Some(reason.clone())),
             Decision::DeadLetter { reason } => (AttemptOutcome::DeadLetter, Some(reason.clone())),
+            Decision::Superseded { by } => (
+                AttemptOutcome::Superseded,
+                Some(format!("superseded by {by}")),
+            ),
             Decision::Skipped { .. } => return decision,
         };
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
@@ -308,6 +337,10 @@ where
             Decision::DeadLetter { reason } => {
                 self.metrics.count("DeadLettered", 1, &[("Tenant", tenant)]);
                 warn!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, attempt, http_status, reason = %reason, "delivery dead-lettered");
+            }
+            Decision::Superseded { by } => {
+                self.metrics.count("Superseded", 1, &[("Tenant", tenant)]);
+                info!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, status = %event.status, superseded_by = %by, "superseded by a newer event of the shipment; not pushed (delivery = latest)");
             }
             Decision::Skipped { .. } => {}
         }
@@ -367,7 +400,7 @@ pub async fn settle<A: QueueActions>(
     attributes: &[(String, String)],
 ) -> bool {
     match decision {
-        Decision::Delivered | Decision::Skipped { .. } => true,
+        Decision::Delivered | Decision::Skipped { .. } | Decision::Superseded { .. } => true,
         Decision::Retry { after, .. } => {
             if let Err(e) = actions.retry_later(receipt, *after).await {
                 // The message comes back after the queue's own visibility timeout instead.
@@ -483,13 +516,15 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::{
-        MemoryCircuits, MemoryDeliveryLog, MemoryPushConfigs, RecordingMetrics, ScriptedPusher,
+        MemoryCircuits, MemoryDeliveryLog, MemoryEvents, MemoryPushConfigs, RecordingMetrics,
+        ScriptedPusher,
     };
     use crate::carriers::{normalize, NormalizeContext};
     use crate::circuit::BreakerSettings;
     use crate::circuit::CircuitStore;
     use crate::model::{Carrier, Status};
     use crate::ports::AttemptOutcome;
+    use crate::ports::EventStore;
     use crate::push::{
         PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret, TargetPolicy,
     };
@@ -517,6 +552,7 @@ mod tests {
             ),
             timeout: PushTimeout::DEFAULT,
             enabled: true,
+            delivery: crate::push::Delivery::Every,
         }
     }
 
@@ -526,6 +562,7 @@ mod tests {
         Arc<MemoryDeliveryLog>,
         Arc<RecordingMetrics>,
         Arc<MemoryCircuits>,
+        Arc<MemoryEvents>,
     >;
 
     struct World {
@@ -535,6 +572,8 @@ mod tests {
         log: Arc<MemoryDeliveryLog>,
         metrics: Arc<RecordingMetrics>,
         circuits: Arc<MemoryCircuits>,
+        /// Where ingest records the shipments' state.
+        events: Arc<MemoryEvents>,
     }
 
     fn world(results: Vec<PushResult>) -> World {
@@ -544,6 +583,7 @@ mod tests {
         let log = Arc::new(MemoryDeliveryLog::default());
         let metrics = Arc::new(RecordingMetrics::default());
         let circuits = Arc::new(MemoryCircuits::default());
+        let events = Arc::new(MemoryEvents::default());
         World {
             dispatch: Dispatch {
                 configs: configs.clone(),
@@ -551,6 +591,7 @@ mod tests {
                 log: log.clone(),
                 metrics: metrics.clone(),
                 breaker: Breaker::new(circuits.clone(), BreakerSettings::default()),
+                shipments: events.clone(),
                 settings: DispatchSettings::default(),
             },
             configs,
@@ -558,6 +599,7 @@ mod tests {
             log,
             metrics,
             circuits,
+            events,
         }
     }
 
@@ -894,6 +936,172 @@ mod tests {
             matches!(w.dispatch.deliver(&event(), 1, now()).await, Decision::DeadLetter { reason } if reason.contains("line break"))
         );
         assert!(w.pusher.requests().is_empty());
+    }
+
+    /// Scans of AWB1, the n-th `minutes` after the first; the last is `DELIVERED`.
+    fn scans(count: u32) -> Vec<CanonicalEvent> {
+        (0..count)
+            .map(|n| {
+                let code = if n + 1 == count { 8 } else { 5 };
+                let body = format!(
+                    r#"{{"waybill":"AWB1","clickpost_status_code":{code},"timestamp":"2023-02-07T18:{n:02}:00Z"}}"#
+                );
+                let ctx = NormalizeContext::new(
+                    "acme",
+                    Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+                );
+                normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
+                    .unwrap()
+                    .remove(0)
+            })
+            .collect()
+    }
+
+    /// A world whose tenant takes `delivery`, with `scans` accepted by ingest (the shipment's
+    /// state recorded) while its endpoint was away.
+    async fn backlog(delivery: Delivery, scans: &[CanonicalEvent]) -> World {
+        let w = world(vec![answered(200); 8]);
+        let mut c = config();
+        c.delivery = delivery;
+        w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
+        for scan in scans {
+            w.events.record_shipment_event(scan).await.unwrap();
+        }
+        w
+    }
+
+    #[tokio::test]
+    async fn a_latest_tenant_gets_the_newest_event_of_a_backlog_and_the_rest_are_logged_superseded()
+    {
+        let scans = scans(5);
+        let newest = scans[4].event_id.clone();
+        let w = backlog(Delivery::Latest, &scans).await;
+        // The queue hands them out in any order.
+        for scan in [&scans[2], &scans[4], &scans[0], &scans[3], &scans[1]] {
+            let decision = w.dispatch.deliver(scan, 1, now()).await;
+            let expected = if scan.event_id == newest {
+                Decision::Delivered
+            } else {
+                Decision::Superseded { by: newest.clone() }
+            };
+            assert_eq!(decision, expected, "{}", scan.event_time);
+        }
+        let pushed = w.pusher.requests();
+        assert_eq!(pushed.len(), 1);
+        let sent: CanonicalEvent = serde_json::from_slice(&pushed[0].body).unwrap();
+        assert_eq!(
+            (sent.event_id, sent.status),
+            (newest.clone(), Status::Delivered)
+        );
+        let superseded: Vec<Attempt> = w
+            .log
+            .attempts()
+            .into_iter()
+            .filter(|a| a.outcome == AttemptOutcome::Superseded)
+            .collect();
+        assert_eq!(superseded.len(), 4);
+        for attempt in &superseded {
+            assert_eq!(
+                attempt.error.as_deref(),
+                Some(format!("superseded by {newest}").as_str())
+            );
+            assert_eq!((attempt.http_status, attempt.awb.as_str()), (None, "AWB1"));
+        }
+        assert_eq!(w.metrics.total_where("Superseded", "Tenant", "acme"), 4);
+        assert_eq!(w.metrics.total("Delivered"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_every_tenant_gets_the_whole_backlog_and_the_state_is_not_read() {
+        let scans = scans(5);
+        let w = backlog(Delivery::Every, &scans).await;
+        // A store that cannot be read would make a latest tenant wait; an every tenant never asks.
+        w.events.set_unavailable(true);
+        for scan in &scans {
+            assert_eq!(
+                w.dispatch.deliver(scan, 1, now()).await,
+                Decision::Delivered
+            );
+        }
+        assert_eq!(w.pusher.requests().len(), 5);
+        assert_eq!(w.metrics.total("Superseded"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_event_is_pushed_although_a_newer_one_supersedes_it() {
+        let scans = scans(3);
+        let w = backlog(Delivery::Latest, &scans).await;
+        assert_eq!(
+            w.dispatch.redeliver(&scans[0], 1, now()).await,
+            Decision::Delivered
+        );
+        assert_eq!(w.pusher.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_latest_tenant_without_a_backlog_gets_every_event_as_it_comes() {
+        let scans = scans(3);
+        let w = backlog(Delivery::Latest, &[]).await;
+        for scan in &scans {
+            w.events.record_shipment_event(scan).await.unwrap();
+            assert_eq!(
+                w.dispatch.deliver(scan, 1, now()).await,
+                Decision::Delivered
+            );
+        }
+        // A late scan, older than one delivered already, is not news for this tenant.
+        let mut late = scans[0].clone();
+        late.event_time -= chrono::TimeDelta::minutes(5);
+        late.event_id = EventId::from_stored("evt_late");
+        w.events.record_shipment_event(&late).await.unwrap();
+        assert_eq!(
+            w.dispatch.deliver(&late, 1, now()).await,
+            Decision::Superseded {
+                by: scans[2].event_id.clone()
+            }
+        );
+        assert_eq!(w.pusher.requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_newer_event_of_a_status_the_tenant_filters_out_supersedes_nothing() {
+        let scans = scans(3);
+        let w = backlog(Delivery::Latest, &scans).await;
+        let mut c = config();
+        c.delivery = Delivery::Latest;
+        c.statuses = vec![Status::InTransit];
+        w.configs.set(&TenantId::parse("acme").unwrap(), Some(c));
+        // The newest is DELIVERED, which this tenant does not take: both in-transit scans go.
+        for scan in &scans[..2] {
+            assert_eq!(
+                w.dispatch.deliver(scan, 1, now()).await,
+                Decision::Delivered
+            );
+        }
+        assert_eq!(
+            w.dispatch.deliver(&scans[2], 1, now()).await,
+            Decision::Skipped {
+                reason: "status not selected"
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_shipment_state_makes_a_latest_tenant_s_event_wait() {
+        let scans = scans(2);
+        let w = backlog(Delivery::Latest, &scans).await;
+        w.events.set_unavailable(true);
+        assert!(
+            matches!(w.dispatch.deliver(&scans[0], 1, now()).await, Decision::Retry { reason, .. } if reason.contains("shipment state"))
+        );
+        assert!(w.pusher.requests().is_empty());
+        // A superseded event is acknowledged like a delivered one.
+        let actions = crate::adapters::memory::MemoryQueueActions::default();
+        let superseded = Decision::Superseded {
+            by: scans[1].event_id.clone(),
+        };
+        assert!(settle(&superseded, &actions, "rh", "{}", &[]).await);
+        assert!(actions.retries().is_empty() && actions.dead_lettered().is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The ingest use-case, shared by the three notify Lambdas and `rms serve`:
-//! authenticate → normalise → claim → mark the shipment's latest → enqueue → mark queued.
+//! authenticate → normalise → claim → record the shipment's state → enqueue → mark queued.
 //!
 //! Every answer is an `IngestOutcome`; `http::respond` turns it into the status and body the
 //! carrier sees. Failures of a store or the queue release the claim and answer 503, so that the
@@ -560,7 +560,7 @@ impl<T: Reingest> Reingest for std::sync::Arc<T> {
 }
 
 /// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
-/// a conditional write, record the shipment's latest time, queue, then mark the claim queued. Any
+/// a conditional write, record the shipment's state, queue, then mark the claim queued. Any
 /// failure, of the claim itself included (its write may have landed), releases this attempt's
 /// claim, so the carrier's retry can take it again.
 pub struct ClaimThenQueue<E, Q> {

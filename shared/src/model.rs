@@ -121,6 +121,26 @@ statuses! {
     Unknown => "UNKNOWN",
 }
 
+impl Status {
+    /// Whether the shipment's journey is over: nothing more is expected from the carrier (a
+    /// reconciler stops asking about it). The one place that decides the set. Not terminal:
+    /// `DAMAGED` (a damaged parcel often travels on, delivered or returned; Shiprocket's
+    /// DESTROYED maps to it too, so a destroyed parcel is asked about once more than needed),
+    /// `RTO_FAILED` (the return is attempted again) and `UNKNOWN` (docs/carriers.md §2.3: unknown
+    /// codes are non-terminal).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Delivered
+                | Status::RtoDelivered
+                | Status::Cancelled
+                | Status::PickupCancelled
+                | Status::Lost
+                | Status::ReturnRejected
+        )
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -415,6 +435,26 @@ mod tests {
         assert!(
             err.contains("\"DELIVERD\"") && err.contains("RTO_DELIVERED"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_journey_ends_with_delivery_rto_delivery_cancellation_or_loss() {
+        let terminal: Vec<&str> = Status::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                "PICKUP_CANCELLED",
+                "DELIVERED",
+                "CANCELLED",
+                "RTO_DELIVERED",
+                "LOST",
+                "RETURN_REJECTED"
+            ]
         );
     }
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::auth::CredentialDigest;
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::push::PushConfig;
+use crate::shipment::ShipmentState;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -177,7 +178,8 @@ pub trait EventStore: Send + Sync {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
-    /// Records the event's time as its shipment's latest, unless a newer one is there already.
+    /// Makes the event its shipment's state (`ShipmentState::after`: the newest event time wins),
+    /// unless a newer one is there already, with one conditional write.
     fn record_shipment_event(
         &self,
         event: &CanonicalEvent,
@@ -250,6 +252,17 @@ pub trait PushConfigStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send;
 }
 
+/// The shipments' state, as ingest keeps it (`EventStore::record_shipment_event`).
+pub trait ShipmentStates: Send + Sync {
+    /// The tenant's shipment with this key, if an event of it was accepted (within the store's
+    /// retention: 180 days from the newest event on AWS).
+    fn shipment(
+        &self,
+        tenant: &TenantId,
+        shipment_key: &str,
+    ) -> impl Future<Output = Result<Option<ShipmentState>, Unavailable>> + Send;
+}
+
 /// One delivery attempt, as the delivery log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -273,15 +286,31 @@ pub enum AttemptOutcome {
     Delivered,
     Retry,
     DeadLetter,
+    /// Not pushed: the tenant takes the latest state only, and its shipment has a newer event
+    /// (named in the attempt's `error`).
+    Superseded,
 }
 
 impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 4] = [
+        AttemptOutcome::Delivered,
+        AttemptOutcome::Retry,
+        AttemptOutcome::DeadLetter,
+        AttemptOutcome::Superseded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::DeadLetter => "dead_letter",
+            AttemptOutcome::Superseded => "superseded",
         }
+    }
+
+    /// The outcome a store wrote as `as_str`.
+    pub fn parse(text: &str) -> Option<AttemptOutcome> {
+        AttemptOutcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
 }
 
@@ -490,6 +519,16 @@ impl<T: PushConfigStore> PushConfigStore for Arc<T> {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Option<PushConfig>, Unavailable>> + Send {
         (**self).push_config(tenant)
+    }
+}
+
+impl<T: ShipmentStates> ShipmentStates for Arc<T> {
+    fn shipment(
+        &self,
+        tenant: &TenantId,
+        shipment_key: &str,
+    ) -> impl Future<Output = Result<Option<ShipmentState>, Unavailable>> + Send {
+        (**self).shipment(tenant, shipment_key)
     }
 }
 

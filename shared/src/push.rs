@@ -97,11 +97,62 @@ pub struct PushConfig {
     pub timeout: PushTimeout,
     /// A disabled tenant's events wait in the queue (with backoff) instead of being dropped.
     pub enabled: bool,
+    /// Every event, or only a shipment's latest state.
+    pub delivery: Delivery,
 }
 
 impl PushConfig {
     pub fn wants(&self, status: Status) -> bool {
         self.statuses.is_empty() || self.statuses.contains(&status)
+    }
+}
+
+/// Which of a shipment's events a tenant is pushed.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Every event (of the selected statuses), as it comes: the default.
+    #[default]
+    Every,
+    /// A shipment's latest state: an event is not pushed when its shipment already has a newer
+    /// accepted event (of a selected status) for the tenant; it is logged as superseded. After
+    /// an outage the client gets one event per shipment, not its backlog; the milestones in
+    /// between are in the delivery log only.
+    Latest,
+}
+
+impl Delivery {
+    pub const ALL: [Delivery; 2] = [Delivery::Every, Delivery::Latest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Every => "every",
+            Delivery::Latest => "latest",
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = crate::model::UnknownName;
+
+    /// `every` or `latest`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Delivery::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| crate::model::UnknownName {
+                kind: "delivery",
+                given: s.to_owned(),
+                valid: Delivery::ALL.iter().map(|d| d.as_str()).collect(),
+            })
     }
 }
 
@@ -563,6 +614,7 @@ mod tests {
             signing_secret: SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").ok(),
             timeout: PushTimeout::DEFAULT,
             enabled: true,
+            delivery: Delivery::Every,
         };
         let shown = format!("{config:?}");
         for secret in ["hunter2", "MfKQ9r8", "q5ecret"] {
@@ -581,6 +633,7 @@ mod tests {
             signing_secret: None,
             timeout: PushTimeout::DEFAULT,
             enabled: true,
+            delivery: Delivery::Every,
         };
         assert!(config.wants(Status::InTransit));
         config.statuses = vec![Status::Delivered];

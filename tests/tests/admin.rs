@@ -20,7 +20,7 @@ use chrono::{SecondsFormat, Utc};
 use integration_tests::{sqs_record, LogCapture, Receiver, Stack};
 use serde_json::{json, Value};
 use shared::adapters::aws_admin::DynamoAdmin;
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsQueueActions;
@@ -138,6 +138,7 @@ type TestDispatch = Dispatch<
     DynamoDeliveryLog,
     RecordingMetrics,
     DynamoConfigStore,
+    DynamoEventStore,
 >;
 
 /// The dispatcher on a stack, with the event source mapping played by `poll`.
@@ -167,6 +168,7 @@ impl<'a> Dispatcher<'a> {
                     DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table),
                     BreakerSettings::default(),
                 ),
+                shipments: DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table),
                 settings: DispatchSettings {
                     retry_schedule: vec![Duration::from_secs(1)],
                     jitter: 0.0,
@@ -559,7 +561,8 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
             "statuses": ["DELIVERED", "RTO_DELIVERED"],
             "timeout_ms": 5000,
             "enabled": true,
-            "signing_secret": true
+            "signing_secret": true,
+            "delivery": "every"
         })
     );
     // Headers left out are kept (a reader cannot send their values back).
@@ -987,7 +990,6 @@ async fn ingest_body(stack: &Stack, key: &str, body: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed_once() {
-    use shared::adapters::dynamodb::DynamoEventStore;
     use shared::ports::{EventStore, Quarantined};
     let stack = Stack::create().await;
     let api = Api::new(&stack);

@@ -82,6 +82,7 @@ async fn calls_per_accepted_and_delivered_event() {
                 signing_secret: None,
                 timeout: PushTimeout::new(Duration::from_secs(5)).unwrap(),
                 enabled: true,
+                delivery: shared::push::Delivery::Every,
             },
         )
         .await
@@ -184,7 +185,7 @@ async fn calls_per_accepted_and_delivered_event() {
         batch_times
     );
 
-    // Ingest: the key and the tenant's profile (2 reads), the claim, the shipment's latest time,
+    // Ingest: the key and the tenant's profile (2 reads), the claim, the shipment's state,
     // the message, the claim marked queued (with the event, for replay); and the carrier-status
     // view's "last accepted", written at most once a minute per tenant and carrier by a process
     // (here once), not once per event.

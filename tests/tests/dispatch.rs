@@ -13,14 +13,16 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use integration_tests::{sqs_record, LogCapture, Receiver, Stack};
 use serde_json::Value;
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
 use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
-use shared::ports::{EventQueue, QueueActions, Unavailable};
-use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
+use shared::ports::{EventQueue, PushConfigStore, QueueActions, Unavailable};
+use shared::push::{
+    Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret,
+};
 use shared::{normalize, Carrier, NormalizeContext, Status, TenantId};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -54,6 +56,7 @@ type TestDispatch = Dispatch<
     DynamoDeliveryLog,
     RecordingMetrics,
     DynamoConfigStore,
+    DynamoEventStore,
 >;
 
 struct Harness {
@@ -93,6 +96,7 @@ impl Harness {
                     ..BreakerSettings::default()
                 },
             ),
+            shipments: DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table),
             settings: DispatchSettings {
                 retry_schedule: schedule,
                 jitter: 0.0,
@@ -122,6 +126,7 @@ impl Harness {
             signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
             timeout: PushTimeout::new(timeout).unwrap(),
             enabled: true,
+            delivery: Delivery::Every,
         };
         store
             .put_push_config(&TenantId::parse(tenant).unwrap(), &config)
@@ -682,6 +687,7 @@ async fn an_unselected_status_is_acknowledged_without_a_call() {
         signing_secret: None,
         timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
         enabled: true,
+        delivery: Delivery::Every,
     };
     store
         .put_push_config(&TenantId::parse("picky").unwrap(), &config)
@@ -692,4 +698,124 @@ async fn an_unselected_status_is_acknowledged_without_a_call() {
     assert_eq!((poll.received.len(), poll.failed.len()), (1, 0));
     assert!(receiver.requests().await.is_empty());
     assert_eq!(h.dispatch.metrics.total("Filtered"), 1);
+}
+
+/// Clickpost scans of `awb`, the n-th `n` minutes after the first, through the real ingest (so
+/// the shipment's state is what the notify functions write); the last is `DELIVERED`.
+async fn ingest_scans(stack: &Stack, key: &str, awb: &str, count: u32) {
+    let ingest = stack.ingest();
+    for n in 0..count {
+        let code = if n + 1 == count { 8 } else { 5 };
+        let body = format!(
+            r#"{{"waybill":"{awb}","cp_id":21,"clickpost_status_code":{code},"timestamp":"2026-11-22T09:{n:02}:00Z"}}"#
+        );
+        let request = ingest_http::apigw::notify_request(
+            Carrier::Clickpost,
+            "POST",
+            &[("webhook_key", key)],
+            "",
+            body.as_bytes(),
+        );
+        let response = ingest_http::handle(&ingest, Carrier::Clickpost, request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_latest_tenant_gets_the_newest_event_of_a_backlog_and_the_log_shows_the_rest_superseded()
+{
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    let store = DynamoConfigStore::new(h.stack.dynamo.clone(), &h.stack.config_table);
+    for (tenant, delivery) in [("steady", Delivery::Every), ("newest", Delivery::Latest)] {
+        h.stack
+            .add_tenant_key(
+                tenant,
+                Carrier::Clickpost,
+                &format!("{tenant}-clickpost-key"),
+            )
+            .await;
+        let config = PushConfig {
+            url: PushUrl::parse(&receiver.url(&format!("/ok/{tenant}")), TargetPolicy::LOCAL)
+                .unwrap(),
+            headers: PushHeaders::default(),
+            statuses: vec![],
+            signing_secret: None,
+            timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
+            enabled: true,
+            delivery,
+        };
+        store
+            .put_push_config(&TenantId::parse(tenant).unwrap(), &config)
+            .await
+            .unwrap();
+        // The backlog an outage leaves: every scan queued before the dispatcher runs.
+        ingest_scans(
+            &h.stack,
+            &format!("{tenant}-clickpost-key"),
+            "AWB-BACKLOG",
+            5,
+        )
+        .await;
+    }
+    assert_eq!(
+        store
+            .push_config(&TenantId::parse("newest").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .delivery,
+        Delivery::Latest,
+        "the PUSH item keeps the mode"
+    );
+
+    let mut handled = 0;
+    while handled < 10 {
+        let poll = h.poll_until_received(Duration::from_secs(5)).await;
+        assert!(poll.failed.is_empty(), "{poll:?}");
+        assert!(!poll.received.is_empty(), "only {handled} of 10 handled");
+        handled += poll.received.len();
+    }
+
+    let requests = receiver.requests().await;
+    let to = |path: &str| -> Vec<Value> {
+        requests
+            .iter()
+            .filter(|r| r["path"] == path)
+            .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    assert_eq!(to("/ok/steady").len(), 5, "every event to the every tenant");
+    let newest = to("/ok/newest");
+    assert_eq!(newest.len(), 1, "the newest only to the latest tenant");
+    assert_eq!(newest[0]["status"], "DELIVERED");
+    let newest_id = newest[0]["event_id"].as_str().unwrap();
+
+    let attempts = h.attempts("newest", "AWB-BACKLOG").await;
+    let outcome = |o: &str| {
+        attempts
+            .iter()
+            .filter(|a| a["outcome"].as_s().unwrap() == o)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcome("delivered").len(), 1);
+    let superseded = outcome("superseded");
+    assert_eq!(superseded.len(), 4);
+    for attempt in superseded {
+        assert_eq!(
+            attempt["error"].as_s().unwrap(),
+            &format!("superseded by {newest_id}")
+        );
+        assert!(!attempt.contains_key("http_status"), "no call was made");
+    }
+    assert_eq!(h.attempts("steady", "AWB-BACKLOG").await.len(), 5);
+    assert_eq!(
+        h.dispatch
+            .metrics
+            .total_where("Superseded", "Tenant", "newest"),
+        4
+    );
+    assert_eq!(h.dispatch.metrics.total("Superseded"), 4);
 }

@@ -115,6 +115,7 @@ async fn carrier_posts_reach_the_client_through_the_function_binaries() {
                 signing_secret: Some(SigningSecret::parse(SECRET).unwrap()),
                 timeout: PushTimeout::new(Duration::from_secs(5)).unwrap(),
                 enabled: true,
+                delivery: shared::push::Delivery::Every,
             },
         )
         .await

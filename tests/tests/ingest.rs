@@ -6,13 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::SubsecRound;
 use ingest_http::apigw::notify_request;
 use ingest_http::handle;
 use integration_tests::{dead_endpoint, fixture, ingest_with, sdk_config, Stack};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoEventStore;
-use shared::ports::{Claim, ClaimToken, ConfigStore, EventStore, Intake, Metrics};
-use shared::{Carrier, EventId};
+use shared::ports::{Claim, ClaimToken, ConfigStore, EventStore, Intake, Metrics, ShipmentStates};
+use shared::shipment::ShipmentState;
+use shared::{Carrier, EventId, Status, TenantId};
 
 const KEY: &str = "cp-webhook-key-integration";
 
@@ -243,6 +246,93 @@ async fn a_newer_then_an_older_event_are_both_queued_the_older_flagged_stale() {
         by_status,
         HashMap::from([("DELIVERED", false), ("OUT_FOR_DELIVERY", true)])
     );
+
+    // The shipment's state is the newer event's, written by the same conditional UpdateItem.
+    let delivered = &messages
+        .iter()
+        .find(|m| m.body["status"] == "DELIVERED")
+        .unwrap()
+        .body;
+    let state = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table)
+        .shipment(&TenantId::parse("acme").unwrap(), "81125552141")
+        .await
+        .unwrap()
+        .unwrap();
+    let time = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            .trunc_subsecs(3)
+    };
+    assert_eq!(
+        state,
+        ShipmentState {
+            latest_event_id: Some(EventId::from_stored(
+                delivered["event_id"].as_str().unwrap()
+            )),
+            latest_event_time: time(&delivered["event_time"]),
+            last_status: Some(Status::Delivered),
+            terminal: true,
+            carrier: Some(Carrier::Clickpost),
+            awb: Some("81125552141".into()),
+            order_id: Some("00030761872".into()),
+            // The fixture's cp_id: what Clickpost's pull API asks for.
+            courier_id: Some("21".into()),
+            last_received_at: Some(time(&delivered["received_at"])),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_shipment_item_written_before_the_state_reads_with_defaults_and_is_taken_over() {
+    let stack = Stack::create().await;
+    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
+    let text = |v: &str| AttributeValue::S(v.to_owned());
+    // The item as ingest wrote it before: the newest time and id only.
+    stack
+        .dynamo
+        .put_item()
+        .table_name(&stack.events_table)
+        .item("pk", text("SHIPMENT#acme#81125552141"))
+        .item("sk", text("LATEST"))
+        .item(
+            "latest_event_time",
+            AttributeValue::N("1675700000000".into()),
+        )
+        .item("latest_event_id", text("evt_old"))
+        .send()
+        .await
+        .unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let old = store.shipment(&acme, "81125552141").await.unwrap().unwrap();
+    assert_eq!(old.latest_event_id, Some(EventId::from_stored("evt_old")));
+    assert_eq!(
+        (
+            old.last_status,
+            old.terminal,
+            old.carrier,
+            old.awb,
+            old.last_received_at
+        ),
+        (None, false, None, None, None)
+    );
+    assert_eq!(store.shipment(&acme, "NO-SUCH-AWB").await.unwrap(), None);
+
+    // A newer event takes the item over with its whole state.
+    let body = br#"{"waybill":"81125552141","cp_id":21,"clickpost_status_code":5,"timestamp":"2023-02-08T10:00:00Z"}"#;
+    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let event = shared::normalize(Carrier::Clickpost, body, &ctx)
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        store.record_shipment_event(&event).await.unwrap(),
+        shared::ports::Freshness::Latest
+    );
+    let state = store.shipment(&acme, "81125552141").await.unwrap().unwrap();
+    let mut expected = ShipmentState::of(&event);
+    // Times are kept to the millisecond.
+    expected.last_received_at = expected.last_received_at.map(|t| t.trunc_subsecs(3));
+    assert_eq!(state, expected);
 }
 
 #[tokio::test]

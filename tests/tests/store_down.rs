@@ -39,7 +39,7 @@ use aws_sdk_sqs::types::{
 use dispatcher::aws_dispatcher;
 use ingest_http::apigw::notify_request;
 use integration_tests::{ingest_with, sqs_record, Receiver, Stack, TestIngest, MAX_RECEIVE_COUNT};
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::memory::RecordingMetrics;
 use shared::adapters::push::HttpPusher;
 use shared::adapters::sqs::SqsQueueActions;
@@ -131,6 +131,7 @@ async fn store_down_mid_load_loses_no_event() {
                 signing_secret: None,
                 timeout: PushTimeout::new(Duration::from_secs(2)).unwrap(),
                 enabled: true,
+                delivery: shared::push::Delivery::Every,
             },
         )
         .await
@@ -174,6 +175,7 @@ async fn store_down_mid_load_loses_no_event() {
         log: production.log,
         metrics: RecordingMetrics::default(),
         breaker: production.breaker,
+        shipments: production.shipments,
         settings: DispatchSettings {
             retry_schedule: vec![Duration::from_secs(2), Duration::from_secs(4)],
             ..production.settings
@@ -610,6 +612,7 @@ type TestDispatch = Dispatch<
     DynamoDeliveryLog,
     RecordingMetrics,
     DynamoConfigStore,
+    DynamoEventStore,
 >;
 
 /// One poller of the event source mapping (`ReportBatchItemFailures`): receive up to 10 messages,

@@ -7,6 +7,7 @@ use chrono::Utc;
 use shared::admin::{Admin, AdminError, AdminStore, PushUpdate, PushView, SecretAction};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
+use shared::push::Delivery;
 
 use super::{emit, fields, yes_no, Failure, Op, Out, Target};
 
@@ -67,6 +68,10 @@ pub struct SetArgs {
     /// Remove the signing secret: notifications are no longer signed.
     #[arg(long)]
     remove_secret: bool,
+    /// `every` event (the default), or a shipment's `latest` state only: an event whose shipment
+    /// already has a newer one is not pushed (logged as superseded). Default: unchanged.
+    #[arg(long, value_name = "every|latest")]
+    delivery: Option<String>,
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -113,6 +118,7 @@ impl SetArgs {
                 (_, true) => Some(SecretAction::Remove),
                 _ => None,
             },
+            delivery: self.delivery.clone(),
         })
     }
 }
@@ -212,6 +218,14 @@ fn describe(view: &PushView) -> String {
             humantime::format_duration(Duration::from_millis(view.timeout_ms)).to_string(),
         ),
         ("enabled", yes_no(view.enabled)),
+        (
+            "delivery",
+            match view.delivery {
+                Delivery::Every => "every event",
+                Delivery::Latest => "latest state per shipment (older events superseded)",
+            }
+            .to_owned(),
+        ),
         (
             "signing secret",
             if view.signing_secret { "set" } else { "none" }.to_owned(),

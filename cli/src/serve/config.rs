@@ -11,7 +11,8 @@ use shared::auth::Credential;
 use shared::circuit::BreakerSettings;
 use shared::ingest::IngestSettings;
 use shared::push::{
-    PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret, TargetPolicy,
+    Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret,
+    TargetPolicy,
 };
 use shared::{Carrier, Status, TenantId};
 
@@ -142,6 +143,8 @@ struct PushSection {
     timeout: Option<String>,
     #[serde(default = "enabled")]
     enabled: bool,
+    /// `every` (the default) or `latest`.
+    delivery: Option<String>,
 }
 
 fn enabled() -> bool {
@@ -519,6 +522,12 @@ fn push(
         None => default_timeout,
         Some(t) => push_timeout(&format!("{field}.timeout"), t)?,
     };
+    let delivery = match &p.delivery {
+        None => Delivery::default(),
+        Some(d) => d
+            .parse::<Delivery>()
+            .map_err(|e| invalid(format!("{field}.delivery"), e.to_string()))?,
+    };
     Ok(PushConfig {
         url,
         headers,
@@ -526,6 +535,7 @@ fn push(
         signing_secret,
         timeout,
         enabled: p.enabled,
+        delivery,
     })
 }
 
@@ -570,6 +580,15 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         let push = acme.push.as_ref().unwrap();
         assert_eq!(push.headers.len(), 2);
         assert!(push.signing_secret.is_some());
+        assert_eq!(push.delivery, Delivery::Every, "the default");
+    }
+
+    #[test]
+    fn a_tenant_can_take_the_latest_state_only() {
+        let text = EXAMPLE.replace("statuses = []", "statuses = []\ndelivery = \"latest\"");
+        let config = ServeConfig::parse(&text).unwrap();
+        let push = config.tenants[0].push.as_ref().unwrap();
+        assert_eq!(push.delivery, Delivery::Latest);
     }
 
     #[test]
@@ -577,6 +596,7 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         let cases = [
             (EXAMPLE.replace("\"2m\"", "\"2 fortnights\""), "dispatch.retry_schedule[1]"),
             (EXAMPLE.replace("statuses = []", "statuses = [\"DELIVERD\"]"), "tenants[0].push.statuses: unknown status \"DELIVERD\"; valid values are: ORDER_PLACED"),
+            (EXAMPLE.replace("statuses = []", "delivery = \"newest\""), "tenants[0].push.delivery: unknown delivery \"newest\"; valid values are: every, latest"),
             (EXAMPLE.replace("shipway = \"wk\"", "ups = \"k\""), "tenants[0].keys.ups: unknown carrier"),
             (EXAMPLE.replace("\"X-Client-Id\"", "\"X Client\""), "tenants[0].push.headers.X Client: \"X Client\" is not a valid header name"),
             (EXAMPLE.replace("\"X-Client-Id\"", "\"Host\""), "tenants[0].push.headers.Host: Host is set by RMS itself"),

@@ -50,6 +50,7 @@ pub fn configure(config: &mut ServeConfig) {
             signing_secret: SigningSecret::parse(SIGNING_SECRET).ok(),
             timeout: PushTimeout::DEFAULT,
             enabled: true,
+            delivery: shared::push::Delivery::Every,
         }),
         include_source: false,
         enabled: true,

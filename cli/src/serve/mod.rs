@@ -27,8 +27,14 @@ use tracing::{info, warn};
 pub use config::ServeConfig;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
-pub type LocalDispatch =
-    Dispatch<Arc<SqliteStore>, HttpPusher, Arc<SqliteStore>, NoMetrics, Arc<SqliteStore>>;
+pub type LocalDispatch = Dispatch<
+    Arc<SqliteStore>,
+    HttpPusher,
+    Arc<SqliteStore>,
+    NoMetrics,
+    Arc<SqliteStore>,
+    Arc<SqliteStore>,
+>;
 /// Quarantine replays go through the same ingest as the carriers' requests.
 pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher, Arc<LocalIngest>>;
 
@@ -170,6 +176,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
                     ..config.breaker.clone()
                 },
             ),
+            shipments: store.clone(),
             settings: DispatchSettings {
                 retry_schedule: config.retry_schedule.clone(),
                 ..DispatchSettings::default()

@@ -6,12 +6,12 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use shared::circuit::CircuitStore;
 use shared::dispatch::{settle, Decision, Dispatch};
-use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions};
+use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions, ShipmentStates};
 use shared::CanonicalEvent;
 
 /// Delivers a batch; returns the ids of the records to be received again.
-pub async fn handle<C, P, L, M, B, A>(
-    dispatch: &Dispatch<C, P, L, M, B>,
+pub async fn handle<C, P, L, M, B, S, A>(
+    dispatch: &Dispatch<C, P, L, M, B, S>,
     actions: &A,
     event: SqsEvent,
     concurrency: usize,
@@ -22,6 +22,7 @@ where
     L: DeliveryLog,
     M: Metrics,
     B: CircuitStore,
+    S: ShipmentStates,
     A: QueueActions,
 {
     let failures: Vec<BatchItemFailure> = stream::iter(event.records)
@@ -43,8 +44,8 @@ where
 }
 
 /// Handles one record; `true` if it is done with (acknowledge), `false` if it must come back.
-async fn process<C, P, L, M, B, A>(
-    dispatch: &Dispatch<C, P, L, M, B>,
+async fn process<C, P, L, M, B, S, A>(
+    dispatch: &Dispatch<C, P, L, M, B, S>,
     actions: &A,
     record: SqsMessage,
 ) -> bool
@@ -54,6 +55,7 @@ where
     L: DeliveryLog,
     M: Metrics,
     B: CircuitStore,
+    S: ShipmentStates,
     A: QueueActions,
 {
     let body = record.body.as_deref().unwrap_or("");
@@ -93,13 +95,13 @@ mod tests {
 
     use aws_lambda_events::event::sqs::SqsMessageAttribute;
     use shared::adapters::memory::{
-        MemoryCircuits, MemoryDeliveryLog, MemoryPushConfigs, MemoryQueueActions, RecordingMetrics,
-        ScriptedPusher,
+        MemoryCircuits, MemoryDeliveryLog, MemoryEvents, MemoryPushConfigs, MemoryQueueActions,
+        RecordingMetrics, ScriptedPusher,
     };
     use shared::circuit::{Breaker, BreakerSettings};
     use shared::dispatch::DispatchSettings;
     use shared::ports::PushResult;
-    use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, TargetPolicy};
+    use shared::push::{Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, TargetPolicy};
     use shared::{normalize, Carrier, NormalizeContext, TenantId};
 
     use super::*;
@@ -141,6 +143,7 @@ mod tests {
         Arc<MemoryDeliveryLog>,
         Arc<RecordingMetrics>,
         Arc<MemoryCircuits>,
+        Arc<MemoryEvents>,
     >;
 
     fn dispatch(script: Vec<PushResult>) -> TestDispatch {
@@ -155,6 +158,7 @@ mod tests {
                 signing_secret: None,
                 timeout: PushTimeout::from_millis(1000).unwrap(),
                 enabled: true,
+                delivery: Delivery::Every,
             }),
         );
         Dispatch {
@@ -163,6 +167,7 @@ mod tests {
             log: Arc::new(MemoryDeliveryLog::default()),
             metrics: Arc::new(RecordingMetrics::default()),
             breaker: Breaker::new(Arc::default(), BreakerSettings::default()),
+            shipments: Arc::default(),
             settings: DispatchSettings::default(),
         }
     }

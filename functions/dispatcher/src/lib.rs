@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog};
+use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::HttpPusher;
 use shared::adapters::sqs::SqsQueueActions;
@@ -25,6 +25,7 @@ pub type AwsDispatch = Dispatch<
     DynamoDeliveryLog,
     EmfMetrics,
     DynamoConfigStore,
+    DynamoEventStore,
 >;
 
 /// Builds the use-case and the queue actions from the configuration and one client per service.
@@ -40,6 +41,8 @@ pub fn aws_dispatcher(
         ),
         pusher: HttpPusher::new(config.targets)?,
         log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
+        // The shipments' state (events table), read for latest-state tenants only.
+        shipments: DynamoEventStore::new(dynamo.clone(), &config.events_table),
         metrics: EmfMetrics,
         // Open circuits live in the config table: see `shared::circuit` for why.
         breaker: Breaker::new(

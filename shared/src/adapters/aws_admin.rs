@@ -297,12 +297,7 @@ fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &s
 }
 
 fn attempt_from(item: &HashMap<String, AttributeValue>) -> Option<Attempt> {
-    let outcome = match text(item, "outcome")?.as_str() {
-        "delivered" => AttemptOutcome::Delivered,
-        "retry" => AttemptOutcome::Retry,
-        "dead_letter" => AttemptOutcome::DeadLetter,
-        _ => return None,
-    };
+    let outcome = AttemptOutcome::parse(&text(item, "outcome")?)?;
     Some(Attempt {
         event_id: EventId::from_stored(text(item, "event_id")?),
         tenant_id: text(item, "tenant_id")?,

@@ -11,9 +11,9 @@
 //! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
 //! | config | `CIRCUIT#<tenant>` | `CIRCUIT` | an open circuit (`circuit.rs`; closed: no item; a partition of its own, so the dispatcher's IAM policy can allow writing these items and no other): `opened_at` (RFC 3339), `failures` (N), `last_error`, `probe_at_ms` (N, epoch ms; the probe is claimed by a conditional update of it) |
-//! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled` |
+//! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
-//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | `latest_event_time` (epoch ms): for `is_stale` |
+//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. Items written before the state have only `latest_event_time` and `latest_event_id` |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
 //! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
@@ -31,9 +31,10 @@ use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
-    Freshness, PushConfigStore, Quarantined, TenantAuth, Unavailable,
+    Freshness, PushConfigStore, Quarantined, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
+use crate::shipment::ShipmentState;
 
 pub(super) const SERVICE: &str = "DynamoDB";
 const RECEIVED: &str = "RECEIVED";
@@ -41,7 +42,8 @@ const QUEUED: &str = "QUEUED";
 
 /// How long an event id is remembered, so that a re-send is recognised as a duplicate.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
-/// How long the newest event time of a shipment is kept (for `is_stale`).
+/// How long a shipment's state is kept after its newest event (for `is_stale`, latest-state
+/// delivery and reconciling).
 pub const SHIPMENT_STATE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// How long a rejected payload is kept for inspection and replay, from its last arrival.
 pub const QUARANTINE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -112,6 +114,10 @@ pub(super) fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> Stri
 
 pub(super) fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("EVENT#{event_id}"), "CLAIM")
+}
+
+fn shipment_item_key(tenant: &str, shipment_key: &str) -> HashMap<String, AttributeValue> {
+    key(format!("SHIPMENT#{tenant}#{shipment_key}"), "LATEST")
 }
 
 pub(super) fn profile_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
@@ -317,6 +323,7 @@ impl DynamoConfigStore {
         let timeout_ms = i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX);
         item.insert("timeout_ms".into(), n(timeout_ms));
         item.insert("enabled".into(), AttributeValue::Bool(config.enabled));
+        item.insert("delivery".into(), s(config.delivery.as_str()));
         put(&self.client, &self.table, item).await?;
         Ok(())
     }
@@ -378,6 +385,11 @@ impl PushConfigStore for DynamoConfigStore {
                 .and_then(|v| v.as_bool().ok())
                 .copied()
                 .unwrap_or(true),
+            // Absent (written before the setting), or a mode this build does not know: every
+            // event, which loses nothing.
+            delivery: text(item, "delivery")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_default(),
         }))
     }
 }
@@ -601,6 +613,48 @@ impl DynamoEventStore {
     }
 }
 
+impl ShipmentStates for DynamoEventStore {
+    async fn shipment(
+        &self,
+        tenant: &TenantId,
+        shipment_key: &str,
+    ) -> Result<Option<ShipmentState>, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(shipment_item_key(tenant.as_str(), shipment_key)))
+            // Consistent: an event accepted a moment ago supersedes the older ones at once.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        Ok(found.item().map(shipment_state))
+    }
+}
+
+/// A `SHIPMENT#` item as a state; attributes it lacks (written before they were kept) are
+/// `None`.
+fn shipment_state(item: &HashMap<String, AttributeValue>) -> ShipmentState {
+    let millis = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis)
+    };
+    ShipmentState {
+        latest_event_id: text(item, "latest_event_id").map(EventId::from_stored),
+        latest_event_time: millis("latest_event_time").unwrap_or_default(),
+        last_status: text(item, "last_status").and_then(|s| s.parse().ok()),
+        terminal: flag(item, "terminal").unwrap_or(false),
+        carrier: text(item, "carrier").and_then(|c| c.parse().ok()),
+        awb: text(item, "awb"),
+        order_id: text(item, "order_id"),
+        courier_id: text(item, "courier_id"),
+        last_received_at: millis("last_received_at"),
+    }
+}
+
 impl EventStore for DynamoEventStore {
     async fn claim(
         &self,
@@ -716,33 +770,56 @@ impl EventStore for DynamoEventStore {
         &self,
         event: &CanonicalEvent,
     ) -> Result<Freshness, Unavailable> {
-        let now = Utc::now();
-        let updated = self
+        let state = ShipmentState::of(event);
+        let mut values = vec![
+            (
+                "latest_event_time",
+                n(state.latest_event_time.timestamp_millis()),
+            ),
+            ("latest_event_id", s(event.event_id.as_str())),
+            ("last_status", s(event.status.as_str())),
+            ("terminal", AttributeValue::Bool(state.terminal)),
+            ("carrier", s(event.carrier.as_str())),
+            ("last_received_at", n(event.received_at.timestamp_millis())),
+            ("expires_at", n(epoch_after(Utc::now(), SHIPMENT_STATE_TTL))),
+        ];
+        // An identifier the event lacks keeps its earlier value: it is not written.
+        for (name, value) in [
+            ("awb", state.awb),
+            ("order_id", state.order_id),
+            ("courier_id", state.courier_id),
+        ] {
+            if let Some(value) = value {
+                values.push((name, s(value)));
+            }
+        }
+        let assignments: Vec<String> = values
+            .iter()
+            .map(|(name, _)| format!("#{name} = :{name}"))
+            .collect();
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                format!("SHIPMENT#{}#{}", event.tenant_id, event.shipment_key()),
-                "LATEST",
+            .set_key(Some(shipment_item_key(
+                &event.tenant_id,
+                event.shipment_key(),
             )))
-            .update_expression(
-                "SET latest_event_time = :t, latest_event_id = :id, expires_at = :exp",
-            )
-            // Equal times are not stale: a retry of the same event must not flag itself.
-            .condition_expression("attribute_not_exists(pk) OR latest_event_time <= :t")
-            .expression_attribute_values(":t", n(event.event_time.timestamp_millis()))
-            .expression_attribute_values(":id", s(event.event_id.as_str()))
-            .expression_attribute_values(":exp", n(epoch_after(now, SHIPMENT_STATE_TTL)))
-            .send()
-            .await;
-        match updated {
+            // One conditional write, the newest event time wins. Equal times are not stale: a
+            // retry of the same event must not flag itself.
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #latest_event_time <= :latest_event_time",
+            );
+        // Every name through an alias: DynamoDB reserves hundreds of words.
+        for (name, value) in values {
+            update = update
+                .expression_attribute_names(format!("#{name}"), name)
+                .expression_attribute_values(format!(":{name}"), value);
+        }
+        match update.send().await {
             Ok(_) => Ok(Freshness::Latest),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Freshness::Stale)
-            }
+            Err(e) if condition_failed(&e) => Ok(Freshness::Stale),
             Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),
         }
     }

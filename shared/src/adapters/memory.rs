@@ -20,9 +20,10 @@ use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
     DeliveryLog, EventQueue, EventStore, Freshness, Metrics, PushConfigStore, PushRequest,
-    PushResult, Pusher, Quarantined, QueueActions, TenantAuth, Unavailable,
+    PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
+use crate::shipment::ShipmentState;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the assertions that follow.
@@ -107,7 +108,8 @@ pub struct QuarantineRecord {
 #[derive(Default)]
 struct EventsState {
     claims: HashMap<EventId, ClaimState>,
-    latest: HashMap<(String, String), DateTime<Utc>>,
+    /// Keyed by (tenant, shipment key).
+    shipments: HashMap<(String, String), ShipmentState>,
     /// Keyed by (tenant, body digest).
     quarantine: HashMap<(String, String), QuarantineRecord>,
     activity: HashMap<(TenantId, Carrier), CarrierActivity>,
@@ -247,12 +249,12 @@ impl EventStore for MemoryEvents {
         self.check("UpdateItem")?;
         let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
         let mut state = lock(&self.state);
-        match state.latest.get(&key) {
-            Some(latest) if *latest > event.event_time => Ok(Freshness::Stale),
-            _ => {
-                state.latest.insert(key, event.event_time);
+        match ShipmentState::after(state.shipments.get(&key), event) {
+            Some(next) => {
+                state.shipments.insert(key, next);
                 Ok(Freshness::Latest)
             }
+            None => Ok(Freshness::Stale),
         }
     }
 
@@ -300,6 +302,20 @@ impl EventStore for MemoryEvents {
             });
         apply_activity(view, activity, at, detail);
         Ok(())
+    }
+}
+
+impl ShipmentStates for MemoryEvents {
+    async fn shipment(
+        &self,
+        tenant: &TenantId,
+        shipment_key: &str,
+    ) -> Result<Option<ShipmentState>, Unavailable> {
+        self.check("GetItem")?;
+        Ok(lock(&self.state)
+            .shipments
+            .get(&(tenant.to_string(), shipment_key.to_owned()))
+            .cloned())
     }
 }
 

@@ -24,9 +24,10 @@ use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog, Intake,
-    PushConfigStore, Quarantined, QueueActions, TenantAuth, Unavailable,
+    PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
+use crate::shipment::ShipmentState;
 
 const SERVICE: &str = "SQLite";
 
@@ -53,7 +54,9 @@ CREATE TABLE IF NOT EXISTS push_configs (
     statuses TEXT NOT NULL,
     signing_secret TEXT,
     timeout_ms INTEGER NOT NULL,
-    enabled INTEGER NOT NULL
+    enabled INTEGER NOT NULL,
+    -- `every` or `latest` (push::Delivery).
+    delivery TEXT NOT NULL DEFAULT 'every'
 );
 CREATE TABLE IF NOT EXISTS claims (
     event_id TEXT PRIMARY KEY,
@@ -61,10 +64,22 @@ CREATE TABLE IF NOT EXISTS claims (
     -- The canonical event, kept with its claim: what a replay sends again.
     body TEXT
 );
+-- Per tenant and shipment, the newest accepted event (ports::ShipmentState); rows written
+-- before the other columns have only `latest_ms`.
 CREATE TABLE IF NOT EXISTS shipments (
     tenant_id TEXT NOT NULL,
     shipment_key TEXT NOT NULL,
+    -- The newest event's time, epoch ms.
     latest_ms INTEGER NOT NULL,
+    latest_event_id TEXT,
+    last_status TEXT,
+    terminal INTEGER NOT NULL DEFAULT 0,
+    carrier TEXT,
+    awb TEXT,
+    order_id TEXT,
+    courier_id TEXT,
+    -- When the newest event arrived, epoch ms.
+    last_received_ms INTEGER,
     PRIMARY KEY (tenant_id, shipment_key)
 );
 -- Rejected bodies, once per tenant and body digest (the table `quarantine`, keyed by digest
@@ -142,7 +157,7 @@ CREATE TABLE IF NOT EXISTS delivered (
 ";
 
 /// Columns added after the first release; a database made before them gets them on open.
-const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 16] = [
     ("tenants", "enabled", "INTEGER NOT NULL DEFAULT 1"),
     ("tenants", "created_at", "TEXT NOT NULL DEFAULT ''"),
     ("tenants", "file_managed", "INTEGER NOT NULL DEFAULT 0"),
@@ -150,6 +165,15 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("claims", "body", "TEXT"),
     ("queue", "replay", "INTEGER NOT NULL DEFAULT 0"),
     ("queue", "leased", "INTEGER NOT NULL DEFAULT 0"),
+    ("push_configs", "delivery", "TEXT NOT NULL DEFAULT 'every'"),
+    ("shipments", "latest_event_id", "TEXT"),
+    ("shipments", "last_status", "TEXT"),
+    ("shipments", "terminal", "INTEGER NOT NULL DEFAULT 0"),
+    ("shipments", "carrier", "TEXT"),
+    ("shipments", "awb", "TEXT"),
+    ("shipments", "order_id", "TEXT"),
+    ("shipments", "courier_id", "TEXT"),
+    ("shipments", "last_received_ms", "INTEGER"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -285,7 +309,7 @@ fn commit_group(
     Ok(answers)
 }
 
-/// The statements of one acceptance: the claim, the shipment's latest time, the queued message.
+/// The statements of one acceptance: the claim, the shipment's state, the queued message.
 /// Returns the claim and whether the event is stale.
 fn accept_one(
     conn: &Connection,
@@ -302,18 +326,7 @@ fn accept_one(
     if claimed == 0 {
         return Ok((Claim::AlreadyQueued, false));
     }
-    let latest = execute(
-        conn,
-        "INSERT INTO shipments (tenant_id, shipment_key, latest_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET latest_ms = excluded.latest_ms
-             WHERE shipments.latest_ms <= excluded.latest_ms",
-        params![
-            event.tenant_id,
-            event.shipment_key(),
-            event.event_time.timestamp_millis()
-        ],
-    )?;
-    let is_stale = latest == 0;
+    let is_stale = record_shipment(conn, event)? == 0;
     let mut queued = event.clone();
     queued.is_stale = is_stale;
     let body = serde_json::to_string(&queued)
@@ -329,6 +342,43 @@ fn accept_one(
         params![event.event_id.as_str(), body],
     )?;
     Ok((Claim::Claimed, is_stale))
+}
+
+/// The shipment's state becomes the event's, unless a newer event is there already (equal times:
+/// the later accepted wins, as a retry of the same event must not flag itself stale). Identifiers
+/// the event lacks keep their earlier value. Returns 0 when the event is not the newest.
+fn record_shipment(conn: &Connection, event: &CanonicalEvent) -> rusqlite::Result<usize> {
+    let state = ShipmentState::of(event);
+    execute(
+        conn,
+        "INSERT INTO shipments (tenant_id, shipment_key, latest_ms, latest_event_id, last_status,
+                 terminal, carrier, awb, order_id, courier_id, last_received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (tenant_id, shipment_key) DO UPDATE SET
+             latest_ms = excluded.latest_ms,
+             latest_event_id = excluded.latest_event_id,
+             last_status = excluded.last_status,
+             terminal = excluded.terminal,
+             carrier = excluded.carrier,
+             awb = COALESCE(excluded.awb, shipments.awb),
+             order_id = COALESCE(excluded.order_id, shipments.order_id),
+             courier_id = COALESCE(excluded.courier_id, shipments.courier_id),
+             last_received_ms = excluded.last_received_ms
+         WHERE shipments.latest_ms <= excluded.latest_ms",
+        params![
+            event.tenant_id,
+            event.shipment_key(),
+            state.latest_event_time.timestamp_millis(),
+            state.latest_event_id.as_ref().map(EventId::as_str),
+            state.last_status.map(Status::as_str),
+            state.terminal,
+            state.carrier.map(Carrier::as_str),
+            state.awb,
+            state.order_id,
+            state.courier_id,
+            state.last_received_at.map(|t| t.timestamp_millis()),
+        ],
+    )
 }
 
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -406,11 +456,12 @@ fn write_push_config(
     let statuses = serde_json::to_string(&statuses)
         .map_err(|e| Unavailable::new(SERVICE, "put push config", e))?;
     execute(conn,
-            "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO push_configs (tenant_id, url, headers, statuses, signing_secret, timeout_ms, enabled, delivery)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, headers = excluded.headers,
                statuses = excluded.statuses, signing_secret = excluded.signing_secret,
-               timeout_ms = excluded.timeout_ms, enabled = excluded.enabled",
+               timeout_ms = excluded.timeout_ms, enabled = excluded.enabled,
+               delivery = excluded.delivery",
             params![
                 tenant.as_str(),
                 config.url.as_str(),
@@ -419,6 +470,7 @@ fn write_push_config(
                 config.signing_secret.as_ref().map(SigningSecret::expose),
                 i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX),
                 config.enabled,
+                config.delivery.as_str(),
             ],
         )
         .map_err(unavailable("put push config"))?;
@@ -820,11 +872,7 @@ impl SqliteStore {
                     awb: row.get(2)?,
                     status: status.parse().unwrap_or(Status::Unknown),
                     attempt: row.get(4)?,
-                    outcome: match outcome.as_str() {
-                        "delivered" => AttemptOutcome::Delivered,
-                        "retry" => AttemptOutcome::Retry,
-                        _ => AttemptOutcome::DeadLetter,
-                    },
+                    outcome: AttemptOutcome::parse(&outcome).unwrap_or(AttemptOutcome::DeadLetter),
                     http_status: row.get(6)?,
                     latency_ms: row.get(7)?,
                     error: row.get(8)?,
@@ -872,7 +920,7 @@ impl ConfigStore for SqliteStore {
 }
 
 /// Each acceptance is one savepoint of a group commit (see [`Committer`]): the claim, the
-/// shipment's latest time and the queued message are committed together or not at all, so a crash
+/// shipment's state and the queued message are committed together or not at all, so a crash
 /// never leaves a claim without its message.
 impl Intake for SqliteStore {
     async fn accept(
@@ -1095,15 +1143,15 @@ impl CircuitStore for SqliteStore {
 
 impl PushConfigStore for SqliteStore {
     async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
-        type Row = (String, String, String, Option<String>, i64, bool);
+        type Row = (String, String, String, Option<String>, i64, bool, String);
         let row: Option<Row> = query_row(&self.conn(),
-                "SELECT url, headers, statuses, signing_secret, timeout_ms, enabled FROM push_configs WHERE tenant_id = ?1",
+                "SELECT url, headers, statuses, signing_secret, timeout_ms, enabled, delivery FROM push_configs WHERE tenant_id = ?1",
                 params![tenant.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()
             .map_err(unavailable("push config"))?;
-        let Some((url, headers, statuses, secret, timeout_ms, enabled)) = row else {
+        let Some((url, headers, statuses, secret, timeout_ms, enabled, delivery)) = row else {
             return Ok(None);
         };
         let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
@@ -1123,7 +1171,43 @@ impl PushConfigStore for SqliteStore {
                 PushTimeout::clamped(Duration::from_millis(ms))
             }),
             enabled,
+            // A mode this build does not know (written by a newer one): every event, which
+            // loses nothing.
+            delivery: delivery.parse().unwrap_or_default(),
         }))
+    }
+}
+
+impl ShipmentStates for SqliteStore {
+    async fn shipment(
+        &self,
+        tenant: &TenantId,
+        shipment_key: &str,
+    ) -> Result<Option<ShipmentState>, Unavailable> {
+        query_row(
+            &self.conn(),
+            "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
+                    courier_id, last_received_ms
+             FROM shipments WHERE tenant_id = ?1 AND shipment_key = ?2",
+            params![tenant.as_str(), shipment_key],
+            |row| {
+                let status: Option<String> = row.get(2)?;
+                let carrier: Option<String> = row.get(4)?;
+                Ok(ShipmentState {
+                    latest_event_time: from_ms(row.get(0)?),
+                    latest_event_id: row.get::<_, Option<String>>(1)?.map(EventId::from_stored),
+                    last_status: status.and_then(|s| s.parse().ok()),
+                    terminal: row.get(3)?,
+                    carrier: carrier.and_then(|c| c.parse().ok()),
+                    awb: row.get(5)?,
+                    order_id: row.get(6)?,
+                    courier_id: row.get(7)?,
+                    last_received_at: row.get::<_, Option<i64>>(8)?.map(from_ms),
+                })
+            },
+        )
+        .optional()
+        .map_err(unavailable("shipment"))
     }
 }
 
@@ -1642,6 +1726,140 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_newest_accepted_event_is_the_shipment_s_state() {
+        let store = SqliteStore::in_memory().unwrap();
+        let hold = Duration::from_secs(60);
+        let acme = tenant_id("acme");
+        assert_eq!(store.shipment(&acme, "AWB9").await.unwrap(), None);
+        let body = |code: u16, time: &str, order: &str| {
+            format!(
+                r#"{{"waybill":"AWB9","cp_id":4,"clickpost_status_code":{code},"timestamp":"{time}"{order}}}"#
+            )
+        };
+        let ctx = NormalizeContext::new(
+            "acme",
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        );
+        let event = |text: String| {
+            normalize(Carrier::Clickpost, text.as_bytes(), &ctx)
+                .unwrap()
+                .remove(0)
+        };
+        let mut first = event(body(
+            5,
+            "2026-11-22T08:00:00Z",
+            r#","additional":{"order_id":"ORD-9"}"#,
+        ));
+        let mut newest = event(body(8, "2026-11-22T09:00:00Z", ""));
+        let mut late = event(body(6, "2026-11-22T08:30:00Z", ""));
+        for e in [&mut first, &mut newest, &mut late] {
+            store.accept(e, Utc::now(), hold).await.unwrap();
+        }
+        let state = store.shipment(&acme, "AWB9").await.unwrap().unwrap();
+        assert_eq!(
+            state,
+            ShipmentState {
+                latest_event_id: Some(newest.event_id.clone()),
+                latest_event_time: newest.event_time,
+                last_status: Some(Status::Delivered),
+                terminal: true,
+                carrier: Some(Carrier::Clickpost),
+                awb: Some("AWB9".into()),
+                // The newest scan has no order id: the earlier one's is kept.
+                order_id: Some("ORD-9".into()),
+                courier_id: Some("4".into()),
+                last_received_at: Some(newest.received_at),
+            }
+        );
+        assert!(late.is_stale);
+        // Another tenant's shipment with the same AWB is its own.
+        assert_eq!(
+            store.shipment(&tenant_id("globex"), "AWB9").await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_delivery_mode_is_stored_with_the_push_config() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = tenant_id("acme");
+        let mut config = push_to("http://127.0.0.1:9/hook");
+        config.delivery = crate::push::Delivery::Latest;
+        store.put_push_config(&acme, &config).unwrap();
+        let read = PushConfigStore::push_config(&store, &acme)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.delivery, crate::push::Delivery::Latest);
+        config.delivery = crate::push::Delivery::Every;
+        store.put_push_config(&acme, &config).unwrap();
+        let read = PushConfigStore::push_config(&store, &acme)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.delivery, crate::push::Delivery::Every);
+    }
+
+    #[test]
+    fn a_database_made_before_shipment_state_and_delivery_modes_reads_with_defaults() {
+        let dir = std::env::temp_dir().join(format!("rms-shipment-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE shipments (tenant_id TEXT NOT NULL, shipment_key TEXT NOT NULL,
+                     latest_ms INTEGER NOT NULL, PRIMARY KEY (tenant_id, shipment_key));
+                 INSERT INTO shipments VALUES ('acme', 'AWB1', 1795341600000);
+                 CREATE TABLE push_configs (tenant_id TEXT PRIMARY KEY, url TEXT NOT NULL,
+                     headers TEXT NOT NULL, statuses TEXT NOT NULL, signing_secret TEXT,
+                     timeout_ms INTEGER NOT NULL, enabled INTEGER NOT NULL);
+                 INSERT INTO push_configs VALUES ('acme', 'https://client.example/hook', '[]', '[]',
+                     NULL, 10000, 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let acme = tenant_id("acme");
+        let state = runtime
+            .block_on(store.shipment(&acme, "AWB1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state,
+            ShipmentState {
+                latest_event_id: None,
+                latest_event_time: Utc.timestamp_millis_opt(1_795_341_600_000).unwrap(),
+                last_status: None,
+                terminal: false,
+                carrier: None,
+                awb: None,
+                order_id: None,
+                courier_id: None,
+                last_received_at: None,
+            }
+        );
+        let config = runtime
+            .block_on(PushConfigStore::push_config(&store, &acme))
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.delivery, crate::push::Delivery::Every);
+        // The old row is the newest-wins baseline still: an older scan is stale against it.
+        let mut older = scan("AWB1", "2026-11-22T07:00:00Z");
+        runtime
+            .block_on(store.accept(&mut older, Utc::now(), Duration::from_secs(60)))
+            .unwrap();
+        assert!(older.is_stale);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_message_past_its_receives_is_dead_lettered_not_handed_out() {
         let store = SqliteStore::in_memory().unwrap();
         let mut event = scan("AWB3", "2026-11-22T09:00:00Z");
@@ -2060,6 +2278,7 @@ mod tests {
             signing_secret: None,
             timeout: PushTimeout::DEFAULT,
             enabled: true,
+            delivery: crate::push::Delivery::Every,
         }
     }
 
