@@ -16,6 +16,8 @@ use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, Npr, ShipmentType,
     Source, Status, SCHEMA_ID,
 };
+
+pub mod pull;
 use crate::time;
 
 pub static SPEC: CarrierSpec = CarrierSpec {

@@ -10,6 +10,7 @@
 //! `match`, so a reader finds a carrier's whole mapping in one place.
 
 pub mod clickpost;
+pub mod pull;
 pub mod scrub;
 pub mod shiprocket;
 pub mod shipway;

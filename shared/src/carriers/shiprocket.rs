@@ -19,6 +19,8 @@ use crate::model::{
 };
 use crate::time;
 
+pub mod pull;
+
 pub static SPEC: CarrierSpec = CarrierSpec {
     carrier: Carrier::Shiprocket,
     name: "shiprocket",

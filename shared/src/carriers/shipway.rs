@@ -22,6 +22,8 @@ use crate::model::{
 };
 use crate::time;
 
+pub mod pull;
+
 pub static SPEC: CarrierSpec = CarrierSpec {
     carrier: Carrier::Shipway,
     name: "shipway",
