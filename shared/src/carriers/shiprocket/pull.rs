@@ -373,6 +373,28 @@ fn read_bulk(
 ) -> Result<Vec<PulledShipment>, Fault> {
     type Map = std::collections::HashMap<String, Box<RawValue>>;
     let mut top: Map = parse_answer(body)?;
+    // Some Shiprocket APIs answer an error inside a 200 (SR-DOC): `{"message", "status_code"}`.
+    // No AWB is called `status_code`.
+    if let Some(code) = top.get("status_code") {
+        let code: Option<Int> = serde_json::from_str(code.get()).ok();
+        if code.is_some_and(|c| c.0 >= 400) {
+            #[derive(Deserialize)]
+            struct Failure {
+                message: Option<Str>,
+            }
+            let message = serde_json::from_slice::<Failure>(body)
+                .ok()
+                .and_then(|f| text(&f.message))
+                .unwrap_or_else(|| snippet(body));
+            return Err(Fault::Carrier {
+                status: 200,
+                message: format!(
+                    "status_code {} in the answer: {message}",
+                    code.map_or(0, |c| c.0)
+                ),
+            });
+        }
+    }
     if let Some(inner) = top.remove("tracking_data") {
         let nested: Map = parse_part(&inner, "tracking_data")?;
         if nested.contains_key("track_status") || nested.contains_key("shipment_track_activities") {
