@@ -648,6 +648,8 @@ impl<E: EventStore, Q: EventQueue> ClaimThenQueue<E, Q> {
         match self.events.earlier_claim(&event.legacy_ids, now).await {
             Ok(None | Some(Claim::Claimed)) => Ok(None),
             Ok(Some(Claim::AlreadyQueued)) => {
+                // How often this still happens says when the bridge can go.
+                info!(event_id = %event.event_id, "duplicate of an event accepted under its v1 id");
                 if let Err(e) = self.events.mark_queued(event).await {
                     // The next copy looks the v1 claim up again: still a duplicate.
                     warn!(event_id = %event.event_id, error = %e, "duplicate of a v1 claim not marked queued");

@@ -74,7 +74,8 @@ impl PullTransport for HttpPullTransport {
         .timeout(request.timeout)
         .header("accept", "application/json");
         for (name, value) in &request.headers {
-            let name = HeaderName::from_static(name);
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| failure(format!("{name:?} is not a header name"), false))?;
             let value = HeaderValue::from_str(value.expose()).map_err(|_| {
                 failure(
                     format!("the {name} header holds a forbidden character"),

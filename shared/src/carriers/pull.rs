@@ -616,6 +616,18 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_base_urls_pass_the_production_rules() {
+        for url in [
+            crate::carriers::clickpost::pull::DEFAULT_BASE_URL,
+            crate::carriers::shiprocket::pull::DEFAULT_BASE_URL,
+            crate::carriers::shipway::pull::DEFAULT_BASE_URL,
+        ] {
+            let parsed = BaseUrl::parse(url, TargetPolicy::default()).unwrap();
+            assert_eq!(parsed, BaseUrl::documented(url), "{url}");
+        }
+    }
+
+    #[test]
     fn paths_are_appended_to_the_base_path() {
         let base = BaseUrl::parse(
             "https://apiv2.shiprocket.in/v1/external/",

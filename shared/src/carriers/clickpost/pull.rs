@@ -154,7 +154,8 @@ impl<T: PullTransport> ClickpostPull<T> {
     }
 
     /// The shipments updated from `start` to `end` (at most [`MAX_WINDOW`] apart), following
-    /// `meta.next` when Clickpost pages the answer. `now` times a back-off.
+    /// `meta.next` when Clickpost pages the answer. `ctx` gives the zone of the scan times and,
+    /// as `received_at`, the time of the pull (a back-off's start).
     pub async fn updated_orders(
         &self,
         start: DateTime<Utc>,
