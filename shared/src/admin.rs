@@ -1265,6 +1265,7 @@ pub fn sample_event(tenant: &TenantId, status: Status, now: DateTime<Utc>) -> Ca
         edd: None,
         items: Vec::new(),
         source: None,
+        legacy_ids: Default::default(),
     };
     event.event_id = EventId::test(now);
     event

@@ -587,6 +587,9 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
         if claim != Claim::Claimed {
             return Ok(claim);
         }
+        if let Some(earlier) = self.earlier_claim(event, &token, now).await? {
+            return Ok(earlier);
+        }
         let queued = async {
             event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
             self.queue.enqueue(event).await
@@ -623,6 +626,48 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
 }
 
 impl<E: EventStore, Q: EventQueue> ClaimThenQueue<E, Q> {
+    /// The answer for an event whose own claim is new but which was accepted before under a v1
+    /// id (`CanonicalEvent::legacy_ids`, the ids of the first identity), if it was: `AlreadyQueued`
+    /// (its own claim is then marked queued, so that the next copy is answered by that claim
+    /// alone), or `InFlight` while an attempt of the old code holds it (its own claim released).
+    ///
+    /// This is the one place the identity change is bridged for the claim-then-queue stores
+    /// (DynamoDB, the in-memory fake); SQLite does the same inside its transaction. It costs one
+    /// read, and only when the event's own claim is new: a duplicate under the current id costs
+    /// nothing more. The read finds nothing once the v1 claims have expired (the dedup window,
+    /// 35 days after v2 went live), and the look-up goes with `legacy_ids` then.
+    async fn earlier_claim(
+        &self,
+        event: &CanonicalEvent,
+        token: &ClaimToken,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, Unavailable> {
+        if event.legacy_ids.is_empty() {
+            return Ok(None);
+        }
+        match self.events.earlier_claim(&event.legacy_ids, now).await {
+            Ok(None | Some(Claim::Claimed)) => Ok(None),
+            Ok(Some(Claim::AlreadyQueued)) => {
+                // How often this still happens says when the bridge can go.
+                info!(event_id = %event.event_id, "duplicate of an event accepted under its v1 id");
+                if let Err(e) = self.events.mark_queued(event).await {
+                    // The next copy looks the v1 claim up again: still a duplicate.
+                    warn!(event_id = %event.event_id, error = %e, "duplicate of a v1 claim not marked queued");
+                    self.release(event, token).await;
+                }
+                Ok(Some(Claim::AlreadyQueued))
+            }
+            Ok(Some(Claim::InFlight)) => {
+                self.release(event, token).await;
+                Ok(Some(Claim::InFlight))
+            }
+            Err(e) => {
+                self.release(event, token).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Gives up this attempt's claim, if it holds one, so that the carrier's retry is accepted.
     async fn release(&self, event: &CanonicalEvent, token: &ClaimToken) {
         if let Err(e) = self.events.release(&event.event_id, token).await {
@@ -639,4 +684,109 @@ fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::adapters::memory::{ClaimState, MemoryEvents, MemoryQueue};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+    }
+
+    fn scan(time: &str) -> CanonicalEvent {
+        let body = format!(
+            r#"{{"waybill":"AWB-V1","clickpost_status_code":6,"timestamp":"{time}","additional":{{"notification_event_id":3}}}}"#
+        );
+        let ctx = NormalizeContext::new("acme", now());
+        normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
+            .unwrap()
+            .remove(0)
+    }
+
+    /// The event as the code before the v2 identity saw it: under its v1 id.
+    fn as_v1(event: &CanonicalEvent) -> CanonicalEvent {
+        let mut old = event.clone();
+        old.event_id = event.legacy_ids[0].clone();
+        old.legacy_ids = Default::default();
+        old
+    }
+
+    type Memory = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+
+    fn intake() -> (Memory, Arc<MemoryEvents>, Arc<MemoryQueue>) {
+        let events = Arc::new(MemoryEvents::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let intake = ClaimThenQueue {
+            events: events.clone(),
+            queue: queue.clone(),
+        };
+        (intake, events, queue)
+    }
+
+    const HOLD: Duration = Duration::from_secs(15);
+
+    #[tokio::test]
+    async fn a_scan_queued_under_its_v1_id_is_a_duplicate_and_its_v2_claim_says_so() {
+        let (intake, events, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        assert_eq!(event.legacy_ids.len(), 1);
+        assert_ne!(event.legacy_ids[0], event.event_id);
+        let mut before = as_v1(&event);
+        assert_eq!(
+            intake.accept(&mut before, now(), HOLD).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        assert_eq!(queue.messages().len(), 1, "queued once, under v1");
+        // The next copy is answered by the v2 claim alone.
+        assert_eq!(
+            events.claim_state(&event.event_id),
+            Some(ClaimState::Queued)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_v1_claim_still_in_flight_answers_in_flight_and_leaves_no_v2_claim() {
+        let (intake, events, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        let old = as_v1(&event);
+        // An attempt of the old code holds the v1 claim and has not queued the event yet.
+        events
+            .claim(&old, now(), HOLD, &ClaimToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            Claim::InFlight
+        );
+        assert_eq!(events.claim_state(&event.event_id), None);
+        assert!(queue.messages().is_empty());
+        // Once that attempt's claim has expired unqueued, the scan is accepted.
+        let later = now() + chrono::TimeDelta::seconds(60);
+        assert_eq!(
+            intake.accept(&mut event, later, HOLD).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_scan_without_a_v1_claim_is_accepted() {
+        let (intake, _, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        assert_eq!(
+            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(queue.messages().len(), 1);
+    }
 }

@@ -221,30 +221,61 @@ pub struct Item {
 }
 
 /// The deterministic identity of one tracking event: the same carrier scan for the same tenant
-/// always gets the same id, whichever Lambda or retry sees it. Dedup keys on it.
+/// always gets the same id, whichever Lambda or retry sees it, and whether it came by webhook or
+/// was pulled from the carrier's tracking API. Dedup keys on it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(String);
 
+/// The domain tag of the current derivation ([`EventId::derive`]).
+const DOMAIN_V2: &[u8] = b"rms.event_id.v2";
+/// The domain tag of the first derivation ([`EventId::derive_v1`]), which hashed the time text as
+/// the carrier wrote it.
+const DOMAIN_V1: &[u8] = b"rms.event_id.v1";
+
 impl EventId {
     /// `evt_` + the first 128 bits of SHA-256 over the length-prefixed parts (length prefixes
-    /// keep `("ab","c")` and `("a","bc")` apart).
+    /// keep `("ab","c")` and `("a","bc")` apart), under the domain tag `rms.event_id.v2`.
+    ///
+    /// The identity is made of the *normalised* scan (see [`EventIdParts`]), never of the text
+    /// the carrier wrote: a webhook and a pull write the same scan's time differently (Clickpost
+    /// `"2019-05-06T10:04:20Z"` against `"2019-05-06 10:04:20"`), and both must give one id.
     pub fn derive(parts: &EventIdParts<'_>) -> EventId {
-        let mut hasher = Sha256::new();
-        hasher.update(b"rms.event_id.v1");
-        for part in [
-            parts.tenant_id,
-            parts.carrier.as_str(),
-            parts.shipment_key,
-            parts.status_code,
-            parts.event_time_raw,
-            parts.notification_event_id.unwrap_or(""),
-        ] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let digest = hasher.finalize();
-        EventId(format!("evt_{}", hex::encode(&digest[..16])))
+        let (kind, seconds) = match parts.occurrence {
+            Occurrence::At(at) => ("at", Some(at.timestamp())),
+            Occurrence::StatusWithoutScan { after } => {
+                ("status-without-scan", after.map(|t| t.timestamp()))
+            }
+        };
+        let seconds = seconds.map(|s| s.to_string()).unwrap_or_default();
+        digest(
+            DOMAIN_V2,
+            [
+                parts.tenant_id,
+                parts.carrier.as_str(),
+                parts.shipment_key,
+                parts.status_code,
+                kind,
+                &seconds,
+            ],
+        )
+    }
+
+    /// The first derivation (`rms.event_id.v1`): the time as the carrier wrote it, and Clickpost's
+    /// `notification_event_id`. Events accepted before v2 were claimed under these ids; ingest
+    /// looks them up for as long as such claims can exist (see `CanonicalEvent::legacy_ids`).
+    pub fn derive_v1(parts: &V1EventIdParts<'_>) -> EventId {
+        digest(
+            DOMAIN_V1,
+            [
+                parts.tenant_id,
+                parts.carrier.as_str(),
+                parts.shipment_key,
+                parts.status_code,
+                parts.event_time_raw,
+                parts.notification_event_id.unwrap_or(""),
+            ],
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -268,15 +299,49 @@ impl EventId {
     }
 }
 
+fn digest<const N: usize>(domain: &[u8], parts: [&str; N]) -> EventId {
+    let mut hasher = Sha256::new();
+    hasher.update(domain);
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    EventId(format!("evt_{}", hex::encode(&digest[..16])))
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// What `event_id` is a digest of (design.md): tenant, carrier, shipment key, carrier status
-/// code, verbatim event time, and Clickpost's `notification_event_id`.
+/// What `event_id` is a digest of (v2): tenant, carrier, shipment key, carrier status code and
+/// the occurrence, all taken from the normalised event. Clickpost's `notification_event_id` is
+/// not in it: the pull API does not carry it, and one scan has one notification.
 pub struct EventIdParts<'a> {
+    pub tenant_id: &'a str,
+    pub carrier: Carrier,
+    pub shipment_key: &'a str,
+    pub status_code: &'a str,
+    pub occurrence: Occurrence,
+}
+
+/// Which occurrence of a status an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occurrence {
+    /// A scan: its instant, in whole seconds (UTC). Fractions of a second are dropped: Clickpost
+    /// writes them in some bodies and not in others (docs/carriers.md §1.8).
+    At(DateTime<Utc>),
+    /// A status that no scan carries (Shiprocket, docs/carriers.md §2.6): identified by the
+    /// newest scan that set a status before it (`None`: no scan set one), never by the time the
+    /// body was sent, so that the same status re-sent later is the same event.
+    StatusWithoutScan { after: Option<DateTime<Utc>> },
+}
+
+/// What the first, v1 `event_id` was a digest of: tenant, carrier, shipment key, carrier status
+/// code, the time text as the carrier wrote it, and Clickpost's `notification_event_id`.
+pub struct V1EventIdParts<'a> {
     pub tenant_id: &'a str,
     pub carrier: Carrier,
     pub shipment_key: &'a str,
@@ -319,6 +384,33 @@ pub struct CanonicalEvent {
     pub items: Vec<Item>,
     /// The carrier's original payload (for a batch, this event's element of it).
     pub source: Option<Source>,
+    /// The ids this scan may have been claimed under by the first identity (v1, see
+    /// [`EventId::derive_v1`]): its own for a webhook, the webhook's likely ones for a pulled
+    /// scan. Ingest reads their claims only when the event's own claim is new, so that a scan
+    /// accepted before v2 is not delivered again when it comes back. Not part of the event on
+    /// the wire. Remove, with the look-up, once v2 has run for the dedup window (35 days): no v1
+    /// claim outlives it.
+    #[serde(skip)]
+    pub legacy_ids: LegacyIds,
+}
+
+/// The v1 ids an event may have been claimed under (`CanonicalEvent::legacy_ids`). They are a
+/// hint for ingest, not part of what the event is: an event equals its copy read back from the
+/// queue, which does not carry them.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyIds(pub Vec<EventId>);
+
+impl PartialEq for LegacyIds {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::ops::Deref for LegacyIds {
+    type Target = [EventId];
+    fn deref(&self) -> &[EventId] {
+        &self.0
+    }
 }
 
 impl CanonicalEvent {
@@ -384,45 +476,78 @@ fn one_line(json: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parts<'a>(tenant: &'a str, key: &'a str, time: &'a str) -> EventIdParts<'a> {
+    fn at(time: &str) -> Occurrence {
+        Occurrence::At(DateTime::parse_from_rfc3339(time).unwrap().to_utc())
+    }
+
+    fn parts<'a>(tenant: &'a str, key: &'a str, occurrence: Occurrence) -> EventIdParts<'a> {
         EventIdParts {
             tenant_id: tenant,
             carrier: Carrier::Clickpost,
             shipment_key: key,
             status_code: "8",
-            event_time_raw: time,
-            notification_event_id: Some("5"),
+            occurrence,
         }
     }
 
     #[test]
     fn event_id_is_deterministic_and_depends_on_every_part() {
-        let a = EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:00Z"));
-        assert_eq!(
-            a,
-            EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:00Z"))
-        );
+        let t = "2023-02-07T12:39:00Z";
+        let a = EventId::derive(&parts("acme", "AWB1", at(t)));
+        assert_eq!(a, EventId::derive(&parts("acme", "AWB1", at(t))));
         assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 36);
+        assert_ne!(a, EventId::derive(&parts("other", "AWB1", at(t))));
+        assert_ne!(a, EventId::derive(&parts("acme", "AWB2", at(t))));
         assert_ne!(
             a,
-            EventId::derive(&parts("other", "AWB1", "2023-02-07T18:09:00Z"))
+            EventId::derive(&parts("acme", "AWB1", at("2023-02-07T12:39:01Z")))
         );
-        assert_ne!(
-            a,
-            EventId::derive(&parts("acme", "AWB2", "2023-02-07T18:09:00Z"))
-        );
-        assert_ne!(
-            a,
-            EventId::derive(&parts("acme", "AWB1", "2023-02-07T18:09:01Z"))
+        let mut other_code = parts("acme", "AWB1", at(t));
+        other_code.status_code = "9";
+        assert_ne!(a, EventId::derive(&other_code));
+        let without_scan = Occurrence::StatusWithoutScan {
+            after: Some(DateTime::parse_from_rfc3339(t).unwrap().to_utc()),
+        };
+        assert_ne!(a, EventId::derive(&parts("acme", "AWB1", without_scan)));
+    }
+
+    #[test]
+    fn event_id_is_the_instant_not_the_text_and_ignores_fractions_of_a_second() {
+        let whole = EventId::derive(&parts("acme", "A", at("2019-05-06T04:34:20Z")));
+        // The same instant written in another zone, and with a fraction of a second.
+        assert_eq!(
+            whole,
+            EventId::derive(&parts("acme", "A", at("2019-05-06T10:04:20.002+05:30")))
         );
     }
 
     #[test]
     fn event_id_parts_cannot_bleed_into_each_other() {
-        let a = EventId::derive(&parts("ab", "c", "t"));
-        let b = EventId::derive(&parts("a", "bc", "t"));
+        let t = at("2023-02-07T12:39:00Z");
+        let a = EventId::derive(&parts("ab", "c", t));
+        let b = EventId::derive(&parts("a", "bc", t));
         assert_ne!(a, b);
     }
+
+    #[test]
+    fn the_v1_derivation_is_kept_bit_for_bit() {
+        // An id v1 gave a Clickpost scan (its time text as sent, `notification_event_id` 5),
+        // computed by the code that shipped v1: the look-up of earlier claims depends on it.
+        let v1 = EventId::derive_v1(&V1EventIdParts {
+            tenant_id: "acme",
+            carrier: Carrier::Clickpost,
+            shipment_key: "AWB1",
+            status_code: "8",
+            event_time_raw: "2023-02-07T18:09:00Z",
+            notification_event_id: Some("5"),
+        });
+        assert_eq!(v1.as_str(), V1_SAMPLE);
+        let v2 = EventId::derive(&parts("acme", "AWB1", at("2023-02-07T12:39:00Z")));
+        assert_ne!(v1, v2, "v2 has its own domain tag");
+    }
+
+    /// The v1 id of the scan above, as the v1 code computed it (pinned when v2 was introduced).
+    const V1_SAMPLE: &str = "evt_0bb5fd0a462f96933ec6515c986dc6ab";
 
     #[test]
     fn status_names_round_trip_and_unknown_names_list_the_valid_ones() {

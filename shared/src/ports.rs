@@ -178,6 +178,16 @@ pub trait EventStore: Send + Sync {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
+    /// How an earlier claim of any of `ids` stands: ids the same scan may have been claimed under
+    /// by the first identity (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued,
+    /// `InFlight` if one is held by a live attempt, `None` if there is none (or only claims that
+    /// expired unqueued). One read (consistent), never a write.
+    fn earlier_claim(
+        &self,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Claim>, Unavailable>> + Send;
+
     /// Makes the event its shipment's state (`ShipmentState::after`: the newest event time wins),
     /// unless a newer one is there already, with one conditional write.
     fn record_shipment_event(
@@ -446,6 +456,13 @@ impl<T: EventStore> EventStore for Arc<T> {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).release(event_id, token)
+    }
+    fn earlier_claim(
+        &self,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Claim>, Unavailable>> + Send {
+        (**self).earlier_claim(ids, now)
     }
     fn record_shipment_event(
         &self,

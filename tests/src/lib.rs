@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
+pub mod pull_fake;
+pub use pull_fake::{FakeCall, PullFake};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -467,6 +467,63 @@ async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
     assert_eq!(claim(&theirs).await, Claim::Claimed);
 }
 
+/// Events accepted before the v2 identity were claimed under their v1 id: a carrier's re-send
+/// after the change is a duplicate (one more read, only because its v2 claim is new), and the
+/// copy after that is answered by its v2 claim alone. While an attempt of the old code holds the
+/// v1 claim, the re-send is "in flight" (503) and leaves no v2 claim behind.
+#[tokio::test]
+async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
+    use std::time::Duration;
+
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
+    let (body, event) = clickpost_event();
+    let v1 = event.legacy_ids[0].clone();
+    let as_v1 = |event: &shared::CanonicalEvent| {
+        let mut old = event.clone();
+        old.event_id = v1.clone();
+        old.legacy_ids = Default::default();
+        old
+    };
+
+    // An attempt of the old code holds the v1 claim.
+    let theirs = ClaimToken::new();
+    let now = chrono::Utc::now();
+    assert_eq!(
+        store
+            .claim(&as_v1(&event), now, Duration::from_secs(60), &theirs)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(status, 503, "in flight under v1: {answer}");
+    assert_eq!(claim_state(&stack, event.event_id.as_str()).await, None);
+
+    // That attempt queued it.
+    store.mark_queued(&as_v1(&event)).await.unwrap();
+    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate")),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["event_ids"][0].as_str(),
+        Some(event.event_id.as_str())
+    );
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
+    assert_eq!(
+        claim_state(&stack, event.event_id.as_str())
+            .await
+            .as_deref(),
+        Some("QUEUED"),
+        "the next copy is answered by the v2 claim"
+    );
+}
+
 /// The Clickpost fixture the claim tests use, and its canonical event for tenant `acme`.
 fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
     let body = fixture("clickpost/out_for_delivery_all_status.json");

@@ -766,6 +766,34 @@ impl EventStore for DynamoEventStore {
         }
     }
 
+    async fn earlier_claim(
+        &self,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, Unavailable> {
+        // A webhook has one v1 id to look up and a pulled Clickpost scan at most three: one
+        // consistent GetItem each (a BatchGetItem would cost the same read units), stopping at
+        // the first queued one.
+        let mut in_flight = false;
+        for id in ids {
+            let Some(item) = self.claim_item(id).await? else {
+                continue;
+            };
+            match text(&item, "state").as_deref() {
+                Some(QUEUED) => return Ok(Some(Claim::AlreadyQueued)),
+                _ => {
+                    let expires_at = item
+                        .get("claim_expires_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok());
+                    // A claim never queued whose attempt died counts for nothing.
+                    in_flight |= expires_at.is_some_and(|at| at >= now.timestamp());
+                }
+            }
+        }
+        Ok(in_flight.then_some(Claim::InFlight))
+    }
+
     async fn record_shipment_event(
         &self,
         event: &CanonicalEvent,

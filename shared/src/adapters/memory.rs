@@ -89,6 +89,21 @@ pub enum ClaimState {
     Queued,
 }
 
+/// How the earliest-found claims stand (`EventStore::earlier_claim`): queued wins, then a live
+/// claim; an expired one never queued counts for nothing.
+fn earlier(found: &[&ClaimState], now: DateTime<Utc>) -> Option<Claim> {
+    if found.iter().any(|c| matches!(c, ClaimState::Queued)) {
+        Some(Claim::AlreadyQueued)
+    } else if found
+        .iter()
+        .any(|c| matches!(c, ClaimState::Received { expires_at, .. } if *expires_at >= now))
+    {
+        Some(Claim::InFlight)
+    } else {
+        None
+    }
+}
+
 /// One quarantined body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineRecord {
@@ -240,6 +255,17 @@ impl EventStore for MemoryEvents {
             state.claims.remove(event_id);
         }
         Ok(())
+    }
+
+    async fn earlier_claim(
+        &self,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claim>, Unavailable> {
+        self.check("GetItem")?;
+        let state = lock(&self.state);
+        let found: Vec<&ClaimState> = ids.iter().filter_map(|id| state.claims.get(id)).collect();
+        Ok(earlier(&found, now))
     }
 
     async fn record_shipment_event(

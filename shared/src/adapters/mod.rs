@@ -8,6 +8,8 @@ pub mod emf;
 #[cfg(feature = "aws")]
 pub mod lambda_sdk;
 pub mod memory;
+#[cfg(feature = "pull")]
+pub mod pull_http;
 #[cfg(feature = "push")]
 pub mod push;
 #[cfg(feature = "sqlite")]

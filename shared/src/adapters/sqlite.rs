@@ -326,6 +326,21 @@ fn accept_one(
     if claimed == 0 {
         return Ok((Claim::AlreadyQueued, false));
     }
+    // Accepted before under a v1 id (`CanonicalEvent::legacy_ids`): a duplicate. The new claim
+    // stays, queued, so that the next copy is answered by it alone. Every claim here is queued
+    // (see above), so a row is enough.
+    for id in event.legacy_ids.iter() {
+        let earlier = query_row(
+            conn,
+            "SELECT 1 FROM claims WHERE event_id = ?1",
+            params![id.as_str()],
+            |_| Ok(()),
+        )
+        .optional()?;
+        if earlier.is_some() {
+            return Ok((Claim::AlreadyQueued, false));
+        }
+    }
     let is_stale = record_shipment(conn, event)? == 0;
     let mut queued = event.clone();
     queued.is_stale = is_stale;
@@ -1687,6 +1702,42 @@ mod tests {
             49
         );
         assert_eq!(queued(&store), 1);
+    }
+
+    /// The event as the code before the v2 identity accepted it: under its v1 id.
+    fn as_claimed_by_v1(event: &CanonicalEvent) -> CanonicalEvent {
+        let mut old = event.clone();
+        old.event_id = event.legacy_ids[0].clone();
+        old.legacy_ids = Default::default();
+        old
+    }
+
+    #[tokio::test]
+    async fn a_scan_accepted_under_its_v1_id_is_a_duplicate_and_stays_one() {
+        let store = SqliteStore::in_memory().unwrap();
+        let hold = Duration::from_secs(60);
+        let mut event = scan("AWB-V1", "2026-11-22T09:00:00Z");
+        let mut before = as_claimed_by_v1(&event);
+        assert_eq!(
+            store.accept(&mut before, Utc::now(), hold).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(queued(&store), 1);
+        // The same scan again, under v2: not queued a second time.
+        for _ in 0..2 {
+            assert_eq!(
+                store.accept(&mut event, Utc::now(), hold).await.unwrap(),
+                Claim::AlreadyQueued
+            );
+        }
+        assert_eq!(queued(&store), 1);
+        // Another scan with no v1 claim is accepted as usual.
+        let mut other = scan("AWB-V1", "2026-11-22T10:00:00Z");
+        assert_eq!(
+            store.accept(&mut other, Utc::now(), hold).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(queued(&store), 2);
     }
 
     #[tokio::test]

@@ -9,13 +9,15 @@ use serde::Deserialize;
 
 use super::wire::{first_text, parse_json, source, text, Flag, Int, Str};
 use super::{
-    lenient_time, parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext,
+    lenient_time, parse_time, seal, BodyKind, CarrierSpec, Identity, KeySource, NormalizeContext,
     NormalizeError,
 };
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Item, LatestStatus, Ndr, Npr, ShipmentType,
-    Status, SCHEMA_ID,
+    Source, Status, SCHEMA_ID,
 };
+
+pub mod pull;
 use crate::time;
 
 pub static SPEC: CarrierSpec = CarrierSpec {
@@ -120,7 +122,7 @@ fn direction(is_rvp: bool, code: Option<i64>, dsqc_category: Option<&str>) -> Sh
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Payload {
     waybill: Option<Str>,
     cp_id: Option<Int>,
@@ -197,6 +199,21 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
             payload = *inner;
         }
     }
+    let event = to_event(payload, source(body, ctx), ctx)?;
+    let identity = Identity::of_scan(&event);
+    seal(event, identity, WHY_NO_KEY)
+}
+
+const WHY_NO_KEY: &str = "`waybill` is blank and there is no `additional.forward_awb`, \
+                          `forward_reference_number`, `return_reference_number` or `order_id`";
+
+/// One scan as a canonical event, not sealed yet: the webhook's body and a pulled scan
+/// (`pull`) both become a [`Payload`] first, so that one scan gives one event either way.
+fn to_event(
+    payload: Payload,
+    source: Option<Source>,
+    ctx: &NormalizeContext,
+) -> Result<CanonicalEvent, NormalizeError> {
     let additional = payload.additional.unwrap_or_default();
 
     let code = text(&payload.clickpost_status_code).unwrap_or_default();
@@ -296,14 +313,10 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
                 refund_mode: text(&item.refund_mode),
             })
             .collect(),
-        source: source(body, ctx),
+        source,
+        legacy_ids: Default::default(),
     };
-    seal(
-        event,
-        notification_event_id,
-        "`waybill` is blank and there is no `additional.forward_awb`, `forward_reference_number`, \
-         `return_reference_number` or `order_id`",
-    )
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -522,6 +535,28 @@ mod tests {
                 .starts_with("field `timestamp` is invalid: \"yesterday\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_v1_id_is_the_one_v1_gave_the_scan_with_its_notification_event() {
+        let e = event(
+            r#"{"waybill":"A","clickpost_status_code":8,"timestamp":"2023-02-07T18:09:00.002000Z",
+                "additional":{"notification_event_id":5}}"#,
+        );
+        let v1 = EventId::derive_v1(&crate::model::V1EventIdParts {
+            tenant_id: "acme",
+            carrier: Carrier::Clickpost,
+            shipment_key: "A",
+            status_code: "8",
+            event_time_raw: "2023-02-07T18:09:00.002000Z",
+            notification_event_id: Some("5"),
+        });
+        assert_eq!(&e.legacy_ids[..], &[v1]);
+        // v2 is the instant: the same scan written without the fraction, or without the
+        // notification event, is the same event.
+        let plain =
+            event(r#"{"waybill":"A","clickpost_status_code":8,"timestamp":"2023-02-07 18:09:00"}"#);
+        assert_eq!(e.event_id, plain.event_id);
     }
 
     #[test]

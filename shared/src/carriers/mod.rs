@@ -10,6 +10,7 @@
 //! `match`, so a reader finds a carrier's whole mapping in one place.
 
 pub mod clickpost;
+pub mod pull;
 pub mod scrub;
 pub mod shiprocket;
 pub mod shipway;
@@ -21,7 +22,9 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CanonicalEvent, EventId, EventIdParts, Source, UnknownName};
+use crate::model::{
+    CanonicalEvent, EventId, EventIdParts, Occurrence, Source, UnknownName, V1EventIdParts,
+};
 use crate::time::{self, TimeError};
 
 pub(crate) use wire::field as wire_field;
@@ -327,37 +330,61 @@ fn lenient_time(raw: &str, ctx: &NormalizeContext) -> Option<DateTime<Utc>> {
         .filter(|t| implausible(*t, ctx).is_none())
 }
 
-/// Fills in `event_id` once the event is complete; `why_no_key` explains a missing shipment id in
-/// the carrier's own field names.
-fn seal(
-    event: CanonicalEvent,
-    notification_event_id: Option<i64>,
-    why_no_key: &'static str,
-) -> Result<CanonicalEvent, NormalizeError> {
-    let identity_time = event.event_time_raw.clone();
-    seal_with_identity(event, notification_event_id, &identity_time, why_no_key)
+/// How a normaliser identifies the occurrence an event is (see [`EventId::derive`]): the v2
+/// occurrence, and the time texts the first identity (v1) may have used for it.
+pub(crate) struct Identity {
+    pub occurrence: Occurrence,
+    /// Each a time text and a Clickpost `notification_event_id`, as v1 hashed them.
+    pub v1: Vec<(String, Option<i64>)>,
 }
 
-/// As [`seal`], with the time text that identifies the occurrence given apart from the event's
-/// own time (a status carried by no scan: see `shiprocket`).
-fn seal_with_identity(
+impl Identity {
+    /// A scan: its instant; v1 hashed its time as written and its `notification_event_id`.
+    pub(crate) fn of_scan(event: &CanonicalEvent) -> Identity {
+        Identity {
+            occurrence: Occurrence::At(event.event_time),
+            v1: vec![(
+                event.event_time_raw.clone(),
+                event.carrier_status.notification_event_id,
+            )],
+        }
+    }
+}
+
+/// Fills in `event_id` (and the v1 ids it may have been claimed under) once the event is
+/// complete; `why_no_key` explains a missing shipment id in the carrier's own field names.
+fn seal(
     mut event: CanonicalEvent,
-    notification_event_id: Option<i64>,
-    identity_time: &str,
+    identity: Identity,
     why_no_key: &'static str,
 ) -> Result<CanonicalEvent, NormalizeError> {
     let key = event.shipment_key();
     if key.is_empty() {
         return Err(NormalizeError::NoShipmentId(why_no_key));
     }
-    let notification = notification_event_id.map(|n| n.to_string());
-    event.event_id = EventId::derive(&EventIdParts {
+    let event_id = EventId::derive(&EventIdParts {
         tenant_id: &event.tenant_id,
         carrier: event.carrier,
         shipment_key: key,
         status_code: &event.carrier_status.code,
-        event_time_raw: identity_time,
-        notification_event_id: notification.as_deref(),
+        occurrence: identity.occurrence,
     });
+    let mut legacy_ids = Vec::with_capacity(identity.v1.len());
+    for (time_text, notification_event_id) in &identity.v1 {
+        let notification = notification_event_id.map(|n| n.to_string());
+        let id = EventId::derive_v1(&V1EventIdParts {
+            tenant_id: &event.tenant_id,
+            carrier: event.carrier,
+            shipment_key: key,
+            status_code: &event.carrier_status.code,
+            event_time_raw: time_text,
+            notification_event_id: notification.as_deref(),
+        });
+        if !legacy_ids.contains(&id) {
+            legacy_ids.push(id);
+        }
+    }
+    event.event_id = event_id;
+    event.legacy_ids = crate::model::LegacyIds(legacy_ids);
     Ok(event)
 }

@@ -11,13 +11,15 @@ use serde::Deserialize;
 
 use super::wire::{first_text, parse_json, source, text, Flag, Str};
 use super::{
-    parse_time, seal, seal_with_identity, BodyKind, CarrierSpec, KeySource, NormalizeContext,
-    NormalizeError,
+    parse_time, seal, BodyKind, CarrierSpec, Identity, KeySource, NormalizeContext, NormalizeError,
 };
 use crate::model::{
-    CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Status, SCHEMA_ID,
+    CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, Occurrence, ShipmentType, Source, Status,
+    SCHEMA_ID,
 };
 use crate::time;
+
+pub mod pull;
 
 pub static SPEC: CarrierSpec = CarrierSpec {
     carrier: Carrier::Shiprocket,
@@ -134,7 +136,7 @@ pub fn status_for_code(code: i64) -> Status {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Payload {
     awb: Option<Str>,
     courier_name: Option<Str>,
@@ -147,7 +149,7 @@ struct Payload {
     is_return: Option<Flag>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Scan {
     date: Option<Str>,
     status: Option<Str>,
@@ -169,6 +171,15 @@ struct Scan {
 /// another status is a new occurrence.
 pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, NormalizeError> {
     let payload: Payload = parse_json(body)?;
+    to_event(&payload, source(body, ctx), ctx)
+}
+
+/// The event of one webhook body, or of a pulled history cut at one of its scans (`pull`).
+fn to_event(
+    payload: &Payload,
+    source: Option<Source>,
+    ctx: &NormalizeContext,
+) -> Result<CanonicalEvent, NormalizeError> {
     let scans = payload.scans.as_deref().unwrap_or_default();
 
     let code = text(&payload.shipment_status_id).unwrap_or_default();
@@ -191,16 +202,22 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
                     scan = Some(found);
                     (raw, time)
                 }
-                None => current_timestamp(&payload, ctx)?,
+                None => current_timestamp(payload, ctx)?,
             }
         } else {
-            let last_status_change = newest_status_scan_date(scans).unwrap_or_default();
-            unmatched_identity = Some(format!("status-without-scan;{last_status_change}"));
+            let (date, instant) = newest_status_scan(scans, ctx);
+            unmatched_identity = Some(Identity {
+                occurrence: Occurrence::StatusWithoutScan { after: instant },
+                v1: vec![(
+                    format!("status-without-scan;{}", date.unwrap_or_default()),
+                    None,
+                )],
+            });
             match text(&payload.current_timestamp) {
-                Some(_) => current_timestamp(&payload, ctx)?,
+                Some(_) => current_timestamp(payload, ctx)?,
                 None => match newest_scan(scans, &|_| true, ctx)? {
                     Some((_, raw, time)) => (raw, time),
-                    None => current_timestamp(&payload, ctx)?,
+                    None => current_timestamp(payload, ctx)?,
                 },
             }
         };
@@ -248,13 +265,15 @@ pub fn normalize(body: &[u8], ctx: &NormalizeContext) -> Result<CanonicalEvent, 
         npr: None,
         edd: text(&payload.etd).and_then(|d| time::to_date(&d)),
         items: Vec::new(),
-        source: source(body, ctx),
+        source,
+        legacy_ids: Default::default(),
     };
-    let why_no_key = "`awb` and `order_id` are both missing or blank";
-    match unmatched_identity {
-        Some(identity) => seal_with_identity(event, None, &identity, why_no_key),
-        None => seal(event, None, why_no_key),
-    }
+    let identity = unmatched_identity.unwrap_or_else(|| Identity::of_scan(&event));
+    seal(
+        event,
+        identity,
+        "`awb` and `order_id` are both missing or blank",
+    )
 }
 
 /// `current_timestamp`, the time Shiprocket sent the body (IST, day first).
@@ -296,15 +315,28 @@ fn newest_scan<'a>(
     Ok(best)
 }
 
-/// The date of the newest scan that set a status (its `sr-status` is a code, not "NA"), as text,
-/// without judging it: for an event's identity only. Scan dates share one format,
-/// `yyyy-MM-dd HH:mm:ss`, which sorts as text.
-fn newest_status_scan_date(scans: &[Scan]) -> Option<String> {
-    scans
-        .iter()
-        .filter(|s| text(&s.sr_status).is_some_and(|code| code.parse::<i64>().is_ok()))
-        .filter_map(|s| text(&s.date))
-        .max()
+/// Whether a scan set a status: its `sr-status` is a code, not "NA".
+fn sets_a_status(scan: &Scan) -> bool {
+    text(&scan.sr_status).is_some_and(|code| code.parse::<i64>().is_ok())
+}
+
+/// The newest scan that set a status, for an event's identity only, without judging it: its
+/// date as text (the v1 identity; scan dates share one format, `yyyy-MM-dd HH:mm:ss`, which
+/// sorts as text) and as an instant (v2; a date that does not read is left out).
+fn newest_status_scan(
+    scans: &[Scan],
+    ctx: &NormalizeContext,
+) -> (Option<String>, Option<chrono::DateTime<chrono::Utc>>) {
+    let dates = || {
+        scans
+            .iter()
+            .filter(|s| sets_a_status(s))
+            .filter_map(|s| text(&s.date))
+    };
+    let instant = dates()
+        .filter_map(|d| time::to_utc(&d, ctx.zone).ok())
+        .max();
+    (dates().max(), instant)
 }
 
 #[cfg(test)]
@@ -418,6 +450,20 @@ mod tests {
             r#",{"date":"2022-11-18 10:00:00","activity":"Out for delivery","sr-status":"17"}"#,
         ));
         assert_ne!(first.event_id, again.event_id);
+    }
+
+    #[test]
+    fn the_v1_id_of_a_status_no_scan_carries_is_the_one_v1_gave_it() {
+        let e = event(&rto_initiated("07 11 2022 11:02:45", ""));
+        let v1 = EventId::derive_v1(&crate::model::V1EventIdParts {
+            tenant_id: "acme",
+            carrier: Carrier::Shiprocket,
+            shipment_key: "19041712345678",
+            status_code: "9",
+            event_time_raw: "status-without-scan;2022-11-06 09:30:00",
+            notification_event_id: None,
+        });
+        assert_eq!(&e.legacy_ids[..], &[v1]);
     }
 
     #[test]

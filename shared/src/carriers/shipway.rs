@@ -14,11 +14,15 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::wire::{first_text, parse_element, parse_json, source, text, Str};
-use super::{parse_time, seal, BodyKind, CarrierSpec, KeySource, NormalizeContext, NormalizeError};
+use super::{
+    parse_time, seal, BodyKind, CarrierSpec, Identity, KeySource, NormalizeContext, NormalizeError,
+};
 use crate::model::{
     CanonicalEvent, Carrier, CarrierStatus, EventId, Ndr, ShipmentType, Source, Status, SCHEMA_ID,
 };
 use crate::time;
+
+pub mod pull;
 
 pub static SPEC: CarrierSpec = CarrierSpec {
     carrier: Carrier::Shipway,
@@ -176,7 +180,7 @@ struct ExtraFields {
     expected_delivery_date: Option<Str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Scan {
     time: Option<Str>,
     status: Option<Str>,
@@ -328,10 +332,12 @@ fn to_event(
             .and_then(|d| time::to_date(&d)),
         items: Vec::new(),
         source,
+        legacy_ids: Default::default(),
     };
+    let identity = Identity::of_scan(&event);
     seal(
         event,
-        None,
+        identity,
         "`awbno`, `reverse_tracking_number` and `order_id` are all missing or blank",
     )
 }
