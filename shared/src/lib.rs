@@ -15,6 +15,7 @@ pub mod logging;
 pub mod model;
 pub mod ports;
 pub mod push;
+pub mod reconcile;
 pub mod shipment;
 pub mod time;
 

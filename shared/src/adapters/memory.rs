@@ -23,6 +23,7 @@ use crate::ports::{
     PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
+use crate::reconcile::{quietest, QuietRules, QuietShipment, ShipmentIndex};
 use crate::shipment::ShipmentState;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -342,6 +343,30 @@ impl ShipmentStates for MemoryEvents {
             .shipments
             .get(&(tenant.to_string(), shipment_key.to_owned()))
             .cloned())
+    }
+}
+
+impl ShipmentIndex for MemoryEvents {
+    async fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        self.check("Query")?;
+        let state = lock(&self.state);
+        let mine = state
+            .shipments
+            .iter()
+            .filter(|((t, _), s)| t == tenant.as_str() && s.carrier == Some(carrier))
+            .map(|((_, key), s)| QuietShipment {
+                shipment_key: key.clone(),
+                state: s.clone(),
+            })
+            .collect::<Vec<_>>();
+        Ok(quietest(mine, rules, now, limit))
     }
 }
 

@@ -27,6 +27,7 @@ use crate::ports::{
     PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
+use crate::reconcile::{quietest, QuietRules, QuietShipment, ShipmentIndex};
 use crate::shipment::ShipmentState;
 
 const SERVICE: &str = "SQLite";
@@ -1193,6 +1194,23 @@ impl PushConfigStore for SqliteStore {
     }
 }
 
+/// A `shipments` row read with [`SHIPMENT_COLUMNS`].
+fn shipment_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ShipmentState> {
+    let status: Option<String> = row.get(2)?;
+    let carrier: Option<String> = row.get(4)?;
+    Ok(ShipmentState {
+        latest_event_time: from_ms(row.get(0)?),
+        latest_event_id: row.get::<_, Option<String>>(1)?.map(EventId::from_stored),
+        last_status: status.and_then(|s| s.parse().ok()),
+        terminal: row.get(3)?,
+        carrier: carrier.and_then(|c| c.parse().ok()),
+        awb: row.get(5)?,
+        order_id: row.get(6)?,
+        courier_id: row.get(7)?,
+        last_received_at: row.get::<_, Option<i64>>(8)?.map(from_ms),
+    })
+}
+
 impl ShipmentStates for SqliteStore {
     async fn shipment(
         &self,
@@ -1205,24 +1223,49 @@ impl ShipmentStates for SqliteStore {
                     courier_id, last_received_ms
              FROM shipments WHERE tenant_id = ?1 AND shipment_key = ?2",
             params![tenant.as_str(), shipment_key],
-            |row| {
-                let status: Option<String> = row.get(2)?;
-                let carrier: Option<String> = row.get(4)?;
-                Ok(ShipmentState {
-                    latest_event_time: from_ms(row.get(0)?),
-                    latest_event_id: row.get::<_, Option<String>>(1)?.map(EventId::from_stored),
-                    last_status: status.and_then(|s| s.parse().ok()),
-                    terminal: row.get(3)?,
-                    carrier: carrier.and_then(|c| c.parse().ok()),
-                    awb: row.get(5)?,
-                    order_id: row.get(6)?,
-                    courier_id: row.get(7)?,
-                    last_received_at: row.get::<_, Option<i64>>(8)?.map(from_ms),
-                })
-            },
+            shipment_row,
         )
         .optional()
         .map_err(unavailable("shipment"))
+    }
+}
+
+impl ShipmentIndex for SqliteStore {
+    async fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        // Every shipment that is not terminal and has been quiet at least the shortest
+        // threshold; the status-dependent rule is applied to those (`reconcile::quietest`).
+        let shortest = rules.before_pickup.min(rules.moving);
+        let before =
+            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
+                        courier_id, last_received_ms, shipment_key
+                 FROM shipments
+                 WHERE tenant_id = ?1 AND carrier = ?2 AND terminal = 0
+                   AND COALESCE(last_received_ms, latest_ms) <= ?3",
+            )
+            .map_err(unavailable("quiet shipments"))?;
+        let rows = statement
+            .query_map(params![tenant.as_str(), carrier.as_str(), before], |row| {
+                Ok(QuietShipment {
+                    state: shipment_row(row)?,
+                    shipment_key: row.get(9)?,
+                })
+            })
+            .map_err(unavailable("quiet shipments"))?;
+        let found = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("quiet shipments"))?;
+        Ok(quietest(found, rules, now, limit))
     }
 }
 

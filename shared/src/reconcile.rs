@@ -1,0 +1,657 @@
+//! The reconciler: finds what the carriers' webhooks never brought, by polling their tracking
+//! APIs for the shipments that have gone quiet, and feeds what it finds through the same intake as
+//! the webhooks (claim, queue), so that a scan seen both ways is one event, delivered once (the
+//! event id is derived from the normalised scan: docs/carriers.md, "Event identity").
+//!
+//! One run, per tenant and carrier account:
+//! 1. the shipments whose last status is not terminal and whose newest event arrived longer ago
+//!    than that status allows ([`QuietRules`]: a parcel waiting for pickup legitimately sits for a
+//!    day, one in transit rarely goes 6 h without a scan);
+//! 2. pulled in the carrier's batch sizes (Clickpost ≤ 5 AWBs of one `cp_id`, Shiprocket ≤ 50,
+//!    Shipway one order), at most `calls_per_account` calls;
+//! 3. each event found is accepted; the new ones (`Claim::Claimed`) are the webhooks' losses, and
+//!    are counted (`Reconciled`, by carrier).
+//!
+//! A 429 or 503 stops the account for this run (the next run starts after its `Retry-After`); a
+//! refused credential stops it too; any other error is counted and the next batch goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::carriers::pull::{PullError, PullTransport, Pulled, PulledShipment};
+use crate::carriers::{clickpost, shiprocket, shipway, NormalizeContext};
+use crate::ingest::CarrierZones;
+use crate::model::{Carrier, Status, TenantId};
+use crate::ports::{Claim, Intake, Metrics, Unavailable};
+use crate::shipment::ShipmentState;
+
+/// How long a shipment may go without news, by its last status, before it is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietRules {
+    /// Waiting for pickup (placed, scheduled, out for pickup, pickup failed, return requested or
+    /// approved): couriers often take a day to come.
+    pub before_pickup: Duration,
+    /// Every other status that is not terminal: picked-up parcels are scanned every few hours
+    /// (the vendors' samples: ~2 h median between scans, overnight gaps of ~17 h are rare).
+    pub moving: Duration,
+}
+
+impl Default for QuietRules {
+    fn default() -> Self {
+        QuietRules {
+            before_pickup: Duration::from_secs(24 * 3600),
+            moving: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+impl QuietRules {
+    /// One threshold for every status (`rms reconcile --quiet-for`; `0s` pulls every shipment that
+    /// is not terminal).
+    pub fn uniform(quiet_for: Duration) -> QuietRules {
+        QuietRules {
+            before_pickup: quiet_for,
+            moving: quiet_for,
+        }
+    }
+
+    pub fn threshold(&self, status: Option<Status>) -> Duration {
+        match status {
+            Some(
+                Status::OrderPlaced
+                | Status::PickupScheduled
+                | Status::OutForPickup
+                | Status::PickupFailed
+                | Status::ReturnRequested
+                | Status::ReturnApproved,
+            ) => self.before_pickup,
+            _ => self.moving,
+        }
+    }
+
+    /// Whether the shipment is quiet now: not terminal, and its newest event arrived (or, for
+    /// state kept before arrivals were, happened) longer ago than its status allows.
+    pub fn is_quiet(&self, state: &ShipmentState, now: DateTime<Utc>) -> bool {
+        if state.terminal {
+            return false;
+        }
+        let since = state.last_received_at.unwrap_or(state.latest_event_time);
+        let quiet = (now - since).to_std().unwrap_or(Duration::ZERO);
+        quiet >= self.threshold(state.last_status)
+    }
+}
+
+/// A shipment the reconciler looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuietShipment {
+    pub shipment_key: String,
+    pub state: ShipmentState,
+}
+
+/// The stores' side: the quiet shipments of one tenant at one carrier.
+pub trait ShipmentIndex: Send + Sync {
+    /// At most `limit` shipments of `tenant` at `carrier` that `rules` call quiet now, the
+    /// longest quiet first.
+    fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send;
+}
+
+impl<T: ShipmentIndex> ShipmentIndex for std::sync::Arc<T> {
+    fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send {
+        (**self).quiet_shipments(tenant, carrier, rules, now, limit)
+    }
+}
+
+/// Keeps the quiet shipments, the longest quiet first, at most `limit`: the rule the stores
+/// apply to the non-terminal shipments they read.
+pub fn quietest(
+    shipments: impl IntoIterator<Item = QuietShipment>,
+    rules: &QuietRules,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Vec<QuietShipment> {
+    let mut quiet: Vec<QuietShipment> = shipments
+        .into_iter()
+        .filter(|s| rules.is_quiet(&s.state, now))
+        .collect();
+    quiet.sort_by_key(|s| {
+        s.state
+            .last_received_at
+            .unwrap_or(s.state.latest_event_time)
+    });
+    quiet.truncate(limit);
+    quiet
+}
+
+/// A tenant's account at a carrier's tracking API (write-only: `Debug` shows no secret).
+#[derive(Debug, Clone)]
+pub enum PullAccount {
+    Clickpost(clickpost::pull::PullCredentials),
+    Shiprocket(shiprocket::pull::PullCredentials),
+    Shipway(shipway::pull::PullCredentials),
+}
+
+impl PullAccount {
+    pub fn carrier(&self) -> Carrier {
+        match self {
+            PullAccount::Clickpost(_) => Carrier::Clickpost,
+            PullAccount::Shiprocket(_) => Carrier::Shiprocket,
+            PullAccount::Shipway(_) => Carrier::Shipway,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    pub rules: QuietRules,
+    /// The most tracking calls one account gets per run.
+    pub calls_per_account: usize,
+    /// How long an accepted event's claim is held (as ingest's `CLAIM_SECONDS`).
+    pub claim_for: Duration,
+    pub zones: CarrierZones,
+    pub max_future: chrono::TimeDelta,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        let ingest = crate::ingest::IngestSettings::default();
+        ReconcileSettings {
+            rules: QuietRules::default(),
+            calls_per_account: 100,
+            claim_for: ingest.claim_for,
+            zones: ingest.zones,
+            max_future: ingest.max_future,
+        }
+    }
+}
+
+/// What one run did for one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccountReport {
+    pub tenant_id: String,
+    pub carrier: String,
+    /// Quiet shipments found.
+    pub quiet: usize,
+    /// Shipments the carrier answered for.
+    pub pulled: usize,
+    pub calls: usize,
+    /// Events the pulls gave.
+    pub found: usize,
+    /// New events: the webhooks never brought them. Queued for delivery now.
+    pub reconciled: usize,
+    /// Events already accepted (by webhook or an earlier run).
+    pub known: usize,
+    /// Shipments the carrier does not know, or could not be asked about (no `cp_id`, no order id).
+    pub not_found: usize,
+    pub errors: Vec<String>,
+    /// The carrier asked us to wait (429, 503) until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub back_off_until: Option<DateTime<Utc>>,
+}
+
+/// Progress of a run, for a progress bar.
+pub trait Progress: Send + Sync {
+    /// `done` of `total` shipments of the current account pulled.
+    fn advance(&self, tenant: &TenantId, carrier: Carrier, done: usize, total: usize);
+}
+
+/// No progress shown.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn advance(&self, _: &TenantId, _: Carrier, _: usize, _: usize) {}
+}
+
+pub struct Reconciler<S, I, T, M> {
+    pub shipments: S,
+    pub intake: I,
+    pub transport: std::sync::Arc<T>,
+    pub metrics: M,
+    pub settings: ReconcileSettings,
+    /// Shiprocket tokens by API user, kept between runs of this process (240 h each).
+    tokens: Mutex<HashMap<String, shiprocket::pull::ApiToken>>,
+    /// Accounts told to wait, until when.
+    backing_off: Mutex<HashMap<(TenantId, Carrier), DateTime<Utc>>>,
+}
+
+/// How one batch of pulls went.
+type Batch = Result<Vec<PulledShipment>, PullError>;
+
+impl<S, I, T, M> Reconciler<S, I, T, M>
+where
+    S: ShipmentIndex,
+    I: Intake,
+    T: PullTransport,
+    M: Metrics,
+{
+    pub fn new(
+        shipments: S,
+        intake: I,
+        transport: T,
+        metrics: M,
+        settings: ReconcileSettings,
+    ) -> Self {
+        Reconciler {
+            shipments,
+            intake,
+            transport: std::sync::Arc::new(transport),
+            metrics,
+            settings,
+            tokens: Mutex::new(HashMap::new()),
+            backing_off: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One run over `accounts`.
+    pub async fn run(
+        &self,
+        accounts: &[(TenantId, PullAccount)],
+        now: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Vec<AccountReport> {
+        let mut reports = Vec::new();
+        for (tenant, account) in accounts {
+            reports.push(self.reconcile_account(tenant, account, now, progress).await);
+        }
+        reports
+    }
+
+    async fn reconcile_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccount,
+        now: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> AccountReport {
+        let carrier = account.carrier();
+        let mut report = AccountReport {
+            tenant_id: tenant.to_string(),
+            carrier: carrier.as_str().to_owned(),
+            ..AccountReport::default()
+        };
+        let waiting = lock(&self.backing_off)
+            .get(&(tenant.clone(), carrier))
+            .copied();
+        if let Some(until) = waiting.filter(|until| *until > now) {
+            report.back_off_until = Some(until);
+            return report;
+        }
+        let per_call = match carrier {
+            Carrier::Clickpost => clickpost::pull::MAX_AWBS_PER_CALL,
+            Carrier::Shiprocket => shiprocket::pull::MAX_AWBS_PER_CALL,
+            Carrier::Shipway => 1,
+        };
+        let limit = self.settings.calls_per_account.saturating_mul(per_call);
+        let quiet = match self
+            .shipments
+            .quiet_shipments(tenant, carrier, &self.settings.rules, now, limit)
+            .await
+        {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("the shipment state could not be read: {e}"));
+                return report;
+            }
+        };
+        report.quiet = quiet.len();
+        let ctx = self.context(tenant, carrier, now);
+        let batches = batches(account, &quiet);
+        let mut done = 0;
+        for (key, batch) in batches {
+            if report.calls >= self.settings.calls_per_account {
+                break;
+            }
+            report.calls += 1;
+            let answer = self.pull(account, &key, &batch, &ctx).await;
+            done += batch.len();
+            progress.advance(tenant, carrier, done, report.quiet);
+            match answer {
+                Ok(shipments) => self.accept(&mut report, shipments, now).await,
+                Err(e) => {
+                    warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "pull failed");
+                    report.errors.push(e.to_string());
+                    if let Some(until) = e.back_off_until() {
+                        report.back_off_until = Some(until);
+                        lock(&self.backing_off).insert((tenant.clone(), carrier), until);
+                        break;
+                    }
+                    if matches!(e, PullError::Unauthorized { .. }) {
+                        break;
+                    }
+                }
+            }
+        }
+        report.not_found += quiet.len().saturating_sub(done);
+        if report.reconciled > 0 {
+            self.metrics.count(
+                "Reconciled",
+                u64::try_from(report.reconciled).unwrap_or(u64::MAX),
+                &[("Carrier", carrier.as_str())],
+            );
+        }
+        info!(tenant_id = %tenant, carrier = %carrier, quiet = report.quiet, calls = report.calls, found = report.found, reconciled = report.reconciled, known = report.known, errors = report.errors.len(), "reconciled");
+        report
+    }
+
+    fn context(&self, tenant: &TenantId, carrier: Carrier, now: DateTime<Utc>) -> NormalizeContext {
+        let mut ctx = NormalizeContext::new(tenant.as_str(), now);
+        ctx.zone = self.settings.zones.for_carrier(carrier);
+        ctx.max_future = self.settings.max_future;
+        ctx
+    }
+
+    async fn pull(
+        &self,
+        account: &PullAccount,
+        key: &str,
+        batch: &[String],
+        ctx: &NormalizeContext,
+    ) -> Batch {
+        match account {
+            PullAccount::Clickpost(credentials) => {
+                let cp_id = key.parse::<i64>().map_err(|_| PullError::InvalidRequest {
+                    carrier: Carrier::Clickpost,
+                    reason: format!("the courier id {key:?} is not a number"),
+                })?;
+                clickpost::pull::ClickpostPull::new(self.transport.clone(), credentials.clone())
+                    .track(cp_id, batch, ctx)
+                    .await
+            }
+            PullAccount::Shiprocket(credentials) => {
+                let user = credentials.email().to_owned();
+                let mut client = shiprocket::pull::ShiprocketPull::new(
+                    self.transport.clone(),
+                    credentials.clone(),
+                );
+                if let Some(token) = lock(&self.tokens).get(&user).cloned() {
+                    client = client.with_token(token);
+                }
+                let answer = client.track_awbs(batch, ctx).await;
+                if let Some(token) = client.token() {
+                    lock(&self.tokens).insert(user, token);
+                }
+                answer
+            }
+            PullAccount::Shipway(credentials) => {
+                let order = batch.first().map(String::as_str).unwrap_or_default();
+                shipway::pull::ShipwayPull::new(self.transport.clone(), credentials.clone())
+                    .order_details(order, ctx)
+                    .await
+                    .map(|shipment| vec![shipment])
+            }
+        }
+    }
+
+    /// Accepts every event found, as ingest would.
+    async fn accept(
+        &self,
+        report: &mut AccountReport,
+        shipments: Vec<PulledShipment>,
+        now: DateTime<Utc>,
+    ) {
+        for shipment in shipments {
+            match shipment.outcome {
+                Pulled::NotFound { .. } => report.not_found += 1,
+                Pulled::Found { events, skipped } => {
+                    report.pulled += 1;
+                    for reason in skipped {
+                        report
+                            .errors
+                            .push(format!("{}: {reason}", shipment.requested));
+                    }
+                    for mut event in events {
+                        report.found += 1;
+                        match self
+                            .intake
+                            .accept(&mut event, now, self.settings.claim_for)
+                            .await
+                        {
+                            Ok(Claim::Claimed) => {
+                                report.reconciled += 1;
+                                info!(tenant_id = %event.tenant_id, event_id = %event.event_id, awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought");
+                            }
+                            Ok(Claim::AlreadyQueued | Claim::InFlight) => report.known += 1,
+                            Err(e) => report
+                                .errors
+                                .push(format!("{}: not accepted: {e}", event.event_id)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The account's calls: (the key the call needs, the shipments it asks about). Clickpost: per
+/// `cp_id`, 5 AWBs a call; Shiprocket: 50 AWBs a call; Shipway: one order id a call. A shipment
+/// the call cannot name (no AWB, no `cp_id`, no order id) is left out.
+fn batches(account: &PullAccount, quiet: &[QuietShipment]) -> Vec<(String, Vec<String>)> {
+    match account {
+        PullAccount::Clickpost(_) => {
+            let mut by_courier: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for s in quiet {
+                if let (Some(cp_id), Some(awb)) = (&s.state.courier_id, &s.state.awb) {
+                    by_courier
+                        .entry(cp_id.clone())
+                        .or_default()
+                        .push(awb.clone());
+                }
+            }
+            by_courier
+                .into_iter()
+                .flat_map(|(cp_id, awbs)| {
+                    awbs.chunks(clickpost::pull::MAX_AWBS_PER_CALL)
+                        .map(|chunk| (cp_id.clone(), chunk.to_vec()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+        PullAccount::Shiprocket(_) => {
+            let awbs: Vec<String> = quiet.iter().filter_map(|s| s.state.awb.clone()).collect();
+            awbs.chunks(shiprocket::pull::MAX_AWBS_PER_CALL)
+                .map(|chunk| (String::new(), chunk.to_vec()))
+                .collect()
+        }
+        PullAccount::Shipway(_) => quiet
+            .iter()
+            .filter_map(|s| s.state.order_id.clone())
+            .map(|order| (String::new(), vec![order]))
+            .collect(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryEvents, MemoryQueue, RecordingMetrics};
+    use crate::carriers::pull::testing::{answer, Scripted};
+    use crate::carriers::{normalize, pull::BaseUrl};
+    use crate::ingest::ClaimThenQueue;
+    use crate::push::{SecretValue, TargetPolicy};
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    type MemoryIntake = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+
+    fn clickpost_account() -> (TenantId, PullAccount) {
+        let base = BaseUrl::parse("http://127.0.0.1:9/", TargetPolicy::LOCAL).unwrap();
+        let credentials = clickpost::pull::PullCredentials::new("acme", SecretValue::new("k3y"))
+            .with_base_url(base);
+        (
+            TenantId::parse("acme").unwrap(),
+            PullAccount::Clickpost(credentials),
+        )
+    }
+
+    fn reconciler(
+        events: &Arc<MemoryEvents>,
+        queue: &Arc<MemoryQueue>,
+        answers: Vec<
+            Result<crate::carriers::pull::PullResponse, crate::carriers::pull::TransportError>,
+        >,
+    ) -> Reconciler<Arc<MemoryEvents>, MemoryIntake, Scripted, Arc<RecordingMetrics>> {
+        Reconciler::new(
+            events.clone(),
+            ClaimThenQueue {
+                events: events.clone(),
+                queue: queue.clone(),
+            },
+            Scripted::new(answers),
+            Arc::new(RecordingMetrics::default()),
+            ReconcileSettings {
+                rules: QuietRules::uniform(Duration::ZERO),
+                ..ReconcileSettings::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn what_no_webhook_brought_is_queued_once_and_a_second_run_finds_nothing_new() {
+        let events = Arc::new(MemoryEvents::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let intake = ClaimThenQueue {
+            events: events.clone(),
+            queue: queue.clone(),
+        };
+        // The webhook brought the newest scan only.
+        let now = Utc::now();
+        let body = fixture("clickpost/out_for_delivery_all_status.json");
+        let mut pushed = normalize(
+            Carrier::Clickpost,
+            body.as_bytes(),
+            &NormalizeContext::new("acme", now),
+        )
+        .unwrap();
+        for event in &mut pushed {
+            intake
+                .accept(event, now, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(queue.messages().len(), 1);
+
+        let pull = fixture("clickpost/pull_track_order.json");
+        let account = clickpost_account();
+        let run = reconciler(&events, &queue, vec![answer(200, &pull)]);
+        let reports = run.run(&[account.clone()], now, &Silent).await;
+        let report = &reports[0];
+        assert_eq!(
+            (report.quiet, report.calls, report.pulled),
+            (1, 1, 1),
+            "{report:?}"
+        );
+        assert_eq!(report.found, 3, "{report:?}");
+        assert_eq!((report.reconciled, report.known), (2, 1), "{report:?}");
+        assert_eq!(
+            queue.messages().len(),
+            3,
+            "the two older scans queued, once each"
+        );
+        assert_eq!(run.metrics.total("Reconciled"), 2);
+        let asked = run.transport.sent.lock().unwrap()[0].url.to_string();
+        assert!(
+            asked.contains("waybill=SF49245NER") && asked.contains("cp_id="),
+            "{asked}"
+        );
+
+        let again = reconciler(&events, &queue, vec![answer(200, &pull)]);
+        let report = &again.run(&[account], now, &Silent).await[0];
+        assert_eq!((report.reconciled, report.known), (0, 3), "{report:?}");
+        assert_eq!(queue.messages().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_429_stops_the_account_until_its_retry_after() {
+        let events = Arc::new(MemoryEvents::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let intake = ClaimThenQueue {
+            events: events.clone(),
+            queue: queue.clone(),
+        };
+        let now = Utc::now();
+        let body = fixture("clickpost/out_for_delivery_all_status.json");
+        for event in &mut normalize(
+            Carrier::Clickpost,
+            body.as_bytes(),
+            &NormalizeContext::new("acme", now),
+        )
+        .unwrap()
+        {
+            intake
+                .accept(event, now, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let mut limited = answer(429, "{}").unwrap();
+        limited.retry_after = Some(Duration::from_secs(120));
+        let run = reconciler(&events, &queue, vec![Ok(limited)]);
+        let account = clickpost_account();
+        let report = &run.run(&[account.clone()], now, &Silent).await[0];
+        let until = report.back_off_until.expect("backing off");
+        assert!(until >= now + chrono::TimeDelta::seconds(119), "{until}");
+        // The next run in that time makes no call at all.
+        let report = &run
+            .run(&[account], now + chrono::TimeDelta::seconds(60), &Silent)
+            .await[0];
+        assert_eq!(report.calls, 0);
+        assert_eq!(run.transport.sent.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn quiet_depends_on_the_last_status_and_terminal_shipments_never_are() {
+        let rules = QuietRules::default();
+        let now = Utc::now();
+        let state = |status: Status, hours: i64| ShipmentState {
+            latest_event_id: None,
+            latest_event_time: now - chrono::TimeDelta::hours(hours),
+            last_status: Some(status),
+            terminal: status.is_terminal(),
+            carrier: Some(Carrier::Clickpost),
+            awb: Some("A".into()),
+            order_id: None,
+            courier_id: None,
+            last_received_at: Some(now - chrono::TimeDelta::hours(hours)),
+        };
+        assert!(rules.is_quiet(&state(Status::InTransit, 7), now));
+        assert!(!rules.is_quiet(&state(Status::InTransit, 5), now));
+        assert!(!rules.is_quiet(&state(Status::PickupScheduled, 7), now));
+        assert!(rules.is_quiet(&state(Status::PickupScheduled, 25), now));
+        assert!(!rules.is_quiet(&state(Status::Delivered, 100), now));
+    }
+}
