@@ -569,7 +569,7 @@ mod tests {
         let pull = fixture("clickpost/pull_track_order.json");
         let account = clickpost_account();
         let run = reconciler(&events, &queue, vec![answer(200, &pull)]);
-        let reports = run.run(&[account.clone()], now, &Silent).await;
+        let reports = run.run(std::slice::from_ref(&account), now, &Silent).await;
         let report = &reports[0];
         assert_eq!(
             (report.quiet, report.calls, report.pulled),
@@ -622,7 +622,7 @@ mod tests {
         limited.retry_after = Some(Duration::from_secs(120));
         let run = reconciler(&events, &queue, vec![Ok(limited)]);
         let account = clickpost_account();
-        let report = &run.run(&[account.clone()], now, &Silent).await[0];
+        let report = &run.run(std::slice::from_ref(&account), now, &Silent).await[0];
         let until = report.back_off_until.expect("backing off");
         assert!(until >= now + chrono::TimeDelta::seconds(119), "{until}");
         // The next run in that time makes no call at all.
