@@ -36,6 +36,7 @@ enum Command {
     Quarantine(ops::quarantine::Args),
     Carriers(ops::carriers::Args),
     Circuit(ops::circuit::Args),
+    Reconcile(ops::reconcile::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +52,6 @@ fn main() -> ExitCode {
         Command::Quarantine(args) => ops::execute(args.target, args.command),
         Command::Carriers(args) => ops::execute(args.target.clone(), args),
         Command::Circuit(args) => ops::execute(args.target.clone(), args),
+        Command::Reconcile(args) => ops::reconcile::run(args),
     }
 }

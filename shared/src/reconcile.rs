@@ -160,6 +160,54 @@ impl PullAccount {
     }
 }
 
+impl PullAccount {
+    /// The account as a store keeps it: carrier, base URL, user, secret.
+    pub fn record(&self) -> PullAccountRecord {
+        let (base_url, user, secret) = match self {
+            PullAccount::Clickpost(c) => (c.base_url(), c.user(), c.secret()),
+            PullAccount::Shiprocket(c) => (c.base_url(), c.user(), c.secret()),
+            PullAccount::Shipway(c) => (c.base_url(), c.user(), c.secret()),
+        };
+        PullAccountRecord {
+            carrier: self.carrier(),
+            base_url: base_url.as_url().to_string(),
+            user: user.to_owned(),
+            secret: secret.clone(),
+        }
+    }
+
+    /// The account a stored record describes, its base URL checked against `policy` again (a
+    /// record written under other rules is refused, not used).
+    pub fn from_record(
+        record: &PullAccountRecord,
+        policy: crate::push::TargetPolicy,
+    ) -> Result<PullAccount, String> {
+        let base = crate::carriers::pull::BaseUrl::parse(&record.base_url, policy)
+            .map_err(|e| e.to_string())?;
+        let (user, secret) = (record.user.clone(), record.secret.clone());
+        Ok(match record.carrier {
+            Carrier::Clickpost => PullAccount::Clickpost(
+                clickpost::pull::PullCredentials::new(user, secret).with_base_url(base),
+            ),
+            Carrier::Shiprocket => PullAccount::Shiprocket(
+                shiprocket::pull::PullCredentials::new(user, secret).with_base_url(base),
+            ),
+            Carrier::Shipway => PullAccount::Shipway(
+                shipway::pull::PullCredentials::new(user, secret).with_base_url(base),
+            ),
+        })
+    }
+}
+
+/// A pull account as stored. The secret is write-only: `Debug` never shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullAccountRecord {
+    pub carrier: Carrier,
+    pub base_url: String,
+    pub user: String,
+    pub secret: crate::push::SecretValue,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
     pub rules: QuietRules,

@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod key;
 pub mod push;
 pub mod quarantine;
+pub mod reconcile;
 pub mod replay;
 pub mod tenant;
 

@@ -8,12 +8,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use shared::admin::LIVE_KEYS_PER_CARRIER;
 use shared::auth::Credential;
+use shared::carriers::{self, pull::BaseUrl};
 use shared::circuit::BreakerSettings;
 use shared::ingest::IngestSettings;
 use shared::push::{
     Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret,
     TargetPolicy,
 };
+use shared::reconcile::PullAccount;
 use shared::{Carrier, Status, TenantId};
 
 use super::server::ServerSettings;
@@ -33,7 +35,23 @@ struct File {
     #[serde(default)]
     server: ServerSection,
     #[serde(default)]
+    reconcile: ReconcileSection,
+    #[serde(default)]
     tenants: Vec<TenantSection>,
+}
+
+/// `[reconcile]`: how often the tenants' quiet shipments are pulled, and when a shipment is quiet.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReconcileSection {
+    /// How often a run starts (default "15m"; "off": never, `rms reconcile` by hand only).
+    every: Option<String>,
+    /// A shipment waiting for pickup is pulled after this long without news (default "24h").
+    before_pickup: Option<String>,
+    /// Any other shipment that is not delivered or closed (default "6h").
+    moving: Option<String>,
+    /// The most tracking calls one account gets per run (default 100).
+    calls_per_account: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -118,6 +136,42 @@ struct TenantSection {
     push: Option<PushSection>,
     include_source: Option<bool>,
     enabled: Option<bool>,
+    /// The tenant's accounts at the carriers' tracking APIs, for the reconciler.
+    #[serde(default)]
+    pull: PullSection,
+}
+
+/// `[tenants.pull.<carrier>]`: each carrier's own names for its credentials.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PullSection {
+    clickpost: Option<ClickpostPull>,
+    shiprocket: Option<ShiprocketPull>,
+    shipway: Option<ShipwayPull>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClickpostPull {
+    base_url: Option<String>,
+    username: String,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShiprocketPull {
+    base_url: Option<String>,
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipwayPull {
+    base_url: Option<String>,
+    username: String,
+    licence_key: String,
 }
 
 /// A carrier's key, or its two live keys during a rotation (`["old", "new"]`).
@@ -178,6 +232,9 @@ pub struct ServeConfig {
     pub breaker: BreakerSettings,
     /// `[server]`: header, idle and body timeouts, and the connection cap.
     pub server: ServerSettings,
+    /// `[reconcile]`: every how long a run starts (`None`: never), and its rules.
+    pub reconcile_every: Option<Duration>,
+    pub reconcile: shared::reconcile::ReconcileSettings,
     pub tenants: Vec<Tenant>,
     /// The file the configuration was read from: without one, `rms serve` leaves the stored
     /// tenants as they are (those of a file stay the file's).
@@ -195,6 +252,8 @@ pub struct Tenant {
     pub push: Option<PushConfig>,
     pub include_source: bool,
     pub enabled: bool,
+    /// `[tenants.pull.<carrier>]`: the accounts the reconciler pulls with.
+    pub pull: Vec<PullAccount>,
 }
 
 /// A carrier key of a tenant of the file.
@@ -252,6 +311,8 @@ impl Default for ServeConfig {
             tenant_concurrency: 4,
             breaker: BreakerSettings::default(),
             server: ServerSettings::default(),
+            reconcile_every: Some(Duration::from_secs(15 * 60)),
+            reconcile: shared::reconcile::ReconcileSettings::default(),
             tenants: Vec::new(),
             file: None,
         }
@@ -387,6 +448,24 @@ impl ServeConfig {
         }
         let targets = config.targets();
         config.server = file.server.settings()?;
+        if let Some(every) = &file.reconcile.every {
+            config.reconcile_every = match every.trim() {
+                "off" => None,
+                text => Some(duration("reconcile.every", text)?).filter(|d| !d.is_zero()),
+            };
+        }
+        if let Some(text) = &file.reconcile.before_pickup {
+            config.reconcile.rules.before_pickup = duration("reconcile.before_pickup", text)?;
+        }
+        if let Some(text) = &file.reconcile.moving {
+            config.reconcile.rules.moving = duration("reconcile.moving", text)?;
+        }
+        if let Some(calls) = file.reconcile.calls_per_account {
+            if calls == 0 {
+                return Err(invalid("reconcile.calls_per_account", "must be at least 1"));
+            }
+            config.reconcile.calls_per_account = calls;
+        }
         for (i, t) in file.tenants.into_iter().enumerate() {
             let field = format!("tenants[{i}]");
             config
@@ -394,6 +473,10 @@ impl ServeConfig {
                 .push(tenant(field, t, targets, default_timeout)?);
         }
         one_tenant_per_key(&config.tenants)?;
+        // Pulled events are normalised as the pushed ones are.
+        config.reconcile.zones = config.ingest.zones.clone();
+        config.reconcile.max_future = config.ingest.max_future;
+        config.reconcile.claim_for = config.ingest.claim_for;
         Ok(config)
     }
 }
@@ -476,6 +559,7 @@ fn tenant(
         None => None,
         Some(p) => Some(push(&format!("{field}.push"), p, targets, default_timeout)?),
     };
+    let pull = pull_accounts(&format!("{field}.pull"), t.pull, targets)?;
     Ok(Tenant {
         field,
         id,
@@ -483,7 +567,73 @@ fn tenant(
         push,
         include_source: t.include_source.unwrap_or(true),
         enabled: t.enabled.unwrap_or(true),
+        pull,
     })
+}
+
+/// The tenant's pull accounts; a base URL by the push targets' rules (loopback only with
+/// `allow_private_targets`), each carrier's default when not given.
+fn pull_accounts(
+    field: &str,
+    p: PullSection,
+    targets: TargetPolicy,
+) -> Result<Vec<PullAccount>, ConfigError> {
+    let base = |carrier: &str, given: Option<String>, default: &str| {
+        let text = given.unwrap_or_else(|| default.to_owned());
+        BaseUrl::parse(&text, targets)
+            .map_err(|e| invalid(format!("{field}.{carrier}.base_url"), e.to_string()))
+    };
+    let secret = |carrier: &str, name: &str, value: String| {
+        if value.trim().is_empty() {
+            Err(invalid(format!("{field}.{carrier}.{name}"), "is empty"))
+        } else {
+            Ok(SecretValue::new(value.trim()))
+        }
+    };
+    let mut accounts = Vec::new();
+    if let Some(c) = p.clickpost {
+        let url = base(
+            "clickpost",
+            c.base_url,
+            carriers::clickpost::pull::DEFAULT_BASE_URL,
+        )?;
+        accounts.push(PullAccount::Clickpost(
+            carriers::clickpost::pull::PullCredentials::new(
+                c.username.trim(),
+                secret("clickpost", "key", c.key)?,
+            )
+            .with_base_url(url),
+        ));
+    }
+    if let Some(c) = p.shiprocket {
+        let url = base(
+            "shiprocket",
+            c.base_url,
+            carriers::shiprocket::pull::DEFAULT_BASE_URL,
+        )?;
+        accounts.push(PullAccount::Shiprocket(
+            carriers::shiprocket::pull::PullCredentials::new(
+                c.email.trim(),
+                secret("shiprocket", "password", c.password)?,
+            )
+            .with_base_url(url),
+        ));
+    }
+    if let Some(c) = p.shipway {
+        let url = base(
+            "shipway",
+            c.base_url,
+            carriers::shipway::pull::DEFAULT_BASE_URL,
+        )?;
+        accounts.push(PullAccount::Shipway(
+            carriers::shipway::pull::PullCredentials::new(
+                c.username.trim(),
+                secret("shipway", "licence_key", c.licence_key)?,
+            )
+            .with_base_url(url),
+        ));
+    }
+    Ok(accounts)
 }
 
 /// A tenant's Push Config, by the same rules as the admin API's (`shared::push`'s types).

@@ -54,6 +54,7 @@ pub fn configure(config: &mut ServeConfig) {
         }),
         include_source: false,
         enabled: true,
+        pull: Vec::new(),
     });
 }
 

@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod dispatcher;
+mod reconciler;
 mod routes;
 mod server;
 mod silence;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::ServeConfig;
+pub use reconciler::accounts as reconciler_accounts;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<
@@ -196,6 +198,23 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     let (stop, stopped) = watch::channel(false);
     let dispatcher = tokio::spawn(dispatcher::run(app.clone(), stopped.clone()));
     tokio::spawn(silence::watch(app.clone(), stopped.clone()));
+    if let Some(every) = app.config.reconcile_every {
+        let reconciler = Arc::new(shared::reconcile::Reconciler::new(
+            app.store.clone(),
+            app.store.clone(),
+            shared::adapters::pull_http::HttpPullTransport::new(targets)
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            NoMetrics,
+            app.config.reconcile.clone(),
+        ));
+        tokio::spawn(reconciler::run(
+            reconciler,
+            app.store.clone(),
+            targets,
+            every,
+            stopped.clone(),
+        ));
+    }
     let router = routes::router(app.clone(), demo);
     info!(
         listen = %app.config.listen,
@@ -245,6 +264,13 @@ fn load_tenants(store: &SqliteStore, config: &ServeConfig) -> Result<(), String>
     let db = config.database.display();
     match store.apply_file_tenants(&tenants, Utc::now()) {
         Ok(applied) => {
+            // The file's pull accounts replace the stored ones of its tenants, as its keys do.
+            for tenant in &config.tenants {
+                let records: Vec<_> = tenant.pull.iter().map(|a| a.record()).collect();
+                store
+                    .set_pull_accounts(&tenant.id, &records)
+                    .map_err(|e| format!("cannot store the configured pull accounts: {e}"))?;
+            }
             for (tenant, key) in &applied.revoked {
                 warn!(tenant_id = %tenant, carrier = %key.carrier, key_id = %KeyView::from(key).key_id, "carrier key revoked: rms.toml does not list it for this tenant");
             }

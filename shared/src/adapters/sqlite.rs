@@ -27,7 +27,7 @@ use crate::ports::{
     PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
-use crate::reconcile::{quietest, QuietRules, QuietShipment, ShipmentIndex};
+use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
 use crate::shipment::ShipmentState;
 
 const SERVICE: &str = "SQLite";
@@ -58,6 +58,15 @@ CREATE TABLE IF NOT EXISTS push_configs (
     enabled INTEGER NOT NULL,
     -- `every` or `latest` (push::Delivery).
     delivery TEXT NOT NULL DEFAULT 'every'
+);
+-- The tenants' accounts at the carriers' tracking APIs, for the reconciler (reconcile.rs).
+CREATE TABLE IF NOT EXISTS pull_accounts (
+    tenant_id TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    user TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, carrier)
 );
 CREATE TABLE IF NOT EXISTS claims (
     event_id TEXT PRIMARY KEY,
@@ -1227,6 +1236,87 @@ impl ShipmentStates for SqliteStore {
         )
         .optional()
         .map_err(unavailable("shipment"))
+    }
+}
+
+impl SqliteStore {
+    /// Sets the tenant's pull accounts to exactly `accounts` (one per carrier).
+    pub fn set_pull_accounts(
+        &self,
+        tenant: &TenantId,
+        accounts: &[PullAccountRecord],
+    ) -> Result<(), Unavailable> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable("pull accounts"))?;
+        execute(
+            &tx,
+            "DELETE FROM pull_accounts WHERE tenant_id = ?1",
+            params![tenant.as_str()],
+        )
+        .map_err(unavailable("pull accounts"))?;
+        for account in accounts {
+            execute(
+                &tx,
+                "INSERT OR REPLACE INTO pull_accounts (tenant_id, carrier, base_url, user, secret)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    tenant.as_str(),
+                    account.carrier.as_str(),
+                    account.base_url,
+                    account.user,
+                    account.secret.expose()
+                ],
+            )
+            .map_err(unavailable("pull accounts"))?;
+        }
+        tx.commit().map_err(unavailable("pull accounts"))
+    }
+
+    /// The pull accounts of enabled tenants (of `tenant`, at `carrier`, when given).
+    pub fn pull_accounts(
+        &self,
+        tenant: Option<&TenantId>,
+        carrier: Option<Carrier>,
+    ) -> Result<Vec<(TenantId, PullAccountRecord)>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT p.tenant_id, p.carrier, p.base_url, p.user, p.secret
+                 FROM pull_accounts p JOIN tenants t ON t.id = p.tenant_id
+                 WHERE t.enabled = 1 AND (?1 IS NULL OR p.tenant_id = ?1)
+                   AND (?2 IS NULL OR p.carrier = ?2)
+                 ORDER BY p.tenant_id, p.carrier",
+            )
+            .map_err(unavailable("pull accounts"))?;
+        let rows = statement
+            .query_map(
+                params![tenant.map(TenantId::as_str), carrier.map(Carrier::as_str)],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        PullAccountRecord {
+                            carrier: Carrier::Clickpost,
+                            base_url: row.get(2)?,
+                            user: row.get(3)?,
+                            secret: SecretValue::new(row.get::<_, String>(4)?),
+                        },
+                    ))
+                },
+            )
+            .map_err(unavailable("pull accounts"))?;
+        let mut accounts = Vec::new();
+        for row in rows {
+            let (tenant, carrier, mut record) = row.map_err(unavailable("pull accounts"))?;
+            // A row this build cannot read (a carrier it does not know) is skipped.
+            let (Ok(tenant), Ok(carrier)) = (TenantId::parse(&tenant), carrier.parse::<Carrier>())
+            else {
+                continue;
+            };
+            record.carrier = carrier;
+            accounts.push((tenant, record));
+        }
+        Ok(accounts)
     }
 }
 

@@ -64,6 +64,16 @@ impl PullCredentials {
     }
 
     /// Calls another host than [`DEFAULT_BASE_URL`] (a local fake in tests).
+    /// The account's user (username), as the store keeps it.
+    pub fn user(&self) -> &str {
+        self.username.expose()
+    }
+
+    /// The account's secret (key), as the store keeps it.
+    pub fn secret(&self) -> &SecretValue {
+        &self.key
+    }
+
     pub fn with_base_url(mut self, base_url: BaseUrl) -> Self {
         self.base_url = base_url;
         self

@@ -62,6 +62,21 @@ impl PullCredentials {
     }
 
     /// Calls another host than [`DEFAULT_BASE_URL`] (a local fake in tests).
+    /// The account's user (email), as the store keeps it.
+    pub fn user(&self) -> &str {
+        &self.email
+    }
+
+    /// The account's secret (password), as the store keeps it.
+    pub fn secret(&self) -> &SecretValue {
+        &self.password
+    }
+
+    /// Where the account's API is.
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+
     pub fn with_base_url(mut self, base_url: BaseUrl) -> Self {
         self.base_url = base_url;
         self

@@ -52,6 +52,21 @@ impl PullCredentials {
     }
 
     /// Calls another host than [`DEFAULT_BASE_URL`] (a local fake in tests).
+    /// The account's user (username), as the store keeps it.
+    pub fn user(&self) -> &str {
+        &self.username
+    }
+
+    /// The account's secret (licence_key), as the store keeps it.
+    pub fn secret(&self) -> &SecretValue {
+        &self.licence_key
+    }
+
+    /// Where the account's API is.
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+
     pub fn with_base_url(mut self, base_url: BaseUrl) -> Self {
         self.base_url = base_url;
         self
