@@ -76,12 +76,20 @@ impl QuietRules {
     }
 
     /// Whether the shipment is quiet now: not terminal, and its newest event arrived (or, for
-    /// state kept before arrivals were, happened) longer ago than its status allows.
-    pub fn is_quiet(&self, state: &ShipmentState, now: DateTime<Utc>) -> bool {
+    /// state kept before arrivals were, happened) longer ago than its status allows, and so did
+    /// the last pull that asked about it (a shipment the carrier has nothing new on is asked
+    /// again after the same wait, not at every run).
+    pub fn is_quiet(
+        &self,
+        state: &ShipmentState,
+        last_pulled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
         if state.terminal {
             return false;
         }
-        let since = state.last_received_at.unwrap_or(state.latest_event_time);
+        let heard = state.last_received_at.unwrap_or(state.latest_event_time);
+        let since = last_pulled_at.map_or(heard, |pulled| pulled.max(heard));
         let quiet = (now - since).to_std().unwrap_or(Duration::ZERO);
         quiet >= self.threshold(state.last_status)
     }
@@ -92,6 +100,8 @@ impl QuietRules {
 pub struct QuietShipment {
     pub shipment_key: String,
     pub state: ShipmentState,
+    /// When a reconcile run last asked the carrier about it.
+    pub last_pulled_at: Option<DateTime<Utc>>,
 }
 
 /// The stores' side: the quiet shipments of one tenant at one carrier.
@@ -106,9 +116,26 @@ pub trait ShipmentIndex: Send + Sync {
         now: DateTime<Utc>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send;
+
+    /// Notes that a run asked the carrier about these shipments now.
+    fn mark_pulled(
+        &self,
+        tenant: &TenantId,
+        shipment_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
 impl<T: ShipmentIndex> ShipmentIndex for std::sync::Arc<T> {
+    fn mark_pulled(
+        &self,
+        tenant: &TenantId,
+        shipment_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).mark_pulled(tenant, shipment_keys, now)
+    }
+
     fn quiet_shipments(
         &self,
         tenant: &TenantId,
@@ -131,7 +158,7 @@ pub fn quietest(
 ) -> Vec<QuietShipment> {
     let mut quiet: Vec<QuietShipment> = shipments
         .into_iter()
-        .filter(|s| rules.is_quiet(&s.state, now))
+        .filter(|s| rules.is_quiet(&s.state, s.last_pulled_at, now))
         .collect();
     quiet.sort_by_key(|s| {
         s.state
@@ -389,6 +416,16 @@ where
                     }
                 }
             }
+        }
+        let asked: Vec<String> = quiet
+            .iter()
+            .take(done)
+            .map(|s| s.shipment_key.clone())
+            .collect();
+        if let Err(e) = self.shipments.mark_pulled(tenant, &asked, now).await {
+            report
+                .errors
+                .push(format!("the pulls could not be noted: {e}"));
         }
         report.not_found += quiet.len().saturating_sub(done);
         if report.reconciled > 0 {
@@ -696,10 +733,13 @@ mod tests {
             courier_id: None,
             last_received_at: Some(now - chrono::TimeDelta::hours(hours)),
         };
-        assert!(rules.is_quiet(&state(Status::InTransit, 7), now));
-        assert!(!rules.is_quiet(&state(Status::InTransit, 5), now));
-        assert!(!rules.is_quiet(&state(Status::PickupScheduled, 7), now));
-        assert!(rules.is_quiet(&state(Status::PickupScheduled, 25), now));
-        assert!(!rules.is_quiet(&state(Status::Delivered, 100), now));
+        assert!(rules.is_quiet(&state(Status::InTransit, 7), None, now));
+        assert!(!rules.is_quiet(&state(Status::InTransit, 5), None, now));
+        assert!(!rules.is_quiet(&state(Status::PickupScheduled, 7), None, now));
+        assert!(rules.is_quiet(&state(Status::PickupScheduled, 25), None, now));
+        assert!(!rules.is_quiet(&state(Status::Delivered, 100), None, now));
+        // Pulled an hour ago, nothing new: not asked again before its 6 h are up.
+        let pulled = Some(now - chrono::TimeDelta::hours(1));
+        assert!(!rules.is_quiet(&state(Status::InTransit, 7), pulled, now));
     }
 }

@@ -126,6 +126,8 @@ struct EventsState {
     claims: HashMap<EventId, ClaimState>,
     /// Keyed by (tenant, shipment key).
     shipments: HashMap<(String, String), ShipmentState>,
+    /// When a reconcile run last asked about a shipment.
+    pulled: HashMap<(String, String), DateTime<Utc>>,
     /// Keyed by (tenant, body digest).
     quarantine: HashMap<(String, String), QuarantineRecord>,
     activity: HashMap<(TenantId, Carrier), CarrierActivity>,
@@ -364,9 +366,27 @@ impl ShipmentIndex for MemoryEvents {
             .map(|((_, key), s)| QuietShipment {
                 shipment_key: key.clone(),
                 state: s.clone(),
+                last_pulled_at: state
+                    .pulled
+                    .get(&(tenant.to_string(), key.clone()))
+                    .copied(),
             })
             .collect::<Vec<_>>();
         Ok(quietest(mine, rules, now, limit))
+    }
+
+    async fn mark_pulled(
+        &self,
+        tenant: &TenantId,
+        shipment_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        self.check("UpdateItem")?;
+        let mut state = lock(&self.state);
+        for key in shipment_keys {
+            state.pulled.insert((tenant.to_string(), key.clone()), now);
+        }
+        Ok(())
     }
 }
 

@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS shipments (
     courier_id TEXT,
     -- When the newest event arrived, epoch ms.
     last_received_ms INTEGER,
+    -- When a reconcile run last asked the carrier about it, epoch ms.
+    last_pulled_ms INTEGER,
     PRIMARY KEY (tenant_id, shipment_key)
 );
 -- Rejected bodies, once per tenant and body digest (the table `quarantine`, keyed by digest
@@ -167,7 +169,7 @@ CREATE TABLE IF NOT EXISTS delivered (
 ";
 
 /// Columns added after the first release; a database made before them gets them on open.
-const ADDED_COLUMNS: [(&str, &str, &str); 16] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 17] = [
     ("tenants", "enabled", "INTEGER NOT NULL DEFAULT 1"),
     ("tenants", "created_at", "TEXT NOT NULL DEFAULT ''"),
     ("tenants", "file_managed", "INTEGER NOT NULL DEFAULT 0"),
@@ -184,6 +186,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 16] = [
     ("shipments", "order_id", "TEXT"),
     ("shipments", "courier_id", "TEXT"),
     ("shipments", "last_received_ms", "INTEGER"),
+    ("shipments", "last_pulled_ms", "INTEGER"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -1338,10 +1341,11 @@ impl ShipmentIndex for SqliteStore {
         let mut statement = conn
             .prepare_cached(
                 "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
-                        courier_id, last_received_ms, shipment_key
+                        courier_id, last_received_ms, shipment_key, last_pulled_ms
                  FROM shipments
                  WHERE tenant_id = ?1 AND carrier = ?2 AND terminal = 0
-                   AND COALESCE(last_received_ms, latest_ms) <= ?3",
+                   AND COALESCE(last_received_ms, latest_ms) <= ?3
+                   AND COALESCE(last_pulled_ms, 0) <= ?3",
             )
             .map_err(unavailable("quiet shipments"))?;
         let rows = statement
@@ -1349,6 +1353,7 @@ impl ShipmentIndex for SqliteStore {
                 Ok(QuietShipment {
                     state: shipment_row(row)?,
                     shipment_key: row.get(9)?,
+                    last_pulled_at: row.get::<_, Option<i64>>(10)?.map(from_ms),
                 })
             })
             .map_err(unavailable("quiet shipments"))?;
@@ -1356,6 +1361,25 @@ impl ShipmentIndex for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable("quiet shipments"))?;
         Ok(quietest(found, rules, now, limit))
+    }
+
+    async fn mark_pulled(
+        &self,
+        tenant: &TenantId,
+        shipment_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable("mark pulled"))?;
+        for key in shipment_keys {
+            execute(
+                &tx,
+                "UPDATE shipments SET last_pulled_ms = ?3 WHERE tenant_id = ?1 AND shipment_key = ?2",
+                params![tenant.as_str(), key, now.timestamp_millis()],
+            )
+            .map_err(unavailable("mark pulled"))?;
+        }
+        tx.commit().map_err(unavailable("mark pulled"))
     }
 }
 
