@@ -9,19 +9,14 @@
 //!
 //! Errors never carry the URL (it may hold Clickpost's key): reqwest's are stripped of it.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::redirect::Policy;
 use reqwest::Client;
 
+use super::outbound::{self, retry_after};
 use crate::carriers::pull::{
     PullMethod, PullRequest, PullResponse, PullTransport, TransportError, MAX_ANSWER_BYTES,
 };
-use crate::push::{check_target, forbidden, TargetPolicy};
+use crate::push::{check_target, TargetPolicy};
 
 /// The pull transport on reqwest.
 #[derive(Clone)]
@@ -32,34 +27,9 @@ pub struct HttpPullTransport {
 
 impl HttpPullTransport {
     pub fn new(policy: TargetPolicy) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .tls_backend_preconfigured(tls_config())
-            .redirect(Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent("RMS-Notify/1 (reconciliation)")
-            .build()?;
+        let client = outbound::client(policy, "RMS-Notify/1 (reconciliation)")?;
         Ok(HttpPullTransport { client, policy })
     }
-}
-
-/// TLS as the pusher has it (`adapters::push`): rustls (aws-lc) trusting Mozilla's roots as
-/// compiled in by `webpki-roots`, HTTP/1.1.
-fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    #[allow(clippy::expect_used)]
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports rustls's default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
 }
 
 impl PullTransport for HttpPullTransport {
@@ -135,47 +105,10 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     failure(format!("{what}: {cause}"), timed_out)
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = at.signed_duration_since(chrono::Utc::now());
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// The client's resolver: system DNS, then every address checked.
-struct GuardedResolver {
-    policy: TargetPolicy,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !policy.allow_private {
-                if let Some((ip, kind)) = addrs
-                    .iter()
-                    .find_map(|a| forbidden(a.ip()).map(|k| (a.ip(), k)))
-                {
-                    let refused = format!(
-                        "{host} resolves to {ip}, a {kind} address; private targets are not allowed"
-                    );
-                    return Err(refused.into());
-                }
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::push::SecretValue;
 
@@ -223,18 +156,5 @@ mod tests {
             .unwrap_err();
         assert!(err.reason.starts_with("no connection"), "{err}");
         assert!(!err.reason.contains("s3cret") && !err.timed_out, "{err}");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(
-            retry_after(&HeaderValue::from_static("120")),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            retry_after(&HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT")),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
     }
 }
