@@ -120,6 +120,20 @@ key = "{CP_KEY}"
         "each scan once: {per_id:?}"
     );
 
+    // The delivery log marks the two events only polling found.
+    let log = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["deliveries", "acme", "--awb", "SF49245NER", "--json", "--local"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&log.stdout).to_string();
+    let reconciled = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|a| a["outcome"] == "reconciled")
+        .count();
+    assert_eq!(reconciled, 2, "{lines}");
+
     let (ok, out) = reconcile(&db, &[]);
     assert!(ok, "{out}");
     let row = out.lines().find(|l| l.starts_with("acme")).unwrap();

@@ -299,14 +299,18 @@ pub enum AttemptOutcome {
     /// Not pushed: the tenant takes the latest state only, and its shipment has a newer event
     /// (named in the attempt's `error`).
     Superseded,
+    /// Not a push: the event was found by the reconciler (polling the carrier's tracking API),
+    /// no webhook brought it; it was queued then (attempt 0).
+    Reconciled,
 }
 
 impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 4] = [
+    pub const ALL: [AttemptOutcome; 5] = [
         AttemptOutcome::Delivered,
         AttemptOutcome::Retry,
         AttemptOutcome::DeadLetter,
         AttemptOutcome::Superseded,
+        AttemptOutcome::Reconciled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -315,6 +319,7 @@ impl AttemptOutcome {
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::DeadLetter => "dead_letter",
             AttemptOutcome::Superseded => "superseded",
+            AttemptOutcome::Reconciled => "reconciled",
         }
     }
 

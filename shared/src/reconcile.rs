@@ -28,7 +28,7 @@ use crate::carriers::pull::{PullError, PullTransport, Pulled, PulledShipment};
 use crate::carriers::{clickpost, shiprocket, shipway, NormalizeContext};
 use crate::ingest::CarrierZones;
 use crate::model::{Carrier, Status, TenantId};
-use crate::ports::{Claim, Intake, Metrics, Unavailable};
+use crate::ports::{Attempt, AttemptOutcome, Claim, DeliveryLog, Intake, Metrics, Unavailable};
 use crate::shipment::ShipmentState;
 
 /// How long a shipment may go without news, by its last status, before it is pulled.
@@ -296,9 +296,11 @@ impl Progress for Silent {
     fn advance(&self, _: &TenantId, _: Carrier, _: usize, _: usize) {}
 }
 
-pub struct Reconciler<S, I, T, M> {
+pub struct Reconciler<S, I, L, T, M> {
     pub shipments: S,
     pub intake: I,
+    /// Where each event found only by polling is marked (`AttemptOutcome::Reconciled`).
+    pub log: L,
     pub transport: std::sync::Arc<T>,
     pub metrics: M,
     pub settings: ReconcileSettings,
@@ -311,16 +313,18 @@ pub struct Reconciler<S, I, T, M> {
 /// How one batch of pulls went.
 type Batch = Result<Vec<PulledShipment>, PullError>;
 
-impl<S, I, T, M> Reconciler<S, I, T, M>
+impl<S, I, L, T, M> Reconciler<S, I, L, T, M>
 where
     S: ShipmentIndex,
     I: Intake,
+    L: DeliveryLog,
     T: PullTransport,
     M: Metrics,
 {
     pub fn new(
         shipments: S,
         intake: I,
+        log: L,
         transport: T,
         metrics: M,
         settings: ReconcileSettings,
@@ -328,6 +332,7 @@ where
         Reconciler {
             shipments,
             intake,
+            log,
             transport: std::sync::Arc::new(transport),
             metrics,
             settings,
@@ -515,6 +520,25 @@ where
                             Ok(Claim::Claimed) => {
                                 report.reconciled += 1;
                                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought");
+                                let mark = Attempt {
+                                    event_id: event.event_id.clone(),
+                                    tenant_id: event.tenant_id.clone(),
+                                    awb: event.shipment_key().to_owned(),
+                                    status: event.status,
+                                    attempt: 0,
+                                    outcome: AttemptOutcome::Reconciled,
+                                    http_status: None,
+                                    latency_ms: 0,
+                                    error: Some(format!(
+                                        "found by polling {}'s tracking API; no webhook brought it",
+                                        event.carrier
+                                    )),
+                                    at: now,
+                                };
+                                if let Err(e) = self.log.record_attempt(&mark).await {
+                                    // The event is queued; only its mark is missing.
+                                    warn!(event_id = %event.event_id, error = %e, "reconciled event not marked in the delivery log");
+                                }
                             }
                             Ok(Claim::AlreadyQueued | Claim::InFlight) => report.known += 1,
                             Err(e) => report
@@ -577,7 +601,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::adapters::memory::{MemoryEvents, MemoryQueue, RecordingMetrics};
+    use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics};
     use crate::carriers::pull::testing::{answer, Scripted};
     use crate::carriers::{normalize, pull::BaseUrl};
     use crate::ingest::ClaimThenQueue;
@@ -610,13 +634,20 @@ mod tests {
         answers: Vec<
             Result<crate::carriers::pull::PullResponse, crate::carriers::pull::TransportError>,
         >,
-    ) -> Reconciler<Arc<MemoryEvents>, MemoryIntake, Scripted, Arc<RecordingMetrics>> {
+    ) -> Reconciler<
+        Arc<MemoryEvents>,
+        MemoryIntake,
+        Arc<MemoryDeliveryLog>,
+        Scripted,
+        Arc<RecordingMetrics>,
+    > {
         Reconciler::new(
             events.clone(),
             ClaimThenQueue {
                 events: events.clone(),
                 queue: queue.clone(),
             },
+            Arc::new(MemoryDeliveryLog::default()),
             Scripted::new(answers),
             Arc::new(RecordingMetrics::default()),
             ReconcileSettings {
@@ -669,6 +700,11 @@ mod tests {
             "the two older scans queued, once each"
         );
         assert_eq!(run.metrics.total("Reconciled"), 2);
+        let marks = run.log.attempts();
+        assert_eq!(marks.len(), 2, "each new event marked in the delivery log");
+        assert!(marks
+            .iter()
+            .all(|m| m.outcome == AttemptOutcome::Reconciled && m.attempt == 0));
         let asked = run.transport.sent.lock().unwrap()[0].url.to_string();
         assert!(
             asked.contains("waybill=SF49245NER") && asked.contains("cp_id="),

@@ -130,7 +130,14 @@ async fn reconcile(args: Args) -> Result<ExitCode, String> {
     }
     let transport =
         HttpPullTransport::new(policy).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let reconciler = Reconciler::new(store.clone(), store.clone(), transport, NoMetrics, settings);
+    let reconciler = Reconciler::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        transport,
+        NoMetrics,
+        settings,
+    );
     let bar = Bar(progress_bar("pulling"));
     let reports = reconciler.run(&accounts, now, &bar).await;
     bar.0.finish_and_clear();

@@ -202,6 +202,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         let reconciler = Arc::new(shared::reconcile::Reconciler::new(
             app.store.clone(),
             app.store.clone(),
+            app.store.clone(),
             shared::adapters::pull_http::HttpPullTransport::new(targets)
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             NoMetrics,

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 pub type LocalReconciler =
-    Reconciler<Arc<SqliteStore>, Arc<SqliteStore>, HttpPullTransport, NoMetrics>;
+    Reconciler<Arc<SqliteStore>, Arc<SqliteStore>, Arc<SqliteStore>, HttpPullTransport, NoMetrics>;
 
 /// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes
 /// them; an account whose base URL the current rules refuse is reported and left out.
