@@ -37,6 +37,7 @@ enum Command {
     Carriers(ops::carriers::Args),
     Circuit(ops::circuit::Args),
     Reconcile(ops::reconcile::Args),
+    Shipments(ops::shipments::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +54,6 @@ fn main() -> ExitCode {
         Command::Carriers(args) => ops::execute(args.target.clone(), args),
         Command::Circuit(args) => ops::execute(args.target.clone(), args),
         Command::Reconcile(args) => ops::reconcile::run(args),
+        Command::Shipments(args) => ops::shipments::run(args),
     }
 }

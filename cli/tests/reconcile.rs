@@ -122,7 +122,14 @@ key = "{CP_KEY}"
 
     // The delivery log marks the two events only polling found.
     let log = Command::new(env!("CARGO_BIN_EXE_rms"))
-        .args(["deliveries", "acme", "--awb", "SF49245NER", "--json", "--local"])
+        .args([
+            "deliveries",
+            "acme",
+            "--awb",
+            "SF49245NER",
+            "--json",
+            "--local",
+        ])
         .arg(&db)
         .output()
         .unwrap();

@@ -13,6 +13,7 @@ pub mod push;
 pub mod quarantine;
 pub mod reconcile;
 pub mod replay;
+pub mod shipments;
 pub mod tenant;
 
 use std::future::Future;

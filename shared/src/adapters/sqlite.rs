@@ -1275,6 +1275,58 @@ impl SqliteStore {
         tx.commit().map_err(unavailable("pull accounts"))
     }
 
+    /// Shipments without news for longer than `rules` allow their status, whether or not a
+    /// reconcile run asked about them since (`rms shipments --stale`): those the carriers' APIs
+    /// had nothing new on either. Longest quiet first.
+    pub fn stale_shipments(
+        &self,
+        tenant: Option<&TenantId>,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(TenantId, QuietShipment)>, Unavailable> {
+        let shortest = rules.before_pickup.min(rules.moving);
+        let before =
+            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
+                        courier_id, last_received_ms, shipment_key, last_pulled_ms, tenant_id
+                 FROM shipments
+                 WHERE terminal = 0 AND (?1 IS NULL OR tenant_id = ?1)
+                   AND COALESCE(last_received_ms, latest_ms) <= ?2",
+            )
+            .map_err(unavailable("stale shipments"))?;
+        let rows = statement
+            .query_map(params![tenant.map(TenantId::as_str), before], |row| {
+                Ok((
+                    row.get::<_, String>(11)?,
+                    QuietShipment {
+                        state: shipment_row(row)?,
+                        shipment_key: row.get(9)?,
+                        last_pulled_at: row.get::<_, Option<i64>>(10)?.map(from_ms),
+                    },
+                ))
+            })
+            .map_err(unavailable("stale shipments"))?;
+        let mut stale = Vec::new();
+        for row in rows {
+            let (tenant, shipment) = row.map_err(unavailable("stale shipments"))?;
+            // Pulls do not count here: only news from the carrier does.
+            if rules.is_quiet(&shipment.state, None, now) {
+                if let Ok(tenant) = TenantId::parse(&tenant) {
+                    stale.push((tenant, shipment));
+                }
+            }
+        }
+        stale.sort_by_key(|(_, s)| {
+            s.state
+                .last_received_at
+                .unwrap_or(s.state.latest_event_time)
+        });
+        Ok(stale)
+    }
+
     /// The pull accounts of enabled tenants (of `tenant`, at `carrier`, when given).
     pub fn pull_accounts(
         &self,
@@ -1825,6 +1877,44 @@ mod tests {
         normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_shipment_is_pulled_then_left_alone_but_stays_listed_as_stale() {
+        let store = SqliteStore::in_memory().unwrap();
+        let now = Utc::now();
+        let body = r#"{"waybill":"Q1","cp_id":9,"clickpost_status_code":5,"timestamp":"2026-11-20T09:00:00Z"}"#;
+        let ctx = NormalizeContext::new("acme", now - chrono::TimeDelta::hours(7));
+        let mut event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
+            .unwrap()
+            .remove(0);
+        store
+            .accept(&mut event, now, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let rules = QuietRules::default();
+        let quiet = store
+            .quiet_shipments(&acme, Carrier::Clickpost, &rules, now, 10)
+            .await
+            .unwrap();
+        assert_eq!(quiet.len(), 1, "in transit, 7 h without news");
+        assert_eq!(quiet[0].state.courier_id.as_deref(), Some("9"));
+        store
+            .mark_pulled(&acme, &[quiet[0].shipment_key.clone()], now)
+            .await
+            .unwrap();
+        let again = store
+            .quiet_shipments(&acme, Carrier::Clickpost, &rules, now, 10)
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "just asked: not again before 6 h");
+        let stale = store.stale_shipments(None, &rules, now).unwrap();
+        assert_eq!(stale.len(), 1, "still without news");
+        assert_eq!(
+            stale[0].1.last_pulled_at,
+            Some(from_ms(now.timestamp_millis()))
+        );
     }
 
     fn queued(store: &SqliteStore) -> u64 {
