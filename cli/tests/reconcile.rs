@@ -99,10 +99,11 @@ key = "{CP_KEY}"
     assert!(ok, "{out}");
     let row = out.lines().find(|l| l.starts_with("acme")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
-    // TENANT CARRIER QUIET CALLS FOUND NEW KNOWN NOT-FOUND ERROR
+    // TENANT CARRIER QUIET CALLS FOUND NEW KNOWN NOT-FOUND ERROR (calls: the updated-order sweep,
+    // then track-order)
     assert_eq!(
         &cells[..8],
-        ["acme", "clickpost", "1", "1", "3", "2", "1", "0"],
+        ["acme", "clickpost", "1", "2", "3", "2", "1", "0"],
         "{out}"
     );
 

@@ -7,6 +7,9 @@
 //! 1. the shipments whose last status is not terminal and whose newest event arrived longer ago
 //!    than that status allows ([`QuietRules`]: a parcel waiting for pickup legitimately sits for a
 //!    day, one in transit rarely goes 6 h without a scan);
+//!    For Clickpost, first the `updated-order` feed since the account's last sweep (at most its
+//!    30-minute window; older gaps are the quiet rule's): every AWB it lists that is newer than
+//!    what we hold (or that we never heard of) is pulled too, quiet or not, as Clickpost advises;
 //! 2. pulled in the carrier's batch sizes (Clickpost ≤ 5 AWBs of one `cp_id`, Shiprocket ≤ 50,
 //!    Shipway one order), at most `calls_per_account` calls;
 //! 3. each event found is accepted; the new ones (`Claim::Claimed`) are the webhooks' losses, and
@@ -28,7 +31,9 @@ use crate::carriers::pull::{PullError, PullTransport, Pulled, PulledShipment};
 use crate::carriers::{clickpost, shiprocket, shipway, NormalizeContext};
 use crate::ingest::CarrierZones;
 use crate::model::{Carrier, Status, TenantId};
-use crate::ports::{Attempt, AttemptOutcome, Claim, DeliveryLog, Intake, Metrics, Unavailable};
+use crate::ports::{
+    Attempt, AttemptOutcome, Claim, DeliveryLog, Intake, Metrics, ShipmentStates, Unavailable,
+};
 use crate::shipment::ShipmentState;
 
 /// How long a shipment may go without news, by its last status, before it is pulled.
@@ -308,6 +313,8 @@ pub struct Reconciler<S, I, L, T, M> {
     tokens: Mutex<HashMap<String, shiprocket::pull::ApiToken>>,
     /// Accounts told to wait, until when.
     backing_off: Mutex<HashMap<(TenantId, Carrier), DateTime<Utc>>>,
+    /// Where each Clickpost account's updated-order sweep got to.
+    swept_until: Mutex<HashMap<TenantId, DateTime<Utc>>>,
 }
 
 /// How one batch of pulls went.
@@ -315,7 +322,7 @@ type Batch = Result<Vec<PulledShipment>, PullError>;
 
 impl<S, I, L, T, M> Reconciler<S, I, L, T, M>
 where
-    S: ShipmentIndex,
+    S: ShipmentIndex + ShipmentStates,
     I: Intake,
     L: DeliveryLog,
     T: PullTransport,
@@ -338,6 +345,7 @@ where
             settings,
             tokens: Mutex::new(HashMap::new()),
             backing_off: Mutex::new(HashMap::new()),
+            swept_until: Mutex::new(HashMap::new()),
         }
     }
 
@@ -396,7 +404,36 @@ where
         };
         report.quiet = quiet.len();
         let ctx = self.context(tenant, carrier, now);
+        let mut quiet = quiet;
+        if let PullAccount::Clickpost(credentials) = account {
+            report.calls += 1;
+            match self.sweep(tenant, credentials, &ctx, now).await {
+                Ok(moved) => {
+                    for shipment in moved {
+                        if !quiet
+                            .iter()
+                            .any(|q| q.shipment_key == shipment.shipment_key)
+                        {
+                            quiet.insert(0, shipment);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "updated-order sweep failed");
+                    report.errors.push(e.to_string());
+                    if let Some(until) = e.back_off_until() {
+                        report.back_off_until = Some(until);
+                        lock(&self.backing_off).insert((tenant.clone(), carrier), until);
+                        return report;
+                    }
+                    if matches!(e, PullError::Unauthorized { .. }) {
+                        return report;
+                    }
+                }
+            }
+        }
         let batches = batches(account, &quiet);
+        let total = quiet.len();
         let mut done = 0;
         for (key, batch) in batches {
             if report.calls >= self.settings.calls_per_account {
@@ -405,7 +442,7 @@ where
             report.calls += 1;
             let answer = self.pull(account, &key, &batch, &ctx).await;
             done += batch.len();
-            progress.advance(tenant, carrier, done, report.quiet);
+            progress.advance(tenant, carrier, done, total);
             match answer {
                 Ok(shipments) => self.accept(&mut report, shipments, now).await,
                 Err(e) => {
@@ -442,6 +479,63 @@ where
         }
         info!(tenant_id = %tenant, carrier = %carrier, quiet = report.quiet, calls = report.calls, found = report.found, reconciled = report.reconciled, known = report.known, errors = report.errors.len(), "reconciled");
         report
+    }
+
+    /// Clickpost's updated-order records since the last sweep, as shipments to pull: those
+    /// newer than the state we hold, and those we never heard of (their webhooks all lost).
+    async fn sweep(
+        &self,
+        tenant: &TenantId,
+        credentials: &clickpost::pull::PullCredentials,
+        ctx: &NormalizeContext,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QuietShipment>, PullError> {
+        let earliest = now - clickpost::pull::MAX_WINDOW;
+        let start = lock(&self.swept_until)
+            .get(tenant)
+            .copied()
+            .map_or(earliest, |until| until.max(earliest));
+        let records =
+            clickpost::pull::ClickpostPull::new(self.transport.clone(), credentials.clone())
+                .updated_orders(start, now, ctx)
+                .await?;
+        lock(&self.swept_until).insert(tenant.clone(), now);
+        let mut moved = Vec::new();
+        for record in records {
+            let Some(cp_id) = record.cp_id else { continue };
+            let known = self
+                .shipments
+                .shipment(tenant, &record.waybill)
+                .await
+                .ok()
+                .flatten();
+            let newer = match (&known, record.event_time) {
+                (Some(state), Some(at)) => at > state.latest_event_time,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if newer {
+                let mut state = known.unwrap_or_else(|| ShipmentState {
+                    latest_event_id: None,
+                    latest_event_time: record.event_time.unwrap_or(now),
+                    last_status: Some(record.status),
+                    terminal: false,
+                    carrier: Some(Carrier::Clickpost),
+                    awb: Some(record.waybill.clone()),
+                    order_id: record.order_id.clone(),
+                    courier_id: None,
+                    last_received_at: None,
+                });
+                state.courier_id = Some(cp_id.to_string());
+                state.awb = Some(record.waybill.clone());
+                moved.push(QuietShipment {
+                    shipment_key: record.waybill,
+                    state,
+                    last_pulled_at: None,
+                });
+            }
+        }
+        Ok(moved)
     }
 
     fn context(&self, tenant: &TenantId, carrier: Carrier, now: DateTime<Utc>) -> NormalizeContext {
@@ -684,12 +778,17 @@ mod tests {
 
         let pull = fixture("clickpost/pull_track_order.json");
         let account = clickpost_account();
-        let run = reconciler(&events, &queue, vec![answer(200, &pull)]);
+        let run = reconciler(
+            &events,
+            &queue,
+            vec![answer(200, NOTHING_UPDATED), answer(200, &pull)],
+        );
         let reports = run.run(std::slice::from_ref(&account), now, &Silent).await;
         let report = &reports[0];
+        // The updated-order sweep, then one track-order call.
         assert_eq!(
             (report.quiet, report.calls, report.pulled),
-            (1, 1, 1),
+            (1, 2, 1),
             "{report:?}"
         );
         assert_eq!(report.found, 3, "{report:?}");
@@ -705,16 +804,48 @@ mod tests {
         assert!(marks
             .iter()
             .all(|m| m.outcome == AttemptOutcome::Reconciled && m.attempt == 0));
-        let asked = run.transport.sent.lock().unwrap()[0].url.to_string();
+        let asked = run.transport.sent.lock().unwrap()[1].url.to_string();
         assert!(
             asked.contains("waybill=SF49245NER") && asked.contains("cp_id="),
             "{asked}"
         );
 
-        let again = reconciler(&events, &queue, vec![answer(200, &pull)]);
+        let again = reconciler(
+            &events,
+            &queue,
+            vec![answer(200, NOTHING_UPDATED), answer(200, &pull)],
+        );
         let report = &again.run(&[account], now, &Silent).await[0];
         assert_eq!((report.reconciled, report.known), (0, 3), "{report:?}");
         assert_eq!(queue.messages().len(), 3);
+    }
+
+    const NOTHING_UPDATED: &str = r#"{"meta":{"status":200,"success":true},"result":[]}"#;
+
+    #[tokio::test]
+    async fn a_shipment_no_webhook_ever_mentioned_is_found_through_updated_order() {
+        let events = Arc::new(MemoryEvents::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let updated = r#"{"meta":{"status":200,"success":true},"result":[{"waybill":"SF49245NER",
+            "carrier_partner":9,"clickpost_status_code":6,"timestamp":"2019-05-06 10:04:20",
+            "updated_at":"2019-05-06T04:40:00Z"}]}"#;
+        let pull = fixture("clickpost/pull_track_order.json");
+        let run = reconciler(
+            &events,
+            &queue,
+            vec![answer(200, updated), answer(200, &pull)],
+        );
+        let report = &run.run(&[clickpost_account()], Utc::now(), &Silent).await[0];
+        assert_eq!(report.quiet, 0, "no shipment state at all");
+        assert_eq!((report.calls, report.reconciled), (2, 3), "{report:?}");
+        assert_eq!(queue.messages().len(), 3);
+        let sent = run.transport.sent.lock().unwrap();
+        assert!(sent[0].url.path().ends_with("/api/v1/updated-order"));
+        assert!(
+            sent[1].url.to_string().contains("cp_id=9"),
+            "{}",
+            sent[1].url
+        );
     }
 
     #[tokio::test]
