@@ -219,6 +219,22 @@ class Functions(unittest.TestCase):
             )
 
 
+class Reconciler(unittest.TestCase):
+    def test_the_reconciler_runs_every_15_minutes_and_reads_only_the_quiet_index(self):
+        fn = RESOURCES["ReconcileFunction"]["Properties"]
+        (event,) = fn["Events"].values()
+        self.assertEqual(event["Type"], "ScheduleV2")
+        self.assertEqual(event["Properties"]["ScheduleExpression"], "rate(15 minutes)")
+        self.assertLess(fn["Timeout"], 15 * 60, "runs never overlap")
+        policy = of_type("AWS::IAM::ManagedPolicy")["ReconcilePolicy"]
+        queried = [
+            s["Resource"]
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "dynamodb:Query" in s["Action"]
+        ]
+        self.assertEqual(queried, [{"Fn::Sub": "${EventsTable.Arn}/index/by_quiet"}])
+
+
 class Alarms(unittest.TestCase):
     def test_each_alarm_of_the_runbook_exists_and_notifies_the_topic(self):
         alarms = of_type("AWS::CloudWatch::Alarm")
