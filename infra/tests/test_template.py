@@ -136,8 +136,7 @@ class Tables(unittest.TestCase):
 
     def test_the_delivery_log_index_is_the_one_the_code_queries(self):
         props = RESOURCES["EventsTable"]["Properties"]
-        (index,) = props["GlobalSecondaryIndexes"]
-        self.assertEqual(index["IndexName"], "by_tenant_day")
+        (index,) = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == "by_tenant_day"]
         self.assertEqual(
             index["KeySchema"],
             [{"AttributeName": "tenant_day", "KeyType": "HASH"}, {"AttributeName": "at_key", "KeyType": "RANGE"}],
@@ -147,6 +146,23 @@ class Tables(unittest.TestCase):
         self.assertLessEqual({("tenant_day", "S"), ("at_key", "S")}, defined)
         source = (ROOT / "shared" / "src" / "adapters" / "dynamodb.rs").read_text()
         self.assertIn('BY_TENANT_DAY: &str = "by_tenant_day"', source)
+
+    def test_the_quiet_shipments_index_is_the_one_the_reconciler_queries(self):
+        props = RESOURCES["EventsTable"]["Properties"]
+        self.assertEqual(
+            sorted(i["IndexName"] for i in props["GlobalSecondaryIndexes"]), ["by_quiet", "by_tenant_day"]
+        )
+        (index,) = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == "by_quiet"]
+        self.assertEqual(
+            index["KeySchema"],
+            [{"AttributeName": "open", "KeyType": "HASH"}, {"AttributeName": "heard_at", "KeyType": "RANGE"}],
+        )
+        self.assertEqual(index["Projection"], {"ProjectionType": "ALL"})
+        defined = {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]}
+        self.assertLessEqual({("open", "S"), ("heard_at", "N")}, defined)
+        source = (ROOT / "shared" / "src" / "adapters" / "dynamodb.rs").read_text()
+        self.assertIn('BY_QUIET: &str = "by_quiet"', source)
+        self.assertIn('OPEN: &str = "open"', source)
 
     def test_the_events_table_expires_items_on_expires_at(self):
         ttl = RESOURCES["EventsTable"]["Properties"]["TimeToLiveSpecification"]
@@ -201,6 +217,22 @@ class Functions(unittest.TestCase):
                 {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CIRCUIT#*"]}},
                 statement["Sid"],
             )
+
+
+class Reconciler(unittest.TestCase):
+    def test_the_reconciler_runs_every_15_minutes_and_reads_only_the_quiet_index(self):
+        fn = RESOURCES["ReconcileFunction"]["Properties"]
+        (event,) = fn["Events"].values()
+        self.assertEqual(event["Type"], "ScheduleV2")
+        self.assertEqual(event["Properties"]["ScheduleExpression"], "rate(15 minutes)")
+        self.assertLess(fn["Timeout"], 15 * 60, "runs never overlap")
+        policy = of_type("AWS::IAM::ManagedPolicy")["ReconcilePolicy"]
+        queried = [
+            s["Resource"]
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "dynamodb:Query" in s["Action"]
+        ]
+        self.assertEqual(queried, [{"Fn::Sub": "${EventsTable.Arn}/index/by_quiet"}])
 
 
 class Alarms(unittest.TestCase):

@@ -240,6 +240,38 @@ pub struct PullAccountRecord {
     pub secret: crate::push::SecretValue,
 }
 
+/// The stores' side: the pull accounts of the enabled tenants.
+pub trait PullAccountSource: Send + Sync {
+    /// The pull accounts of enabled tenants (of `tenant`, at `carrier`, when given), by tenant
+    /// and carrier. A record this build cannot read (a carrier it does not know) is left out.
+    fn pull_accounts(
+        &self,
+        tenant: Option<&TenantId>,
+        carrier: Option<Carrier>,
+    ) -> impl Future<Output = Result<Vec<(TenantId, PullAccountRecord)>, Unavailable>> + Send;
+}
+
+/// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes
+/// them; an account whose base URL `policy` refuses is logged and left out. Both hosts read
+/// their accounts through this.
+pub async fn accounts(
+    source: &impl PullAccountSource,
+    tenant: Option<&TenantId>,
+    carrier: Option<Carrier>,
+    policy: crate::push::TargetPolicy,
+) -> Result<Vec<(TenantId, PullAccount)>, Unavailable> {
+    let mut accounts = Vec::new();
+    for (tenant, record) in source.pull_accounts(tenant, carrier).await? {
+        match PullAccount::from_record(&record, policy) {
+            Ok(account) => accounts.push((tenant, account)),
+            Err(e) => {
+                warn!(tenant_id = %tenant, carrier = %record.carrier, error = %e, "pull account not used");
+            }
+        }
+    }
+    Ok(accounts)
+}
+
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
     pub rules: QuietRules,

@@ -283,7 +283,7 @@ pub struct Message {
 }
 
 /// A table with the template's key schema; the events table (`delivery_index`) also has the
-/// delivery log's `by_tenant_day` index.
+/// delivery log's `by_tenant_day` index and the reconciler's `by_quiet` one.
 async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, delivery_index: bool) {
     let attribute = |n: &str| {
         AttributeDefinition::builder()
@@ -316,6 +316,28 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, delivery_in
                     .index_name(BY_TENANT_DAY)
                     .key_schema(key("tenant_day", KeyType::Hash))
                     .key_schema(key("at_key", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            // The reconciler's index of the shipments that are not terminal.
+            .attribute_definitions(attribute("open"))
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("heard_at")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(shared::adapters::dynamodb::BY_QUIET)
+                    .key_schema(key("open", KeyType::Hash))
+                    .key_schema(key("heard_at", KeyType::Range))
                     .projection(
                         Projection::builder()
                             .projection_type(ProjectionType::All)

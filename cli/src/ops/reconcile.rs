@@ -93,7 +93,7 @@ async fn reconcile(args: Args) -> Result<ExitCode, String> {
     } else {
         TargetPolicy::default()
     };
-    let accounts = reconciler_accounts(&store, tenant.as_ref(), args.carrier, policy)?;
+    let accounts = reconciler_accounts(&store, tenant.as_ref(), args.carrier, policy).await?;
     if accounts.is_empty() {
         emit("no pull accounts: give a tenant [tenants.pull.<carrier>] in rms.toml and restart rms serve\n");
         return Ok(ExitCode::SUCCESS);

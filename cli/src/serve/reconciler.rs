@@ -10,7 +10,7 @@ use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqlite::SqliteStore;
 use shared::ports::NoMetrics;
 use shared::push::TargetPolicy;
-use shared::reconcile::{AccountReport, PullAccount, Reconciler, Silent};
+use shared::reconcile::{self, AccountReport, PullAccount, Reconciler, Silent};
 use shared::TenantId;
 use tokio::sync::watch;
 use tracing::warn;
@@ -20,25 +20,15 @@ pub type LocalReconciler =
 
 /// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes
 /// them; an account whose base URL the current rules refuse is reported and left out.
-pub fn accounts(
+pub async fn accounts(
     store: &SqliteStore,
     tenant: Option<&TenantId>,
     carrier: Option<shared::Carrier>,
     policy: TargetPolicy,
 ) -> Result<Vec<(TenantId, PullAccount)>, String> {
-    let records = store
-        .pull_accounts(tenant, carrier)
-        .map_err(|e| format!("cannot read the pull accounts: {e}"))?;
-    let mut accounts = Vec::new();
-    for (tenant, record) in records {
-        match PullAccount::from_record(&record, policy) {
-            Ok(account) => accounts.push((tenant, account)),
-            Err(e) => {
-                warn!(tenant_id = %tenant, carrier = %record.carrier, error = %e, "pull account not used")
-            }
-        }
-    }
-    Ok(accounts)
+    reconcile::accounts(store, tenant, carrier, policy)
+        .await
+        .map_err(|e| format!("cannot read the pull accounts: {e}"))
 }
 
 /// Runs until `stopped`, one reconcile run every `every`, the first one `every` after the start.
@@ -57,7 +47,7 @@ pub async fn run(
         if *stopped.borrow() {
             return;
         }
-        match accounts(&store, None, None, policy) {
+        match accounts(&store, None, None, policy).await {
             Ok(accounts) if accounts.is_empty() => {}
             Ok(accounts) => {
                 let reports: Vec<AccountReport> =

@@ -1,8 +1,9 @@
 //! DynamoDB adapters for the config and events tables.
 //!
 //! Both tables have a string partition key `pk` and a string sort key `sk`; the events table
-//! expires items through TTL on `expires_at` (epoch seconds) and has one global secondary index,
-//! `by_tenant_day` (`tenant_day` / `at_key`, all attributes projected), over the delivery log.
+//! expires items through TTL on `expires_at` (epoch seconds) and has two global secondary indexes,
+//! both sparse with all attributes projected: `by_tenant_day` (`tenant_day` / `at_key`) over the
+//! delivery log, and `by_quiet` (`open` S / `heard_at` N) over the shipments that are not terminal.
 //! Items (the admin adapter, `aws_admin.rs`, reads and writes the same ones):
 //!
 //! | table | pk | sk | what |
@@ -11,9 +12,10 @@
 //! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
 //! | config | `CIRCUIT#<tenant>` | `CIRCUIT` | an open circuit (`circuit.rs`; closed: no item; a partition of its own, so the dispatcher's IAM policy can allow writing these items and no other): `opened_at` (RFC 3339), `failures` (N), `last_error`, `probe_at_ms` (N, epoch ms; the probe is claimed by a conditional update of it) |
+//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | a pull account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`; the admin API writes it): `carrier`, `base_url`, `user`, `secret` (S) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
 //! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
-//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. Items written before the state have only `latest_event_time` and `latest_event_id` |
+//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal (REMOVEd when it is), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
 //! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
@@ -34,6 +36,9 @@ use crate::ports::{
     Freshness, PushConfigStore, Quarantined, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
+use crate::reconcile::{
+    quietest, PullAccountRecord, PullAccountSource, QuietRules, QuietShipment, ShipmentIndex,
+};
 use crate::shipment::ShipmentState;
 
 pub(super) const SERVICE: &str = "DynamoDB";
@@ -118,6 +123,16 @@ pub(super) fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
 
 fn shipment_item_key(tenant: &str, shipment_key: &str) -> HashMap<String, AttributeValue> {
     key(format!("SHIPMENT#{tenant}#{shipment_key}"), "LATEST")
+}
+
+/// The events table's index of the shipments that are not terminal (`ShipmentIndex`).
+pub const BY_QUIET: &str = "by_quiet";
+/// Its partition key: `<tenant>#<carrier>`, on a `SHIPMENT#` item while its last status is not
+/// terminal.
+const OPEN: &str = "open";
+
+fn open_key(tenant: &str, carrier: &str) -> String {
+    format!("{tenant}#{carrier}")
 }
 
 pub(super) fn profile_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
@@ -293,6 +308,97 @@ impl ConfigStore for DynamoConfigStore {
             tenant_id,
             include_source,
         }))
+    }
+}
+
+/// The sort key prefix of a tenant's pull account items (`PULL#<carrier>`).
+const PULL: &str = "PULL#";
+
+impl PullAccountSource for DynamoConfigStore {
+    async fn pull_accounts(
+        &self,
+        tenant: Option<&TenantId>,
+        carrier: Option<Carrier>,
+    ) -> Result<Vec<(TenantId, PullAccountRecord)>, Unavailable> {
+        // One Scan for the accounts and the profiles (whether their tenant is enabled): fine for
+        // the few tenants we have, and read once per run. With many tenants, a sparse index on
+        // the `PULL#` items would replace it.
+        let mut accounts = Vec::new();
+        let mut disabled = std::collections::HashSet::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(sk, :pull) OR sk = :profile")
+                .expression_attribute_values(":pull", s(PULL))
+                .expression_attribute_values(":profile", s("PROFILE"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(SERVICE, "Scan", e))?;
+            for item in page.items() {
+                // An item this build cannot read (a carrier it does not know) is skipped.
+                let Some(owner) = text(item, "pk")
+                    .and_then(|pk| pk.strip_prefix("TENANT#").map(str::to_owned))
+                    .and_then(|t| TenantId::parse(&t).ok())
+                else {
+                    continue;
+                };
+                if text(item, "sk").as_deref() == Some("PROFILE") {
+                    if flag(item, "enabled") == Some(false) {
+                        disabled.insert(owner);
+                    }
+                    continue;
+                }
+                let record = (|| {
+                    Some(PullAccountRecord {
+                        carrier: text(item, "carrier")?.parse().ok()?,
+                        base_url: text(item, "base_url")?,
+                        user: text(item, "user")?,
+                        secret: SecretValue::new(text(item, "secret")?),
+                    })
+                })();
+                if let Some(record) = record {
+                    accounts.push((owner, record));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        // As for their keys, a tenant is enabled unless its profile says otherwise.
+        accounts.retain(|(owner, record)| {
+            !disabled.contains(owner)
+                && tenant.is_none_or(|t| t == owner)
+                && carrier.is_none_or(|c| c == record.carrier)
+        });
+        accounts.sort_by(|a, b| {
+            (a.0.as_str(), a.1.carrier.as_str()).cmp(&(b.0.as_str(), b.1.carrier.as_str()))
+        });
+        Ok(accounts)
+    }
+}
+
+impl DynamoConfigStore {
+    /// Creates or replaces a tenant's pull account at its carrier (the admin API writes the same
+    /// item).
+    pub async fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> Result<(), Unavailable> {
+        let mut item = key(
+            format!("TENANT#{tenant}"),
+            &format!("{PULL}{}", account.carrier),
+        );
+        item.insert("carrier".into(), s(account.carrier.as_str()));
+        item.insert("base_url".into(), s(&account.base_url));
+        item.insert("user".into(), s(&account.user));
+        item.insert("secret".into(), s(account.secret.expose()));
+        put(&self.client, &self.table, item).await
     }
 }
 
@@ -633,15 +739,107 @@ impl ShipmentStates for DynamoEventStore {
     }
 }
 
+impl ShipmentIndex for DynamoEventStore {
+    async fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        // Every shipment that is not terminal and has been quiet (no arrival, no pull) at least
+        // the shortest threshold, the longest quiet first; the status-dependent rule is applied
+        // to those (`reconcile::quietest`), as the SQLite store does.
+        let shortest = rules.before_pickup.min(rules.moving);
+        let before =
+            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let prefix = format!("SHIPMENT#{tenant}#");
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_QUIET)
+                .key_condition_expression("#open = :open AND #heard_at <= :before")
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_names("#heard_at", "heard_at")
+                .expression_attribute_values(
+                    ":open",
+                    s(open_key(tenant.as_str(), carrier.as_str())),
+                )
+                .expression_attribute_values(":before", n(before))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(SERVICE, "Query", e))?;
+            for item in page.items() {
+                let Some(shipment_key) =
+                    text(item, "pk").and_then(|pk| pk.strip_prefix(&prefix).map(str::to_owned))
+                else {
+                    continue;
+                };
+                found.push(QuietShipment {
+                    shipment_key,
+                    state: shipment_state(item),
+                    last_pulled_at: millis(item, "last_pulled_at"),
+                });
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(quietest(found, rules, now, limit))
+    }
+
+    async fn mark_pulled(
+        &self,
+        tenant: &TenantId,
+        shipment_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Unavailable> {
+        let at = now.timestamp_millis();
+        for shipment_key in shipment_keys {
+            let marked = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(shipment_item_key(tenant.as_str(), shipment_key)))
+                .update_expression("SET #heard_at = :now, #pulled = :now")
+                // A shipment that turned terminal meanwhile is left out of the index, and one
+                // heard of after `now` keeps its later time.
+                .condition_expression("attribute_exists(#open) AND #heard_at <= :now")
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_names("#heard_at", "heard_at")
+                .expression_attribute_names("#pulled", "last_pulled_at")
+                .expression_attribute_values(":now", n(at))
+                .send()
+                .await;
+            match marked {
+                Ok(_) => {}
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(Unavailable::new(SERVICE, "UpdateItem", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A time kept as epoch milliseconds (N).
+fn millis(item: &HashMap<String, AttributeValue>, name: &str) -> Option<DateTime<Utc>> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis)
+}
+
 /// A `SHIPMENT#` item as a state; attributes it lacks (written before they were kept) are
 /// `None`.
 fn shipment_state(item: &HashMap<String, AttributeValue>) -> ShipmentState {
-    let millis = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(DateTime::from_timestamp_millis)
-    };
+    let millis = |name: &str| millis(item, name);
     ShipmentState {
         latest_event_id: text(item, "latest_event_id").map(EventId::from_stored),
         latest_event_time: millis("latest_event_time").unwrap_or_default(),
@@ -821,10 +1019,17 @@ impl EventStore for DynamoEventStore {
                 values.push((name, s(value)));
             }
         }
+        // The `by_quiet` index (the reconciler's `ShipmentIndex`): a shipment is in it while its
+        // last status is not terminal, keyed by when it was last heard of.
+        values.push(("heard_at", n(event.received_at.timestamp_millis())));
+        if !state.terminal {
+            values.push((OPEN, s(open_key(&event.tenant_id, event.carrier.as_str()))));
+        }
         let assignments: Vec<String> = values
             .iter()
             .map(|(name, _)| format!("#{name} = :{name}"))
             .collect();
+        let remove = if state.terminal { " REMOVE #open" } else { "" };
         let mut update = self
             .client
             .update_item()
@@ -835,10 +1040,13 @@ impl EventStore for DynamoEventStore {
             )))
             // One conditional write, the newest event time wins. Equal times are not stale: a
             // retry of the same event must not flag itself.
-            .update_expression(format!("SET {}", assignments.join(", ")))
+            .update_expression(format!("SET {}{remove}", assignments.join(", ")))
             .condition_expression(
                 "attribute_not_exists(pk) OR #latest_event_time <= :latest_event_time",
             );
+        if state.terminal {
+            update = update.expression_attribute_names("#open", OPEN);
+        }
         // Every name through an alias: DynamoDB reserves hundreds of words.
         for (name, value) in values {
             update = update

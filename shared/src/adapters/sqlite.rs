@@ -27,7 +27,9 @@ use crate::ports::{
     PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
-use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
+use crate::reconcile::{
+    quietest, PullAccountRecord, PullAccountSource, QuietRules, QuietShipment, ShipmentIndex,
+};
 use crate::shipment::ShipmentState;
 
 const SERVICE: &str = "SQLite";
@@ -1372,6 +1374,16 @@ impl SqliteStore {
             accounts.push((tenant, record));
         }
         Ok(accounts)
+    }
+}
+
+impl PullAccountSource for SqliteStore {
+    async fn pull_accounts(
+        &self,
+        tenant: Option<&TenantId>,
+        carrier: Option<Carrier>,
+    ) -> Result<Vec<(TenantId, PullAccountRecord)>, Unavailable> {
+        SqliteStore::pull_accounts(self, tenant, carrier)
     }
 }
 
