@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
     name = "rms",
     version,
     about = "RMS Notify: carrier tracking webhooks, relayed to clients",
-    after_help = "The ops commands (tenant, key, push, deliveries, dlq, replay, quarantine, \
+    after_help = "The ops commands (tenant, key, push, pull, deliveries, dlq, replay, quarantine, \
                   carriers, circuit) act on the embedded store with --local DB, or else on the AWS stack named by \
                   --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
                   RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
@@ -30,6 +30,7 @@ enum Command {
     Tenant(ops::tenant::Args),
     Key(ops::key::Args),
     Push(ops::push::Args),
+    Pull(ops::pull::Args),
     Deliveries(ops::deliveries::Args),
     Dlq(ops::dlq::Args),
     Replay(ops::replay::Args),
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Tenant(args) => ops::execute(args.target, args.command),
         Command::Key(args) => ops::execute(args.target, args.command),
         Command::Push(args) => ops::execute(args.target, args.command),
+        Command::Pull(args) => ops::execute(args.target, args.command),
         Command::Deliveries(args) => ops::execute(args.target.clone(), args),
         Command::Dlq(args) => ops::execute(args.target, args.command),
         Command::Replay(args) => ops::execute(args.target.clone(), args),

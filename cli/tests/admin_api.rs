@@ -815,3 +815,123 @@ async fn private_push_urls_are_refused_alike_by_the_admin_api_and_rms_toml() {
         .await;
     assert_eq!(saved.0, 200, "{saved:?}");
 }
+
+#[tokio::test]
+async fn pull_accounts_are_set_through_the_api_and_their_secrets_never_come_back() {
+    let dir = scratch_dir("admin-pull");
+    // Nothing is pushed here: the Push Config's URL is a closed port.
+    let server = Server::start(&dir, &config(&dir, "http://127.0.0.1:9/ok", "\"1s\"", 10)).await;
+    let created = server
+        .call("POST", "/admin/tenants", Some(json!({"id": "globex"})))
+        .await;
+    assert_eq!(created.0, 201, "{created:?}");
+    let none = server.call("GET", "/admin/tenants/globex/pull", None).await;
+    assert_eq!(none, (200, json!([])));
+
+    let secret = "cp-pull-s3cr3t-0001";
+    let saved = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/pull/clickpost",
+            Some(json!({"user": "globex-api", "secret": secret})),
+        )
+        .await;
+    assert_eq!(
+        saved,
+        (
+            200,
+            json!({"carrier": "clickpost", "base_url": "https://api.clickpost.in",
+                   "user": "globex-api", "secret_set": true})
+        )
+    );
+    // `rms serve` allows private targets: a local fake of the carrier's API can be named.
+    let changed = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/pull/clickpost",
+            Some(json!({"user": "globex-api-2", "base_url": "http://127.0.0.1:9/"})),
+        )
+        .await;
+    assert_eq!(changed.0, 200, "{changed:?}");
+    assert_eq!(changed.1["base_url"], "http://127.0.0.1:9");
+    let listed = server.call("GET", "/admin/tenants/globex/pull", None).await;
+    assert_eq!(listed.1.as_array().unwrap().len(), 1);
+    assert_eq!(listed.1[0]["user"], "globex-api-2");
+    assert_eq!(listed.1[0]["secret_set"], true);
+    for answer in [&saved, &changed, &listed] {
+        assert!(!answer.1.to_string().contains(secret), "{answer:?}");
+    }
+
+    assert_field(
+        &server
+            .call(
+                "PUT",
+                "/admin/tenants/globex/pull/shipway",
+                Some(json!({"user": "globex"})),
+            )
+            .await,
+        "secret",
+    );
+    assert_field(
+        &server
+            .call(
+                "PUT",
+                "/admin/tenants/globex/pull/fedex",
+                Some(json!({"user": "u", "secret": "s"})),
+            )
+            .await,
+        "carrier",
+    );
+    assert_field(
+        &server
+            .call(
+                "PUT",
+                "/admin/tenants/globex/pull/shipway",
+                Some(json!({"user": "u", "secret": "s", "base_url": "ftp://shipway.in"})),
+            )
+            .await,
+        "base_url",
+    );
+    let unknown_member = server
+        .call(
+            "PUT",
+            "/admin/tenants/globex/pull/shipway",
+            Some(json!({"user": "u", "secret": "s", "password": "p"})),
+        )
+        .await;
+    assert_eq!(unknown_member.0, 400, "{unknown_member:?}");
+    assert_eq!(
+        server
+            .call("GET", "/admin/tenants/nobody/pull", None)
+            .await
+            .0,
+        404
+    );
+
+    // A tenant of rms.toml: read, never changed.
+    let acme = server.call("GET", "/admin/tenants/acme/pull", None).await;
+    assert_eq!(acme, (200, json!([])));
+    for (method, body) in [
+        ("PUT", Some(json!({"user": "acme", "secret": "s"}))),
+        ("DELETE", None),
+    ] {
+        let refused = server
+            .call(method, "/admin/tenants/acme/pull/shipway", body)
+            .await;
+        assert_eq!(refused.0, 409, "{refused:?}");
+        assert!(refused.1["error"].as_str().unwrap().contains("rms.toml"));
+    }
+
+    let removed = server
+        .call("DELETE", "/admin/tenants/globex/pull/clickpost", None)
+        .await;
+    assert_eq!(removed.0, 204, "{removed:?}");
+    let again = server
+        .call("DELETE", "/admin/tenants/globex/pull/clickpost", None)
+        .await;
+    assert_eq!(again.0, 404, "{again:?}");
+    assert_eq!(
+        server.call("GET", "/admin/tenants/globex/pull", None).await,
+        (200, json!([]))
+    );
+}

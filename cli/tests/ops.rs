@@ -1125,3 +1125,108 @@ fn the_carrier_status_view_shows_each_carrier_with_never_for_what_was_not_seen()
     let message = fails(rms(&db, &["carriers", "nobody"]));
     assert!(message.contains("no tenant"), "{message}");
 }
+
+#[test]
+fn a_pull_secret_is_taken_from_stdin_and_never_printed() {
+    const SECRET: &str = "clickpost-pull-api-key-9f3e";
+    let db = database("pull");
+    ok(rms(&db, &["tenant", "create", "acme"]));
+    let none = ok(rms(&db, &["pull", "show", "acme"]));
+    assert!(none.contains("no pull accounts"), "{none}");
+
+    // A new account needs its secret; the message names what to give.
+    let message = fails(rms(
+        &db,
+        &["pull", "set", "acme", "clickpost", "--user", "acme-api"],
+    ));
+    assert!(
+        message.contains("secret") && message.contains("API key"),
+        "{message}"
+    );
+
+    let saved = rms_with_stdin(
+        &db,
+        &[
+            "pull",
+            "set",
+            "acme",
+            "clickpost",
+            "--user",
+            "acme-api",
+            "--secret-stdin",
+        ],
+        format!("{SECRET}\n").as_bytes(),
+    );
+    let text = ok(saved);
+    assert!(
+        text.contains("clickpost pull account of tenant acme saved"),
+        "{text}"
+    );
+    // `--local` allows local hosts: a fake of the carrier's API on this machine.
+    let changed = json_lines(rms(
+        &db,
+        &[
+            "pull",
+            "set",
+            "acme",
+            "clickpost",
+            "--user",
+            "acme-api-2",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--json",
+        ],
+    ));
+    assert_eq!(changed[0]["base_url"], "http://127.0.0.1:9");
+    assert_eq!(changed[0]["secret_set"], true);
+    ok(rms(
+        &db,
+        &[
+            "pull",
+            "set",
+            "acme",
+            "shipway",
+            "--user",
+            "acme",
+            "--secret",
+            "sw-licence-1",
+        ],
+    ));
+    let message = fails(rms(
+        &db,
+        &["pull", "set", "acme", "dhl", "--user", "u", "--secret", "s"],
+    ));
+    assert!(message.contains("carrier"), "{message}");
+
+    let shown = ok(rms(&db, &["pull", "show", "acme"]));
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert!(shown.contains("acme-api-2"), "{shown}");
+    let listed = json_lines(rms(&db, &["pull", "show", "acme", "--json"]));
+    let carriers: Vec<&str> = listed
+        .iter()
+        .map(|a| a["carrier"].as_str().unwrap())
+        .collect();
+    assert_eq!(carriers, ["clickpost", "shipway"]);
+    for text in [shown, serde_json::to_string(&listed).unwrap(), text] {
+        assert!(
+            !text.contains(SECRET) && !text.contains("sw-licence-1"),
+            "{text}"
+        );
+    }
+    // The secret is stored as given (the reconciler reads it from here).
+    let store = SqliteStore::open(&db).unwrap();
+    let acme = shared::TenantId::parse("acme").unwrap();
+    let stored = store
+        .pull_accounts(Some(&acme), Some(shared::Carrier::Clickpost))
+        .unwrap();
+    assert_eq!(stored[0].1.secret.expose(), SECRET);
+    drop(store);
+
+    ok(rms(&db, &["pull", "remove", "acme", "shipway"]));
+    let message = fails(rms(&db, &["pull", "remove", "acme", "shipway"]));
+    assert!(message.contains("no shipway pull account"), "{message}");
+    assert_eq!(
+        json_lines(rms(&db, &["pull", "show", "acme", "--json"])).len(),
+        1
+    );
+}

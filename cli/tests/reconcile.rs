@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{fixture, scratch_dir, wait_for, Server, CLICKPOST_KEY, SECRET};
 use integration_tests::{PullFake, Receiver};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const CP_USER: &str = "acme-api";
 const CP_KEY: &str = "cp-pull-key-0001";
@@ -149,5 +149,73 @@ key = "{CP_KEY}"
     assert_eq!(cells[5], "0", "nothing new the second time: {out}");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.requests().await.len(), 3);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_account_given_through_the_admin_api_is_the_one_reconcile_uses() {
+    const KEY: &str = "globex-clickpost-key-0001";
+    let dir = scratch_dir("reconcile-api");
+    let receiver = Receiver::start(None);
+    let fake = PullFake::start().await;
+    fake.clickpost_account(CP_USER, CP_KEY);
+    let track: Value = serde_json::from_slice(&fixture("clickpost/pull_track_order.json")).unwrap();
+    let webhook: Value =
+        serde_json::from_slice(&fixture("clickpost/out_for_delivery_all_status.json")).unwrap();
+    let cp_id = webhook["cp_id"].as_i64().unwrap();
+    fake.clickpost_track("SF49245NER", cp_id, track["result"]["SF49245NER"].clone());
+
+    let db = dir.join("rms.db");
+    let text = format!(
+        "database = \"{}\"\nallow_private_targets = true\n[reconcile]\nevery = \"off\"\n",
+        db.display()
+    );
+    let server = Server::start(&dir, &text).await;
+    let calls = [
+        ("POST", "/admin/tenants".to_owned(), json!({"id": "globex"})),
+        (
+            "POST",
+            "/admin/tenants/globex/keys/clickpost".to_owned(),
+            json!({"key": KEY}),
+        ),
+        (
+            "PUT",
+            "/admin/tenants/globex/push".to_owned(),
+            json!({"url": receiver.url("/ok")}),
+        ),
+        (
+            "PUT",
+            "/admin/tenants/globex/pull/clickpost".to_owned(),
+            json!({"user": CP_USER, "secret": CP_KEY, "base_url": fake.base_url}),
+        ),
+    ];
+    for (method, path, body) in calls {
+        let answer = server.call(method, &path, Some(body)).await;
+        assert!(answer.0 < 300, "{method} {path}: {answer:?}");
+    }
+    let (status, _) = server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", KEY)],
+            fixture("clickpost/out_for_delivery_all_status.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (ok, out) = reconcile(&db, &["--tenant", "globex"]);
+    assert!(ok, "{out}");
+    let row = out.lines().find(|l| l.starts_with("globex")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // TENANT CARRIER QUIET CALLS FOUND NEW KNOWN NOT-FOUND ERROR
+    assert_eq!(
+        &cells[..8],
+        ["globex", "clickpost", "1", "1", "3", "2", "1", "0"],
+        "{out}"
+    );
+    assert_eq!(fake.calls_to("/api/v2/track-order/"), 1);
+    assert_eq!(
+        wait_for(&receiver, 3, Duration::from_secs(10)).await.len(),
+        3
+    );
     drop(server);
 }

@@ -24,6 +24,7 @@ use crate::ports::{Attempt, CarrierActivity, PushResult, Pusher, TenantAuth, Una
 use crate::push::{
     Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy,
 };
+use crate::reconcile::PullAccountRecord;
 
 /// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +145,85 @@ pub struct KeyAdded {
     pub view: KeyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+/// A tenant's account at a carrier's tracking API as a reader sees it: the user, never the secret.
+/// (For Clickpost the user is the enterprise's API username, not its key.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullView {
+    pub carrier: Carrier,
+    pub base_url: String,
+    pub user: String,
+    pub secret_set: bool,
+}
+
+impl From<&PullAccountRecord> for PullView {
+    fn from(r: &PullAccountRecord) -> Self {
+        PullView {
+            carrier: r.carrier,
+            base_url: r.base_url.trim_end_matches('/').to_owned(),
+            user: r.user.clone(),
+            secret_set: !r.secret.expose().is_empty(),
+        }
+    }
+}
+
+/// A pull account change, as the API and `rms pull set` take it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullUpdate {
+    /// The carrier API's root; absent keeps the current one (the carrier's documented host for a
+    /// new account).
+    pub base_url: Option<String>,
+    /// Clickpost: the enterprise username; Shiprocket: the API user's email; Shipway: the
+    /// username.
+    pub user: String,
+    /// Clickpost: the API key; Shiprocket and Shipway: the password or licence key. Required for
+    /// a new account; absent keeps the current one (it is write-only, so a reader cannot send it
+    /// back).
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for PullUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullUpdate")
+            .field("base_url", &self.base_url)
+            .field("user", &self.user)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// The longest pull user and secret taken.
+const MAX_PULL_FIELD: usize = 1024;
+
+/// The carrier API's documented root, for an account that does not name another.
+fn default_base_url(carrier: Carrier) -> &'static str {
+    match carrier {
+        Carrier::Clickpost => crate::carriers::clickpost::pull::DEFAULT_BASE_URL,
+        Carrier::Shiprocket => crate::carriers::shiprocket::pull::DEFAULT_BASE_URL,
+        Carrier::Shipway => crate::carriers::shipway::pull::DEFAULT_BASE_URL,
+    }
+}
+
+/// A pull user or secret: not empty, no control characters, not over [`MAX_PULL_FIELD`].
+fn pull_field(field: &str, value: &str) -> Result<(), AdminError> {
+    if value.trim().is_empty() {
+        return Err(AdminError::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_PULL_FIELD {
+        return Err(AdminError::invalid(
+            field,
+            format!("use at most {MAX_PULL_FIELD} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AdminError::invalid(
+            field,
+            "control characters (such as a line break) cannot be sent to the carrier's API",
+        ));
+    }
+    Ok(())
 }
 
 /// What the test push got back.
@@ -506,6 +586,24 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         config: &PushConfig,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
+    /// The tenant's accounts at the carriers' tracking APIs (one per carrier), by carrier.
+    fn pull_accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<PullAccountRecord>, Unavailable>> + Send;
+    /// Creates or replaces the tenant's account at `account.carrier`.
+    fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    /// Removes the tenant's account at `carrier`; `false` if it had none.
+    fn remove_pull_account(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+
     /// Delivery attempts, oldest first.
     fn attempts(
         &self,
@@ -838,6 +936,83 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             view: PushView::from(&config),
             signing_secret_value: shown_secret,
         })
+    }
+
+    /// The tenant's accounts at the carriers' tracking APIs (for the reconciler), without their
+    /// secrets.
+    pub async fn pull(&self, tenant: &str) -> Result<Vec<PullView>, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let mut accounts = self.store.pull_accounts(&tenant.id).await?;
+        accounts.sort_by_key(|a| a.carrier.as_str());
+        Ok(accounts.iter().map(PullView::from).collect())
+    }
+
+    /// Creates or changes the tenant's account at a carrier's tracking API. The secret is
+    /// required for a new account and kept when left out; so is the base URL (the carrier's
+    /// documented host for a new account). The base URL follows the Push Config URL rules.
+    pub async fn set_pull(
+        &self,
+        tenant: &str,
+        carrier: &str,
+        update: &PullUpdate,
+    ) -> Result<PullView, AdminError> {
+        let carrier = parse_carrier(carrier)?;
+        let tenant = self.changeable(tenant).await?;
+        pull_field("user", &update.user)?;
+        if let Some(secret) = &update.secret {
+            pull_field("secret", secret)?;
+        }
+        let current = self
+            .store
+            .pull_accounts(&tenant.id)
+            .await?
+            .into_iter()
+            .find(|a| a.carrier == carrier);
+        let base_url = match (&update.base_url, &current) {
+            (Some(given), _) => given.clone(),
+            (None, Some(current)) => current.base_url.clone(),
+            (None, None) => default_base_url(carrier).to_owned(),
+        };
+        let base_url = crate::carriers::pull::BaseUrl::parse(&base_url, self.policy)
+            .map_err(|e| AdminError::invalid("base_url", e.to_string()))?;
+        let secret = match (&update.secret, current) {
+            (Some(given), _) => crate::push::SecretValue::new(given.clone()),
+            (None, Some(current)) => current.secret,
+            (None, None) => {
+                return Err(AdminError::invalid(
+                    "secret",
+                    format!(
+                        "tenant {} has no {carrier} account yet: give its secret ({})",
+                        tenant.id,
+                        pull_secret_name(carrier)
+                    ),
+                ))
+            }
+        };
+        let record = PullAccountRecord {
+            carrier,
+            base_url: base_url.as_url().to_string(),
+            user: update.user.clone(),
+            secret,
+        };
+        self.store.put_pull_account(&tenant.id, &record).await?;
+        info!(tenant_id = %tenant.id, carrier = %carrier, base_url = %base_url, "pull account saved");
+        Ok(PullView::from(&record))
+    }
+
+    /// Removes the tenant's account at a carrier's tracking API: the reconciler stops asking
+    /// that carrier about the tenant's shipments.
+    pub async fn remove_pull(&self, tenant: &str, carrier: &str) -> Result<(), AdminError> {
+        let carrier = parse_carrier(carrier)?;
+        let tenant = self.changeable(tenant).await?;
+        if !self.store.remove_pull_account(&tenant.id, carrier).await? {
+            return Err(AdminError::NotFound(format!(
+                "tenant {} has no {carrier} pull account",
+                tenant.id
+            )));
+        }
+        info!(tenant_id = %tenant.id, carrier = %carrier, "pull account removed");
+        Ok(())
     }
 
     /// Pushes a sample event with this status to the tenant's endpoint now, with its headers and
@@ -1201,6 +1376,21 @@ fn auth_of(tenant: &Tenant) -> TenantAuth {
     }
 }
 
+fn parse_carrier(carrier: &str) -> Result<Carrier, AdminError> {
+    carrier
+        .parse()
+        .map_err(|e: crate::model::UnknownName| AdminError::invalid("carrier", e.to_string()))
+}
+
+/// What a carrier calls the secret of its tracking API account.
+fn pull_secret_name(carrier: Carrier) -> &'static str {
+    match carrier {
+        Carrier::Clickpost => "the API key",
+        Carrier::Shiprocket => "the API user's password",
+        Carrier::Shipway => "the licence key",
+    }
+}
+
 fn tenant_id(id: &str) -> Result<TenantId, AdminError> {
     // A malformed id cannot name an existing tenant.
     TenantId::parse(id).map_err(|_| AdminError::NotFound(format!("no tenant {id:?}")))
@@ -1335,6 +1525,26 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).put_push_config(tenant, config)
     }
+    fn pull_accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<PullAccountRecord>, Unavailable>> + Send {
+        (**self).pull_accounts(tenant)
+    }
+    fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).put_pull_account(tenant, account)
+    }
+    fn remove_pull_account(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).remove_pull_account(tenant, carrier)
+    }
     fn attempts(
         &self,
         tenant: &TenantId,
@@ -1404,6 +1614,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryAdmin, ScriptedPusher, ScriptedReingest};
     use crate::ports::{AttemptOutcome, PushRequest};
+    use crate::reconcile::PullAccount;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
@@ -1801,6 +2012,147 @@ mod tests {
             .unwrap();
         assert_eq!(kept.headers[0].1.expose(), "Bearer s3cr3t");
         assert_eq!(kept.signing_secret.unwrap().expose(), secret);
+    }
+
+    fn pull_update(user: &str, secret: Option<&str>, base_url: Option<&str>) -> PullUpdate {
+        PullUpdate {
+            base_url: base_url.map(str::to_owned),
+            user: user.to_owned(),
+            secret: secret.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pull_secret_is_write_only_and_kept_when_left_out() {
+        let admin = with_tenant(vec![]).await;
+        let saved = admin
+            .set_pull(
+                "acme",
+                "clickpost",
+                &pull_update("acme-enterprise", Some("k-s3cr3t"), None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            saved,
+            PullView {
+                carrier: Carrier::Clickpost,
+                base_url: "https://api.clickpost.in".into(),
+                user: "acme-enterprise".into(),
+                secret_set: true,
+            }
+        );
+        assert!(!format!("{:?}", pull_update("u", Some("k-s3cr3t"), None)).contains("s3cr3t"));
+        // A new user and base URL, no secret: the secret is kept.
+        admin
+            .set_pull(
+                "acme",
+                "clickpost",
+                &pull_update("acme-2", None, Some("https://eu.clickpost.example/")),
+            )
+            .await
+            .unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let stored = admin.store.pull_accounts(&acme).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].secret.expose(), "k-s3cr3t");
+        assert_eq!(stored[0].user, "acme-2");
+        // Left out again, the base URL is kept too.
+        admin
+            .set_pull("acme", "clickpost", &pull_update("acme-3", None, None))
+            .await
+            .unwrap();
+        let shown = admin.pull("acme").await.unwrap();
+        assert_eq!(shown[0].base_url, "https://eu.clickpost.example");
+        let json = serde_json::to_string(&shown).unwrap();
+        assert!(!json.contains("s3cr3t"), "{json}");
+        let account = PullAccount::from_record(
+            &admin.store.pull_accounts(&acme).await.unwrap()[0],
+            admin.policy,
+        );
+        assert!(
+            account.is_ok(),
+            "what is saved is what the reconciler can use"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pull_account_names_what_is_wrong() {
+        let admin = with_tenant(vec![]).await;
+        let cases = [
+            ("dhl", pull_update("u", Some("s"), None), "carrier"),
+            ("shipway", pull_update("u", None, None), "secret"),
+            ("shipway", pull_update(" ", Some("s"), None), "user"),
+            ("shipway", pull_update("u", Some("a\nb"), None), "secret"),
+            (
+                "shipway",
+                pull_update("u", Some("s"), Some("http://127.0.0.1:9/")),
+                "base_url",
+            ),
+            (
+                "shipway",
+                pull_update("u", Some("s"), Some("https://shipway.in/api?x=1")),
+                "base_url",
+            ),
+        ];
+        for (carrier, update, field) in cases {
+            let (named, message) = field_of(admin.set_pull("acme", carrier, &update).await);
+            assert_eq!(named, field, "{message}");
+        }
+        let (_, message) = field_of(
+            admin
+                .set_pull(
+                    "acme",
+                    "shiprocket",
+                    &pull_update("ops@acme.in", None, None),
+                )
+                .await,
+        );
+        assert!(message.contains("password"), "{message}");
+        assert!(admin.pull("acme").await.unwrap().is_empty());
+        assert!(matches!(
+            admin.pull("ghost").await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_pull_account_is_removed_once() {
+        let admin = with_tenant(vec![]).await;
+        admin
+            .set_pull("acme", "shipway", &pull_update("acme", Some("lic"), None))
+            .await
+            .unwrap();
+        admin.remove_pull("acme", "shipway").await.unwrap();
+        assert!(admin.pull("acme").await.unwrap().is_empty());
+        assert!(matches!(
+            admin.remove_pull("acme", "shipway").await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_file_managed_tenants_pull_accounts_are_refused() {
+        let admin = admin(vec![]);
+        let managed = Tenant {
+            id: TenantId::parse("filed").unwrap(),
+            enabled: true,
+            include_source: true,
+            created_at: now(),
+            file_managed: true,
+        };
+        assert!(admin.store.create_tenant(&managed).await.unwrap());
+        assert!(matches!(
+            admin
+                .set_pull("filed", "shipway", &pull_update("u", Some("s"), None))
+                .await,
+            Err(AdminError::Conflict(m)) if m.contains("rms.toml")
+        ));
+        assert!(matches!(
+            admin.remove_pull("filed", "shipway").await,
+            Err(AdminError::Conflict(_))
+        ));
+        assert!(admin.pull("filed").await.unwrap().is_empty());
     }
 
     #[tokio::test]

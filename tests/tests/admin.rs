@@ -1189,3 +1189,119 @@ async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed
     assert_eq!(view[1]["last_rejected_at"], Value::Null);
     assert_eq!(api.get("/admin/tenants/nobody/carriers").await.0, 404);
 }
+
+/// A tenant's pull account item, as the AWS reconciler reads it (layout: `dynamodb.rs`).
+async fn pull_item(stack: &Stack, tenant: &str, carrier: &str) -> Option<HashMap<String, String>> {
+    let found = stack
+        .dynamo
+        .get_item()
+        .table_name(&stack.config_table)
+        .key("pk", AttributeValue::S(format!("TENANT#{tenant}")))
+        .key("sk", AttributeValue::S(format!("PULL#{carrier}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    found.item().map(|item| {
+        item.iter()
+            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn pull_accounts_are_stored_as_the_reconciler_reads_them_and_their_secrets_never_shown() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let stack = Stack::create().await;
+    let api = Api::new(&stack);
+    const SECRET: &str = "cp-pull-key-5e1f0a";
+    const LICENCE: &str = "sw-licence-9b2c44";
+    assert_eq!(
+        api.post("/admin/tenants", json!({"id": "acme"})).await.0,
+        201
+    );
+    assert_eq!(api.get("/admin/tenants/acme/pull").await, (200, json!([])));
+
+    let (status, saved) = api
+        .put(
+            "/admin/tenants/acme/pull/clickpost",
+            json!({"user": "acme-api", "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["base_url"], "https://api.clickpost.in");
+    let (status, _) = api
+        .put(
+            "/admin/tenants/acme/pull/shipway",
+            json!({"user": "acme", "secret": LICENCE, "base_url": "https://shipway.example/"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let item = pull_item(&stack, "acme", "clickpost").await.unwrap();
+    let expected: HashMap<String, String> = [
+        ("pk", "TENANT#acme"),
+        ("sk", "PULL#clickpost"),
+        ("carrier", "clickpost"),
+        ("base_url", "https://api.clickpost.in/"),
+        ("user", "acme-api"),
+        ("secret", SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(item, expected);
+
+    // A new user without a secret keeps the secret (and the base URL).
+    let (status, _) = api
+        .put(
+            "/admin/tenants/acme/pull/clickpost",
+            json!({"user": "acme-api-2"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let item = pull_item(&stack, "acme", "clickpost").await.unwrap();
+    assert_eq!(
+        (item["user"].as_str(), item["secret"].as_str()),
+        ("acme-api-2", SECRET)
+    );
+
+    let (status, listed) = api.get("/admin/tenants/acme/pull").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed,
+        json!([
+            {"carrier": "clickpost", "base_url": "https://api.clickpost.in",
+             "user": "acme-api-2", "secret_set": true},
+            {"carrier": "shipway", "base_url": "https://shipway.example",
+             "user": "acme", "secret_set": true},
+        ])
+    );
+    // A base URL is an API's root: no query (the stack's policy allows local hosts, for the
+    // receivers of these tests).
+    let (status, refused) = api
+        .put(
+            "/admin/tenants/acme/pull/shiprocket",
+            json!({"user": "ops@acme.in", "secret": "pw",
+                   "base_url": "https://apiv2.shiprocket.in/v1/external?token=x"}),
+        )
+        .await;
+    assert_eq!((status, &refused["field"]), (400, &json!("base_url")));
+
+    let (status, _) = api
+        .call(Method::DELETE, "/admin/tenants/acme/pull/shipway", None)
+        .await;
+    assert_eq!(status, 204);
+    assert!(pull_item(&stack, "acme", "shipway").await.is_none());
+    let (status, _) = api
+        .call(Method::DELETE, "/admin/tenants/acme/pull/shipway", None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        api.get("/admin/tenants/acme/pull").await.1[0]["carrier"],
+        "clickpost"
+    );
+
+    api.assert_never_answered(&[SECRET, LICENCE]);
+    assert_not_logged(&logs, &[SECRET, LICENCE]);
+}

@@ -1,14 +1,15 @@
-//! The ops commands (`rms tenant`, `key`, `push`, `deliveries`, `dlq`, `replay`, `quarantine`,
-//! `carriers`, `circuit`): the admin
-//! use-case ([`shared::admin::Admin`]) on the embedded store (`--local DB`) or on the stack's
-//! DynamoDB tables and SQS queues. Each command is written once, generic over the store; the back
-//! end is picked here, and so is the output (aligned tables, or `--json`: one JSON object a line).
+//! The ops commands (`rms tenant`, `key`, `push`, `pull`, `deliveries`, `dlq`, `replay`,
+//! `quarantine`, `carriers`, `circuit`): the admin use-case ([`shared::admin::Admin`]) on the
+//! embedded store (`--local DB`) or on the stack's DynamoDB tables and SQS queues. Each command
+//! is written once, generic over the store; the back end is picked here, and so is the output
+//! (aligned tables, or `--json`: one JSON object a line).
 
 pub mod carriers;
 pub mod circuit;
 pub mod deliveries;
 pub mod dlq;
 pub mod key;
+pub mod pull;
 pub mod push;
 pub mod quarantine;
 pub mod reconcile;

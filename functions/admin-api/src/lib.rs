@@ -9,14 +9,15 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::admin::{
-    Admin, AdminError, AdminStore, PushUpdate, QuarantineQuery, QuarantineSelection, Selection,
+    Admin, AdminError, AdminStore, PullUpdate, PushUpdate, QuarantineQuery, QuarantineSelection,
+    Selection,
 };
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
@@ -46,6 +47,11 @@ where
         )
         .route("/admin/tenants/{tenant}/push", get(get_push).put(set_push))
         .route("/admin/tenants/{tenant}/push/test", post(test_push))
+        .route("/admin/tenants/{tenant}/pull", get(list_pull))
+        .route(
+            "/admin/tenants/{tenant}/pull/{carrier}",
+            put(set_pull).delete(remove_pull),
+        )
         .route("/admin/tenants/{tenant}/deliveries", get(deliveries))
         .route("/admin/tenants/{tenant}/replay", post(replay))
         .route("/admin/dead-letters", get(dead_letters))
@@ -284,6 +290,41 @@ async fn set_push<S: AdminStore, P: Pusher, R: Reingest>(
     };
     match admin.set_push(&tenant, &update).await {
         Ok(saved) => ok(StatusCode::OK, saved),
+        Err(e) => e.into(),
+    }
+}
+
+async fn list_pull<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path(tenant): Path<String>,
+) -> Answer {
+    match admin.pull(&tenant).await {
+        Ok(accounts) => ok(StatusCode::OK, accounts),
+        Err(e) => e.into(),
+    }
+}
+
+async fn set_pull<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path((tenant, carrier)): Path<(String, String)>,
+    given: Result<Json<Value>, JsonRejection>,
+) -> Answer {
+    let update: PullUpdate = match body(given) {
+        Ok(b) => b,
+        Err(reason) => return invalid_body(&reason),
+    };
+    match admin.set_pull(&tenant, &carrier, &update).await {
+        Ok(view) => ok(StatusCode::OK, view),
+        Err(e) => e.into(),
+    }
+}
+
+async fn remove_pull<S: AdminStore, P: Pusher, R: Reingest>(
+    State(admin): AppState<S, P, R>,
+    Path((tenant, carrier)): Path<(String, String)>,
+) -> Answer {
+    match admin.remove_pull(&tenant, &carrier).await {
+        Ok(()) => Answer(StatusCode::NO_CONTENT.into_response()),
         Err(e) => e.into(),
     }
 }

@@ -36,7 +36,8 @@ use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{Attempt, AttemptOutcome, CarrierActivity, PushConfigStore, Unavailable};
-use crate::push::PushConfig;
+use crate::push::{PushConfig, SecretValue};
+use crate::reconcile::PullAccountRecord;
 
 const SQS: &str = "SQS";
 /// How long a listed dead letter stays hidden if this process dies before showing it again.
@@ -260,6 +261,21 @@ fn sent_at(message: &Message) -> u64 {
     system_attribute(message, MessageSystemAttributeName::SentTimestamp)
         .and_then(|t| t.parse().ok())
         .unwrap_or(0)
+}
+
+/// The key of a tenant's pull account item (`dynamodb.rs` has the layout).
+fn pull_key(tenant: &TenantId, carrier: Carrier) -> HashMap<String, AttributeValue> {
+    key(format!("TENANT#{tenant}"), &format!("PULL#{carrier}"))
+}
+
+/// A pull account item; one this build cannot read (a carrier it does not know) is skipped.
+fn pull_account_from(item: &HashMap<String, AttributeValue>) -> Option<PullAccountRecord> {
+    Some(PullAccountRecord {
+        carrier: text(item, "carrier")?.parse().ok()?,
+        base_url: text(item, "base_url")?,
+        user: text(item, "user")?,
+        secret: SecretValue::new(text(item, "secret")?),
+    })
 }
 
 fn tenant_from(item: &HashMap<String, AttributeValue>) -> Option<Tenant> {
@@ -629,6 +645,59 @@ impl AdminStore for DynamoAdmin {
         config: &PushConfig,
     ) -> Result<(), Unavailable> {
         self.config.put_push_config(tenant, config).await
+    }
+
+    async fn pull_accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<PullAccountRecord>, Unavailable> {
+        let query = self
+            .dynamo
+            .query()
+            .table_name(&self.names.config_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :pull)")
+            .expression_attribute_values(":pk", s(format!("TENANT#{tenant}")))
+            .expression_attribute_values(":pull", s("PULL#"))
+            .consistent_read(true);
+        let items = self.query_all(query).await?;
+        Ok(items.iter().filter_map(pull_account_from).collect())
+    }
+
+    async fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> Result<(), Unavailable> {
+        let mut item = pull_key(tenant, account.carrier);
+        item.insert("carrier".into(), s(account.carrier.as_str()));
+        item.insert("base_url".into(), s(&account.base_url));
+        item.insert("user".into(), s(&account.user));
+        item.insert("secret".into(), s(account.secret.expose()));
+        self.dynamo
+            .put_item()
+            .table_name(&self.names.config_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn remove_pull_account(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+    ) -> Result<bool, Unavailable> {
+        let removed = self
+            .dynamo
+            .delete_item()
+            .table_name(&self.names.config_table)
+            .set_key(Some(pull_key(tenant, carrier)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(DYNAMODB, "DeleteItem", e))?;
+        Ok(removed.attributes().is_some_and(|a| !a.is_empty()))
     }
 
     async fn attempts(

@@ -23,7 +23,7 @@ use crate::ports::{
     PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
-use crate::reconcile::{quietest, QuietRules, QuietShipment, ShipmentIndex};
+use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
 use crate::shipment::ShipmentState;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -669,6 +669,7 @@ struct AdminState {
     tenants: Vec<Tenant>,
     credentials: Vec<(TenantId, StoredCredential)>,
     push: HashMap<TenantId, PushConfig>,
+    pull: Vec<(TenantId, PullAccountRecord)>,
     attempts: Vec<Attempt>,
     dead: Vec<DeadLetterView>,
     archive: Vec<CanonicalEvent>,
@@ -867,6 +868,41 @@ impl AdminStore for MemoryAdmin {
             .push
             .insert(tenant.clone(), config.clone());
         Ok(())
+    }
+    async fn pull_accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<PullAccountRecord>, Unavailable> {
+        Ok(lock(&self.state)
+            .pull
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+    async fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> Result<(), Unavailable> {
+        let mut state = lock(&self.state);
+        state
+            .pull
+            .retain(|(t, a)| !(t == tenant && a.carrier == account.carrier));
+        state.pull.push((tenant.clone(), account.clone()));
+        Ok(())
+    }
+    async fn remove_pull_account(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+    ) -> Result<bool, Unavailable> {
+        let mut state = lock(&self.state);
+        let before = state.pull.len();
+        state
+            .pull
+            .retain(|(t, a)| !(t == tenant && a.carrier == carrier));
+        Ok(state.pull.len() < before)
     }
     async fn attempts(
         &self,

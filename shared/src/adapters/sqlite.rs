@@ -1662,6 +1662,79 @@ impl AdminStore for SqliteStore {
         SqliteStore::put_push_config(self, tenant, config)
     }
 
+    async fn pull_accounts(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<PullAccountRecord>, Unavailable> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT carrier, base_url, user, secret FROM pull_accounts
+                 WHERE tenant_id = ?1 ORDER BY carrier",
+            )
+            .map_err(unavailable("pull accounts"))?;
+        let rows = statement
+            .query_map(params![tenant.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(unavailable("pull accounts"))?;
+        let mut accounts = Vec::new();
+        for row in rows {
+            let (carrier, base_url, user, secret) = row.map_err(unavailable("pull accounts"))?;
+            // A row this build cannot read (a carrier it does not know) is skipped.
+            let Ok(carrier) = carrier.parse::<Carrier>() else {
+                continue;
+            };
+            accounts.push(PullAccountRecord {
+                carrier,
+                base_url,
+                user,
+                secret: SecretValue::new(secret),
+            });
+        }
+        Ok(accounts)
+    }
+
+    async fn put_pull_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccountRecord,
+    ) -> Result<(), Unavailable> {
+        execute(
+            &self.conn(),
+            "INSERT OR REPLACE INTO pull_accounts (tenant_id, carrier, base_url, user, secret)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant.as_str(),
+                account.carrier.as_str(),
+                account.base_url,
+                account.user,
+                account.secret.expose()
+            ],
+        )
+        .map_err(unavailable("put pull account"))?;
+        Ok(())
+    }
+
+    async fn remove_pull_account(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+    ) -> Result<bool, Unavailable> {
+        let removed = execute(
+            &self.conn(),
+            "DELETE FROM pull_accounts WHERE tenant_id = ?1 AND carrier = ?2",
+            params![tenant.as_str(), carrier.as_str()],
+        )
+        .map_err(unavailable("remove pull account"))?;
+        Ok(removed > 0)
+    }
+
     async fn attempts(
         &self,
         tenant: &TenantId,
