@@ -209,7 +209,7 @@ async fn a_pull_account_given_through_the_admin_api_is_the_one_reconcile_uses() 
     // TENANT CARRIER QUIET CALLS FOUND NEW KNOWN NOT-FOUND ERROR
     assert_eq!(
         &cells[..8],
-        ["globex", "clickpost", "1", "1", "3", "2", "1", "0"],
+        ["globex", "clickpost", "1", "2", "3", "2", "1", "0"],
         "{out}"
     );
     assert_eq!(fake.calls_to("/api/v2/track-order/"), 1);
