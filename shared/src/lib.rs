@@ -8,6 +8,7 @@ pub mod auth;
 pub mod carriers;
 pub mod circuit;
 pub mod dispatch;
+pub mod env;
 pub mod http;
 pub mod ingest;
 #[cfg(feature = "logging")]

@@ -6,17 +6,8 @@ use shared::adapters::push::TargetPolicy;
 use shared::circuit::BreakerSettings;
 use shared::dispatch::DispatchSettings;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} is not set; the SAM template sets it for the dispatcher")]
-    Missing(&'static str),
-    #[error("environment variable {name} is {value:?}: {expected}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-}
+/// What is wrong with the environment.
+pub use shared::env::EnvError as ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,63 +32,25 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number = |name: &'static str, default: u64| match lookup(name) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError::Invalid {
-                    name,
-                    value,
-                    expected: "a whole number",
-                }),
-        };
-        let flag = |name: &'static str| match lookup(name).as_deref().map(str::trim) {
-            None | Some("" | "false" | "0") => Ok(false),
-            Some("true" | "1") => Ok(true),
-            Some(other) => Err(ConfigError::Invalid {
-                name,
-                value: other.to_owned(),
-                expected: "true or false",
-            }),
-        };
-        let concurrency = number("CONCURRENCY", 10)?;
-        if concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                name: "CONCURRENCY",
-                value: "0".into(),
-                expected: "at least 1",
-            });
-        }
-        let failures_to_open = number("CIRCUIT_FAILURES", 5)?;
-        if failures_to_open == 0 {
-            return Err(ConfigError::Invalid {
-                name: "CIRCUIT_FAILURES",
-                value: "0".into(),
-                expected: "at least 1",
-            });
-        }
+        let env = shared::env::Env::new(lookup);
+        let concurrency = env.positive("CONCURRENCY", 10)?;
+        let failures_to_open = env.positive("CIRCUIT_FAILURES", 5)?;
         let breaker = BreakerSettings {
             failures_to_open: u32::try_from(failures_to_open).unwrap_or(u32::MAX),
-            cool_down: Duration::from_secs(number("CIRCUIT_COOL_DOWN_SECONDS", 30)?),
+            cool_down: Duration::from_secs(env.number("CIRCUIT_COOL_DOWN_SECONDS", 30)?),
             ..BreakerSettings::default()
         };
         Ok(Config {
             breaker,
-            config_table: required("CONFIG_TABLE")?,
-            events_table: required("EVENTS_TABLE")?,
-            events_queue_url: required("EVENTS_QUEUE_URL")?,
-            dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
+            config_table: env.required("CONFIG_TABLE")?,
+            events_table: env.required("EVENTS_TABLE")?,
+            events_queue_url: env.required("EVENTS_QUEUE_URL")?,
+            dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
-            config_cache: Duration::from_secs(number("CONFIG_CACHE_SECONDS", 60)?),
+            config_cache: Duration::from_secs(env.number("CONFIG_CACHE_SECONDS", 60)?),
             targets: TargetPolicy {
-                allow_private: flag("ALLOW_PRIVATE_TARGETS")?,
-                allow_http: flag("ALLOW_HTTP_TARGETS")?,
+                allow_private: env.flag("ALLOW_PRIVATE_TARGETS")?,
+                allow_http: env.flag("ALLOW_HTTP_TARGETS")?,
             },
         })
     }

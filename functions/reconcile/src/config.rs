@@ -2,20 +2,15 @@
 
 use std::time::Duration;
 
+use shared::env::{Env, EnvError};
 use shared::ingest::{IngestSettings, SettingError};
 use shared::push::TargetPolicy;
 use shared::reconcile::{QuietRules, ReconcileSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("environment variable {0} is not set; the SAM template sets it for the reconciler")]
-    Missing(&'static str),
-    #[error("environment variable {name} is {value:?}: {expected}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    #[error(transparent)]
+    Env(#[from] EnvError),
     #[error(transparent)]
     Ingest(#[from] SettingError),
 }
@@ -40,42 +35,12 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number = |name: &'static str, default: u64| match lookup(name) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError::Invalid {
-                    name,
-                    value,
-                    expected: "a whole number",
-                }),
-        };
-        let flag = |name: &'static str| match lookup(name).as_deref().map(str::trim) {
-            None | Some("" | "false" | "0") => Ok(false),
-            Some("true" | "1") => Ok(true),
-            Some(other) => Err(ConfigError::Invalid {
-                name,
-                value: other.to_owned(),
-                expected: "true or false",
-            }),
-        };
+        let env = Env::new(&lookup);
         let hours = |name: &'static str, default: u64| {
-            number(name, default).map(|h| Duration::from_secs(h.saturating_mul(3600)))
+            env.number(name, default)
+                .map(|h| Duration::from_secs(h.saturating_mul(3600)))
         };
-        let calls_per_account = number("RECONCILE_CALLS_PER_ACCOUNT", 100)?;
-        if calls_per_account == 0 {
-            return Err(ConfigError::Invalid {
-                name: "RECONCILE_CALLS_PER_ACCOUNT",
-                value: "0".into(),
-                expected: "at least 1",
-            });
-        }
+        let calls_per_account = env.positive("RECONCILE_CALLS_PER_ACCOUNT", 100)?;
         let ingest = IngestSettings::from_lookup(&lookup)?;
         let settings = ReconcileSettings {
             rules: QuietRules {
@@ -88,13 +53,13 @@ impl Config {
             max_future: ingest.max_future,
         };
         Ok(Config {
-            config_table: required("CONFIG_TABLE")?,
-            events_table: required("EVENTS_TABLE")?,
-            events_queue_url: required("EVENTS_QUEUE_URL")?,
+            config_table: env.required("CONFIG_TABLE")?,
+            events_table: env.required("EVENTS_TABLE")?,
+            events_queue_url: env.required("EVENTS_QUEUE_URL")?,
             settings,
             targets: TargetPolicy {
-                allow_private: flag("ALLOW_PRIVATE_TARGETS")?,
-                allow_http: flag("ALLOW_HTTP_TARGETS")?,
+                allow_private: env.flag("ALLOW_PRIVATE_TARGETS")?,
+                allow_http: env.flag("ALLOW_HTTP_TARGETS")?,
             },
         })
     }
