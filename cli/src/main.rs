@@ -1,5 +1,6 @@
 //! `rms`: RMS Notify on one machine, and the ops command line.
 
+mod database;
 mod normalize;
 mod ops;
 mod serve;

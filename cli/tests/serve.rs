@@ -310,3 +310,166 @@ async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
     );
     drop(restarted);
 }
+
+/// `rms serve` with `args` in `dir`: its stderr once it exits, or `None` once it listens on
+/// `port` (or is still running after 10 s).
+fn start_up(
+    dir: &std::path::Path,
+    args: &[&str],
+    port: Option<u16>,
+) -> (Option<String>, std::process::Child) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if child.try_wait().unwrap().is_some() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            return (Some(stderr), child);
+        }
+        if port.is_some_and(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (None, child)
+}
+
+fn refused(dir: &std::path::Path, args: &[&str]) -> String {
+    match start_up(dir, args, None) {
+        (Some(stderr), mut child) => {
+            assert!(!child.wait().unwrap().success(), "{stderr}");
+            stderr
+        }
+        (None, mut child) => {
+            child.kill().unwrap();
+            panic!("rms serve {args:?} started");
+        }
+    }
+}
+
+#[test]
+fn each_start_up_mistake_is_refused_with_what_to_do() {
+    let dir = scratch_dir("serve-mistakes");
+    let free = format!("127.0.0.1:{}", common::free_port());
+
+    let message = refused(&dir, &[]);
+    assert!(
+        message.contains("--demo") && message.contains("--config"),
+        "{message}"
+    );
+
+    let message = refused(
+        &dir,
+        &[
+            "--demo",
+            "--listen",
+            &free,
+            "--database",
+            "no/such/dir/x.db",
+        ],
+    );
+    assert!(
+        message.contains("folder no/such/dir") && message.contains("does not exist"),
+        "{message}"
+    );
+    assert!(!dir.join("no").exists());
+
+    std::fs::write(dir.join("notes.db"), "these are notes, not a database").unwrap();
+    let message = refused(
+        &dir,
+        &["--demo", "--listen", &free, "--database", "notes.db"],
+    );
+    assert!(
+        message.contains("notes.db is not an SQLite database"),
+        "{message}"
+    );
+
+    // TOML's own message keeps its lines: the line in error, and a caret under the spot.
+    std::fs::write(
+        dir.join("bad.toml"),
+        "listen = \"127.0.0.1:0\"\n[dispatch\n",
+    )
+    .unwrap();
+    let message = refused(&dir, &["--config", "bad.toml"]);
+    assert!(message.contains("line 2"), "{message}");
+    assert!(
+        message.lines().any(|l| l.contains("[dispatch")),
+        "{message}"
+    );
+    assert!(
+        message.lines().any(|l| l.trim_end().ends_with('^')),
+        "{message}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let message = refused(&dir, &["--demo", "--listen", &format!("127.0.0.1:{port}")]);
+    assert!(
+        message.contains(&format!("port {port}")) && message.contains("--listen"),
+        "{message}"
+    );
+    drop(taken);
+
+    let message = refused(&dir, &["--demo", "--listen", "nowhere:80:80"]);
+    assert!(message.contains("localhost:8080"), "{message}");
+
+    // A host name is an address too; the log has no colour codes when it is not a terminal.
+    let port = common::free_port();
+    let (exited, mut child) = start_up(
+        &dir,
+        &["--demo", "--listen", &format!("localhost:{port}")],
+        Some(port),
+    );
+    assert_eq!(exited, None, "refused: {exited:?}");
+    let health = std::net::TcpStream::connect(("127.0.0.1", port));
+    let mut log = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    while std::io::BufRead::read_line(&mut lines, &mut log).unwrap() > 0
+        && !log.contains("rms serve is up")
+    {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(health.is_ok(), "not listening on 127.0.0.1:{port}");
+    assert!(log.contains("rms serve is up"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
+}
+
+#[test]
+fn it_stops_on_sigterm_even_when_its_log_can_no_longer_be_written() {
+    use std::io::BufRead;
+    let dir = scratch_dir("serve-closed-log");
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the log until the server is up, then close it, as `rms serve 2>&1 | head` does.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while log.read_line(&mut line).unwrap() > 0 && !line.contains("rms serve is up") {}
+    drop(log);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

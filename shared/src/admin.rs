@@ -1391,7 +1391,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         self.store
             .note_replay(&tenant_id, &entry.id, outcome, now)
             .await?;
-        info!(tenant_id = %tenant_id, carrier = %entry.carrier, id = %entry.id, outcome = outcome.as_str(), "quarantined body replayed");
+        info!(tenant_id = %tenant_id, carrier = %entry.carrier, id = %entry.id, outcome = %outcome.as_str(), "quarantined body replayed");
         Ok(Some(QuarantineReplayResult {
             id: entry.id.clone(),
             tenant_id: entry.tenant_id.clone(),

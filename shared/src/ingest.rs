@@ -502,13 +502,13 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         if event.status == Status::Unknown {
             self.metrics
                 .count("UnmappedStatus", 1, &[("Carrier", carrier)]);
-            warn!(carrier, code = %event.carrier_status.code, "unmapped carrier status code");
+            warn!(carrier = %carrier, code = %event.carrier_status.code, "unmapped carrier status code");
         }
         info!(
             tenant_id = %event.tenant_id,
-            carrier,
+            carrier = %carrier,
             event_id = %event.event_id,
-            awb = event.awb.as_deref().unwrap_or(""),
+            awb = %event.awb.as_deref().unwrap_or(""),
             status = %event.status,
             is_stale = event.is_stale,
             "event accepted"

@@ -300,12 +300,8 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
     match target.local {
         Some(path) => {
             // Opening a missing file would create an empty database and answer "no tenant".
-            if !path.is_file() {
-                return Err(Failure::Setup(format!(
-                    "--local {}: no such database; give the file `rms serve` uses",
-                    path.display()
-                )));
-            }
+            crate::database::check(&path, false)
+                .map_err(|message| Failure::Setup(format!("--local: {message}")))?;
             let store = Arc::new(SqliteStore::open(&path).map_err(|e| {
                 Failure::Setup(format!("--local {}: cannot open it: {e}", path.display()))
             })?);

@@ -98,12 +98,7 @@ async fn on_backend(args: Args) -> Result<ExitCode, String> {
         HttpPullTransport::new(policy).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     match &args.target.local {
         Some(path) => {
-            if !path.is_file() {
-                return Err(format!(
-                    "--local {}: no such database; give the file `rms serve` uses",
-                    path.display()
-                ));
-            }
+            crate::database::check(path, false).map_err(|message| format!("--local: {message}"))?;
             let store = Arc::new(
                 SqliteStore::open(path)
                     .map_err(|e| format!("--local {}: cannot open it: {e}", path.display()))?,

@@ -278,6 +278,28 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
 }
 
+/// A listen address: an IP address and port (`127.0.0.1:8080`, `[::1]:8080`), or a host name and
+/// port (`localhost:8080`: its first IPv4 address, else its first address).
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let wrong = |why: String| {
+        format!("{text:?} is not an address to listen on, such as 127.0.0.1:8080 or localhost:8080 ({why})")
+    };
+    let found: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| wrong(e.to_string()))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| wrong("the name has no address".to_owned()))
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -349,16 +371,13 @@ impl ServeConfig {
     pub fn parse(text: &str) -> Result<ServeConfig, ConfigError> {
         let file: File = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: PathBuf::new(),
-            message: e.to_string().replace('\n', " "),
+            // toml's message is several lines: the line in error, and a caret under the spot.
+            message: e.to_string().trim_end().to_owned(),
         })?;
         let mut config = ServeConfig::default();
         if let Some(listen) = file.listen {
-            config.listen = listen.parse().map_err(|_| {
-                invalid(
-                    "listen",
-                    format!("{listen:?} is not an address such as 127.0.0.1:8080"),
-                )
-            })?;
+            config.listen =
+                listen_address(&listen).map_err(|message| invalid("listen", message))?;
         }
         if let Some(database) = file.database {
             config.database = database;

@@ -40,7 +40,7 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     let mut stop = stopped.clone();
     loop {
-        let stopping = *stopped.borrow();
+        let stopping = super::is_stopping(&stopped);
         if stopping && running.is_empty() {
             return;
         }

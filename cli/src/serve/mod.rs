@@ -42,37 +42,42 @@ pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher, Arc<LocalIngest>>;
 /// Run the relay on this machine: carrier notify paths, delivery, admin API.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML): listen address, database, dispatch settings, tenants.
+    /// The configuration file (TOML): listen address, database, dispatch settings, tenants
+    /// (README, "rms serve"). One of --config and --demo is needed.
     #[arg(long, value_name = "FILE", conflicts_with = "demo")]
     config: Option<PathBuf>,
-    /// Listen here instead (e.g. 127.0.0.1:8080).
+    /// The address to listen on, over the file's `listen`: IP or host name, and port (e.g.
+    /// 127.0.0.1:9000, localhost:9000) [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Use this SQLite database instead.
+    /// The SQLite database, over the file's `database`; created if missing, in an existing
+    /// folder [default: rms.db, or rms-demo.db with --demo]
     #[arg(long, value_name = "FILE")]
     database: Option<PathBuf>,
-    /// Start with a demo tenant and a built-in receiver that prints what it gets.
+    /// Start with a demo tenant and a built-in receiver that prints what it gets; no file needed.
     #[arg(long)]
     demo: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
     init_logging();
-    let mut config = match &args.config {
-        Some(path) => match ServeConfig::load(path) {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("configuration: {e}")),
-        },
-        None => ServeConfig::default(),
-    };
+    let mut config =
+        match &args.config {
+            Some(path) => match ServeConfig::load(path) {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("configuration: {e}")),
+            },
+            None if args.demo => ServeConfig::default(),
+            None => return fail(
+                "rms serve needs a configuration: `rms serve --demo` to try it (a demo tenant and \
+                 a receiver that prints what it gets, no file needed), or `rms serve --config \
+                 rms.toml` (the README's \"rms serve\" section shows the file)",
+            ),
+        };
     if let Some(listen) = &args.listen {
-        match listen.parse() {
+        match config::listen_address(listen) {
             Ok(addr) => config.listen = addr,
-            Err(_) => {
-                return fail(&format!(
-                    "--listen {listen:?} is not an address such as 127.0.0.1:8080"
-                ))
-            }
+            Err(message) => return fail(&format!("--listen: {message}")),
         }
     }
     if let Some(database) = &args.database {
@@ -99,8 +104,18 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
+        .with_ansi(colours())
+        // A log that cannot be written (stderr piped to a reader that exited) is dropped: the
+        // subscriber's own report of it would panic in `eprintln!`, taking the task that logged.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Colours in the log only on a terminal, and never with `NO_COLOR` set (no-color.org).
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Everything the routes and the dispatcher loop share.
@@ -116,8 +131,19 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     let file_limit = server::raise_file_limit();
     config.server.max_connections =
         server::connection_cap(config.server.max_connections, file_limit);
-    let listener = server::listen(config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener = server::listen(config.listen).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "cannot listen on {}: another program is using port {}; stop it, or pick another \
+                 port with --listen {}:PORT (or `listen` in the configuration)",
+                config.listen,
+                config.listen.port(),
+                config.listen.ip()
+            )
+        } else {
+            format!("cannot listen on {}: {e}", config.listen)
+        }
+    })?;
     // The real address (port 0 picks a free one), for the demo receiver's URL and the banner.
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     if !config.listen.ip().is_loopback() && config.admin_token.is_none() {
@@ -131,6 +157,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     if demo {
         demo::configure(&mut config);
     }
+    crate::database::check(&config.database, true)?;
     // Held until the process ends: one `rms serve` per database, so that the leases left by a
     // crashed one can be released at start.
     let _owner = lock_database(&config.database)?;
@@ -329,6 +356,12 @@ fn lock_database(database: &std::path::Path) -> Result<std::fs::File, String> {
             Err(format!("cannot lock {}: {e}", path.to_string_lossy()))
         }
     }
+}
+
+/// Whether the loops should stop: the shutdown task said so, or it is gone (a dropped sender
+/// would otherwise wake every `changed()` at once, forever).
+pub fn is_stopping(stopped: &watch::Receiver<bool>) -> bool {
+    *stopped.borrow() || stopped.has_changed().is_err()
 }
 
 async fn shutdown_signal() {

@@ -44,7 +44,7 @@ pub async fn run(
             _ = tokio::time::sleep(every) => {}
             _ = stopped.changed() => {}
         }
-        if *stopped.borrow() {
+        if super::is_stopping(&stopped) {
             return;
         }
         match accounts(&store, None, None, policy).await {

@@ -75,7 +75,7 @@ pub async fn watch(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     // Often enough that a silence is reported within a tenth of its threshold.
     let tick = (after / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
     let mut reported: HashSet<(String, String)> = HashSet::new();
-    while !*stopped.borrow() {
+    while !super::is_stopping(&stopped) {
         match silent_carriers(&app, Utc::now()).await {
             Ok(silent) => {
                 let now: HashSet<(String, String)> = silent

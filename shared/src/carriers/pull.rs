@@ -376,7 +376,7 @@ impl CallSite<'_> {
             Ok(response) => {
                 tracing::debug!(
                     carrier = %self.carrier,
-                    method = self.method.as_str(),
+                    method = %self.method.as_str(),
                     url = %self.endpoint,
                     status = response.status,
                     latency_ms = elapsed_ms,
@@ -388,7 +388,7 @@ impl CallSite<'_> {
                 let reason = scrub(&e.reason, self.secrets);
                 tracing::warn!(
                     carrier = %self.carrier,
-                    method = self.method.as_str(),
+                    method = %self.method.as_str(),
                     url = %self.endpoint,
                     latency_ms = elapsed_ms,
                     reason = %reason,
