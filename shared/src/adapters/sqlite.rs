@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    ReplayOutcome, Selection, StoredCredential, Tenant,
+    QueueDepth, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
@@ -1935,6 +1935,15 @@ impl AdminStore for SqliteStore {
                     })
             })
             .collect())
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, Unavailable> {
+        // `ready` holds the messages due later and those leased to a delivery too.
+        let (waiting, dead_letters) = SqliteStore::queue_depth(self)?;
+        Ok(QueueDepth {
+            waiting,
+            dead_letters,
+        })
     }
 }
 
