@@ -1,5 +1,6 @@
 //! `rms`: RMS Notify on one machine, and the ops command line.
 
+mod console;
 mod normalize;
 mod ops;
 mod serve;
@@ -27,6 +28,7 @@ struct Cli {
 enum Command {
     Normalize(normalize::Args),
     Serve(serve::Args),
+    Console(console::command::Args),
     Tenant(ops::tenant::Args),
     Key(ops::key::Args),
     Push(ops::push::Args),
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Normalize(args) => normalize::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Console(args) => console::command::run(args),
         Command::Tenant(args) => ops::execute(args.target, args.command),
         Command::Key(args) => ops::execute(args.target, args.command),
         Command::Push(args) => ops::execute(args.target, args.command),

@@ -6,7 +6,7 @@ mod demo;
 mod dispatcher;
 mod reconciler;
 mod routes;
-mod server;
+pub(crate) mod server;
 mod silence;
 
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
@@ -332,7 +332,7 @@ fn lock_database(database: &std::path::Path) -> Result<std::fs::File, String> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
