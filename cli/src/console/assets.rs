@@ -1,4 +1,4 @@
-//! The console's script and style sheet, compiled into the binary (no build step, nothing to
+//! The console's script, style sheet and icon, compiled into the binary (no build step, nothing to
 //! deploy beside `rms`).
 
 use axum::extract::Path;
@@ -7,11 +7,13 @@ use axum::response::{IntoResponse, Response};
 
 const STYLE: &str = include_str!("../../assets/console.css");
 const SCRIPT: &str = include_str!("../../assets/console.js");
+const ICON: &str = include_str!("../../assets/favicon.svg");
 
 pub async fn serve(Path(name): Path<String>) -> Response {
     let (body, kind) = match name.as_str() {
         "console.css" => (STYLE, "text/css; charset=utf-8"),
         "console.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "favicon.svg" => (ICON, "image/svg+xml"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (

@@ -37,6 +37,7 @@ fn head(title: &str, refresh: bool) -> Markup {
             @if refresh { meta http-equiv="refresh" content="1"; }
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · RMS Notify console" }
+            link rel="icon" href="/console/assets/favicon.svg";
             link rel="stylesheet" href="/console/assets/console.css";
             script src="/console/assets/console.js" defer {}
         }

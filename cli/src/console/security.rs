@@ -1,6 +1,6 @@
 //! The headers on every console response: a Content-Security-Policy that allows no inline script
-//! or style (pages load only `/console/assets/*` from their own origin), no framing, no
-//! referrer, no MIME sniffing, and no caching of pages (one of them may show a secret once).
+//! or style (pages load only `/console/assets/*` from their own origin), no framing, no referrer
+//! to other sites, no MIME sniffing, and no caching of pages (one of them may show a secret once).
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -24,7 +24,12 @@ pub async fn headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the console's own forms, and
+    // the origin check (`session::cross_origin`) could not tell them from a forged one.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

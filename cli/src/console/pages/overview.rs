@@ -86,7 +86,7 @@ pub async fn show<B: Backend>(
                     form.inline method="post" action="/console/tenants" {
                         (csrf(&visitor))
                         label for="new-tenant" { "Tenant id" }
-                        input #new-tenant type="text" name="id" required pattern="[A-Za-z0-9_-]+" placeholder="acme";
+                        input #new-tenant type="text" name="id" required placeholder="acme";
                         label.check { input type="checkbox" name="include_source" checked; " attach the carrier's payload to each event (" code { "source" } ")" }
                         button type="submit" { "Create tenant" }
                     }
