@@ -1420,7 +1420,10 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 failed: 0,
             })
             .collect();
-        let selection = Selection::Between { from: first, to: now };
+        let selection = Selection::Between {
+            from: first,
+            to: now,
+        };
         for attempt in self.store.attempts(&tenant.id, &selection).await? {
             let Ok(index) = usize::try_from((attempt.at - first).num_hours()) else {
                 continue;
@@ -2604,9 +2607,17 @@ mod tests {
         assert_eq!(hours[23].hour, now());
         let counts: Vec<(u64, u64)> = hours.iter().map(|h| (h.delivered, h.failed)).collect();
         assert_eq!(counts[23], (1, 0));
-        assert_eq!(counts[22], (0, 2), "09:30 is in the hour 09:00; superseded is no push");
+        assert_eq!(
+            counts[22],
+            (0, 2),
+            "09:30 is in the hour 09:00; superseded is no push"
+        );
         assert_eq!(counts[21], (1, 0), "08:59 is in the hour 08:00");
-        assert_eq!(counts[0], (1, 0), "11:00 yesterday is the first hour; 10:59 is not counted");
+        assert_eq!(
+            counts[0],
+            (1, 0),
+            "11:00 yesterday is the first hour; 10:59 is not counted"
+        );
         assert_eq!(counts.iter().map(|c| c.0 + c.1).sum::<u64>(), 5);
         assert!(matches!(
             admin.deliveries_by_hour("ghost", now()).await,

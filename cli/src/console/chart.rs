@@ -28,8 +28,9 @@ pub fn deliveries(hours: &[HourOfDeliveries]) -> Markup {
             (count * HEIGHT).div_ceil(peak).max(1)
         }
     };
-    let label =
-        format!("Last 24 hours, per hour: {delivered} delivered, {failed} failed (busiest hour: {peak})");
+    let label = format!(
+        "Last 24 hours, per hour: {delivered} delivered, {failed} failed (busiest hour: {peak})"
+    );
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {width} {}", HEIGHT + 1))
             width=(width) height=(HEIGHT + 1) role="img" aria-label=(label) {
@@ -78,11 +79,25 @@ mod tests {
     #[test]
     fn the_busiest_hour_fills_the_height_and_the_totals_are_in_the_label() {
         let svg = deliveries(&hours(&[(0, 0), (3, 1), (1, 0)])).into_string();
-        assert!(svg.contains(r#"aria-label="Last 24 hours, per hour: 4 delivered, 1 failed (busiest hour: 4)""#), "{svg}");
-        assert!(svg.contains(r#"class="delivered" x="10" y="12" width="8" height="36""#), "{svg}");
-        assert!(svg.contains(r#"class="failed" x="10" y="0" width="8" height="12""#), "{svg}");
+        assert!(
+            svg.contains(
+                r#"aria-label="Last 24 hours, per hour: 4 delivered, 1 failed (busiest hour: 4)""#
+            ),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"class="delivered" x="10" y="12" width="8" height="36""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"class="failed" x="10" y="0" width="8" height="12""#),
+            "{svg}"
+        );
         assert!(svg.contains("01:00 UTC: 3 delivered, 1 failed"), "{svg}");
-        assert!(!svg.contains("style="), "no inline style: the CSP forbids it");
+        assert!(
+            !svg.contains("style="),
+            "no inline style: the CSP forbids it"
+        );
     }
 
     #[test]

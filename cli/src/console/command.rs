@@ -98,7 +98,11 @@ impl WithAdmin for Serve {
         emit(&format!(
             "rms console on {}: open\n  http://{address}/console/sign-in?token={token}\n\
              (a one-time link: its token is spent when it is opened; Ctrl-C stops the console)\n",
-            if self.stack { "the AWS stack" } else { "the embedded store" }
+            if self.stack {
+                "the AWS stack"
+            } else {
+                "the embedded store"
+            }
         ));
         info!(%address, "rms console is up");
         let (stop, stopped) = watch::channel(false);
@@ -106,7 +110,13 @@ impl WithAdmin for Serve {
             crate::serve::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        server::serve(listener, router(console), ServerSettings::default(), stopped).await;
+        server::serve(
+            listener,
+            router(console),
+            ServerSettings::default(),
+            stopped,
+        )
+        .await;
         Ok(())
     }
 }

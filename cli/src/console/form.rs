@@ -44,7 +44,8 @@ mod tests {
 
     #[test]
     fn repeated_fields_are_all_kept_in_order() {
-        let form = Form::parse(b"statuses=DELIVERED&url=https%3A%2F%2Fx&statuses=RTO_DELIVERED&key=+");
+        let form =
+            Form::parse(b"statuses=DELIVERED&url=https%3A%2F%2Fx&statuses=RTO_DELIVERED&key=+");
         assert_eq!(form.all("statuses"), ["DELIVERED", "RTO_DELIVERED"]);
         assert_eq!(form.one("url"), Some("https://x"));
         assert_eq!(form.text("key"), None, "blank is absent");

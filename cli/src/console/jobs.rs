@@ -58,7 +58,13 @@ pub struct Jobs {
 impl Jobs {
     /// Starts `work` on its own task and returns the job's id. `work` reports progress on the job
     /// it is given and ends with what it did (`Ok`) or why it failed (`Err`).
-    pub fn start<F, Fut>(&self, owner: CredentialDigest, title: String, back: String, work: F) -> String
+    pub fn start<F, Fut>(
+        &self,
+        owner: CredentialDigest,
+        title: String,
+        back: String,
+        work: F,
+    ) -> String
     where
         F: FnOnce(Arc<Job>) -> Fut,
         Fut: Future<Output = Result<String, String>> + Send + 'static,
@@ -118,13 +124,20 @@ mod tests {
         let jobs = Jobs::default();
         let owner = Credential::new("session-a").digest();
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
-        let id = jobs.start(owner, "Replay".into(), "/console".into(), |job| async move {
-            job.progress(1, 2);
-            let _ = wait.await;
-            job.progress(2, 2);
-            Ok("2 events queued again".to_owned())
-        });
-        assert!(jobs.find(&id, &Credential::new("session-b").digest()).is_none());
+        let id = jobs.start(
+            owner,
+            "Replay".into(),
+            "/console".into(),
+            |job| async move {
+                job.progress(1, 2);
+                let _ = wait.await;
+                job.progress(2, 2);
+                Ok("2 events queued again".to_owned())
+            },
+        );
+        assert!(jobs
+            .find(&id, &Credential::new("session-b").digest())
+            .is_none());
         let job = jobs.find(&id, &owner).unwrap();
         while job.counts() != (1, 2) {
             tokio::task::yield_now().await;

@@ -19,6 +19,8 @@ pub enum Section {
     Push,
     Deliveries,
     DeadLetters,
+    /// A page of its own (a job's), under no tab.
+    Elsewhere,
 }
 
 /// A page's frame: its title, where it is, and the tenant it is about.

@@ -158,7 +158,13 @@ impl Sessions {
                 flash: Vec::new(),
             },
         );
-        (id, Visitor { session: digest, csrf })
+        (
+            id,
+            Visitor {
+                session: digest,
+                csrf,
+            },
+        )
     }
 
     /// The visitor whose cookie this is, if its session is live.
@@ -233,7 +239,10 @@ fn asked_by_loopback_name(headers: &HeaderMap) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A POST from another site: its `Origin` names another host than the one asked for. Browsers
@@ -483,20 +492,42 @@ mod tests {
 
     #[test]
     fn only_loopback_names_reach_an_open_console() {
-        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.1"] {
-            assert!(asked_by_loopback_name(&headers(&[("host", host)])), "{host}");
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "127.0.0.1",
+        ] {
+            assert!(
+                asked_by_loopback_name(&headers(&[("host", host)])),
+                "{host}"
+            );
         }
-        for host in ["evil.example:8080", "rebind.example", "10.0.0.5:8080", "[fd00::1]:80"] {
-            assert!(!asked_by_loopback_name(&headers(&[("host", host)])), "{host}");
+        for host in [
+            "evil.example:8080",
+            "rebind.example",
+            "10.0.0.5:8080",
+            "[fd00::1]:80",
+        ] {
+            assert!(
+                !asked_by_loopback_name(&headers(&[("host", host)])),
+                "{host}"
+            );
         }
         assert!(!asked_by_loopback_name(&HeaderMap::new()));
     }
 
     #[test]
     fn a_post_from_another_origin_is_told_apart() {
-        let same = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
+        let same = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
         assert!(!cross_origin(&same));
-        let other = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]);
+        let other = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(cross_origin(&other));
         assert!(!cross_origin(&headers(&[("host", "127.0.0.1:8080")])));
     }

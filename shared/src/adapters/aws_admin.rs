@@ -29,8 +29,8 @@ use super::dynamodb::{
     tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
 };
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    QueueDepth, ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};

@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    QueueDepth, ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::{Credential, CredentialDigest};
 use crate::circuit::{CircuitStore, OpenCircuit};

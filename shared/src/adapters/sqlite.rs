@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    QueueDepth, ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};

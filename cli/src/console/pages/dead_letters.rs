@@ -114,7 +114,12 @@ pub async fn redrive<B: Backend>(State(console): ConsoleState<B>, posted: Posted
         None => "/console/dead-letters".to_owned(),
     };
     let all = posted.form.one("which") == Some("all");
-    let ticked: Vec<String> = posted.form.all("ids").into_iter().map(str::to_owned).collect();
+    let ticked: Vec<String> = posted
+        .form
+        .all("ids")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     if !all && ticked.is_empty() {
         let none = AdminError::invalid("ids", "tick the dead letters to redrive, or redrive all");
         return super::after(&console, &posted.visitor, &back, Err(none));

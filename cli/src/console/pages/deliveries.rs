@@ -13,7 +13,9 @@ use maud::html;
 use serde::Deserialize;
 use shared::admin::{AdminError, AttemptView, Selection};
 
-use super::super::layout::{at, csrf, error_page, failure_text, page, path, see_other, Frame, Section};
+use super::super::layout::{
+    at, csrf, error_page, failure_text, page, path, see_other, Frame, Section,
+};
 use super::super::session::{Posted, Visitor};
 use super::super::{Backend, ConsoleState};
 
@@ -68,7 +70,10 @@ fn selection(search: &Search, now: DateTime<Utc>) -> Result<Selection, AdminErro
 fn by_event(attempts: &[AttemptView]) -> Vec<Vec<&AttemptView>> {
     let mut events: Vec<Vec<&AttemptView>> = Vec::new();
     for attempt in attempts {
-        match events.iter_mut().find(|e| e[0].event_id == attempt.event_id) {
+        match events
+            .iter_mut()
+            .find(|e| e[0].event_id == attempt.event_id)
+        {
             Some(event) => event.push(attempt),
             None => events.push(vec![attempt]),
         }
@@ -250,7 +255,10 @@ mod tests {
             awb: Some(" 81125552141 ".into()),
             ..Search::default()
         };
-        assert_eq!(selection(&awb, now).unwrap(), Selection::Awb("81125552141".into()));
+        assert_eq!(
+            selection(&awb, now).unwrap(),
+            Selection::Awb("81125552141".into())
+        );
         let range = Search {
             from: Some("2026-11-27T10:00".into()),
             to: Some("2026-11-27T12:30:00+05:30".into()),
@@ -265,12 +273,17 @@ mod tests {
         );
         assert_eq!(
             selection(&Search::default(), now).unwrap(),
-            Selection::Between { from: now - chrono::Duration::hours(24), to: now }
+            Selection::Between {
+                from: now - chrono::Duration::hours(24),
+                to: now
+            }
         );
         let bad = Search {
             to: Some("yesterday".into()),
             ..Search::default()
         };
-        assert!(matches!(selection(&bad, now), Err(AdminError::Invalid { field, .. }) if field == "to"));
+        assert!(
+            matches!(selection(&bad, now), Err(AdminError::Invalid { field, .. }) if field == "to")
+        );
     }
 }

@@ -49,7 +49,7 @@ pub async fn show<B: Backend>(
         &visitor,
         Frame {
             title: &job.title,
-            section: Section::Overview,
+            section: Section::Elsewhere,
             tenant: None,
             // Reloads the page while the job runs; a meta refresh needs no script.
             refresh: outcome.is_none(),

@@ -70,8 +70,16 @@ impl Draft {
         let stored = Draft::of(stored);
         Draft {
             url: form.one("url").unwrap_or_default().to_owned(),
-            typed_names: form.all("header_name").into_iter().map(str::to_owned).collect(),
-            statuses: form.all("statuses").into_iter().map(str::to_owned).collect(),
+            typed_names: form
+                .all("header_name")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            statuses: form
+                .all("statuses")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             timeout_ms: form.one("timeout_ms").unwrap_or_default().to_owned(),
             enabled: form.ticked("enabled"),
             delivery: form.one("delivery").unwrap_or_default().to_owned(),
@@ -122,7 +130,11 @@ fn update_from(form: &Form) -> Result<PushUpdate, AdminError> {
     Ok(PushUpdate {
         url: form.text("url").unwrap_or_default().to_owned(),
         headers,
-        statuses: form.all("statuses").into_iter().map(str::to_owned).collect(),
+        statuses: form
+            .all("statuses")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         timeout_ms,
         enabled: Some(form.ticked("enabled")),
         signing_secret: match form.one("signing_secret") {
@@ -155,7 +167,14 @@ pub async fn show<B: Backend>(
         Err(e) => return error_page(&e),
     };
     match stored(console.admin.as_ref(), &tenant).await {
-        Ok(view) => render(&console, &visitor, &found, view.is_some(), &Draft::of(view.as_ref()), None),
+        Ok(view) => render(
+            &console,
+            &visitor,
+            &found,
+            view.is_some(),
+            &Draft::of(view.as_ref()),
+            None,
+        ),
         Err(e) => error_page(&e),
     }
 }
@@ -408,7 +427,10 @@ mod tests {
 
     #[test]
     fn empty_header_rows_keep_the_stored_headers_and_the_box_removes_them() {
-        let keep = update_from(&Form::parse(b"url=https%3A%2F%2Fx&header_name=&header_value=")).unwrap();
+        let keep = update_from(&Form::parse(
+            b"url=https%3A%2F%2Fx&header_name=&header_value=",
+        ))
+        .unwrap();
         assert_eq!(keep.headers, None);
         let remove = update_from(&Form::parse(b"url=https%3A%2F%2Fx&remove_headers=on")).unwrap();
         assert_eq!(remove.headers, Some(BTreeMap::new()));
@@ -445,7 +467,10 @@ mod tests {
             match update_from(&Form::parse(body)) {
                 Err(AdminError::Invalid { field: f, message }) => {
                     assert_eq!(f, field);
-                    assert!(!message.contains("secret"), "a value is never echoed: {message}");
+                    assert!(
+                        !message.contains("secret"),
+                        "a value is never echoed: {message}"
+                    );
                 }
                 other => panic!("{other:?}"),
             }

@@ -81,12 +81,18 @@ pub enum Signal {
 
 pub fn signal(activity: &CarrierActivity) -> Signal {
     match (activity.last_test_at, activity.last_accepted_at) {
-        (Some(test), Some(event)) if test > event => Signal::Received { at: test, test: true },
+        (Some(test), Some(event)) if test > event => Signal::Received {
+            at: test,
+            test: true,
+        },
         (_, Some(event)) => Signal::Received {
             at: event,
             test: false,
         },
-        (Some(test), None) => Signal::Received { at: test, test: true },
+        (Some(test), None) => Signal::Received {
+            at: test,
+            test: true,
+        },
         (None, None) => Signal::Waiting,
     }
 }
@@ -201,12 +207,24 @@ mod tests {
             last_test_at: Some(early),
             ..activity()
         };
-        assert_eq!(signal(&tested), Signal::Received { at: early, test: true });
+        assert_eq!(
+            signal(&tested),
+            Signal::Received {
+                at: early,
+                test: true
+            }
+        );
         let both = CarrierActivity {
             last_accepted_at: Some(late),
             ..tested
         };
-        assert_eq!(signal(&both), Signal::Received { at: late, test: false });
+        assert_eq!(
+            signal(&both),
+            Signal::Received {
+                at: late,
+                test: false
+            }
+        );
     }
 
     #[test]
@@ -230,14 +248,22 @@ mod tests {
             notify_url(&NotifyBase::RequestHost, &headers, Carrier::Clickpost).as_deref(),
             Some("http://127.0.0.1:8080/rms/in/api/clickpost/notify")
         );
-        let stack = NotifyBase::Fixed(Some("https://abc.execute-api.ap-south-1.amazonaws.com/Prod/".into()));
+        let stack = NotifyBase::Fixed(Some(
+            "https://abc.execute-api.ap-south-1.amazonaws.com/Prod/".into(),
+        ));
         assert_eq!(
             notify_url(&stack, &headers, Carrier::Shiprocket).as_deref(),
             Some("https://abc.execute-api.ap-south-1.amazonaws.com/Prod/rms/in/api/st/notify")
         );
-        assert_eq!(notify_url(&NotifyBase::Fixed(None), &headers, Carrier::Shipway), None);
+        assert_eq!(
+            notify_url(&NotifyBase::Fixed(None), &headers, Carrier::Shipway),
+            None
+        );
         headers.insert(header::HOST, "evil\"host".parse().unwrap());
-        assert_eq!(notify_url(&NotifyBase::RequestHost, &headers, Carrier::Clickpost), None);
+        assert_eq!(
+            notify_url(&NotifyBase::RequestHost, &headers, Carrier::Clickpost),
+            None
+        );
     }
 
     #[test]
