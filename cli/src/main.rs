@@ -15,9 +15,10 @@ use clap::{Parser, Subcommand};
     version,
     about = "RMS Notify: carrier tracking webhooks, relayed to clients",
     after_help = "The ops commands (tenant, key, push, pull, deliveries, dlq, replay, quarantine, \
-                  carriers, circuit) and the console (rms console) act on the embedded store with --local DB, or else on the AWS stack named by \
-                  --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
-                  RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
+                  carriers, circuit) and rms console act on the embedded store with --local DB, \
+                  or else on the AWS stack named by --config-table, --events-table, --queue-url \
+                  and --dlq-url (or RMS_CONFIG_TABLE, RMS_EVENTS_TABLE, RMS_QUEUE_URL, \
+                  RMS_DLQ_URL)."
 )]
 struct Cli {
     #[command(subcommand)]
