@@ -398,8 +398,6 @@ def test_onboarding_a_carrier_and_a_client_end_to_end(page, server, receiver):
     expect(row.locator("svg.chart rect.failed").first).to_be_visible()
     shot(page, "overview")
 
-    page.goto(f"{server}/console/tenants/acme")
-    shot(page, "tenant")
     print(f"\nonboarding flow: {time.monotonic() - started:.1f}s")
 
 
