@@ -480,6 +480,10 @@ def test_pages_need_a_session(server):
         assert status == 303 and headers["location"] == "/console/sign-in", path
         status, headers, text = call("GET", f"{server}{path}", headers={"cookie": "rms_console=" + "ab" * 32})
         assert status == 303, f"{path}: a made-up session"
+    # The admin token is typed on the sign-in page; a link holding it signs nobody in.
+    status, headers, _ = call("GET", f"{server}/console/sign-in?token={ADMIN_TOKEN}")
+    assert status == 200
+    assert not any(c.startswith("rms_console=") for c in headers.get_all("set-cookie") or [])
 
 
 class Inline(html.parser.HTMLParser):

@@ -245,20 +245,21 @@ fn asked_by_loopback_name(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A POST from another site: its `Origin` names another host than the one asked for. Browsers
-/// send `Origin` with every POST; SameSite and the CSRF token already stop these, this says so
-/// early and plainly.
+/// A POST from another site: its `Origin` names another host than the one asked for (or, behind
+/// a proxy that rewrites `Host`, the one it forwarded). Browsers send `Origin` with every POST;
+/// SameSite and the CSRF token already stop these, this says so early and plainly.
 fn cross_origin(headers: &HeaderMap) -> bool {
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    match (origin, host) {
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            origin_host != host
-        }
-        (Some(_), None) => true,
-        _ => false,
-    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let named = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|host| host == origin_host)
+    };
+    !(named(header::HOST) || named(header::HeaderName::from_static("x-forwarded-host")))
 }
 
 /// Lets a request with a live session through, with its [`Visitor`]. Without one: an open
@@ -369,7 +370,8 @@ pub async fn sign_in_page<B: Backend>(
     if !console.gate.signs_in() {
         return see_other("/console");
     }
-    if let Some(token) = query.token {
+    // Only a one-time token may come in a URL: the admin token is typed, never linked.
+    if let (Some(token), Gate::OneTime(_)) = (query.token, &console.gate) {
         return if console.gate.admits(&token) {
             signed_in(&console)
         } else {
@@ -530,6 +532,14 @@ mod tests {
         ]);
         assert!(cross_origin(&other));
         assert!(!cross_origin(&headers(&[("host", "127.0.0.1:8080")])));
+        let opaque = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
+        assert!(cross_origin(&opaque));
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "console.example"),
+            ("origin", "https://console.example"),
+        ]);
+        assert!(!cross_origin(&proxied));
     }
 
     #[test]

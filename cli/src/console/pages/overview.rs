@@ -19,8 +19,9 @@ use super::after;
 use super::setup::{signal, Signal};
 use axum::Extension;
 
-/// The most dead letters counted for the overview.
-const DEAD_LETTERS_COUNTED: usize = 1000;
+/// The most dead letters read to count them per tenant (on AWS each ten is a receive from the
+/// DLQ); past it, a tenant's count shows as at least.
+const DEAD_LETTERS_COUNTED: usize = 100;
 
 struct Row {
     id: String,
@@ -64,10 +65,12 @@ pub async fn show<B: Backend>(
                                         td { (wired(activity)) }
                                     }
                                     td.number {
-                                        @let count = dead.get(&row.id).copied().unwrap_or(0);
+                                        @let count = dead.by_tenant.get(&row.id).copied().unwrap_or(0);
                                         @if count > 0 {
-                                            a.bad href=(format!("/console/dead-letters?tenant={}", path(&row.id))) { (count) }
-                                        } @else { "0" }
+                                            a.bad href=(format!("/console/dead-letters?tenant={}", path(&row.id))) {
+                                                (count) @if dead.partial { "+" }
+                                            }
+                                        } @else if dead.partial { "?" } @else { "0" }
                                     }
                                     td.chart-cell {
                                         (chart::deliveries(&row.hours))
@@ -108,15 +111,28 @@ pub async fn show<B: Backend>(
     }
 }
 
-type Gathered = (shared::admin::QueueDepth, HashMap<String, usize>, Vec<Row>);
+/// Dead letters per tenant, from the first [`DEAD_LETTERS_COUNTED`].
+#[derive(Default)]
+struct DeadCounts {
+    by_tenant: HashMap<String, usize>,
+    /// More were left unread: a count is a lower bound.
+    partial: bool,
+}
+
+type Gathered = (shared::admin::QueueDepth, DeadCounts, Vec<Row>);
 
 async fn gather<B: Backend>(backend: &B) -> Result<Gathered, AdminError> {
     let admin = backend.admin();
     let now = Utc::now();
     let depth = admin.queue_depth().await?;
-    let mut dead: HashMap<String, usize> = HashMap::new();
-    for letter in admin.dead_letters(None, DEAD_LETTERS_COUNTED).await? {
-        *dead.entry(letter.tenant_id).or_default() += 1;
+    let mut dead = DeadCounts::default();
+    // The queue says whether there is any; only then are they read.
+    if depth.dead_letters > 0 {
+        let letters = admin.dead_letters(None, DEAD_LETTERS_COUNTED).await?;
+        dead.partial = letters.len() >= DEAD_LETTERS_COUNTED;
+        for letter in letters {
+            *dead.by_tenant.entry(letter.tenant_id).or_default() += 1;
+        }
     }
     let mut rows = Vec::new();
     for tenant in admin.tenants().await? {
