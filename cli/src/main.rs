@@ -60,6 +60,6 @@ fn main() -> ExitCode {
         Command::Carriers(args) => ops::execute(args.target.clone(), args),
         Command::Circuit(args) => ops::execute(args.target.clone(), args),
         Command::Reconcile(args) => ops::reconcile::run(args),
-        Command::Shipments(args) => ops::shipments::run(args),
+        Command::Shipments(args) => ops::execute(args.target.clone(), args),
     }
 }

@@ -935,6 +935,26 @@ async fn on_aws_the_commands_use_the_stack_names_and_refuse_http_urls() {
     let carriers = json_lines(aws(&["carriers", "acme", "--json"]));
     assert_eq!(carriers.len(), 3);
     assert_eq!(carriers[0]["last_accepted_at"], Value::Null);
+    assert_eq!(carriers[0]["hourly"], serde_json::json!([]));
+
+    // Reconciliation on the stack: its accounts from the config table, its shipments from the
+    // events table (none yet).
+    assert!(json_lines(aws(&["shipments", "--stale", "--json"])).is_empty());
+    let none = ok(aws(&["reconcile", "--dry-run"]));
+    assert!(none.contains("rms pull set"), "{none}");
+    ok(aws(&[
+        "pull",
+        "set",
+        "acme",
+        "clickpost",
+        "--user",
+        "acme-api",
+        "--secret",
+        "cp-pull-key",
+    ]));
+    let dry = ok(aws(&["reconcile", "--dry-run", "--quiet-for", "0s"]));
+    let row: Vec<&str> = dry.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["acme", "clickpost", "0"], "{dry}");
 }
 
 /// Keeps `body` in the quarantine of `tenant` as ingest does when a body does not normalise, and
@@ -1103,6 +1123,18 @@ fn the_carrier_status_view_shows_each_carrier_with_never_for_what_was_not_seen()
             Activity::Rejected,
             at,
             Some("no awb"),
+            1,
+        ))
+        .unwrap();
+    // Three accepted requests recorded now (counts of one minute): in the last 24 hours.
+    runtime
+        .block_on(store.record_activity(
+            &acme,
+            shared::Carrier::Shipway,
+            Activity::Accepted,
+            chrono::Utc::now(),
+            None,
+            3,
         ))
         .unwrap();
     let view = ok(rms(&db, &["carriers", "acme"]));
@@ -1118,6 +1150,9 @@ fn the_carrier_status_view_shows_each_carrier_with_never_for_what_was_not_seen()
             && lines[3].ends_with("no awb"),
         "{view}"
     );
+    let cells: Vec<&str> = lines[3].split_whitespace().collect();
+    assert!(["3/0", "3/1"].contains(&cells[1]), "{view}");
+    assert_eq!(lines[1].split_whitespace().nth(1), Some("0/0"), "{view}");
     let json = json_lines(rms(&db, &["carriers", "acme", "--json"]));
     assert_eq!(json.len(), 3);
     assert_eq!(json[2]["last_rejected_reason"], "no awb");

@@ -277,7 +277,8 @@ async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_c
                 "last_test_at": null,
                 "last_accepted_at": null,
                 "last_rejected_at": null,
-                "last_rejected_reason": null
+                "last_rejected_reason": null,
+                "hourly": []
             }))
             .collect::<Vec<_>>())
     );
@@ -291,6 +292,16 @@ async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_c
     assert_eq!(clickpost["carrier"], "clickpost");
     assert!(clickpost["last_accepted_at"].is_string(), "{view}");
     assert!(clickpost["last_rejected_at"].is_string(), "{view}");
+    // Counted per hour: one accepted request, one rejected.
+    let total = |kind: &str| -> u64 {
+        clickpost["hourly"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[kind].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((total("accepted"), total("rejected")), (1, 1), "{view}");
     assert!(
         clickpost["last_rejected_reason"]
             .as_str()

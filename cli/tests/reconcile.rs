@@ -149,6 +149,29 @@ key = "{CP_KEY}"
     assert_eq!(cells[5], "0", "nothing new the second time: {out}");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.requests().await.len(), 3);
+
+    // Still out for delivery: listed as stale (with --quiet-for 0s), with when it was pulled.
+    let stale = Command::new(env!("CARGO_BIN_EXE_rms"))
+        .args([
+            "shipments",
+            "--stale",
+            "--quiet-for",
+            "0s",
+            "--json",
+            "--local",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(stale.status.success(), "{stale:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&stale.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["awb"], "SF49245NER");
+    assert_eq!(lines[0]["last_status"], "OUT_FOR_DELIVERY");
+    assert!(lines[0]["last_pulled_at"].is_string(), "{lines:?}");
     drop(server);
 }
 

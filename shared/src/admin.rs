@@ -26,7 +26,7 @@ use crate::ports::{
 use crate::push::{
     Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy,
 };
-use crate::reconcile::PullAccountRecord;
+use crate::reconcile::{PullAccountRecord, QuietRules, QuietShipment};
 
 /// A tenant: a client of RMS whose carriers push to us and whose endpoint we push to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +229,43 @@ fn pull_field(field: &str, value: &str) -> Result<(), AdminError> {
 }
 
 /// What the test push got back.
+/// A shipment without news for longer than its status allows (`rms shipments --stale`): the
+/// reconciler asked its carrier (`last_pulled_at`) or could not, and nothing newer came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleShipment {
+    pub tenant_id: String,
+    pub shipment_key: String,
+    pub carrier: Option<String>,
+    pub awb: Option<String>,
+    pub last_status: Option<String>,
+    /// The newest event's time, as the carrier gave it.
+    pub last_event_at: DateTime<Utc>,
+    /// When that event arrived.
+    pub last_received_at: Option<DateTime<Utc>>,
+    /// When a reconcile run last asked the carrier about it.
+    pub last_pulled_at: Option<DateTime<Utc>>,
+}
+
+impl StaleShipment {
+    fn of(tenant: &TenantId, s: QuietShipment) -> StaleShipment {
+        StaleShipment {
+            tenant_id: tenant.to_string(),
+            shipment_key: s.shipment_key,
+            carrier: s.state.carrier.map(|c| c.as_str().to_owned()),
+            awb: s.state.awb,
+            last_status: s.state.last_status.map(|st| st.as_str().to_owned()),
+            last_event_at: s.state.latest_event_time,
+            last_received_at: s.state.last_received_at,
+            last_pulled_at: s.last_pulled_at,
+        }
+    }
+
+    /// The last news: the newest event's arrival (its time, for state kept before arrivals were).
+    pub fn last_news_at(&self) -> DateTime<Utc> {
+        self.last_received_at.unwrap_or(self.last_event_at)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TestPushResult {
     /// `delivered` (2xx), `failed` (any other answer), `timed_out`, `connect_failed`, `refused`.
@@ -656,11 +693,22 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
     /// The tenant's carrier-status view: one entry per carrier of `Carrier::ALL`, in that order,
-    /// with `None` for what was never seen.
+    /// with `None` for what was never seen, and the hourly counts from `since`'s hour on.
     fn carrier_activity(
         &self,
         tenant: &TenantId,
+        since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<CarrierActivity>, Unavailable>> + Send;
+    /// The shipments of `tenant` at `carrier` without news for longer than `rules` allow their
+    /// status now, whether or not a reconcile run asked about them since; the longest without
+    /// news first.
+    fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send;
     /// How many messages wait on the delivery queue (due now or later) and how many are dead
     /// letters, across tenants. SQS only counts approximately, and per queue.
     fn queue_depth(&self) -> impl Future<Output = Result<QueueDepth, Unavailable>> + Send;
@@ -1388,10 +1436,44 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
     }
 
     /// The tenant's carrier-status view: for each carrier, when it last sent a panel test, an
-    /// accepted event and a rejected body (with the reason).
+    /// accepted event and a rejected body (with the reason), and its requests per hour over the
+    /// last 24 hours.
     pub async fn carrier_activity(&self, tenant: &str) -> Result<Vec<CarrierActivity>, AdminError> {
         let tenant = self.tenant(tenant).await?;
-        Ok(self.store.carrier_activity(&tenant.id).await?)
+        let since = Utc::now() - ACTIVITY_WINDOW;
+        Ok(self.store.carrier_activity(&tenant.id, since).await?)
+    }
+
+    /// The shipments without news for longer than `rules` allow their status (of `tenant`, or of
+    /// every enabled tenant), at every carrier; the longest without news first. What the
+    /// reconciler could not bring up to date either: ask the carrier, or the client.
+    pub async fn stale_shipments(
+        &self,
+        tenant: Option<&str>,
+        rules: &QuietRules,
+    ) -> Result<Vec<StaleShipment>, AdminError> {
+        let tenants = match tenant {
+            Some(id) => vec![self.tenant(id).await?],
+            None => self
+                .tenants()
+                .await?
+                .into_iter()
+                .filter(|t| t.enabled)
+                .collect(),
+        };
+        let now = Utc::now();
+        let mut stale = Vec::new();
+        for tenant in &tenants {
+            for carrier in Carrier::ALL {
+                let found = self
+                    .store
+                    .stale_shipments(&tenant.id, carrier, rules, now)
+                    .await?;
+                stale.extend(found.into_iter().map(|s| StaleShipment::of(&tenant.id, s)));
+            }
+        }
+        stale.sort_by_key(StaleShipment::last_news_at);
+        Ok(stale)
     }
 
     /// The delivery queue's size, across tenants.
@@ -1440,6 +1522,9 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         Ok(hours)
     }
 }
+
+/// How far back the carrier-status view counts requests per hour.
+pub const ACTIVITY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 fn auth_of(tenant: &Tenant) -> TenantAuth {
     TenantAuth {
@@ -1674,8 +1759,18 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
     fn carrier_activity(
         &self,
         tenant: &TenantId,
+        since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<CarrierActivity>, Unavailable>> + Send {
-        (**self).carrier_activity(tenant)
+        (**self).carrier_activity(tenant, since)
+    }
+    fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send {
+        (**self).stale_shipments(tenant, carrier, rules, now)
     }
     fn queue_depth(&self) -> impl Future<Output = Result<QueueDepth, Unavailable>> + Send {
         (**self).queue_depth()
@@ -2651,6 +2746,72 @@ mod tests {
         );
         assert!(matches!(
             admin.carrier_activity("ghost").await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_shipments_are_those_without_news_past_their_status_threshold() {
+        let admin = with_tenant(vec![]).await;
+        admin.create_tenant("paused", None, now()).await.unwrap();
+        admin
+            .update_tenant("paused", Some(false), None)
+            .await
+            .unwrap();
+        let real_now = Utc::now();
+        let shipment = |key: &str, status: Status, hours: i64| {
+            let state = crate::shipment::ShipmentState {
+                latest_event_id: None,
+                latest_event_time: real_now - chrono::TimeDelta::hours(hours + 1),
+                last_status: Some(status),
+                terminal: status.is_terminal(),
+                carrier: Some(Carrier::Clickpost),
+                awb: Some(key.to_owned()),
+                order_id: None,
+                courier_id: None,
+                last_received_at: Some(real_now - chrono::TimeDelta::hours(hours)),
+            };
+            QuietShipment {
+                shipment_key: key.to_owned(),
+                state,
+                last_pulled_at: Some(real_now),
+            }
+        };
+        let acme = TenantId::parse("acme").unwrap();
+        let paused = TenantId::parse("paused").unwrap();
+        for (tenant, s) in [
+            (&acme, shipment("MOVING-7H", Status::InTransit, 7)),
+            (&acme, shipment("MOVING-9H", Status::InTransit, 9)),
+            (&acme, shipment("MOVING-2H", Status::InTransit, 2)),
+            (&acme, shipment("PICKUP-7H", Status::PickupScheduled, 7)),
+            (&acme, shipment("DELIVERED-9H", Status::Delivered, 9)),
+            (&paused, shipment("PAUSED-9H", Status::InTransit, 9)),
+        ] {
+            admin.store.set_shipment(tenant, s);
+        }
+        let keys = |list: Vec<StaleShipment>| -> Vec<String> {
+            list.into_iter().map(|s| s.shipment_key).collect()
+        };
+        // Pulled just now, still listed: only news counts. The longest without news first.
+        let stale = admin
+            .stale_shipments(None, &QuietRules::default())
+            .await
+            .unwrap();
+        assert_eq!(stale[0].last_pulled_at, Some(real_now));
+        assert_eq!(keys(stale), ["MOVING-9H", "MOVING-7H"]);
+        let everything = admin
+            .stale_shipments(Some("paused"), &QuietRules::uniform(Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(everything),
+            ["PAUSED-9H"],
+            "a disabled tenant, by name"
+        );
+        assert!(matches!(
+            admin
+                .stale_shipments(Some("ghost"), &QuietRules::default())
+                .await,
             Err(AdminError::NotFound(_))
         ));
     }

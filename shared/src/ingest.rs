@@ -17,8 +17,8 @@ use crate::auth::{presented_credentials, CredentialSources};
 use crate::carriers::{normalize, BodyKind, NormalizeContext};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Activity, Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, Intake, Metrics,
-    Quarantined, TenantAuth, Unavailable,
+    Activity, Claim, ClaimToken, ConfigStore, EventQueue, EventStore, Freshness, HourlyActivity,
+    Intake, Metrics, Quarantined, TenantAuth, Unavailable,
 };
 
 /// A carrier's HTTP request, as the transport (API Gateway, `rms serve`) received it.
@@ -196,8 +196,16 @@ pub struct Ingest<C, S, M> {
     pub intake: S,
     pub metrics: M,
     pub settings: IngestSettings,
-    /// When each (tenant, carrier, activity) was last recorded by this process.
-    activity_recorded: Mutex<HashMap<(TenantId, Carrier, Activity), DateTime<Utc>>>,
+    /// For each (tenant, carrier, activity): when this process last recorded it, and how many
+    /// have happened since.
+    activity_recorded: Mutex<HashMap<(TenantId, Carrier, Activity), Unrecorded>>,
+}
+
+/// One kind of a carrier's activity as this process has seen it since it last recorded it.
+#[derive(Debug, Clone, Copy)]
+struct Unrecorded {
+    last_recorded_at: Option<DateTime<Utc>>,
+    count: u32,
 }
 
 impl<C, S, M> Ingest<C, S, M> {
@@ -318,9 +326,11 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
     }
 
     /// Records a carrier's activity for the carrier-status view, at most once a minute per
-    /// tenant, carrier and kind in this process (so an event costs no extra write), except
-    /// panel tests, which are rare and always recorded. A failure is logged, never answered:
-    /// the view is for people, and the event is already safe.
+    /// tenant, carrier and kind in this process (so an event costs no extra write), with the
+    /// number of requests since the last record, except panel tests, which are rare and always
+    /// recorded. A new hour is always recorded, so counts stay in their hour to the minute.
+    /// A failure is logged, never answered: the view is for people, and the event is already
+    /// safe; its count is kept for the next record.
     async fn record(
         &self,
         tenant: &TenantId,
@@ -329,37 +339,59 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         now: DateTime<Utc>,
         detail: Option<&str>,
     ) {
-        if activity != Activity::PanelTest && !self.activity_due(tenant, carrier, activity, now) {
+        let Some(count) = self.activity_due(tenant, carrier, activity, now) else {
             return;
-        }
+        };
         if let Err(e) = self
             .intake
-            .record_activity(tenant, carrier, activity, now, detail)
+            .record_activity(tenant, carrier, activity, now, detail, count)
             .await
         {
             warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "carrier activity not recorded");
+            if let Some(unrecorded) =
+                self.unrecorded()
+                    .get_mut(&(tenant.clone(), carrier, activity))
+            {
+                unrecorded.count = unrecorded.count.saturating_add(count);
+            }
         }
     }
 
+    /// Counts one `activity`; the count to record now if a record is due, `None` if not.
     fn activity_due(
         &self,
         tenant: &TenantId,
         carrier: Carrier,
         activity: Activity,
         now: DateTime<Utc>,
-    ) -> bool {
-        let mut last = match self.activity_recorded.lock() {
+    ) -> Option<u32> {
+        let mut unrecorded = self.unrecorded();
+        let seen = unrecorded
+            .entry((tenant.clone(), carrier, activity))
+            .or_insert(Unrecorded {
+                last_recorded_at: None,
+                count: 0,
+            });
+        seen.count = seen.count.saturating_add(1);
+        let due = activity == Activity::PanelTest
+            || seen.last_recorded_at.is_none_or(|last| {
+                now - last >= ACTIVITY_RESOLUTION
+                    || now < last
+                    || HourlyActivity::hour_of(now) != HourlyActivity::hour_of(last)
+            });
+        due.then(|| {
+            seen.last_recorded_at = Some(now);
+            std::mem::take(&mut seen.count)
+        })
+    }
+
+    fn unrecorded(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, Carrier, Activity), Unrecorded>> {
+        match self.activity_recorded.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let key = (tenant.clone(), carrier, activity);
-        let due = last
-            .get(&key)
-            .is_none_or(|at| now - *at >= ACTIVITY_RESOLUTION || now < *at);
-        if due {
-            last.insert(key, now);
         }
-        due
     }
 
     /// Normalises an authenticated body that arrived at `received_at` and accepts its events
@@ -618,9 +650,10 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> Result<(), Unavailable> {
         self.events
-            .record_activity(tenant, carrier, activity, at, detail)
+            .record_activity(tenant, carrier, activity, at, detail, count)
             .await
     }
 }
@@ -788,5 +821,84 @@ mod tests {
             Claim::Claimed
         );
         assert_eq!(queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn carrier_activity_is_written_at_most_once_a_minute_and_every_request_is_counted() {
+        let events = Arc::new(MemoryEvents::default());
+        let ingest = Ingest::new(
+            crate::adapters::memory::MemoryConfig::default(),
+            ClaimThenQueue {
+                events: events.clone(),
+                queue: MemoryQueue::default(),
+            },
+            crate::adapters::memory::RecordingMetrics::default(),
+            IngestSettings::default(),
+        );
+        let acme = TenantId::parse("acme").unwrap();
+        let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap();
+        let accepted =
+            |when| ingest.record(&acme, Carrier::Clickpost, Activity::Accepted, when, None);
+        // 10:00:00 is written; the next four wait for 10:01:05, which writes all five of them.
+        for when in [
+            at(10, 0, 0),
+            at(10, 0, 20),
+            at(10, 0, 40),
+            at(10, 0, 59),
+            at(10, 1, 5),
+        ] {
+            accepted(when).await;
+        }
+        // 10:59:00 is written; 10:59:30 waits; 11:00:10 is in a new hour, so it is written at
+        // once, with the one that waited (counted in 11:00's hour: counts are to the minute).
+        accepted(at(10, 59, 0)).await;
+        accepted(at(10, 59, 30)).await;
+        accepted(at(11, 0, 10)).await;
+        // Waiting, never written: a process that stops loses its last minute's count.
+        accepted(at(11, 0, 20)).await;
+
+        let view = &events.carrier_activity(&acme)[0];
+        assert_eq!(view.last_accepted_at, Some(at(11, 0, 10)));
+        let counts: Vec<(DateTime<Utc>, u64)> =
+            view.hourly.iter().map(|h| (h.hour, h.accepted)).collect();
+        assert_eq!(counts, [(at(10, 0, 0), 6), (at(11, 0, 0), 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_count_that_could_not_be_written_is_written_with_the_next_one() {
+        let events = Arc::new(MemoryEvents::default());
+        let ingest = Ingest::new(
+            crate::adapters::memory::MemoryConfig::default(),
+            ClaimThenQueue {
+                events: events.clone(),
+                queue: MemoryQueue::default(),
+            },
+            crate::adapters::memory::RecordingMetrics::default(),
+            IngestSettings::default(),
+        );
+        let acme = TenantId::parse("acme").unwrap();
+        let at = |m: u32| Utc.with_ymd_and_hms(2026, 11, 22, 10, m, 0).unwrap();
+        events.set_unavailable(true);
+        ingest
+            .record(
+                &acme,
+                Carrier::Shipway,
+                Activity::Rejected,
+                at(0),
+                Some("bad"),
+            )
+            .await;
+        events.set_unavailable(false);
+        ingest
+            .record(
+                &acme,
+                Carrier::Shipway,
+                Activity::Rejected,
+                at(2),
+                Some("bad"),
+            )
+            .await;
+        let view = &events.carrier_activity(&acme)[2];
+        assert_eq!(view.hourly[0].rejected, 2);
     }
 }

@@ -126,6 +126,38 @@ pub struct CarrierActivity {
     pub last_rejected_at: Option<DateTime<Utc>>,
     /// Why the last rejected request was refused (the 400's reason).
     pub last_rejected_reason: Option<String>,
+    /// How many requests of each kind arrived, per hour, oldest first; only hours with any.
+    #[serde(default)]
+    pub hourly: Vec<HourlyActivity>,
+}
+
+/// The requests one tenant's carrier made in one hour (UTC), by kind. Counted to the minute:
+/// ingest records at most once a minute per kind (see `Activity`), with the count since its
+/// last record, so a few requests near an hour's end can be counted in the next hour, and a
+/// process that stops keeps its last minute's count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HourlyActivity {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    pub tests: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+impl HourlyActivity {
+    /// The start of the hour `at` falls in.
+    pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+        let seconds = at.timestamp().div_euclid(3600) * 3600;
+        DateTime::from_timestamp(seconds, 0).unwrap_or(at)
+    }
+
+    pub fn add(&mut self, activity: Activity, count: u64) {
+        match activity {
+            Activity::PanelTest => self.tests += count,
+            Activity::Accepted => self.accepted += count,
+            Activity::Rejected => self.rejected += count,
+        }
+    }
 }
 
 /// One attempt to accept an event, written on its claim. A write whose answer was lost (a timeout,
@@ -203,7 +235,8 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
     /// Records that the tenant's carrier did `activity` at `at` (the latest time wins);
-    /// `detail` is the reason of a rejection.
+    /// `detail` is the reason of a rejection. `count` is how many times it happened since the
+    /// caller's last record of this kind: it is added to the count of `at`'s hour.
     fn record_activity(
         &self,
         tenant: &TenantId,
@@ -211,6 +244,7 @@ pub trait EventStore: Send + Sync {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
@@ -242,6 +276,7 @@ pub trait Intake: Send + Sync {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
@@ -488,8 +523,9 @@ impl<T: EventStore> EventStore for Arc<T> {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).record_activity(tenant, carrier, activity, at, detail)
+        (**self).record_activity(tenant, carrier, activity, at, detail, count)
     }
 }
 
@@ -515,8 +551,9 @@ impl<T: Intake> Intake for Arc<T> {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).record_activity(tenant, carrier, activity, at, detail)
+        (**self).record_activity(tenant, carrier, activity, at, detail, count)
     }
 }
 

@@ -1175,12 +1175,49 @@ async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed
                 shared::ports::Activity::Rejected,
                 at(time),
                 Some(reason),
+                1,
             )
             .await
             .unwrap();
     }
     let (_, view) = api.get("/admin/tenants/acme/carriers").await;
     assert_eq!(view[2]["carrier"], "shipway");
+    // Requests per hour over the last 24 hours: what ingest recorded (one rejection), and the
+    // counts written for this test's hour, added up (the 2030 ones are outside the window).
+    let rejected: u64 = view[0]["hourly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["rejected"].as_u64().unwrap())
+        .sum();
+    assert!(rejected >= 1, "{view}");
+    let now = Utc::now();
+    for count in [3, 4] {
+        events
+            .record_activity(
+                &acme,
+                Carrier::Shipway,
+                shared::ports::Activity::Accepted,
+                now,
+                None,
+                count,
+            )
+            .await
+            .unwrap();
+    }
+    let (_, counted) = api.get("/admin/tenants/acme/carriers").await;
+    let this_hour = shared::ports::HourlyActivity::hour_of(now);
+    let hours = counted[2]["hourly"].as_array().unwrap();
+    let hour = hours
+        .iter()
+        .find(|h| time_of(&h["hour"]) == this_hour)
+        .unwrap_or_else(|| panic!("no count for {this_hour}: {counted}"));
+    assert_eq!(
+        (&hour["accepted"], &hour["rejected"]),
+        (&json!(7), &json!(0))
+    );
+    // Oldest first: the 2030 ones (recorded above) after this hour.
+    assert_eq!(time_of(&hours[0]["hour"]), this_hour, "{counted}");
     assert_eq!(view[2]["last_rejected_reason"], "newer", "{view}");
     assert_eq!(
         time_of(&view[2]["last_rejected_at"]),

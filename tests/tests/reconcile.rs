@@ -159,6 +159,32 @@ async fn scans_only_the_pull_api_has_are_queued_once_and_a_second_run_adds_nothi
     let account = only(&report);
     assert_eq!((account.reconciled, account.known), (0, 3), "{account:?}");
     assert!(stack.drain(&stack.queue_url).await.is_empty());
+
+    // Still out for delivery, and asked about: listed as stale (by news, not by pull).
+    let admin = stack.admin();
+    let stale = admin
+        .stale_shipments(None, &QuietRules::uniform(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].awb.as_deref(), Some("SF49245NER"));
+    assert!(stale[0].last_pulled_at.is_some(), "{stale:?}");
+    assert!(admin
+        .stale_shipments(None, &QuietRules::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A disabled tenant's accounts are not pulled.
+    admin
+        .update_tenant("acme", Some(false), None)
+        .await
+        .unwrap();
+    let report = handle(&accounts, &reconciler, config.targets, Utc::now())
+        .await
+        .unwrap();
+    assert!(report.accounts.is_empty(), "{report:?}");
+    assert_eq!(fake.calls_to("/api/v2/track-order/"), 2);
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use shared::ports::Pusher;
 use super::{emit, table, time, Failure, Op, Out, Target};
 
 /// For each carrier: when it last sent the tenant a panel test, an accepted event, and a
-/// rejected body (with the reason).
+/// rejected body (with the reason), and how many requests it made in the last 24 hours
+/// (accepted/rejected; `--json` has them per hour).
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -32,6 +33,11 @@ impl Op for Args {
             .map(|a| {
                 vec![
                     a.carrier.clone(),
+                    format!(
+                        "{}/{}",
+                        a.hourly.iter().map(|h| h.accepted).sum::<u64>(),
+                        a.hourly.iter().map(|h| h.rejected).sum::<u64>()
+                    ),
                     a.last_test_at.map_or_else(never, time),
                     a.last_accepted_at.map_or_else(never, time),
                     a.last_rejected_at.map_or_else(never, time),
@@ -44,6 +50,7 @@ impl Op for Args {
         emit(&table(
             &[
                 "CARRIER",
+                "24H ACCEPTED/REJECTED",
                 "LAST TEST",
                 "LAST ACCEPTED",
                 "LAST REJECTED",

@@ -392,7 +392,7 @@ fn pusher(policy: TargetPolicy) -> Result<HttpPusher, Failure> {
 }
 
 /// The stack's table and queue names, from the flags or the environment; all missing ones named.
-fn aws_names(target: &Target) -> Result<AwsNames, Failure> {
+pub fn aws_names(target: &Target) -> Result<AwsNames, Failure> {
     let mut missing = Vec::new();
     let mut name = |flag: &Option<String>, option: &str, variable: &str| {
         let value = flag

@@ -1,31 +1,34 @@
-//! `rms reconcile`: one reconcile run by hand (the same use-case as `rms serve`'s loop), with a
-//! progress bar and a summary table; `--dry-run` lists what would be pulled without a call.
+//! `rms reconcile`: one reconcile run by hand (the same use-case as `rms serve`'s loop and the
+//! `reconcile` function), on the embedded store or on the stack, with a progress bar and a
+//! summary table; `--dry-run` lists what would be pulled without a call.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use indicatif::ProgressBar;
+use shared::adapters::dynamodb::DynamoConfigStore;
 use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqlite::SqliteStore;
-use shared::ports::NoMetrics;
+use shared::carriers::pull::PullTransport;
+use shared::ports::{DeliveryLog, Intake, Metrics, NoMetrics, ShipmentStates};
 use shared::push::TargetPolicy;
-use shared::reconcile::{Progress, QuietRules, ReconcileSettings, Reconciler, ShipmentIndex};
+use shared::reconcile::{
+    self, Progress, PullAccount, QuietRules, ReconcileSettings, Reconciler, ShipmentIndex,
+};
 use shared::{Carrier, TenantId};
 
-use super::{emit, progress_bar, table};
-use crate::serve::reconciler_accounts;
+use super::{aws_names, emit, progress_bar, table, Target};
 
 /// Pull the quiet shipments of the tenants' carrier accounts now, and queue what the webhooks
 /// never brought.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The embedded store: the SQLite database `rms serve` uses (its pull accounts come from
-    /// rms.toml's `[tenants.pull.<carrier>]`).
-    #[arg(long, value_name = "DB", alias = "database")]
-    local: PathBuf,
+    /// With --local, the pull accounts are rms.toml's `[tenants.pull.<carrier>]` and the admin
+    /// API's; on the stack, the config table's (`rms pull set`).
+    #[command(flatten)]
+    pub target: Target,
     /// Only this tenant.
     #[arg(long)]
     tenant: Option<String>,
@@ -62,7 +65,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(reconcile(args)) {
+    match runtime.block_on(on_backend(args)) {
         Ok(code) => code,
         Err(message) => fail(&message),
     }
@@ -73,17 +76,8 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn reconcile(args: Args) -> Result<ExitCode, String> {
-    if !args.local.exists() {
-        return Err(format!(
-            "{} does not exist; give the database rms serve uses (--local rms.db)",
-            args.local.display()
-        ));
-    }
-    let store = Arc::new(
-        SqliteStore::open(&args.local)
-            .map_err(|e| format!("cannot open {}: {e}", args.local.display()))?,
-    );
+/// Builds the run on the store `--local` names, or on the stack.
+async fn on_backend(args: Args) -> Result<ExitCode, String> {
     let tenant = match &args.tenant {
         Some(t) => Some(TenantId::parse(t).map_err(|e| format!("--tenant: {e}"))?),
         None => None,
@@ -93,11 +87,6 @@ async fn reconcile(args: Args) -> Result<ExitCode, String> {
     } else {
         TargetPolicy::default()
     };
-    let accounts = reconciler_accounts(&store, tenant.as_ref(), args.carrier, policy).await?;
-    if accounts.is_empty() {
-        emit("no pull accounts: give a tenant [tenants.pull.<carrier>] in rms.toml and restart rms serve\n");
-        return Ok(ExitCode::SUCCESS);
-    }
     let mut settings = ReconcileSettings {
         calls_per_account: args.calls_per_account.max(1),
         ..ReconcileSettings::default()
@@ -105,12 +94,99 @@ async fn reconcile(args: Args) -> Result<ExitCode, String> {
     if let Some(quiet_for) = args.quiet_for {
         settings.rules = QuietRules::uniform(quiet_for);
     }
+    let transport =
+        HttpPullTransport::new(policy).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    match &args.target.local {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(format!(
+                    "--local {}: no such database; give the file `rms serve` uses",
+                    path.display()
+                ));
+            }
+            let store = Arc::new(
+                SqliteStore::open(path)
+                    .map_err(|e| format!("--local {}: cannot open it: {e}", path.display()))?,
+            );
+            let accounts = accounts(&*store, tenant.as_ref(), args.carrier, policy).await?;
+            let reconciler = Reconciler::new(
+                store.clone(),
+                store.clone(),
+                store,
+                transport,
+                NoMetrics,
+                settings,
+            );
+            reconcile_once(&args, &accounts, &reconciler).await
+        }
+        None => {
+            let names = aws_names(&args.target).map_err(|e| e.to_string())?;
+            let config = aws_config::load_from_env().await;
+            let dynamo = aws_sdk_dynamodb::Client::new(&config);
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            let function = ::reconcile::Config {
+                config_table: names.config_table,
+                events_table: names.events_table,
+                events_queue_url: names.queue_url,
+                settings,
+                targets: policy,
+            };
+            let source = DynamoConfigStore::new(dynamo.clone(), &function.config_table);
+            let accounts = accounts(&source, tenant.as_ref(), args.carrier, policy).await?;
+            let reconciler =
+                ::reconcile::aws_reconciler_with::<_, NoMetrics>(&function, dynamo, sqs, transport);
+            reconcile_once(&args, &accounts, &reconciler).await
+        }
+    }
+}
+
+/// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes them.
+async fn accounts(
+    source: &impl reconcile::PullAccountSource,
+    tenant: Option<&TenantId>,
+    carrier: Option<Carrier>,
+    policy: TargetPolicy,
+) -> Result<Vec<(TenantId, PullAccount)>, String> {
+    reconcile::accounts(source, tenant, carrier, policy)
+        .await
+        .map_err(|e| format!("cannot read the pull accounts: {e}"))
+}
+
+/// One run (or, with `--dry-run`, the quiet shipments it would pull), and its summary table;
+/// exit 1 if an account had errors.
+async fn reconcile_once<S, I, L, T, M>(
+    args: &Args,
+    accounts: &[(TenantId, PullAccount)],
+    reconciler: &Reconciler<S, I, L, T, M>,
+) -> Result<ExitCode, String>
+where
+    S: ShipmentIndex + ShipmentStates,
+    I: Intake,
+    L: DeliveryLog,
+    T: PullTransport,
+    M: Metrics,
+{
+    if accounts.is_empty() {
+        emit(if args.target.local.is_some() {
+            "no pull accounts: give a tenant [tenants.pull.<carrier>] in rms.toml and restart rms serve, or use rms pull set\n"
+        } else {
+            "no pull accounts: give a tenant's carrier account with rms pull set\n"
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
     let now = Utc::now();
     if args.dry_run {
         let mut rows = Vec::new();
-        for (tenant, account) in &accounts {
-            let quiet = store
-                .quiet_shipments(tenant, account.carrier(), &settings.rules, now, usize::MAX)
+        for (tenant, account) in accounts {
+            let quiet = reconciler
+                .shipments
+                .quiet_shipments(
+                    tenant,
+                    account.carrier(),
+                    &reconciler.settings.rules,
+                    now,
+                    usize::MAX,
+                )
                 .await
                 .map_err(|e| format!("cannot read the shipments: {e}"))?;
             rows.push(vec![
@@ -128,18 +204,8 @@ async fn reconcile(args: Args) -> Result<ExitCode, String> {
         emit(&table(&["TENANT", "CARRIER", "QUIET", "FIRST"], &rows));
         return Ok(ExitCode::SUCCESS);
     }
-    let transport =
-        HttpPullTransport::new(policy).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let reconciler = Reconciler::new(
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        transport,
-        NoMetrics,
-        settings,
-    );
     let bar = Bar(progress_bar("pulling"));
-    let reports = reconciler.run(&accounts, now, &bar).await;
+    let reports = reconciler.run(accounts, now, &bar).await;
     bar.0.finish_and_clear();
     let rows: Vec<Vec<String>> = reports
         .iter()

@@ -1,107 +1,74 @@
 //! `rms shipments --stale`: the shipments without news for longer than their status allows,
 //! pulled or not: what the reconciler could not bring up to date either.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::time::Duration;
 
-use chrono::Utc;
-use shared::adapters::sqlite::SqliteStore;
+use shared::admin::{Admin, AdminStore};
+use shared::ingest::Reingest;
+use shared::ports::Pusher;
 use shared::reconcile::QuietRules;
-use shared::TenantId;
 
-use super::{emit, table, time};
+use super::{emit, table, time, Failure, Op, Out, Target};
 
-/// List shipments that have gone quiet (no event for 24 h waiting for pickup, 6 h otherwise).
+/// List shipments that have gone quiet (no event for 24 h waiting for pickup, 6 h otherwise),
+/// of every enabled tenant or of one.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The embedded store: the SQLite database `rms serve` uses.
-    #[arg(long, value_name = "DB", alias = "database")]
-    local: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
     /// Only the shipments that have gone quiet (the only listing so far).
     #[arg(long, required = true)]
     stale: bool,
-    /// Only this tenant.
+    /// Only this tenant (enabled or not).
     #[arg(long)]
     tenant: Option<String>,
-    /// One JSON object a line.
-    #[arg(long)]
-    json: bool,
+    /// Quiet at least this long, whatever the status (e.g. 2h). Default: 24h waiting for
+    /// pickup, 6h otherwise.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    quiet_for: Option<Duration>,
 }
 
-pub fn run(args: Args) -> ExitCode {
-    match list(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+impl Op for Args {
+    async fn run<S: AdminStore, P: Pusher, R: Reingest>(
+        self,
+        admin: &Admin<S, P, R>,
+        out: Out,
+    ) -> Result<(), Failure> {
+        let rules = self
+            .quiet_for
+            .map_or_else(QuietRules::default, QuietRules::uniform);
+        let stale = admin
+            .stale_shipments(self.tenant.as_deref(), &rules)
+            .await?;
+        if out.json {
+            out.json_lines(&stale);
+            return Ok(());
         }
-    }
-}
-
-fn list(args: &Args) -> Result<(), String> {
-    if !args.local.exists() {
-        return Err(format!(
-            "{} does not exist; give the database rms serve uses (--local rms.db)",
-            args.local.display()
+        let never = || "never".to_owned();
+        let rows: Vec<Vec<String>> = stale
+            .iter()
+            .map(|s| {
+                vec![
+                    s.tenant_id.clone(),
+                    s.shipment_key.clone(),
+                    s.carrier.clone().unwrap_or_else(|| "-".to_owned()),
+                    s.last_status.clone().unwrap_or_else(|| "-".to_owned()),
+                    time(s.last_news_at()),
+                    s.last_pulled_at.map_or_else(never, time),
+                ]
+            })
+            .collect();
+        emit(&table(
+            &[
+                "TENANT",
+                "SHIPMENT",
+                "CARRIER",
+                "LAST STATUS",
+                "LAST NEWS",
+                "LAST PULLED",
+            ],
+            &rows,
         ));
+        Ok(())
     }
-    let store = SqliteStore::open(&args.local)
-        .map_err(|e| format!("cannot open {}: {e}", args.local.display()))?;
-    let tenant = match &args.tenant {
-        Some(t) => Some(TenantId::parse(t).map_err(|e| format!("--tenant: {e}"))?),
-        None => None,
-    };
-    let stale = store
-        .stale_shipments(tenant.as_ref(), &QuietRules::default(), Utc::now())
-        .map_err(|e| format!("cannot read the shipments: {e}"))?;
-    let never = || "never".to_owned();
-    if args.json {
-        let mut text = String::new();
-        for (tenant, s) in &stale {
-            let line = serde_json::json!({
-                "tenant_id": tenant.as_str(),
-                "shipment_key": s.shipment_key,
-                "carrier": s.state.carrier.map(|c| c.as_str()),
-                "last_status": s.state.last_status.map(|c| c.as_str()),
-                "last_event_at": s.state.latest_event_time,
-                "last_received_at": s.state.last_received_at,
-                "last_pulled_at": s.last_pulled_at,
-            });
-            text.push_str(&line.to_string());
-            text.push('\n');
-        }
-        emit(&text);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = stale
-        .iter()
-        .map(|(tenant, s)| {
-            vec![
-                tenant.to_string(),
-                s.shipment_key.clone(),
-                s.state.carrier.map_or_else(never, |c| c.to_string()),
-                s.state
-                    .last_status
-                    .map_or_else(|| "-".to_owned(), |st| st.as_str().to_owned()),
-                time(
-                    s.state
-                        .last_received_at
-                        .unwrap_or(s.state.latest_event_time),
-                ),
-                s.last_pulled_at.map_or_else(never, time),
-            ]
-        })
-        .collect();
-    emit(&table(
-        &[
-            "TENANT",
-            "SHIPMENT",
-            "CARRIER",
-            "LAST STATUS",
-            "LAST NEWS",
-            "LAST PULLED",
-        ],
-        &rows,
-    ));
-    Ok(())
 }

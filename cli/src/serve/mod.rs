@@ -26,7 +26,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::ServeConfig;
-pub use reconciler::accounts as reconciler_accounts;
 
 pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<

@@ -20,7 +20,7 @@ pub type LocalReconciler =
 
 /// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes
 /// them; an account whose base URL the current rules refuse is reported and left out.
-pub async fn accounts(
+async fn accounts(
     store: &SqliteStore,
     tenant: Option<&TenantId>,
     carrier: Option<shared::Carrier>,

@@ -60,7 +60,7 @@ pub async fn silent_carriers(
         if !tenant.enabled {
             continue;
         }
-        for activity in app.store.carrier_activity(&tenant.id).await? {
+        for activity in app.store.carrier_activity(&tenant.id, now).await? {
             found.extend(silent(&tenant.id, &activity, after, now));
         }
     }

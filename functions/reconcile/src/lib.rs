@@ -14,7 +14,9 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEve
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqs::SqsEventQueue;
+use shared::carriers::pull::PullTransport;
 use shared::ingest::ClaimThenQueue;
+use shared::ports::Metrics;
 use shared::reconcile::Reconciler;
 
 /// The reconciler on its AWS adapters.
@@ -34,23 +36,40 @@ pub fn aws_reconciler(
     dynamo: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
 ) -> Result<(DynamoConfigStore, AwsReconciler), Error> {
+    let transport = HttpPullTransport::new(config.targets)?;
+    Ok((
+        DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+        aws_reconciler_with(config, dynamo, sqs, transport),
+    ))
+}
+
+/// The use-case on the stack's tables and queue, with `transport` to the carriers (also what
+/// `rms reconcile` runs on the stack, without the metrics).
+pub fn aws_reconciler_with<T: PullTransport, M: Metrics + Default>(
+    config: &Config,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    transport: T,
+) -> Reconciler<
+    DynamoEventStore,
+    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    DynamoDeliveryLog,
+    T,
+    M,
+> {
     let events = DynamoEventStore::new(dynamo.clone(), &config.events_table);
-    let reconciler = Reconciler::new(
+    Reconciler::new(
         events.clone(),
         ClaimThenQueue {
             events,
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },
         // Each event only polling found is marked in the delivery log (`reconciled`).
-        DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
-        HttpPullTransport::new(config.targets)?,
-        EmfMetrics,
+        DynamoDeliveryLog::new(dynamo, &config.events_table),
+        transport,
+        M::default(),
         config.settings.clone(),
-    );
-    Ok((
-        DynamoConfigStore::new(dynamo, &config.config_table),
-        reconciler,
-    ))
+    )
 }
 
 /// Logging, configuration, clients (once per container), then the runtime loop.

@@ -24,9 +24,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    activity_pk, claim_key, condition_failed, credential_item, credential_pk, flag, key,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, flag, hourly_sk, key,
     profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
-    tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
+    tenant_key_key, text, DynamoConfigStore, DynamoEventStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
@@ -35,9 +35,12 @@ use crate::admin::{
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
-use crate::ports::{Attempt, AttemptOutcome, CarrierActivity, PushConfigStore, Unavailable};
+use crate::ports::{
+    Activity, Attempt, AttemptOutcome, CarrierActivity, HourlyActivity, PushConfigStore,
+    Unavailable,
+};
 use crate::push::{PushConfig, SecretValue};
-use crate::reconcile::PullAccountRecord;
+use crate::reconcile::{PullAccountRecord, QuietRules, QuietShipment};
 
 const SQS: &str = "SQS";
 /// How long a listed dead letter stays hidden if this process dies before showing it again.
@@ -1031,9 +1034,22 @@ impl AdminStore for DynamoAdmin {
         }
     }
 
+    async fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        DynamoEventStore::new(self.dynamo.clone(), &self.names.events_table)
+            .stale_shipments(tenant, carrier, rules, now)
+            .await
+    }
+
     async fn carrier_activity(
         &self,
         tenant: &TenantId,
+        since: DateTime<Utc>,
     ) -> Result<Vec<CarrierActivity>, Unavailable> {
         let query = self
             .dynamo
@@ -1055,6 +1071,7 @@ impl AdminStore for DynamoAdmin {
                     last_accepted_at: item.and_then(|i| time_of(i, "last_accepted_at")),
                     last_rejected_at: item.and_then(|i| time_of(i, "last_rejected_at")),
                     last_rejected_reason: item.and_then(|i| text(i, "last_rejected_reason")),
+                    hourly: hourly(&items, carrier, since),
                 }
             })
             .collect())
@@ -1066,6 +1083,41 @@ impl AdminStore for DynamoAdmin {
             dead_letters: self.approximate_count(&self.names.dlq_url).await?,
         })
     }
+}
+
+/// A carrier's request counts per hour from `since`'s hour on, oldest first, from the items of
+/// its tenant's `ACTIVITY#` partition (see `dynamodb::hourly_sk`).
+fn hourly(
+    items: &[HashMap<String, AttributeValue>],
+    carrier: Carrier,
+    since: DateTime<Utc>,
+) -> Vec<HourlyActivity> {
+    let from = hourly_sk(carrier, HourlyActivity::hour_of(since));
+    let prefix = format!("{carrier}#");
+    let count =
+        |item: &HashMap<String, AttributeValue>, name: &str| number::<u64>(item, name).unwrap_or(0);
+    let mut hours: Vec<HourlyActivity> = items
+        .iter()
+        .filter_map(|item| {
+            let sk = text(item, "sk")?;
+            let hour = sk.strip_prefix(&prefix)?;
+            if sk < from {
+                return None;
+            }
+            let hour =
+                chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%dT%H:%M")
+                    .ok()?
+                    .and_utc();
+            Some(HourlyActivity {
+                hour,
+                tests: count(item, Activity::PanelTest.as_str()),
+                accepted: count(item, Activity::Accepted.as_str()),
+                rejected: count(item, Activity::Rejected.as_str()),
+            })
+        })
+        .collect();
+    hours.sort_by_key(|h| h.hour);
+    hours
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal (REMOVEd when it is), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
+//! | events | `ACTIVITY#<tenant>` | `<carrier>#<YYYY-MM-DDTHH>` | the carrier's requests in that hour (UTC): `test`, `accepted`, `rejected` (N, added to by ingest at most once a minute per kind); `expires_at` = the hour + `HOURLY_TTL` |
 //! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
 //! | events | `DELIVERED#<event_id>` | `DELIVERED` | the event reached the client (so a redelivered message is not pushed twice) |
 
@@ -34,7 +35,8 @@ use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
-    Freshness, PushConfigStore, Quarantined, ShipmentStates, TenantAuth, Unavailable,
+    Freshness, HourlyActivity, PushConfigStore, Quarantined, ShipmentStates, TenantAuth,
+    Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 use crate::reconcile::{
@@ -79,6 +81,15 @@ pub(super) fn quarantine_key(tenant: &TenantId, digest: &str) -> HashMap<String,
 pub(super) fn activity_pk(tenant: &TenantId) -> String {
     format!("ACTIVITY#{tenant}")
 }
+
+/// The sort key of a carrier's request counts in one hour, beside its `ACTIVITY#` item:
+/// `<carrier>#<hour>`, the hour as `YYYY-MM-DDTHH` (UTC), so that text order is time order.
+pub(super) fn hourly_sk(carrier: Carrier, hour: DateTime<Utc>) -> String {
+    format!("{carrier}#{}", hour.format("%Y-%m-%dT%H"))
+}
+
+/// How long a carrier's hourly request counts are kept (the view shows the last 24 hours).
+const HOURLY_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 
 /// Whether an SDK error is a failed condition (an expected answer, not an outage).
 pub(super) fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
@@ -740,39 +751,44 @@ impl ShipmentStates for DynamoEventStore {
     }
 }
 
-impl ShipmentIndex for DynamoEventStore {
-    async fn quiet_shipments(
+/// The shortest threshold of `rules`, in milliseconds.
+fn shortest_millis(rules: &QuietRules) -> i64 {
+    i64::try_from(rules.before_pickup.min(rules.moving).as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+impl DynamoEventStore {
+    /// The shipments of `tenant` at `carrier` whose last status is not terminal (the sparse
+    /// `by_quiet` index), only those last heard of (news or pull) at or before `heard_before`
+    /// when given, in the index's order (the longest quiet first).
+    async fn open_shipments(
         &self,
         tenant: &TenantId,
         carrier: Carrier,
-        rules: &QuietRules,
-        now: DateTime<Utc>,
-        limit: usize,
+        heard_before: Option<i64>,
     ) -> Result<Vec<QuietShipment>, Unavailable> {
-        // Every shipment that is not terminal and has been quiet (no arrival, no pull) at least
-        // the shortest threshold, the longest quiet first; the status-dependent rule is applied
-        // to those (`reconcile::quietest`), as the SQLite store does.
-        let shortest = rules.before_pickup.min(rules.moving);
-        let before =
-            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
         let prefix = format!("SHIPMENT#{tenant}#");
         let mut found = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name(BY_QUIET)
-                .key_condition_expression("#open = :open AND #heard_at <= :before")
                 .expression_attribute_names("#open", OPEN)
-                .expression_attribute_names("#heard_at", "heard_at")
                 .expression_attribute_values(
                     ":open",
                     s(open_key(tenant.as_str(), carrier.as_str())),
                 )
-                .expression_attribute_values(":before", n(before))
-                .set_exclusive_start_key(start)
+                .set_exclusive_start_key(start);
+            query = match heard_before {
+                Some(before) => query
+                    .key_condition_expression("#open = :open AND #heard_at <= :before")
+                    .expression_attribute_names("#heard_at", "heard_at")
+                    .expression_attribute_values(":before", n(before)),
+                None => query.key_condition_expression("#open = :open"),
+            };
+            let page = query
                 .send()
                 .await
                 .map_err(|e| Unavailable::new(SERVICE, "Query", e))?;
@@ -793,6 +809,49 @@ impl ShipmentIndex for DynamoEventStore {
                 _ => break,
             }
         }
+        Ok(found)
+    }
+
+    /// The shipments of `tenant` at `carrier` without news for longer than `rules` allow their
+    /// status, pulled since or not (`rms shipments --stale`), the longest without news first.
+    /// Pulls move `heard_at`, so this reads every open shipment of the pair: an ops listing,
+    /// not a per-run query.
+    pub async fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        let mut stale: Vec<QuietShipment> = self
+            .open_shipments(tenant, carrier, None)
+            .await?
+            .into_iter()
+            .filter(|s| rules.is_quiet(&s.state, None, now))
+            .collect();
+        stale.sort_by_key(|s| {
+            s.state
+                .last_received_at
+                .unwrap_or(s.state.latest_event_time)
+        });
+        Ok(stale)
+    }
+}
+
+impl ShipmentIndex for DynamoEventStore {
+    async fn quiet_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        // Every shipment that is not terminal and has been quiet (no arrival, no pull) at least
+        // the shortest threshold, the longest quiet first; the status-dependent rule is applied
+        // to those (`reconcile::quietest`), as the SQLite store does.
+        let before = now.timestamp_millis() - shortest_millis(rules);
+        let found = self.open_shipments(tenant, carrier, Some(before)).await?;
         Ok(quietest(found, rules, now, limit))
     }
 
@@ -1107,6 +1166,7 @@ impl EventStore for DynamoEventStore {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> Result<(), Unavailable> {
         let column = format!("last_{}_at", activity.as_str());
         let mut update = self
@@ -1129,9 +1189,22 @@ impl EventStore for DynamoEventStore {
             _ => update.update_expression("SET #at = :at"),
         };
         match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => {}
+            Err(e) => return Err(Unavailable::new(SERVICE, "UpdateItem", e)),
         }
+        let hour = HourlyActivity::hour_of(at);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(activity_pk(tenant), &hourly_sk(carrier, hour))))
+            .update_expression("ADD #count :n SET expires_at = :exp")
+            .expression_attribute_names("#count", activity.as_str())
+            .expression_attribute_values(":n", n(i64::from(count)))
+            .expression_attribute_values(":exp", n(epoch_after(hour, HOURLY_TTL)))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
+        Ok(())
     }
 }

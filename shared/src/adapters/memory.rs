@@ -19,8 +19,9 @@ use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
-    DeliveryLog, EventQueue, EventStore, Freshness, Metrics, PushConfigStore, PushRequest,
-    PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
+    DeliveryLog, EventQueue, EventStore, Freshness, HourlyActivity, Metrics, PushConfigStore,
+    PushRequest, PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth,
+    Unavailable,
 };
 use crate::push::PushConfig;
 use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
@@ -134,25 +135,40 @@ struct EventsState {
 }
 
 /// Applies one activity to a carrier's view: each column keeps its latest time (the reason goes
-/// with the latest rejection).
+/// with the latest rejection), and `count` is added to the hour of `at`.
 fn apply_activity(
     view: &mut CarrierActivity,
     activity: Activity,
     at: DateTime<Utc>,
     detail: Option<&str>,
+    count: u32,
 ) {
     let column = match activity {
         Activity::PanelTest => &mut view.last_test_at,
         Activity::Accepted => &mut view.last_accepted_at,
         Activity::Rejected => &mut view.last_rejected_at,
     };
-    if column.is_some_and(|seen| seen > at) {
-        return;
+    if !column.is_some_and(|seen| seen > at) {
+        *column = Some(at);
+        if activity == Activity::Rejected {
+            view.last_rejected_reason = detail.map(str::to_owned);
+        }
     }
-    *column = Some(at);
-    if activity == Activity::Rejected {
-        view.last_rejected_reason = detail.map(str::to_owned);
-    }
+    let hour = HourlyActivity::hour_of(at);
+    let slot = match view.hourly.binary_search_by_key(&hour, |h| h.hour) {
+        Ok(i) => i,
+        Err(i) => {
+            view.hourly.insert(
+                i,
+                HourlyActivity {
+                    hour,
+                    ..HourlyActivity::default()
+                },
+            );
+            i
+        }
+    };
+    view.hourly[slot].add(activity, u64::from(count));
 }
 
 #[derive(Default)]
@@ -319,6 +335,7 @@ impl EventStore for MemoryEvents {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> Result<(), Unavailable> {
         self.check("UpdateItem")?;
         let mut state = lock(&self.state);
@@ -329,7 +346,7 @@ impl EventStore for MemoryEvents {
                 carrier: carrier.as_str().to_owned(),
                 ..CarrierActivity::default()
             });
-        apply_activity(view, activity, at, detail);
+        apply_activity(view, activity, at, detail, count);
         Ok(())
     }
 }
@@ -677,6 +694,7 @@ struct AdminState {
     replayed: Vec<CanonicalEvent>,
     quarantine: Vec<QuarantinedBody>,
     activity: Vec<(TenantId, CarrierActivity)>,
+    shipments: Vec<(TenantId, QuietShipment)>,
 }
 
 /// The admin store: tenants, credentials, Push Configs, the delivery log, dead letters and the
@@ -736,6 +754,15 @@ impl MemoryAdmin {
         lock(&self.state).quarantine.push(entry);
     }
     /// Sets one carrier's line of the tenant's carrier-status view.
+    /// Keeps a shipment's state as the event store would, for the stale listing.
+    pub fn set_shipment(&self, tenant: &TenantId, shipment: QuietShipment) {
+        let mut state = lock(&self.state);
+        state
+            .shipments
+            .retain(|(t, s)| !(t == tenant && s.shipment_key == shipment.shipment_key));
+        state.shipments.push((tenant.clone(), shipment));
+    }
+
     pub fn set_carrier_activity(&self, tenant: &TenantId, activity: CarrierActivity) {
         let mut state = lock(&self.state);
         state
@@ -994,9 +1021,35 @@ impl AdminStore for MemoryAdmin {
         }
         Ok(())
     }
+    async fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        let mut stale: Vec<QuietShipment> = lock(&self.state)
+            .shipments
+            .iter()
+            .filter(|(t, s)| {
+                t == tenant
+                    && s.state.carrier == Some(carrier)
+                    && rules.is_quiet(&s.state, None, now)
+            })
+            .map(|(_, s)| s.clone())
+            .collect();
+        stale.sort_by_key(|s| {
+            s.state
+                .last_received_at
+                .unwrap_or(s.state.latest_event_time)
+        });
+        Ok(stale)
+    }
+
     async fn carrier_activity(
         &self,
         tenant: &TenantId,
+        since: DateTime<Utc>,
     ) -> Result<Vec<CarrierActivity>, Unavailable> {
         let state = lock(&self.state);
         Ok(Carrier::ALL
@@ -1006,7 +1059,12 @@ impl AdminStore for MemoryAdmin {
                     .activity
                     .iter()
                     .find(|(t, a)| t == tenant && a.carrier == carrier.as_str())
-                    .map(|(_, a)| a.clone())
+                    .map(|(_, a)| {
+                        let mut a = a.clone();
+                        a.hourly
+                            .retain(|h| h.hour >= HourlyActivity::hour_of(since));
+                        a
+                    })
                     .unwrap_or_else(|| CarrierActivity {
                         carrier: carrier.as_str().to_owned(),
                         ..CarrierActivity::default()

@@ -23,8 +23,9 @@ use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
-    Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog, Intake,
-    PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth, Unavailable,
+    Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ConfigStore, DeliveryLog,
+    HourlyActivity, Intake, PushConfigStore, Quarantined, QueueActions, ShipmentStates, TenantAuth,
+    Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 use crate::reconcile::{
@@ -122,6 +123,16 @@ CREATE TABLE IF NOT EXISTS carrier_activity (
     last_rejected_reason TEXT,
     PRIMARY KEY (tenant_id, carrier)
 );
+-- A tenant's carrier's requests per hour (HourlyActivity), kept for HOURLY_KEPT.
+CREATE TABLE IF NOT EXISTS carrier_hourly (
+    tenant_id TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    hour_ms INTEGER NOT NULL,
+    tests INTEGER NOT NULL DEFAULT 0,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, carrier, hour_ms)
+) WITHOUT ROWID;
 -- Open circuits (circuit.rs); a closed circuit has no row. Times in epoch milliseconds.
 CREATE TABLE IF NOT EXISTS circuits (
     tenant_id TEXT PRIMARY KEY,
@@ -233,6 +244,8 @@ fn migrate_quarantine(conn: &Connection) -> rusqlite::Result<()> {
 /// How long a quarantined body is kept after its last arrival: as on AWS (`QUARANTINE_TTL` of the
 /// DynamoDB adapter). Older ones are hidden at once and deleted by the next quarantine write.
 const QUARANTINE_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(14);
+/// How long a carrier's hourly request counts are kept (the view shows the last 24 hours).
+const HOURLY_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(8);
 
 /// A time as the newer tables store it: RFC 3339 in UTC with milliseconds (SQLite's own
 /// `strftime('%Y-%m-%dT%H:%M:%fZ')`), a fixed width, so that text order is time order (`MAX` on
@@ -1015,6 +1028,7 @@ impl Intake for SqliteStore {
         activity: Activity,
         at: DateTime<Utc>,
         detail: Option<&str>,
+        count: u32,
     ) -> Result<(), Unavailable> {
         // Each column keeps its latest time (text order is time order, see `stamp`); the reason
         // of a rejection goes with its time. On update every right-hand side reads the old row.
@@ -1039,20 +1053,59 @@ impl Intake for SqliteStore {
                      last_rejected_at = MAX(COALESCE(last_rejected_at, ''), excluded.last_rejected_at)"
             }
         };
-        let conn = self.conn();
-        let done = if activity == Activity::Rejected {
-            execute(
-                &conn,
-                sql,
-                params![tenant.as_str(), carrier.as_str(), stamp(at), detail],
-            )
-        } else {
-            execute(
-                &conn,
-                sql,
-                params![tenant.as_str(), carrier.as_str(), stamp(at)],
-            )
+        // The hour's count, and hours older than HOURLY_KEPT dropped, in the same transaction.
+        let count_sql = match activity {
+            Activity::PanelTest => {
+                "INSERT INTO carrier_hourly (tenant_id, carrier, hour_ms, tests) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET tests = tests + excluded.tests"
+            }
+            Activity::Accepted => {
+                "INSERT INTO carrier_hourly (tenant_id, carrier, hour_ms, accepted) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET accepted = accepted + excluded.accepted"
+            }
+            Activity::Rejected => {
+                "INSERT INTO carrier_hourly (tenant_id, carrier, hour_ms, rejected) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET rejected = rejected + excluded.rejected"
+            }
         };
+        let hour = HourlyActivity::hour_of(at);
+        let mut conn = self.conn();
+        let done = (|| {
+            let tx = conn.transaction()?;
+            if activity == Activity::Rejected {
+                execute(
+                    &tx,
+                    sql,
+                    params![tenant.as_str(), carrier.as_str(), stamp(at), detail],
+                )?;
+            } else {
+                execute(
+                    &tx,
+                    sql,
+                    params![tenant.as_str(), carrier.as_str(), stamp(at)],
+                )?;
+            }
+            execute(
+                &tx,
+                count_sql,
+                params![
+                    tenant.as_str(),
+                    carrier.as_str(),
+                    hour.timestamp_millis(),
+                    count
+                ],
+            )?;
+            execute(
+                &tx,
+                "DELETE FROM carrier_hourly WHERE tenant_id = ?1 AND carrier = ?2 AND hour_ms < ?3",
+                params![
+                    tenant.as_str(),
+                    carrier.as_str(),
+                    (hour - HOURLY_KEPT).timestamp_millis()
+                ],
+            )?;
+            tx.commit()
+        })();
         done.map_err(unavailable("record activity"))?;
         Ok(())
     }
@@ -1275,58 +1328,6 @@ impl SqliteStore {
             .map_err(unavailable("pull accounts"))?;
         }
         tx.commit().map_err(unavailable("pull accounts"))
-    }
-
-    /// Shipments without news for longer than `rules` allow their status, whether or not a
-    /// reconcile run asked about them since (`rms shipments --stale`): those the carriers' APIs
-    /// had nothing new on either. Longest quiet first.
-    pub fn stale_shipments(
-        &self,
-        tenant: Option<&TenantId>,
-        rules: &QuietRules,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(TenantId, QuietShipment)>, Unavailable> {
-        let shortest = rules.before_pickup.min(rules.moving);
-        let before =
-            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
-                        courier_id, last_received_ms, shipment_key, last_pulled_ms, tenant_id
-                 FROM shipments
-                 WHERE terminal = 0 AND (?1 IS NULL OR tenant_id = ?1)
-                   AND COALESCE(last_received_ms, latest_ms) <= ?2",
-            )
-            .map_err(unavailable("stale shipments"))?;
-        let rows = statement
-            .query_map(params![tenant.map(TenantId::as_str), before], |row| {
-                Ok((
-                    row.get::<_, String>(11)?,
-                    QuietShipment {
-                        state: shipment_row(row)?,
-                        shipment_key: row.get(9)?,
-                        last_pulled_at: row.get::<_, Option<i64>>(10)?.map(from_ms),
-                    },
-                ))
-            })
-            .map_err(unavailable("stale shipments"))?;
-        let mut stale = Vec::new();
-        for row in rows {
-            let (tenant, shipment) = row.map_err(unavailable("stale shipments"))?;
-            // Pulls do not count here: only news from the carrier does.
-            if rules.is_quiet(&shipment.state, None, now) {
-                if let Ok(tenant) = TenantId::parse(&tenant) {
-                    stale.push((tenant, shipment));
-                }
-            }
-        }
-        stale.sort_by_key(|(_, s)| {
-            s.state
-                .last_received_at
-                .unwrap_or(s.state.latest_event_time)
-        });
-        Ok(stale)
     }
 
     /// The pull accounts of enabled tenants (of `tenant`, at `carrier`, when given).
@@ -1897,9 +1898,51 @@ impl AdminStore for SqliteStore {
         Ok(())
     }
 
+    async fn stale_shipments(
+        &self,
+        tenant: &TenantId,
+        carrier: Carrier,
+        rules: &QuietRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QuietShipment>, Unavailable> {
+        let shortest = rules.before_pickup.min(rules.moving);
+        let before =
+            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
+                        courier_id, last_received_ms, shipment_key, last_pulled_ms
+                 FROM shipments
+                 WHERE terminal = 0 AND tenant_id = ?1 AND carrier = ?2
+                   AND COALESCE(last_received_ms, latest_ms) <= ?3
+                 ORDER BY COALESCE(last_received_ms, latest_ms)",
+            )
+            .map_err(unavailable("stale shipments"))?;
+        let rows = statement
+            .query_map(params![tenant.as_str(), carrier.as_str(), before], |row| {
+                Ok(QuietShipment {
+                    state: shipment_row(row)?,
+                    shipment_key: row.get(9)?,
+                    last_pulled_at: row.get::<_, Option<i64>>(10)?.map(from_ms),
+                })
+            })
+            .map_err(unavailable("stale shipments"))?;
+        let mut stale = Vec::new();
+        for shipment in rows {
+            let shipment = shipment.map_err(unavailable("stale shipments"))?;
+            // Pulls do not count here: only news from the carrier does.
+            if rules.is_quiet(&shipment.state, None, now) {
+                stale.push(shipment);
+            }
+        }
+        Ok(stale)
+    }
+
     async fn carrier_activity(
         &self,
         tenant: &TenantId,
+        since: DateTime<Utc>,
     ) -> Result<Vec<CarrierActivity>, Unavailable> {
         let conn = self.conn();
         let mut statement = conn
@@ -1917,12 +1960,47 @@ impl AdminStore for SqliteStore {
                     last_accepted_at: time(row.get(2)?),
                     last_rejected_at: time(row.get(3)?),
                     last_rejected_reason: row.get(4)?,
+                    hourly: Vec::new(),
                 })
             })
             .map_err(unavailable("carrier activity"))?;
-        let seen = rows
+        let mut seen = rows
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable("carrier activity"))?;
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT carrier, hour_ms, tests, accepted, rejected FROM carrier_hourly
+                 WHERE tenant_id = ?1 AND hour_ms >= ?2 ORDER BY carrier, hour_ms",
+            )
+            .map_err(unavailable("carrier activity"))?;
+        let hours = statement
+            .query_map(
+                params![
+                    tenant.as_str(),
+                    HourlyActivity::hour_of(since).timestamp_millis()
+                ],
+                |row| {
+                    let carrier: String = row.get(0)?;
+                    let hour = DateTime::from_timestamp_millis(row.get(1)?).unwrap_or_default();
+                    Ok((
+                        carrier,
+                        HourlyActivity {
+                            hour,
+                            tests: row.get(2)?,
+                            accepted: row.get(3)?,
+                            rejected: row.get(4)?,
+                        },
+                    ))
+                },
+            )
+            .map_err(unavailable("carrier activity"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable("carrier activity"))?;
+        for (carrier, hour) in hours {
+            if let Some(activity) = seen.iter_mut().find(|a| a.carrier == carrier) {
+                activity.hourly.push(hour);
+            }
+        }
         Ok(Carrier::ALL
             .into_iter()
             .map(|carrier| {
@@ -2003,10 +2081,12 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_empty(), "just asked: not again before 6 h");
-        let stale = store.stale_shipments(None, &rules, now).unwrap();
+        let stale = AdminStore::stale_shipments(&store, &acme, Carrier::Clickpost, &rules, now)
+            .await
+            .unwrap();
         assert_eq!(stale.len(), 1, "still without news");
         assert_eq!(
-            stale[0].1.last_pulled_at,
+            stale[0].last_pulled_at,
             Some(from_ms(now.timestamp_millis()))
         );
     }
@@ -2411,7 +2491,7 @@ mod tests {
             let (store, acme) = (&store, &acme);
             async move {
                 store
-                    .record_activity(acme, Carrier::Clickpost, activity, at(when), detail)
+                    .record_activity(acme, Carrier::Clickpost, activity, at(when), detail, 1)
                     .await
                     .unwrap()
             }
@@ -2619,39 +2699,75 @@ mod tests {
     async fn the_carrier_status_view_reads_back_what_was_recorded() {
         let store = SqliteStore::in_memory().unwrap();
         let acme = TenantId::parse("acme").unwrap();
-        store
-            .record_activity(
-                &acme,
-                Carrier::Shiprocket,
-                Activity::PanelTest,
-                at("2026-11-27T09:00:00Z"),
-                None,
-            )
+        let record = |activity, when: &'static str, detail: Option<&'static str>, count| {
+            let (store, acme) = (&store, &acme);
+            async move {
+                store
+                    .record_activity(acme, Carrier::Shiprocket, activity, at(when), detail, count)
+                    .await
+                    .unwrap()
+            }
+        };
+        record(Activity::PanelTest, "2026-11-27T09:00:00Z", None, 1).await;
+        record(
+            Activity::Rejected,
+            "2026-11-27T09:05:00Z",
+            Some("no awb"),
+            1,
+        )
+        .await;
+        record(Activity::Accepted, "2026-11-27T07:59:00Z", None, 4).await;
+        record(Activity::Accepted, "2026-11-27T09:10:00Z", None, 2).await;
+        record(Activity::Accepted, "2026-11-27T09:58:00Z", None, 3).await;
+        record(Activity::Accepted, "2026-11-27T10:01:00Z", None, 1).await;
+        let since = at("2026-11-27T08:30:00Z");
+        let view = AdminStore::carrier_activity(&store, &acme, since)
             .await
             .unwrap();
-        store
-            .record_activity(
-                &acme,
-                Carrier::Shiprocket,
-                Activity::Rejected,
-                at("2026-11-27T09:05:00Z"),
-                Some("no awb"),
-            )
-            .await
-            .unwrap();
-        let view = AdminStore::carrier_activity(&store, &acme).await.unwrap();
         assert_eq!(view.len(), 3);
+        let hour = |h: &str, tests, accepted, rejected| HourlyActivity {
+            hour: at(h),
+            tests,
+            accepted,
+            rejected,
+        };
         assert_eq!(
             view[1],
             CarrierActivity {
                 carrier: "shiprocket".into(),
                 last_test_at: Some(at("2026-11-27T09:00:00Z")),
-                last_accepted_at: None,
+                last_accepted_at: Some(at("2026-11-27T10:01:00Z")),
                 last_rejected_at: Some(at("2026-11-27T09:05:00Z")),
                 last_rejected_reason: Some("no awb".into()),
+                // 07:00 is before the hour of `since`; 08:00 had nothing.
+                hourly: vec![
+                    hour("2026-11-27T09:00:00Z", 1, 5, 1),
+                    hour("2026-11-27T10:00:00Z", 0, 1, 0),
+                ],
             }
         );
         assert_eq!(view[0].last_test_at, None);
+        assert_eq!(view[0].hourly, []);
+    }
+
+    #[tokio::test]
+    async fn hourly_counts_older_than_their_keeping_time_are_dropped() {
+        let store = SqliteStore::in_memory().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let long_ago = at("2026-11-01T09:00:00Z");
+        for when in [
+            long_ago,
+            long_ago + HOURLY_KEPT + chrono::TimeDelta::hours(1),
+        ] {
+            store
+                .record_activity(&acme, Carrier::Clickpost, Activity::Accepted, when, None, 1)
+                .await
+                .unwrap();
+        }
+        let view = AdminStore::carrier_activity(&store, &acme, long_ago)
+            .await
+            .unwrap();
+        assert_eq!(view[0].hourly.len(), 1, "{:?}", view[0].hourly);
     }
 
     fn tenant_id(id: &str) -> TenantId {
