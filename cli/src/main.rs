@@ -1,5 +1,6 @@
 //! `rms`: RMS Notify on one machine, and the ops command line.
 
+mod console;
 mod database;
 mod normalize;
 mod ops;
@@ -15,9 +16,10 @@ use clap::{Parser, Subcommand};
     version,
     about = "RMS Notify: carrier tracking webhooks, relayed to clients",
     after_help = "The ops commands (tenant, key, push, pull, deliveries, dlq, replay, quarantine, \
-                  carriers, circuit) act on the embedded store with --local DB, or else on the AWS stack named by \
-                  --config-table, --events-table, --queue-url and --dlq-url (or RMS_CONFIG_TABLE, \
-                  RMS_EVENTS_TABLE, RMS_QUEUE_URL, RMS_DLQ_URL)."
+                  carriers, circuit) and rms console act on the embedded store with --local DB, \
+                  or else on the AWS stack named by --config-table, --events-table, --queue-url \
+                  and --dlq-url (or RMS_CONFIG_TABLE, RMS_EVENTS_TABLE, RMS_QUEUE_URL, \
+                  RMS_DLQ_URL)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +30,7 @@ struct Cli {
 enum Command {
     Normalize(normalize::Args),
     Serve(serve::Args),
+    Console(console::command::Args),
     Tenant(ops::tenant::Args),
     Key(ops::key::Args),
     Push(ops::push::Args),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Normalize(args) => normalize::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Console(args) => console::command::run(args),
         Command::Tenant(args) => ops::execute(args.target, args.command),
         Command::Key(args) => ops::execute(args.target, args.command),
         Command::Push(args) => ops::execute(args.target, args.command),

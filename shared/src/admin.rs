@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -20,7 +20,9 @@ use crate::circuit::{CircuitStore, CircuitView};
 use crate::dispatch::build_request;
 use crate::ingest::{IngestOutcome, Reingest};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
-use crate::ports::{Attempt, CarrierActivity, PushResult, Pusher, TenantAuth, Unavailable};
+use crate::ports::{
+    Attempt, AttemptOutcome, CarrierActivity, PushResult, Pusher, TenantAuth, Unavailable,
+};
 use crate::push::{
     Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SigningSecret, TargetPolicy,
 };
@@ -707,7 +709,31 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         rules: &QuietRules,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send;
+    /// How many messages wait on the delivery queue (due now or later) and how many are dead
+    /// letters, across tenants. SQS only counts approximately, and per queue.
+    fn queue_depth(&self) -> impl Future<Output = Result<QueueDepth, Unavailable>> + Send;
 }
+
+/// The delivery queue's size, across tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    /// Messages waiting for delivery: due now, backing off before a retry, or being delivered.
+    pub waiting: u64,
+    pub dead_letters: u64,
+}
+
+/// One hour of a tenant's delivery log: the pushes that were delivered and those that failed
+/// (to be retried, or dead-lettered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourOfDeliveries {
+    /// The start of the hour.
+    pub hour: DateTime<Utc>,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// How many hours [`Admin::deliveries_by_hour`] covers.
+pub const DELIVERY_HOURS: i64 = 24;
 
 /// The most credentials one tenant has live per carrier: the current one and, during a rotation,
 /// the next.
@@ -1449,6 +1475,52 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         stale.sort_by_key(StaleShipment::last_news_at);
         Ok(stale)
     }
+
+    /// The delivery queue's size, across tenants.
+    pub async fn queue_depth(&self) -> Result<QueueDepth, AdminError> {
+        Ok(self.store.queue_depth().await?)
+    }
+
+    /// The tenant's pushes of the last [`DELIVERY_HOURS`] hours, hour by hour (oldest first; the
+    /// last is the hour `now` is in), from the delivery log: delivered, and failed (an attempt to
+    /// be retried, or dead-lettered). Entries that are no push (superseded, reconciled) are not
+    /// counted.
+    pub async fn deliveries_by_hour(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<HourOfDeliveries>, AdminError> {
+        let tenant = self.tenant(tenant).await?;
+        let this_hour = now
+            .duration_trunc(chrono::Duration::hours(1))
+            .unwrap_or(now);
+        let first = this_hour - chrono::Duration::hours(DELIVERY_HOURS - 1);
+        let mut hours: Vec<HourOfDeliveries> = (0..DELIVERY_HOURS)
+            .map(|i| HourOfDeliveries {
+                hour: first + chrono::Duration::hours(i),
+                delivered: 0,
+                failed: 0,
+            })
+            .collect();
+        let selection = Selection::Between {
+            from: first,
+            to: now,
+        };
+        for attempt in self.store.attempts(&tenant.id, &selection).await? {
+            let Ok(index) = usize::try_from((attempt.at - first).num_hours()) else {
+                continue;
+            };
+            let Some(hour) = hours.get_mut(index) else {
+                continue;
+            };
+            match attempt.outcome {
+                AttemptOutcome::Delivered => hour.delivered += 1,
+                AttemptOutcome::Retry | AttemptOutcome::DeadLetter => hour.failed += 1,
+                AttemptOutcome::Superseded | AttemptOutcome::Reconciled => {}
+            }
+        }
+        Ok(hours)
+    }
 }
 
 /// How far back the carrier-status view counts requests per hour.
@@ -1699,6 +1771,9 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send {
         (**self).stale_shipments(tenant, carrier, rules, now)
+    }
+    fn queue_depth(&self) -> impl Future<Output = Result<QueueDepth, Unavailable>> + Send {
+        (**self).queue_depth()
     }
 }
 
@@ -2590,6 +2665,57 @@ mod tests {
                 ..QuarantineQuery::default()
             })
             .await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn deliveries_by_hour_count_pushes_of_the_last_24_hours_by_outcome() {
+        let admin = with_tenant(vec![]).await;
+        let event = sample_event(&TenantId::parse("acme").unwrap(), Status::Delivered, now());
+        let log = |minutes_ago: i64, outcome: AttemptOutcome, tenant: &str| {
+            admin.store.add_attempt(Attempt {
+                event_id: event.event_id.clone(),
+                tenant_id: tenant.into(),
+                awb: "A1".into(),
+                status: Status::Delivered,
+                attempt: 1,
+                outcome,
+                http_status: None,
+                latency_ms: 5,
+                error: None,
+                at: now() - chrono::Duration::minutes(minutes_ago),
+            });
+        };
+        log(0, AttemptOutcome::Delivered, "acme");
+        log(30, AttemptOutcome::Retry, "acme");
+        log(30, AttemptOutcome::DeadLetter, "acme");
+        log(30, AttemptOutcome::Superseded, "acme");
+        log(61, AttemptOutcome::Delivered, "acme");
+        log(23 * 60, AttemptOutcome::Delivered, "acme");
+        log(23 * 60 + 1, AttemptOutcome::Delivered, "acme");
+        log(0, AttemptOutcome::Delivered, "globex");
+        // now() is 10:00 sharp: the last hour is 10:00-10:59, the first 11:00 yesterday.
+        let hours = admin.deliveries_by_hour("acme", now()).await.unwrap();
+        assert_eq!(hours.len(), 24);
+        assert_eq!(hours[0].hour, now() - chrono::Duration::hours(23));
+        assert_eq!(hours[23].hour, now());
+        let counts: Vec<(u64, u64)> = hours.iter().map(|h| (h.delivered, h.failed)).collect();
+        assert_eq!(counts[23], (1, 0));
+        assert_eq!(
+            counts[22],
+            (0, 2),
+            "09:30 is in the hour 09:00; superseded is no push"
+        );
+        assert_eq!(counts[21], (1, 0), "08:59 is in the hour 08:00");
+        assert_eq!(
+            counts[0],
+            (1, 0),
+            "11:00 yesterday is the first hour; 10:59 is not counted"
+        );
+        assert_eq!(counts.iter().map(|c| c.0 + c.1).sum::<u64>(), 5);
+        assert!(matches!(
+            admin.deliveries_by_hour("ghost", now()).await,
             Err(AdminError::NotFound(_))
         ));
     }

@@ -118,8 +118,9 @@ pub fn presented_credentials(carrier: Carrier, from: &CredentialSources<'_>) -> 
     presented
 }
 
-/// A random token of `bytes` random bytes, in hex: generated keys, claim tokens.
-pub(crate) fn random_token(bytes: usize) -> String {
+/// A random token of `bytes` random bytes, in hex: generated keys, claim tokens, console
+/// sessions.
+pub fn random_token(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     fill_random(&mut buffer);
     hex::encode(buffer)

@@ -122,6 +122,38 @@ statuses! {
 }
 
 impl Status {
+    /// What the status means, in a few words (the console's Push Config checkboxes).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Status::OrderPlaced => "the shipment or return is registered with the carrier",
+            Status::PickupScheduled => "a pickup is booked",
+            Status::OutForPickup => "the courier is on the way to pick it up",
+            Status::PickupFailed => "the pickup was attempted and failed (reason in npr)",
+            Status::PickupCancelled => "the pickup is cancelled; the journey ends",
+            Status::PickedUp => "the courier has it",
+            Status::InTransit => "moving between hubs",
+            Status::ReachedDestinationHub => "at the hub that delivers it",
+            Status::OutForDelivery => "with the delivery agent today",
+            Status::DeliveryFailed => "a delivery attempt failed (reason in ndr)",
+            Status::Delivered => "delivered; a return: back at the warehouse",
+            Status::Cancelled => "the shipment is cancelled",
+            Status::RtoInitiated => "being returned to origin (RTO)",
+            Status::RtoInTransit => "on its way back to origin",
+            Status::RtoOutForDelivery => "out for delivery back to origin",
+            Status::RtoDelivered => "back at origin; the RTO is over",
+            Status::RtoFailed => "the delivery back to origin failed; it is tried again",
+            Status::Lost => "the carrier lost it",
+            Status::Damaged => "damaged in transit",
+            Status::Delayed => "the carrier reports a delay",
+            Status::OnHold => "held by the carrier (e.g. an address or payment issue)",
+            Status::NotServiceable => "the carrier cannot serve the address",
+            Status::ReturnRequested => "the customer asked for a return",
+            Status::ReturnApproved => "the return request is approved",
+            Status::ReturnRejected => "the return request is rejected",
+            Status::Unknown => "a carrier code RMS does not map yet (the raw code is kept)",
+        }
+    }
+
     /// Whether the shipment's journey is over: nothing more is expected from the carrier (a
     /// reconciler stops asking about it). The one place that decides the set. Not terminal:
     /// `DAMAGED` (a damaged parcel often travels on, delivered or returned; Shiprocket's

@@ -90,6 +90,13 @@ pub struct Target {
     json: bool,
 }
 
+impl Target {
+    /// Whether the embedded store was chosen (`--local DB`), not the AWS stack.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+}
+
 /// Which of a tenant's events: those of one shipment, or those of a time range.
 #[derive(clap::Args, Debug, Clone)]
 #[group(id = "selection", required = true, multiple = true)]
@@ -271,6 +278,33 @@ pub trait Op {
     ) -> impl Future<Output = Result<(), Failure>>;
 }
 
+/// What runs with the admin use-case on the chosen back end, owning it: an ops command (which
+/// borrows it, [`Op`]), or the console (which serves it).
+pub trait WithAdmin {
+    fn run<S, P, R>(self, admin: Admin<S, P, R>) -> impl Future<Output = Result<(), Failure>>
+    where
+        S: AdminStore + 'static,
+        P: Pusher + 'static,
+        R: Reingest + 'static;
+}
+
+/// An ops command with its output settings, as a [`WithAdmin`].
+struct Command<O> {
+    op: O,
+    out: Out,
+}
+
+impl<O: Op> WithAdmin for Command<O> {
+    async fn run<S, P, R>(self, admin: Admin<S, P, R>) -> Result<(), Failure>
+    where
+        S: AdminStore + 'static,
+        P: Pusher + 'static,
+        R: Reingest + 'static,
+    {
+        self.op.run(&admin, self.out).await
+    }
+}
+
 /// Runs an ops command on the back end `target` names; prints a failure as `error: …`, exit 1.
 pub fn execute(target: Target, op: impl Op) -> ExitCode {
     let out = Out { json: target.json };
@@ -285,18 +319,20 @@ pub fn execute(target: Target, op: impl Op) -> ExitCode {
             )))
         }
     };
-    match runtime.block_on(on_backend(target, op, out)) {
+    match runtime.block_on(on_backend(target, Command { op, out })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => fail(&failure),
     }
 }
 
-fn fail(failure: &Failure) -> ExitCode {
+pub fn fail(failure: &Failure) -> ExitCode {
     eprintln!("error: {}", failure.report());
     ExitCode::FAILURE
 }
 
-async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure> {
+/// Builds the admin use-case on the back end `target` names (the embedded store, or the AWS
+/// stack) and hands it to `user`.
+pub async fn on_backend(target: Target, user: impl WithAdmin) -> Result<(), Failure> {
     match target.local {
         Some(path) => {
             // Opening a missing file would create an empty database and answer "no tenant".
@@ -318,7 +354,7 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
                 pusher: pusher(TargetPolicy::LOCAL)?,
                 policy: TargetPolicy::LOCAL,
             };
-            op.run(&admin, out).await
+            user.run(admin).await
         }
         None => {
             let names = aws_names(&target)?;
@@ -341,7 +377,7 @@ async fn on_backend(target: Target, op: impl Op, out: Out) -> Result<(), Failure
                 reingest,
                 policy: TargetPolicy::default(),
             };
-            op.run(&admin, out).await
+            user.run(admin).await
         }
     }
 }

@@ -6,7 +6,7 @@ mod demo;
 mod dispatcher;
 mod reconciler;
 mod routes;
-mod server;
+pub(crate) mod server;
 mod silence;
 
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(shared::logging::filter("info"))
         .with_target(false)
@@ -364,7 +364,7 @@ pub fn is_stopping(stopped: &watch::Receiver<bool>) -> bool {
     *stopped.borrow() || stopped.has_changed().is_err()
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,6 +1,7 @@
 //! The HTTP routes of `rms serve`: the carrier notify paths (same paths and answers as API
-//! Gateway), the admin API (the `admin-api` router, as on AWS) with a health probe, and the demo
-//! receiver. Every error answer is JSON ([`json_errors`]).
+//! Gateway), the admin API (the `admin-api` router, as on AWS) with a health probe, the demo
+//! receiver, and the operator console (`/console`, HTML). Every error answer outside the console
+//! is JSON ([`json_errors`]).
 
 use std::sync::Arc;
 
@@ -55,11 +56,18 @@ pub fn router(app: Arc<App>, demo_receiver: bool) -> Router {
             }
         }));
     }
+    // The console answers in HTML, with its own limits and headers: merged outside `json_errors`.
+    let console = crate::console::router(Arc::new(crate::console::Console::new(
+        app.admin.clone(),
+        crate::console::Gate::for_admin_token(app.config.admin_token.as_ref().map(|t| t.expose())),
+        crate::console::NotifyBase::RequestHost,
+    )));
     router
         .layer(DefaultBodyLimit::max(TRANSPORT_BODY_LIMIT))
         .with_state(app)
         .merge(admin)
         .layer(middleware::from_fn(json_errors))
+        .merge(console)
 }
 
 /// A carrier's notify path: the same edge (`shared::http`) and answers as the Lambdas.

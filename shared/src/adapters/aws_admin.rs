@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
-    MessageSystemAttributeName,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
@@ -29,8 +29,8 @@ use super::dynamodb::{
     tenant_key_key, text, DynamoConfigStore, DynamoEventStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
 };
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
@@ -124,6 +124,30 @@ impl DynamoAdmin {
         if let Some(sleep) = self.dynamo.config().sleep_impl() {
             sleep.sleep(Duration::from_millis(50 << round.min(6))).await;
         }
+    }
+
+    /// SQS's approximate count of a queue's messages: visible, in flight (being delivered, or
+    /// backing off before a retry: the dispatcher hides a message for its delay) and delayed.
+    async fn approximate_count(&self, queue_url: &str) -> Result<u64, Unavailable> {
+        let names = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let answer = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "GetQueueAttributes", e))?;
+        let attributes = answer.attributes.unwrap_or_default();
+        Ok(names
+            .iter()
+            .filter_map(|name| attributes.get(name))
+            .filter_map(|count| count.parse::<u64>().ok())
+            .sum())
     }
 
     /// Receives up to 10 messages from the DLQ with their attributes, hidden for `seconds`.
@@ -1051,6 +1075,13 @@ impl AdminStore for DynamoAdmin {
                 }
             })
             .collect())
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, Unavailable> {
+        Ok(QueueDepth {
+            waiting: self.approximate_count(&self.names.queue_url).await?,
+            dead_letters: self.approximate_count(&self.names.dlq_url).await?,
+        })
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::{Credential, CredentialDigest};
 use crate::circuit::{CircuitStore, OpenCircuit};
@@ -1071,5 +1071,13 @@ impl AdminStore for MemoryAdmin {
                     })
             })
             .collect())
+    }
+    async fn queue_depth(&self) -> Result<QueueDepth, Unavailable> {
+        // The fake has no delivery queue (replays and redrives are recorded instead): only its
+        // dead letters wait.
+        Ok(QueueDepth {
+            waiting: 0,
+            dead_letters: lock(&self.state).dead.len() as u64,
+        })
     }
 }

@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::{
-    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
-    ReplayOutcome, Selection, StoredCredential, Tenant,
+    AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
+    ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
@@ -2013,6 +2013,15 @@ impl AdminStore for SqliteStore {
                     })
             })
             .collect())
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, Unavailable> {
+        // `ready` holds the messages due later and those leased to a delivery too.
+        let (waiting, dead_letters) = SqliteStore::queue_depth(self)?;
+        Ok(QueueDepth {
+            waiting,
+            dead_letters,
+        })
     }
 }
 
