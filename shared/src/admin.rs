@@ -1192,6 +1192,28 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
                 "give at least one dead-letter id, or leave `ids` out to redrive all",
             ));
         }
+        if let Some(ids) = ids {
+            // Every id must name a dead letter, or nothing is moved: a mistyped id is an error
+            // to see, not "0 moved" to wonder about.
+            let known: std::collections::HashSet<String> = self
+                .store
+                .dead_letters(None, usize::MAX)
+                .await?
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            let unknown: Vec<&str> = ids
+                .iter()
+                .filter(|id| !known.contains(*id))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(AdminError::NotFound(format!(
+                    "no dead letter {}: nothing was redriven; `rms dlq list` (GET /admin/dead-letters) shows their ids",
+                    unknown.join(", ")
+                )));
+            }
+        }
         let moved = self.store.redrive(ids).await?;
         info!(moved, "dead letters redriven");
         Ok(moved)
@@ -2814,5 +2836,31 @@ mod tests {
                 .await,
             Err(AdminError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn redriving_an_id_that_names_no_dead_letter_moves_nothing_and_says_which() {
+        let admin = with_tenant(vec![]).await;
+        for id in ["17", "18"] {
+            admin.store.add_dead_letter(DeadLetterView {
+                id: id.into(),
+                event_id: format!("evt_{id}"),
+                tenant_id: "acme".into(),
+                reason: "HTTP 410".into(),
+                attempts: 1,
+            });
+        }
+        let ids = ["17".to_owned(), "99".to_owned()];
+        match admin.redrive(Some(&ids)).await {
+            Err(AdminError::NotFound(message)) => {
+                assert!(
+                    message.contains("99") && !message.contains("17"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a 404, got {other:?}"),
+        }
+        assert_eq!(admin.dead_letters(None, 10).await.unwrap().len(), 2);
+        assert_eq!(admin.redrive(Some(&ids[..1])).await.unwrap(), 1);
     }
 }

@@ -391,13 +391,16 @@ fn circuit_open(circuit: &OpenCircuit) -> String {
 }
 
 /// Carries a decision out on the queue. Returns `true` when the message is done with and must be
-/// acknowledged (deleted), `false` when it must come back.
+/// acknowledged (deleted), `false` when it must come back. `attempt` is the message's delivery
+/// attempt (its receive count): a dead letter carries it as its `attempts` attribute, since the
+/// dead-letter queue's own count starts again.
 pub async fn settle<A: QueueActions>(
     decision: &Decision,
     actions: &A,
     receipt: &str,
     body: &str,
     attributes: &[(String, String)],
+    attempt: u32,
 ) -> bool {
     match decision {
         Decision::Delivered | Decision::Skipped { .. } | Decision::Superseded { .. } => true,
@@ -409,7 +412,13 @@ pub async fn settle<A: QueueActions>(
             false
         }
         Decision::DeadLetter { reason } => {
-            match actions.dead_letter(body, attributes, reason).await {
+            let mut attributes: Vec<(String, String)> = attributes
+                .iter()
+                .filter(|(name, _)| name != "attempts")
+                .cloned()
+                .collect();
+            attributes.push(("attempts".to_owned(), attempt.to_string()));
+            match actions.dead_letter(body, &attributes, reason).await {
                 Ok(()) => true,
                 Err(e) => {
                     // Not acknowledged, so not lost: it comes back and is dead-lettered then, or by the
@@ -1100,8 +1109,29 @@ mod tests {
         let superseded = Decision::Superseded {
             by: scans[1].event_id.clone(),
         };
-        assert!(settle(&superseded, &actions, "rh", "{}", &[]).await);
+        assert!(settle(&superseded, &actions, "rh", "{}", &[], 1).await);
         assert!(actions.retries().is_empty() && actions.dead_lettered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_carries_the_attempt_it_was_given_up_at() {
+        let actions = crate::adapters::memory::MemoryQueueActions::default();
+        let gone = Decision::DeadLetter {
+            reason: "the endpoint answered 410".into(),
+        };
+        let attributes = [
+            ("event_id".to_owned(), "evt_1".to_owned()),
+            ("attempts".to_owned(), "stale".to_owned()),
+        ];
+        assert!(settle(&gone, &actions, "rh", "{}", &attributes, 3).await);
+        let dead = actions.dead_lettered();
+        assert_eq!(
+            dead[0].attributes,
+            [
+                ("event_id".to_owned(), "evt_1".to_owned()),
+                ("attempts".to_owned(), "3".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use shared::admin::{Admin, AdminStore};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, table, time, Failure, Op, Out, SelectionArgs, Target};
+use super::{emit, listing, time, Failure, Op, Out, SelectionArgs, Target};
 
 /// Every delivery attempt of a tenant's events: of one shipment (--awb), or in a time range
 /// (--from, --to), oldest first.
@@ -47,11 +47,12 @@ impl Op for Args {
                 ]
             })
             .collect();
-        emit(&table(
+        emit(&listing(
             &[
                 "AT", "AWB", "STATUS", "ATTEMPT", "OUTCOME", "HTTP", "MS", "EVENT", "ERROR",
             ],
             &rows,
+            &format!("no delivery attempts of tenant {} match", self.tenant),
         ));
         Ok(())
     }

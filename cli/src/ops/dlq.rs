@@ -4,7 +4,7 @@ use shared::admin::{Admin, AdminStore};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, spinner, table, Failure, Op, Out, Target};
+use super::{emit, listing, spinner, Failure, Op, Out, Target};
 
 /// Dead letters: events whose delivery failed for good.
 #[derive(clap::Args)]
@@ -60,11 +60,11 @@ impl Op for Command {
                         ]
                     })
                     .collect();
-                emit(&table(
+                emit(&listing(
                     &["ID", "TENANT", "EVENT", "ATTEMPTS", "REASON"],
                     &rows,
+                    "no dead letters",
                 ));
-                emit(&format!("{} dead letter(s)\n", dead.len()));
             }
             Command::Redrive { ids } => {
                 let spinner = spinner("redriving dead letters");

@@ -9,7 +9,7 @@ use shared::admin::{Admin, AdminError, AdminStore, LIVE_KEYS_PER_CARRIER};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, table, time, Failure, Op, Out, Target};
+use super::{emit, listing, time, Failure, Op, Out, Target};
 
 /// Carrier keys: the credential each carrier sends to identify the tenant.
 #[derive(clap::Args)]
@@ -95,7 +95,11 @@ impl Op for Command {
                         .iter()
                         .map(|k| vec![k.carrier.to_string(), k.key_id.clone(), time(k.added_at)])
                         .collect();
-                    emit(&table(&["CARRIER", "KEY ID", "ADDED"], &rows));
+                    emit(&listing(
+                        &["CARRIER", "KEY ID", "ADDED"],
+                        &rows,
+                        &format!("tenant {tenant} has no carrier keys"),
+                    ));
                 }
             }
             Command::Revoke {

@@ -191,6 +191,16 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
+/// A list as a table, or one line saying there is nothing: every list command answers an empty
+/// result the same way (and `--json` with no line at all).
+pub fn listing(headers: &[&str], rows: &[Vec<String>], nothing: &str) -> String {
+    if rows.is_empty() {
+        format!("{nothing}\n")
+    } else {
+        table(headers, rows)
+    }
+}
+
 /// `name: value` lines, the values aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(n, _)| n.len() + 1).max().unwrap_or(0);

@@ -8,7 +8,7 @@ use shared::admin::{Admin, AdminError, AdminStore, PullUpdate};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, table, yes_no, Failure, Op, Out, Target};
+use super::{emit, listing, yes_no, Failure, Op, Out, Target};
 
 /// Pull accounts: the tenant's credentials at each carrier's tracking API (for reconciling).
 #[derive(clap::Args)]
@@ -97,8 +97,6 @@ impl Op for Command {
                 let accounts = admin.pull(&tenant).await?;
                 if out.json {
                     out.json_lines(&accounts);
-                } else if accounts.is_empty() {
-                    emit(&format!("tenant {tenant} has no pull accounts\n"));
                 } else {
                     let rows: Vec<Vec<String>> = accounts
                         .iter()
@@ -111,9 +109,10 @@ impl Op for Command {
                             ]
                         })
                         .collect();
-                    emit(&table(
+                    emit(&listing(
                         &["CARRIER", "USER", "BASE URL", "SECRET SET"],
                         &rows,
+                        &format!("tenant {tenant} has no pull accounts"),
                     ));
                 }
             }

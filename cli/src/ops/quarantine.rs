@@ -6,7 +6,9 @@ use shared::admin::{Admin, AdminStore, QuarantineQuery, QuarantineSelection, Qua
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, fields, parse_time, progress_bar, table, time, Failure, Op, Out, Target};
+use super::{
+    emit, fields, listing, parse_time, progress_bar, table, time, Failure, Op, Out, Target,
+};
 
 /// Rejected bodies: what an authenticated carrier sent that did not become events.
 #[derive(clap::Args)]
@@ -108,13 +110,13 @@ impl Op for Command {
                         ]
                     })
                     .collect();
-                emit(&table(
+                emit(&listing(
                     &[
                         "TENANT", "CARRIER", "TIMES", "FIRST", "LAST", "REPLAYED", "REASON", "ID",
                     ],
                     &rows,
+                    "no quarantined bodies",
                 ));
-                emit(&format!("{} quarantined body(ies)\n", list.len()));
             }
             Command::Show { tenant, id } => {
                 let detail = admin.quarantined_body(&tenant, &id).await?;

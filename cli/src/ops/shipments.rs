@@ -8,7 +8,7 @@ use shared::ingest::Reingest;
 use shared::ports::Pusher;
 use shared::reconcile::QuietRules;
 
-use super::{emit, table, time, Failure, Op, Out, Target};
+use super::{emit, listing, time, Failure, Op, Out, Target};
 
 /// List shipments that have gone quiet (no event for 24 h waiting for pickup, 6 h otherwise),
 /// of every enabled tenant or of one.
@@ -58,7 +58,7 @@ impl Op for Args {
                 ]
             })
             .collect();
-        emit(&table(
+        emit(&listing(
             &[
                 "TENANT",
                 "SHIPMENT",
@@ -68,6 +68,7 @@ impl Op for Args {
                 "LAST PULLED",
             ],
             &rows,
+            "no stale shipments",
         ));
         Ok(())
     }

@@ -6,7 +6,7 @@ use shared::admin::{Admin, AdminError, AdminStore, Tenant};
 use shared::ingest::Reingest;
 use shared::ports::Pusher;
 
-use super::{emit, fields, table, time, yes_no, Failure, Op, Out, Target};
+use super::{emit, fields, listing, time, yes_no, Failure, Op, Out, Target};
 
 /// Tenants: the clients whose carriers push to RMS and whose endpoint RMS pushes to.
 #[derive(clap::Args)]
@@ -75,9 +75,10 @@ impl Op for Command {
                             ]
                         })
                         .collect();
-                    emit(&table(
+                    emit(&listing(
                         &["ID", "ENABLED", "SOURCE", "CREATED", "MANAGED BY"],
                         &rows,
+                        "no tenants",
                     ));
                 }
             }

@@ -116,6 +116,7 @@ async fn deliver(app: &App, message: Leased) {
         &message.receipt,
         &message.body,
         &attributes,
+        message.receive_count,
     )
     .await
     {

@@ -84,7 +84,15 @@ where
         },
     };
     let receipt = record.receipt_handle.as_deref().unwrap_or("");
-    settle(&decision, actions, receipt, body, &attributes).await
+    settle(
+        &decision,
+        actions,
+        receipt,
+        body,
+        &attributes,
+        receive_count,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -1141,9 +1141,10 @@ impl QueueActions for SqliteStore {
                 .unwrap_or_default()
         };
         execute(&self.conn(),
-                "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at)
-                 VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5)",
-                params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339()],
+                "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at, receive_count)
+                 VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5, ?6)",
+                params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339(),
+                        attribute("attempts").parse::<u32>().unwrap_or(0)],
             )
             .map_err(unavailable("dead letter"))?;
         Ok(())
