@@ -284,7 +284,7 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
     let last = after.last().unwrap();
     assert_eq!(last["headers"]["webhook-id"], event_id.as_str());
 
-    // Dead letters: none here; a redrive of an id that does not exist moves nothing.
+    // Dead letters: none here; a redrive of an id that names none is a 404 naming it.
     let dead = server.call("GET", "/admin/dead-letters", None).await;
     assert_eq!(dead, (200, json!([])));
     let redriven = server
@@ -294,7 +294,11 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
             Some(json!({"ids": ["999"]})),
         )
         .await;
-    assert_eq!(redriven.1["redriven"], 0);
+    assert_eq!(redriven.0, 404, "{redriven:?}");
+    assert!(redriven.1["error"]
+        .as_str()
+        .unwrap()
+        .contains("no dead letter 999"));
     assert_eq!(
         server.call("GET", "/admin/no-such-thing", None).await.0,
         404

@@ -14,7 +14,7 @@ use common::{scratch_dir, Server};
 use integration_tests::Receiver;
 use serde_json::Value;
 
-const ACME_KEY: &str = "isolation-acme";
+const ACME_KEY: &str = "isolation-acme-key";
 const GLOBEX_KEY: &str = "isolation-globex";
 
 /// Two tenants: acme's endpoint is `acme_path` (push timeout `acme_timeout`), globex's answers.

@@ -15,7 +15,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::auth::{fill_random, random_token, Credential, CredentialDigest};
+use crate::auth::{fill_random, random_token, CredentialDigest};
 use crate::circuit::{CircuitStore, CircuitView};
 use crate::dispatch::build_request;
 use crate::ingest::{IngestOutcome, Reingest};
@@ -843,19 +843,15 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let tenant = self.changeable(tenant).await?;
         let generated = key.is_none().then(|| random_token(24));
         let key = key.or(generated.as_deref()).unwrap_or_default();
-        if key.len() < 16 || key.len() > 256 {
-            return Err(AdminError::invalid(
-                "key",
-                "use 16 to 256 characters (or leave it out and RMS generates one)",
-            ));
-        }
-        if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(AdminError::invalid(
-                "key",
-                "spaces and control characters cannot be sent in a carrier's header or URL",
-            ));
-        }
-        let digest = Credential::new(key).digest();
+        let digest = crate::auth::carrier_key(key)
+            .map_err(|e| match e {
+                crate::auth::KeyRuleError::Length(_) => AdminError::invalid(
+                    "key",
+                    format!("{e} (or leave it out and RMS generates one)"),
+                ),
+                crate::auth::KeyRuleError::Characters => AdminError::invalid("key", e.to_string()),
+            })?
+            .digest();
         let in_use = |owner: Option<TenantId>| {
             AdminError::Conflict(if owner.as_ref() == Some(&tenant.id) {
                 format!(
@@ -1926,7 +1922,7 @@ mod tests {
         );
         let credential = StoredCredential {
             carrier: Carrier::Clickpost,
-            digest: Credential::new("raced-key-0123456789").digest(),
+            digest: crate::auth::Credential::new("raced-key-0123456789").digest(),
             added_at: now(),
         };
         assert!(admin

@@ -35,6 +35,31 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The rule every tenant's carrier key follows, wherever it is given (rms.toml, `rms key add`,
+/// the admin API): 16 to 256 characters, none of them a space or a control character (a carrier
+/// sends it in a header, a form field or a URL).
+pub fn carrier_key(text: &str) -> Result<Credential, KeyRuleError> {
+    let length = text.chars().count();
+    if !(CARRIER_KEY_LENGTH.0..=CARRIER_KEY_LENGTH.1).contains(&length) {
+        return Err(KeyRuleError::Length(length));
+    }
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(KeyRuleError::Characters);
+    }
+    Ok(Credential::new(text))
+}
+
+/// The shortest and longest carrier key, in characters.
+pub const CARRIER_KEY_LENGTH: (usize, usize) = (16, 256);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRuleError {
+    #[error("a carrier key has 16 to 256 characters; this one has {0}")]
+    Length(usize),
+    #[error("spaces and control characters cannot be sent in a carrier's header or URL")]
+    Characters,
+}
+
 /// SHA-256 of a credential: the form in which credentials are stored and looked up.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CredentialDigest([u8; 32]);

@@ -564,13 +564,12 @@ fn tenant(
             }
         };
         for (at, key) in given {
-            if key.trim().is_empty() {
-                return Err(invalid(at, "is empty"));
-            }
+            let credential =
+                shared::auth::carrier_key(&key).map_err(|e| invalid(&at, e.to_string()))?;
             keys.push(Key {
                 field: at,
                 carrier: parsed,
-                credential: Credential::new(key.trim()),
+                credential,
             });
         }
     }
@@ -728,9 +727,9 @@ max_attempts = 10
 [[tenants]]
 id = "acme"
 [tenants.keys]
-clickpost = "ck"
-shiprocket = "sk"
-shipway = "wk"
+clickpost = "acme-clickpost-key-0001"
+shiprocket = "acme-shiprocket-key-001"
+shipway = "acme-shipway-key-00001"
 [tenants.push]
 url = "http://127.0.0.1:9000/hook"
 headers = { Authorization = "Bearer x", "X-Client-Id" = "acme" }
@@ -766,7 +765,7 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             (EXAMPLE.replace("\"2m\"", "\"2 fortnights\""), "dispatch.retry_schedule[1]"),
             (EXAMPLE.replace("statuses = []", "statuses = [\"DELIVERD\"]"), "tenants[0].push.statuses: unknown status \"DELIVERD\"; valid values are: ORDER_PLACED"),
             (EXAMPLE.replace("statuses = []", "delivery = \"newest\""), "tenants[0].push.delivery: unknown delivery \"newest\"; valid values are: every, latest"),
-            (EXAMPLE.replace("shipway = \"wk\"", "ups = \"k\""), "tenants[0].keys.ups: unknown carrier"),
+            (EXAMPLE.replace("shipway = \"acme-shipway-key-00001\"", "ups = \"k\""), "tenants[0].keys.ups: unknown carrier"),
             (EXAMPLE.replace("\"X-Client-Id\"", "\"X Client\""), "tenants[0].push.headers.X Client: \"X Client\" is not a valid header name"),
             (EXAMPLE.replace("\"X-Client-Id\"", "\"Host\""), "tenants[0].push.headers.Host: Host is set by RMS itself"),
             (EXAMPLE.replace("http://127.0.0.1:9000/hook", "127.0.0.1:9000/hook"), "tenants[0].push.url"),
@@ -819,8 +818,8 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 [[tenants]]
 id = "globex"
 [tenants.keys]
-shiprocket = "gk"
-clickpost = "ck"
+shiprocket = "globex-shiprocket-key-1"
+clickpost = "acme-clickpost-key-0001"
 "#;
         assert_eq!(
             error_of(&format!("{EXAMPLE}{second}")),
@@ -828,14 +827,20 @@ clickpost = "ck"
              identifies one tenant"
         );
         // For another carrier too: one tenant's carrier account would speak for the other.
-        let other_carrier = second.replace("clickpost = \"ck\"", "shipway = \"sk\"");
+        let other_carrier = second.replace(
+            "clickpost = \"acme-clickpost-key-0001\"",
+            "shipway = \"acme-shiprocket-key-001\"",
+        );
         assert_eq!(
             error_of(&format!("{EXAMPLE}{other_carrier}")),
             "tenants[1].keys.shipway: the same key as tenants[0].keys.shiprocket; a key \
              identifies one tenant"
         );
         // Within one tenant, one key for two carriers is its own business.
-        let own = EXAMPLE.replace("shipway = \"wk\"", "shipway = \"sk\"");
+        let own = EXAMPLE.replace(
+            "shipway = \"acme-shipway-key-00001\"",
+            "shipway = \"acme-shiprocket-key-001\"",
+        );
         assert!(ServeConfig::parse(&own).is_ok());
         let twice = format!("{EXAMPLE}\n[[tenants]]\nid = \"acme\"\n");
         assert_eq!(
@@ -845,8 +850,22 @@ clickpost = "ck"
     }
 
     #[test]
+    fn a_key_in_the_file_follows_the_same_rule_as_the_admin_api() {
+        for (key, expected) in [
+            ("short", "tenants[0].keys.shipway: a carrier key has 16 to 256 characters; this one has 5"),
+            ("a key with spaces in it", "tenants[0].keys.shipway: spaces and control characters cannot be sent in a carrier's header or URL"),
+        ] {
+            let text = EXAMPLE.replace("acme-shipway-key-00001", key);
+            assert_eq!(error_of(&text), expected);
+        }
+    }
+
+    #[test]
     fn a_rotation_lists_two_keys_for_a_carrier() {
-        let rotating = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = [\"ck\", \"ck-next\"]");
+        let rotating = EXAMPLE.replace(
+            "clickpost = \"acme-clickpost-key-0001\"",
+            "clickpost = [\"acme-clickpost-key-0001\", \"acme-clickpost-key-0002\"]",
+        );
         let config = ServeConfig::parse(&rotating).unwrap();
         let fields: Vec<&str> = config.tenants[0]
             .keys
@@ -862,7 +881,7 @@ clickpost = "ck"
                 "tenants[0].keys.shipway"
             ]
         );
-        let wrong = EXAMPLE.replace("clickpost = \"ck\"", "clickpost = 5");
+        let wrong = EXAMPLE.replace("clickpost = \"acme-clickpost-key-0001\"", "clickpost = 5");
         assert!(error_of(&wrong).contains("a key (a string), or a list"));
         for (keys, expected) in [
             (
@@ -874,12 +893,14 @@ clickpost = "ck"
                 "tenants[0].keys.clickpost: give one key, or a list of at most 2",
             ),
             (
-                "[\"a\", \"a\"]",
+                "[\"a-key-of-16-chars\", \"a-key-of-16-chars\"]",
                 "tenants[0].keys.clickpost[1]: the same key as tenants[0].keys.clickpost[0]",
             ),
         ] {
-            let err =
-                error_of(&EXAMPLE.replace("clickpost = \"ck\"", &format!("clickpost = {keys}")));
+            let err = error_of(&EXAMPLE.replace(
+                "clickpost = \"acme-clickpost-key-0001\"",
+                &format!("clickpost = {keys}"),
+            ));
             assert!(err.starts_with(expected), "{keys}: {err}");
         }
     }

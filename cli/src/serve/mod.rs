@@ -67,11 +67,13 @@ pub fn run(args: Args) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(&format!("configuration: {e}")),
             },
-            None if args.demo => ServeConfig::default(),
+            // A database alone: served with the default settings, its tenants as stored.
+            None if args.demo || args.database.is_some() => ServeConfig::default(),
             None => return fail(
                 "rms serve needs a configuration: `rms serve --demo` to try it (a demo tenant and \
                  a receiver that prints what it gets, no file needed), or `rms serve --config \
-                 rms.toml` (the README's \"rms serve\" section shows the file)",
+                 rms.toml` (the README's \"rms serve\" section shows the file), or `rms serve \
+                 --database FILE` for a database set up before",
             ),
         };
     if let Some(listen) = &args.listen {

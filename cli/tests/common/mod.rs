@@ -69,7 +69,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let server = Server {
+        let mut server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
@@ -83,9 +83,11 @@ impl Server {
             .await
             .is_err()
         {
+            let exited = server.child.try_wait().unwrap();
             assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "rms serve did not come up"
+                exited.is_none() && started.elapsed() < Duration::from_secs(20),
+                "rms serve did not come up ({exited:?}); its log:\n{}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

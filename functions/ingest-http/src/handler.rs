@@ -43,7 +43,7 @@ mod tests {
     use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
 
     const CLICKPOST_KEY: &str = "cp-7e7cc4c4-webhook-key";
-    const SHIPROCKET_KEY: &str = "sr-token-0042";
+    const SHIPROCKET_KEY: &str = "sr-token-0042-field";
     const SHIPWAY_KEY: &str = "d60cdf34ebacf6cbf4e6080061c1ba1f";
     /// The tenant's key per carrier (Shipway's is the `hash` its classic fixtures carry). A carrier
     /// not listed gets a key of its own, so that adding one needs no change here.
