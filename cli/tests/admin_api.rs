@@ -299,6 +299,15 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
         .as_str()
         .unwrap()
         .contains("no dead letter 999"));
+    // A carrier panel's URL with a typo: the 404 lists the notify paths.
+    let (status, typo) = server
+        .call("POST", "/rms/in/api/clickpost/notif", None)
+        .await;
+    assert_eq!(status, 404);
+    for carrier in shared::Carrier::ALL {
+        let path = carrier.spec().notify_path;
+        assert!(typo["error"].as_str().unwrap().contains(path), "{typo}");
+    }
     assert_eq!(
         server.call("GET", "/admin/no-such-thing", None).await.0,
         404

@@ -144,16 +144,21 @@ fn bad_query(rejection: QueryRejection) -> Answer {
     )
 }
 
-async fn not_found() -> Answer {
-    Answer(
-        (
-            StatusCode::NOT_FOUND,
-            Json(
-                json!({"error": "no such route; the admin API is described in docs/openapi.yaml"}),
-            ),
+/// Every path nothing else answers (the admin API's, and `rms serve`'s whole router): a path
+/// under `/admin` points at the API's description, any other at the carriers' notify paths (a
+/// carrier panel's URL with a typo lands here).
+async fn not_found(uri: axum::http::Uri) -> Answer {
+    let message = if uri.path().contains("/admin") {
+        "no such route; the admin API is described in docs/openapi.yaml".to_owned()
+    } else {
+        format!(
+            "no such path; carriers post to {}, and the admin API is under /admin",
+            shared::Carrier::ALL
+                .map(|c| c.spec().notify_path)
+                .join(", ")
         )
-            .into_response(),
-    )
+    };
+    Answer((StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response())
 }
 
 async fn list_tenants<S: AdminStore, P: Pusher, R: Reingest>(
