@@ -221,10 +221,68 @@ fn scan(i: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
-    let dir = scratch_dir("serve-crash");
+async fn a_default_config_and_the_demo_keep_events_fsync_d_unless_told_os() {
+    let dir = scratch_dir("serve-durability");
     let receiver = Receiver::start(None);
-    let text = config(&dir, &receiver.url("/ok"), "\"200ms\"", 10);
+    let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
+    async fn durability(server: &Server) -> Value {
+        server.get("/admin/health").await["durability"].clone()
+    }
+
+    let mut server = Server::start(&dir, &text).await;
+    assert_eq!(
+        durability(&server).await,
+        "fsync",
+        "a config without the key"
+    );
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rms serve is up") && l.contains("durability=fsync")),
+        "{log}"
+    );
+    server.terminate();
+
+    let demo_db = dir.join("demo.db").display().to_string();
+    let demo = ["--demo".to_owned(), "--database".to_owned(), demo_db];
+    let mut server = Server::start_with_args(&dir, &demo, "info").await;
+    assert_eq!(durability(&server).await, "fsync", "--demo");
+    server.terminate();
+
+    let mut server = Server::start(&dir, &format!("durability = \"os\"\n{text}")).await;
+    assert_eq!(
+        durability(&server).await,
+        "os",
+        "durability = \"os\" in the file"
+    );
+    server.terminate();
+
+    let path = dir.join("rms.toml").display().to_string();
+    let flag = ["--config", &path, "--durability", "os"].map(str::to_owned);
+    let mut server = Server::start_with_args(&dir, &flag, "info").await;
+    assert_eq!(durability(&server).await, "os", "--durability os");
+    server.terminate();
+}
+
+#[tokio::test]
+async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
+    every_200_survives_a_kill_9("serve-crash", "").await;
+}
+
+#[tokio::test]
+async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart_with_durability_os() {
+    every_200_survives_a_kill_9("serve-crash-os", "durability = \"os\"\n").await;
+}
+
+/// `rms serve` killed with SIGKILL mid-stream, then restarted on the same database: every event
+/// that was answered 200 is delivered. `settings` go before the test configuration.
+async fn every_200_survives_a_kill_9(name: &str, settings: &str) {
+    let dir = scratch_dir(name);
+    let receiver = Receiver::start(None);
+    let text = format!(
+        "{settings}{}",
+        config(&dir, &receiver.url("/ok"), "\"200ms\"", 10)
+    );
     let mut server = Server::start(&dir, &text).await;
 
     // Carriers posting as fast as they can, while the server is killed mid-stream.

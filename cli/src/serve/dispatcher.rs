@@ -76,15 +76,12 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
     let per_tenant = app.config.tenant_concurrency;
     let visibility = lease_visibility();
     let mut pushing: JoinSet<Pushed> = JoinSet::new();
-    // The tenant of each push, by task (a task that panics returns no message).
-    let mut tenants_of = HashMap::new();
     let mut settling: JoinSet<()> = JoinSet::new();
-    // Leased, not started, oldest due first, with when each was leased.
-    let mut waiting: Vec<(Leased, Instant)> = Vec::new();
-    // Per tenant: pushes running, and messages held (running or waiting).
-    let mut running: HashMap<String, usize> = HashMap::new();
-    let mut held: HashMap<String, usize> = HashMap::new();
+    let mut book = Book::default();
     let mut leasing: Option<Leasing> = None;
+    // Pushes ended so far, and as many when the lease in flight was asked for: an empty lease
+    // means "nothing due" only if no slot freed meanwhile (it was asked with the counts of then).
+    let (mut ended, mut ended_at_lease) = (0u64, 0u64);
     // Set when a lease found nothing to hand out: the next waits for a push to end, an accepted
     // event, or the poll.
     let mut idle_since: Option<Instant> = None;
@@ -95,20 +92,12 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
             break;
         }
         if !stopping {
-            start_waiting(
-                &app,
-                &mut waiting,
-                &mut pushing,
-                &mut tenants_of,
-                &mut running,
-                &mut held,
-                slots,
-                per_tenant,
-            );
+            book.start_waiting(&app, &mut pushing, slots, per_tenant);
             if leasing.is_none() && idle_since.is_none() {
                 // Each tenant may hold as many waiting messages as it has slots: enough to fill
                 // them again while the next lease is written.
-                let (store, in_flight) = (app.store.clone(), held.clone());
+                let (store, in_flight) = (app.store.clone(), book.held.clone());
+                ended_at_lease = ended;
                 let max_attempts = app.config.max_attempts;
                 leasing = Some(Box::pin(async move {
                     store
@@ -134,14 +123,12 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
             }, if leasing.is_some() => {
                 leasing = None;
                 match leased {
-                    Ok(messages) if messages.is_empty() => idle_since = Some(Instant::now()),
-                    Ok(messages) => {
-                        let now = Instant::now();
-                        for message in messages {
-                            *held.entry(message.tenant_id.clone()).or_default() += 1;
-                            waiting.push((message, now));
+                    Ok(messages) if messages.is_empty() => {
+                        if ended == ended_at_lease {
+                            idle_since = Some(Instant::now());
                         }
                     }
+                    Ok(messages) => book.leased(messages),
                     Err(e) => {
                         error!(error = %e, "cannot read the queue");
                         idle_since = Some(Instant::now());
@@ -151,6 +138,7 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
             Some(done) = pushing.join_next_with_id() => {
                 // A slot is free: its tenant may lease again.
                 idle_since = None;
+                ended += 1;
                 let id = match done {
                     Ok((id, pushed)) => {
                         let app = app.clone();
@@ -162,10 +150,7 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
                         e.id()
                     }
                 };
-                if let Some(tenant) = tenants_of.remove(&id) {
-                    release(&mut running, &tenant);
-                    release(&mut held, &tenant);
-                }
+                book.pushed(id);
             }
             Some(_) = settling.join_next() => {}
             _ = app.store.queued().notified(), if idle_since.is_some() => idle_since = None,
@@ -174,43 +159,71 @@ pub async fn run(app: Arc<App>, stopped: watch::Receiver<bool>) {
         }
     }
     // Leased and never started: visible again now rather than at the end of their lease.
-    if !waiting.is_empty() {
+    if !book.waiting.is_empty() {
         if let Err(e) = app.store.release_leases(Utc::now()) {
             warn!(error = %e, "leased messages not released; they come back when their lease ends");
         }
     }
 }
 
-/// Starts the waiting messages that have a slot, oldest first, within each tenant's limit.
-fn start_waiting(
-    app: &Arc<App>,
-    waiting: &mut Vec<(Leased, Instant)>,
-    pushing: &mut JoinSet<Pushed>,
-    tenants_of: &mut HashMap<tokio::task::Id, String>,
-    running: &mut HashMap<String, usize>,
-    held: &mut HashMap<String, usize>,
-    slots: usize,
-    per_tenant: usize,
-) {
-    let mut i = 0;
-    while i < waiting.len() && pushing.len() < slots {
-        let (message, leased_at) = &waiting[i];
-        if leased_at.elapsed() > start_by() {
-            let (message, _) = waiting.remove(i);
-            warn!(event_id = %message.event_id, tenant_id = %message.tenant_id, "leased but no slot for its tenant in time; it comes back when its lease ends");
-            release(held, &message.tenant_id);
-            continue;
+/// The dispatcher's messages: leased and waiting for a slot, or being pushed.
+#[derive(Default)]
+struct Book {
+    /// Leased, not started, oldest due first, with when each was leased.
+    waiting: Vec<(Leased, Instant)>,
+    /// The tenant of each push, by task (a task that panics returns no message).
+    tenants_of: HashMap<tokio::task::Id, String>,
+    /// Per tenant: pushes running.
+    running: HashMap<String, usize>,
+    /// Per tenant: messages held (running or waiting), as the lease counts them.
+    held: HashMap<String, usize>,
+}
+
+impl Book {
+    fn leased(&mut self, messages: Vec<Leased>) {
+        let now = Instant::now();
+        for message in messages {
+            *self.held.entry(message.tenant_id.clone()).or_default() += 1;
+            self.waiting.push((message, now));
         }
-        if running.get(&message.tenant_id).copied().unwrap_or(0) >= per_tenant {
-            i += 1;
-            continue;
+    }
+
+    /// Starts the waiting messages that have a slot, oldest first, within each tenant's limit.
+    fn start_waiting(
+        &mut self,
+        app: &Arc<App>,
+        pushing: &mut JoinSet<Pushed>,
+        slots: usize,
+        per_tenant: usize,
+    ) {
+        let mut i = 0;
+        while i < self.waiting.len() && pushing.len() < slots {
+            let (message, leased_at) = &self.waiting[i];
+            if leased_at.elapsed() > start_by() {
+                let (message, _) = self.waiting.remove(i);
+                warn!(event_id = %message.event_id, tenant_id = %message.tenant_id, "leased but no slot for its tenant in time; it comes back when its lease ends");
+                release(&mut self.held, &message.tenant_id);
+                continue;
+            }
+            if self.running.get(&message.tenant_id).copied().unwrap_or(0) >= per_tenant {
+                i += 1;
+                continue;
+            }
+            let (message, _) = self.waiting.remove(i);
+            *self.running.entry(message.tenant_id.clone()).or_default() += 1;
+            let tenant = message.tenant_id.clone();
+            let app = app.clone();
+            let task = pushing.spawn(async move { push(&app, message).await });
+            self.tenants_of.insert(task.id(), tenant);
         }
-        let (message, _) = waiting.remove(i);
-        *running.entry(message.tenant_id.clone()).or_default() += 1;
-        let tenant = message.tenant_id.clone();
-        let app = app.clone();
-        let task = pushing.spawn(async move { push(&app, message).await });
-        tenants_of.insert(task.id(), tenant);
+    }
+
+    /// The push of task `id` is over (decided, or its task failed).
+    fn pushed(&mut self, id: tokio::task::Id) {
+        if let Some(tenant) = self.tenants_of.remove(&id) {
+            release(&mut self.running, &tenant);
+            release(&mut self.held, &tenant);
+        }
     }
 }
 

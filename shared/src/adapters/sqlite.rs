@@ -313,14 +313,53 @@ const MAX_GROUP: usize = 256;
 
 /// A write the writer thread runs in its group transaction.
 trait Job: Send {
-    /// Runs the job's statements, in a savepoint of its own: a job that fails is rolled back
-    /// alone, and the others of its group are committed.
+    /// Runs the job's statements: a job that fails is rolled back alone (its savepoint, or
+    /// SQLite's own undo of the one statement that failed), and the others of its group are
+    /// committed.
     fn run(&mut self, conn: &Connection);
     /// Answers the caller once the group is committed (and, for a durable job in fsync mode,
     /// once the WAL holding it is on disk), or tells why not.
     fn finish(self: Box<Self>, committed: Result<(), String>);
     /// Answered only once on stable storage, in fsync mode: an accepted event.
     fn durable(&self) -> bool;
+}
+
+/// What the writer does with a job besides running it.
+#[derive(Clone, Copy)]
+struct WriteKind {
+    /// Answered only once on stable storage, in fsync mode.
+    durable: bool,
+    /// May queue a message: wakes the dispatcher once answered.
+    queues: bool,
+    /// Several statements: run in a savepoint, so that a failure undoes them all.
+    savepoint: bool,
+}
+
+impl WriteKind {
+    /// An accepted event: the claim, the shipment's state, the queued message.
+    const ACCEPT: WriteKind = WriteKind {
+        durable: true,
+        queues: true,
+        savepoint: true,
+    };
+    /// A write of the dispatcher's of several statements (a lease, an attempt and its marker).
+    const STATEMENTS: WriteKind = WriteKind {
+        durable: false,
+        queues: false,
+        savepoint: true,
+    };
+    /// A write of the dispatcher's of one statement (an acknowledgement, a retry).
+    const STATEMENT: WriteKind = WriteKind {
+        durable: false,
+        queues: false,
+        savepoint: false,
+    };
+    /// Nothing, answered once everything handed over before is on stable storage.
+    const FLUSH: WriteKind = WriteKind {
+        durable: true,
+        queues: false,
+        savepoint: false,
+    };
 }
 
 /// Where a job's answer goes.
@@ -334,6 +373,9 @@ enum Reply<T> {
 struct Pending<T, F> {
     operation: &'static str,
     durable: bool,
+    /// Runs in a savepoint of its own: a job of several statements. One statement is undone
+    /// by SQLite alone when it fails.
+    savepoint: bool,
     work: Option<F>,
     result: Option<rusqlite::Result<T>>,
     reply: Reply<T>,
@@ -348,7 +390,10 @@ where
 {
     fn run(&mut self, conn: &Connection) {
         if let Some(work) = self.work.take() {
-            self.result = Some(in_savepoint(conn, work));
+            self.result = Some(match self.savepoint {
+                true => in_savepoint(conn, work),
+                false => work(conn),
+            });
         }
     }
 
@@ -903,12 +948,11 @@ impl SqliteStore {
     }
 
     /// Hands a write to the writer thread and waits for its answer: at the group's commit, or,
-    /// for a `durable` write in fsync mode, once it is on stable storage.
+    /// for a durable write in fsync mode, once it is on stable storage.
     async fn submit<T, F>(
         &self,
         operation: &'static str,
-        durable: bool,
-        wakes: bool,
+        kind: WriteKind,
         work: F,
     ) -> Result<T, Unavailable>
     where
@@ -919,11 +963,12 @@ impl SqliteStore {
         let gone = || Unavailable::new(SERVICE, operation, "the writer thread has stopped");
         let job = Pending {
             operation,
-            durable,
+            durable: kind.durable,
+            savepoint: kind.savepoint,
             work: Some(work),
             result: None,
             reply: Reply::To(answer),
-            wakes: wakes.then(|| self.queued.clone()),
+            wakes: kind.queues.then(|| self.queued.clone()),
         };
         // A bounded channel: when the writer is behind, callers wait here (backpressure).
         self.jobs.send(Box::new(job)).await.map_err(|_| gone())?;
@@ -939,6 +984,7 @@ impl SqliteStore {
         let job = Pending {
             operation,
             durable: false,
+            savepoint: true,
             work: Some(work),
             result: None,
             reply: Reply::Log,
@@ -953,7 +999,7 @@ impl SqliteStore {
     /// Waits until every write handed over before is committed and, in fsync mode, on stable
     /// storage.
     pub async fn flush(&self) -> Result<(), Unavailable> {
-        self.submit("flush", true, false, |_| Ok(())).await
+        self.submit("flush", WriteKind::FLUSH, |_| Ok(())).await
     }
 
     /// Stores the tenants `rms serve`'s configuration file defines, in one transaction, as the
@@ -1098,7 +1144,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Leased>, Unavailable> {
         let in_flight = in_flight.clone();
-        self.submit("lease", false, false, move |conn| {
+        self.submit("lease", WriteKind::STATEMENTS, move |conn| {
             lease_in(
                 conn,
                 max,
@@ -1134,7 +1180,7 @@ impl SqliteStore {
         let id: i64 = receipt
             .parse()
             .map_err(|e| Unavailable::new(SERVICE, "ack", e))?;
-        self.submit("ack", false, false, move |conn| {
+        self.submit("ack", WriteKind::STATEMENT, move |conn| {
             execute(conn, "DELETE FROM queue WHERE id = ?1", params![id]).map(|_| ())
         })
         .await
@@ -1352,7 +1398,7 @@ impl Intake for SqliteStore {
     ) -> Result<Claim, Unavailable> {
         let accepted = event.clone();
         let (claim, is_stale) = self
-            .submit("accept", true, true, move |conn| {
+            .submit("accept", WriteKind::ACCEPT, move |conn| {
                 accept_one(conn, &accepted, now)
             })
             .await?;
@@ -1455,7 +1501,7 @@ impl QueueActions for SqliteStore {
             .map_err(|e| Unavailable::new(SERVICE, "retry later", e))?;
         let visible = Utc::now().timestamp_millis()
             + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
-        self.submit("retry later", false, false, move |conn| {
+        self.submit("retry later", WriteKind::STATEMENT, move |conn| {
             execute(
                 conn,
                 "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE id = ?2",
@@ -1481,7 +1527,7 @@ impl QueueActions for SqliteStore {
         };
         let (event_id, tenant_id) = (attribute("event_id"), attribute("tenant_id"));
         let (body, reason, at) = (body.to_owned(), reason.to_owned(), Utc::now().to_rfc3339());
-        self.submit("dead letter", false, false, move |conn| {
+        self.submit("dead letter", WriteKind::STATEMENT, move |conn| {
             execute(conn,
                 "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at)
                  VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5)",
@@ -1523,7 +1569,7 @@ impl CircuitStore for SqliteStore {
     ) -> Result<(), Unavailable> {
         // The circuits' writes go with the dispatcher's others, in the writer's next group.
         let (tenant, circuit) = (tenant.to_string(), circuit.clone());
-        self.submit("save circuit", false, false, move |conn| {
+        self.submit("save circuit", WriteKind::STATEMENT, move |conn| {
             execute(
                 conn,
                 "INSERT OR REPLACE INTO circuits (tenant_id, opened_at_ms, failures, last_error, probe_at_ms)
@@ -1553,7 +1599,7 @@ impl CircuitStore for SqliteStore {
             next.timestamp_millis(),
         );
         let claimed = self
-            .submit("claim probe", false, false, move |conn| {
+            .submit("claim probe", WriteKind::STATEMENT, move |conn| {
                 execute(
                     conn,
                     "UPDATE circuits SET probe_at_ms = ?3 WHERE tenant_id = ?1 AND probe_at_ms = ?2",
@@ -1566,7 +1612,7 @@ impl CircuitStore for SqliteStore {
 
     async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
         let tenant = tenant.to_string();
-        self.submit("close circuit", false, false, move |conn| {
+        self.submit("close circuit", WriteKind::STATEMENT, move |conn| {
             execute(
                 conn,
                 "DELETE FROM circuits WHERE tenant_id = ?1",
@@ -1904,7 +1950,7 @@ fn record_attempt_in(conn: &Connection, attempt: &Attempt) -> rusqlite::Result<(
 impl DeliveryLog for SqliteStore {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
         let attempt = attempt.clone();
-        self.submit("record attempt", false, false, move |conn| {
+        self.submit("record attempt", WriteKind::STATEMENTS, move |conn| {
             record_attempt_in(conn, &attempt)
         })
         .await
