@@ -235,7 +235,16 @@ async fn a_default_config_and_the_demo_keep_events_fsync_d_unless_told_os() {
         "fsync",
         "a config without the key"
     );
-    let log = std::fs::read_to_string(&server.log).unwrap();
+    // The log's colours (ANSI escapes) taken out.
+    let log: String = std::fs::read_to_string(&server.log)
+        .unwrap()
+        .split('\x1b')
+        .map(|part| {
+            part.split_once('m')
+                .filter(|_| part.starts_with('['))
+                .map_or(part, |(_, rest)| rest)
+        })
+        .collect();
     assert!(
         log.lines()
             .any(|l| l.contains("rms serve is up") && l.contains("durability=fsync")),
