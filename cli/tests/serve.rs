@@ -296,12 +296,14 @@ async fn every_200_survives_a_kill_9(name: &str, settings: &str) {
 
     // Carriers posting as fast as they can, while the server is killed mid-stream.
     let base = server.base.clone();
+    let so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = so_far.clone();
     let load = tokio::spawn(async move {
         let http = reqwest::Client::new();
         let mut answered = HashSet::new();
         let mut posts = tokio::task::JoinSet::new();
         for i in 0..400 {
-            let (http, base) = (http.clone(), base.clone());
+            let (http, base, counted) = (http.clone(), base.clone(), counted.clone());
             posts.spawn(async move {
                 let response = http
                     .post(format!("{base}/rms/in/api/clickpost/notify"))
@@ -314,6 +316,7 @@ async fn every_200_survives_a_kill_9(name: &str, settings: &str) {
                     return None;
                 }
                 let answer: Value = response.json().await.ok()?;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 answer["event_ids"][0].as_str().map(str::to_owned)
             });
             if i % 8 == 7 {
@@ -327,7 +330,13 @@ async fn every_200_survives_a_kill_9(name: &str, settings: &str) {
         }
         answered
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Killed once some events are answered (however busy the machine), while more are in flight.
+    let started = Instant::now();
+    while so_far.load(std::sync::atomic::Ordering::SeqCst) < 20
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.child.kill().unwrap(); // SIGKILL: no chance to flush or finish anything
     server.child.wait().unwrap();
     let answered = load.await.unwrap();
