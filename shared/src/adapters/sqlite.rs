@@ -3,8 +3,10 @@
 //! timeouts, receive counts and a dead-letter state; accepted events are committed before the
 //! carrier hears 200.
 //!
-//! The database runs in WAL mode with `synchronous = NORMAL`: a committed event survives the
-//! process being killed (`kill -9`); surviving a power cut as well would need `FULL`.
+//! The database runs in WAL mode. With [`Durability::Fsync`] (the default) an event is answered
+//! once the WAL holding it is fsync'd, so a 200 survives a power cut; with [`Durability::Os`],
+//! once it is committed to the operating system, so it survives the process being killed
+//! (`kill -9`), not a power cut. See [`Writer`] for how the fsync is shared.
 
 use std::collections::HashMap;
 use std::path::Path;
