@@ -221,20 +221,89 @@ fn scan(i: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
-    let dir = scratch_dir("serve-crash");
+async fn a_default_config_and_the_demo_keep_events_fsync_d_unless_told_os() {
+    let dir = scratch_dir("serve-durability");
     let receiver = Receiver::start(None);
-    let text = config(&dir, &receiver.url("/ok"), "\"200ms\"", 10);
+    let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
+    async fn durability(server: &Server) -> Value {
+        server.get("/admin/health").await["durability"].clone()
+    }
+
+    let mut server = Server::start(&dir, &text).await;
+    assert_eq!(
+        durability(&server).await,
+        "fsync",
+        "a config without the key"
+    );
+    // The log's colours (ANSI escapes) taken out.
+    let log: String = std::fs::read_to_string(&server.log)
+        .unwrap()
+        .split('\x1b')
+        .map(|part| {
+            part.split_once('m')
+                .filter(|_| part.starts_with('['))
+                .map_or(part, |(_, rest)| rest)
+        })
+        .collect();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rms serve is up") && l.contains("durability=fsync")),
+        "{log}"
+    );
+    server.terminate();
+
+    let demo_db = dir.join("demo.db").display().to_string();
+    let demo = ["--demo".to_owned(), "--database".to_owned(), demo_db];
+    let mut server = Server::start_with_args(&dir, &demo, "info").await;
+    assert_eq!(durability(&server).await, "fsync", "--demo");
+    server.terminate();
+
+    let mut server = Server::start(&dir, &format!("durability = \"os\"\n{text}")).await;
+    assert_eq!(
+        durability(&server).await,
+        "os",
+        "durability = \"os\" in the file"
+    );
+    server.terminate();
+
+    let path = dir.join("rms.toml").display().to_string();
+    let flag = ["--config", &path, "--durability", "os"].map(str::to_owned);
+    let mut server = Server::start_with_args(&dir, &flag, "info").await;
+    assert_eq!(durability(&server).await, "os", "--durability os");
+    server.terminate();
+}
+
+#[tokio::test]
+async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
+    every_200_survives_a_kill_9("serve-crash", "").await;
+}
+
+#[tokio::test]
+async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart_with_durability_os() {
+    every_200_survives_a_kill_9("serve-crash-os", "durability = \"os\"\n").await;
+}
+
+/// `rms serve` killed with SIGKILL mid-stream, then restarted on the same database: every event
+/// that was answered 200 is delivered. `settings` go before the test configuration.
+async fn every_200_survives_a_kill_9(name: &str, settings: &str) {
+    let dir = scratch_dir(name);
+    let receiver = Receiver::start(None);
+    let text = format!(
+        "{settings}{}",
+        config(&dir, &receiver.url("/ok"), "\"200ms\"", 10)
+    );
     let mut server = Server::start(&dir, &text).await;
 
     // Carriers posting as fast as they can, while the server is killed mid-stream.
     let base = server.base.clone();
+    let so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = so_far.clone();
     let load = tokio::spawn(async move {
         let http = reqwest::Client::new();
         let mut answered = HashSet::new();
         let mut posts = tokio::task::JoinSet::new();
         for i in 0..400 {
-            let (http, base) = (http.clone(), base.clone());
+            let (http, base, counted) = (http.clone(), base.clone(), counted.clone());
             posts.spawn(async move {
                 let response = http
                     .post(format!("{base}/rms/in/api/clickpost/notify"))
@@ -247,6 +316,7 @@ async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
                     return None;
                 }
                 let answer: Value = response.json().await.ok()?;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 answer["event_ids"][0].as_str().map(str::to_owned)
             });
             if i % 8 == 7 {
@@ -260,7 +330,13 @@ async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
         }
         answered
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Killed once some events are answered (however busy the machine), while more are in flight.
+    let started = Instant::now();
+    while so_far.load(std::sync::atomic::Ordering::SeqCst) < 20
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.child.kill().unwrap(); // SIGKILL: no chance to flush or finish anything
     server.child.wait().unwrap();
     let answered = load.await.unwrap();

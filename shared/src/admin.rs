@@ -1964,7 +1964,7 @@ mod tests {
         assert!(admin.store.create_tenant(&managed).await.unwrap());
         let key = StoredCredential {
             carrier: Carrier::Shipway,
-            digest: Credential::new("filed-shipway-key-0123").digest(),
+            digest: crate::auth::Credential::new("filed-shipway-key-0123").digest(),
             added_at: now(),
         };
         admin.store.add_credential(&managed.id, &key).await.unwrap();

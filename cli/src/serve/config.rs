@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shared::adapters::sqlite::Durability;
 use shared::admin::LIVE_KEYS_PER_CARRIER;
 use shared::auth::Credential;
 use shared::carriers::{self, pull::BaseUrl};
@@ -25,6 +26,8 @@ use super::server::ServerSettings;
 struct File {
     listen: Option<String>,
     database: Option<PathBuf>,
+    /// `"fsync"` (the default) or `"os"`: see `Durability`.
+    durability: Option<String>,
     #[serde(default)]
     allow_private_targets: bool,
     admin_token: Option<String>,
@@ -210,6 +213,9 @@ fn enabled() -> bool {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database: PathBuf,
+    /// How far an accepted event is kept before its 200: on stable storage (`fsync`, the
+    /// default) or with the operating system (`os`).
+    pub durability: Durability,
     /// Loopback and private client URLs (and plain http) are allowed: local receivers.
     pub allow_private_targets: bool,
     /// When set, the admin API needs `Authorization: Bearer <token>`. Required when `listen` is
@@ -322,6 +328,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: PathBuf::from("rms.db"),
+            durability: Durability::default(),
             allow_private_targets: false,
             admin_token: None,
             ingest: IngestSettings::default(),
@@ -381,6 +388,9 @@ impl ServeConfig {
         }
         if let Some(database) = file.database {
             config.database = database;
+        }
+        if let Some(durability) = &file.durability {
+            config.durability = durability.parse().map_err(|e| invalid("durability", e))?;
         }
         config.allow_private_targets = file.allow_private_targets;
         if let Some(token) = file.admin_token {
@@ -749,6 +759,16 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         assert_eq!(push.headers.len(), 2);
         assert!(push.signing_secret.is_some());
         assert_eq!(push.delivery, Delivery::Every, "the default");
+        assert_eq!(config.durability, Durability::Fsync, "the default");
+    }
+
+    #[test]
+    fn durability_is_fsync_unless_the_file_says_os() {
+        assert_eq!(ServeConfig::default().durability, Durability::Fsync);
+        let os = ServeConfig::parse(&format!("durability = \"os\"\n{EXAMPLE}")).unwrap();
+        assert_eq!(os.durability, Durability::Os);
+        let fsync = ServeConfig::parse(&format!("durability = \"fsync\"\n{EXAMPLE}")).unwrap();
+        assert_eq!(fsync.durability, Durability::Fsync);
     }
 
     #[test]
@@ -774,6 +794,7 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\ntenant_concurrency = 0"), "dispatch.tenant_concurrency: must be at least 1"),
             (EXAMPLE.replace("max_attempts = 10", "max_attempts = 10\ncircuit_cool_down = \"soon\""), "dispatch.circuit_cool_down"),
             (format!("admin_token = \"short\"\n{EXAMPLE}"), "admin_token: use at least 16 characters"),
+            (format!("durability = \"full\"\n{EXAMPLE}"), "durability: \"full\" is not a durability: write \"fsync\""),
         ];
         for (text, expected) in cases {
             let err = ServeConfig::parse(&text).unwrap_err().to_string();

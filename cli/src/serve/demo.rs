@@ -23,6 +23,9 @@ fn key(carrier: Carrier) -> String {
 /// Adds the demo tenant, pointed at the built-in receiver on this server.
 pub fn configure(config: &mut ServeConfig) {
     config.allow_private_targets = true;
+    // One tenant: the limit that keeps one tenant from holding every slot has no one to protect
+    // here, so the demo tenant may use them all (as a deployment with one tenant should set it).
+    config.tenant_concurrency = config.concurrency;
     let id = TenantId::parse(TENANT).unwrap_or_else(|_| unreachable!("a valid literal"));
     config.tenants.retain(|t| t.id != id);
     let receiver = format!("http://{}{RECEIVER_PATH}", config.listen);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shared::adapters::push::HttpPusher;
-use shared::adapters::sqlite::{FileTenant, FileTenantsError, SqliteStore};
+use shared::adapters::sqlite::{Durability, FileTenant, FileTenantsError, SqliteStore};
 use shared::admin::{Admin, KeyView};
 use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{Dispatch, DispatchSettings};
@@ -31,7 +31,7 @@ pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
 pub type LocalDispatch = Dispatch<
     Arc<SqliteStore>,
     HttpPusher,
-    Arc<SqliteStore>,
+    dispatcher::AttemptLog,
     NoMetrics,
     Arc<SqliteStore>,
     Arc<SqliteStore>,
@@ -57,6 +57,11 @@ pub struct Args {
     /// Start with a demo tenant and a built-in receiver that prints what it gets; no file needed.
     #[arg(long)]
     demo: bool,
+    /// When a carrier hears 200: once its event is on stable storage (fsync, the default), or
+    /// once it is written to the operating system (os: survives the process being killed, not a
+    /// power cut). Overrides `durability` in the configuration file.
+    #[arg(long, value_name = "fsync|os")]
+    durability: Option<Durability>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -81,6 +86,9 @@ pub fn run(args: Args) -> ExitCode {
             Ok(addr) => config.listen = addr,
             Err(message) => return fail(&format!("--listen: {message}")),
         }
+    }
+    if let Some(durability) = args.durability {
+        config.durability = durability;
     }
     if let Some(database) = &args.database {
         config.database = database.clone();
@@ -163,12 +171,14 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     // Held until the process ends: one `rms serve` per database, so that the leases left by a
     // crashed one can be released at start.
     let _owner = lock_database(&config.database)?;
-    let store = Arc::new(SqliteStore::open(&config.database).map_err(|e| {
-        format!(
-            "cannot open the database {}: {e}",
-            config.database.display()
-        )
-    })?);
+    let store = Arc::new(
+        SqliteStore::open_with(&config.database, config.durability).map_err(|e| {
+            format!(
+                "cannot open the database {}: {e}",
+                config.database.display()
+            )
+        })?,
+    );
     load_tenants(&store, &config)?;
     match store.release_leases(Utc::now()) {
         Ok(0) => {}
@@ -194,7 +204,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
             configs: store.clone(),
             pusher: HttpPusher::new(targets)
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
-            log: store.clone(),
+            log: dispatcher::AttemptLog(store.clone()),
             metrics: NoMetrics,
             // One process delivers: its own circuit changes are all there is, and a read costs
             // microseconds, so the stored circuit is read every time (an admin's Push Config
@@ -248,6 +258,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     info!(
         listen = %app.config.listen,
         database = %app.config.database.display(),
+        durability = %app.store.durability(),
         max_connections = app.config.server.max_connections,
         "rms serve is up"
     );

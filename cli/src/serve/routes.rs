@@ -159,6 +159,8 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     match (app.store.queue_depth(), silent) {
         (Ok((ready, dead)), Ok(silent)) => Json(json!({
             "status": "ok",
+            // What a 200 means here: on stable storage (`fsync`) or with the OS (`os`).
+            "durability": app.store.durability().as_str(),
             "queued": ready,
             "dead_letters": dead,
             "silent_carriers": silent,

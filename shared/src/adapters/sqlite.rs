@@ -3,8 +3,10 @@
 //! timeouts, receive counts and a dead-letter state; accepted events are committed before the
 //! carrier hears 200.
 //!
-//! The database runs in WAL mode with `synchronous = NORMAL`: a committed event survives the
-//! process being killed (`kill -9`); surviving a power cut as well would need `FULL`.
+//! The database runs in WAL mode. With [`Durability::Fsync`] (the default) an event is answered
+//! once the WAL holding it is fsync'd, so a 200 survives a power cut; with [`Durability::Os`],
+//! once it is committed to the operating system, so it survives the process being killed
+//! (`kill -9`), not a power cut. See [`Writer`] for how the fsync is shared.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
@@ -254,87 +256,349 @@ fn stamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// How far an accepted event is kept before its carrier hears 200 (`durability` in `rms.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// On stable storage: the write-ahead log holding the event is fsync'd before the answer, so
+    /// a 200 survives a power cut or a kernel crash as well as the process being killed.
+    #[default]
+    Fsync,
+    /// Written to the operating system (the WAL file, not fsync'd): a 200 survives the process
+    /// being killed (`kill -9`, a panic), not a power cut or a kernel crash, which lose what was
+    /// accepted since the last checkpoint (at low traffic, hours of events).
+    Os,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Os => "os",
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "fsync" => Ok(Durability::Fsync),
+            "os" => Ok(Durability::Os),
+            other => Err(format!(
+                "{other:?} is not a durability: write \"fsync\" (the default: an event answered \
+                 200 is on stable storage) or \"os\" (it survives the process being killed, not \
+                 a power cut)"
+            )),
+        }
+    }
+}
+
 /// One SQLite database holding every port's state.
+///
+/// Writes on the hot paths (accepting an event; the dispatcher's leases, attempt log,
+/// acknowledgements and retries) go to one writer thread, which runs everything waiting in one
+/// transaction (see [`Writer`]); reads go to a second connection, which WAL lets read while a
+/// group is being written, so a read never waits for a commit or an fsync. The rare writes
+/// (configuration, admin, quarantine) run on the writer's connection between two groups.
 pub struct SqliteStore {
+    /// The connection every write goes through.
     conn: Arc<Mutex<Connection>>,
-    /// To the committer thread, which accepts events in groups (see [`Committer`]).
-    accepts: mpsc::Sender<PendingAccept>,
+    /// The reads' own connection; `None` for an in-memory database (one connection is all of it).
+    reader: Option<Mutex<Connection>>,
+    /// To the writer thread.
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    durability: Durability,
+    /// In fsync mode, the database's WAL, fsync'd after each group commit by the syncer thread
+    /// and after each rare write by the writing thread itself.
+    wal: Option<Arc<WalFile>>,
+    /// Woken after each commit that may have queued a message, so that the dispatcher leases at
+    /// once instead of at its next poll.
+    queued: Arc<Notify>,
 }
 
-/// The most events one commit takes.
-const MAX_GROUP: usize = 128;
+/// The most jobs one group transaction takes.
+const MAX_GROUP: usize = 256;
 
-/// An event waiting for the committer, and where its answer goes.
-struct PendingAccept {
-    event: CanonicalEvent,
-    now: DateTime<Utc>,
-    answer: oneshot::Sender<Result<(Claim, bool), Unavailable>>,
+/// A write the writer thread runs in its group transaction.
+trait Job: Send {
+    /// Runs the job's statements: a job that fails is rolled back alone (its savepoint, or
+    /// SQLite's own undo of the one statement that failed), and the others of its group are
+    /// committed.
+    fn run(&mut self, conn: &Connection);
+    /// Answers the caller once the group is committed (and, for a durable job in fsync mode,
+    /// once the WAL holding it is on disk), or tells why not.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+    /// Answered only once on stable storage, in fsync mode: an accepted event.
+    fn durable(&self) -> bool;
 }
 
-/// Group commit: one thread takes every event that is waiting, accepts each in its own savepoint,
-/// commits them together, and only then answers each request. A commit is the costly part of an
-/// accept (the WAL frames it writes), and requests that arrive together share one; under light
-/// load a group is one event. The carrier still hears 200 only after its event is committed.
-struct Committer {
+/// What the writer does with a job besides running it.
+#[derive(Clone, Copy)]
+struct WriteKind {
+    /// Answered only once on stable storage, in fsync mode.
+    durable: bool,
+    /// May queue a message: wakes the dispatcher once answered.
+    queues: bool,
+    /// Several statements: run in a savepoint, so that a failure undoes them all.
+    savepoint: bool,
+}
+
+impl WriteKind {
+    /// An accepted event: the claim, the shipment's state, the queued message.
+    const ACCEPT: WriteKind = WriteKind {
+        durable: true,
+        queues: true,
+        savepoint: true,
+    };
+    /// A write of the dispatcher's of several statements (a lease, an attempt and its marker).
+    const STATEMENTS: WriteKind = WriteKind {
+        durable: false,
+        queues: false,
+        savepoint: true,
+    };
+    /// A write of the dispatcher's of one statement (an acknowledgement, a retry).
+    const STATEMENT: WriteKind = WriteKind {
+        durable: false,
+        queues: false,
+        savepoint: false,
+    };
+    /// Nothing, answered once everything handed over before is on stable storage.
+    const FLUSH: WriteKind = WriteKind {
+        durable: true,
+        queues: false,
+        savepoint: false,
+    };
+}
+
+/// Where a job's answer goes.
+enum Reply<T> {
+    To(oneshot::Sender<Result<T, Unavailable>>),
+    /// Nobody waits for it (the dispatcher's attempt log): a failure is logged.
+    Log,
+}
+
+/// A job: its statements (`work`), then its answer.
+struct Pending<T, F> {
+    operation: &'static str,
+    durable: bool,
+    /// Runs in a savepoint of its own: a job of several statements. One statement is undone
+    /// by SQLite alone when it fails.
+    savepoint: bool,
+    work: Option<F>,
+    result: Option<rusqlite::Result<T>>,
+    reply: Reply<T>,
+    /// Woken once the job is answered, when it succeeded.
+    wakes: Option<Arc<Notify>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(match self.savepoint {
+                true => in_savepoint(conn, work),
+                false => work(conn),
+            });
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let operation = self.operation;
+        let answer = match (committed, self.result) {
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Ok(()), Some(Err(e))) => Err(Unavailable::new(SERVICE, operation, e)),
+            (Err(reason), _) => Err(Unavailable::new(SERVICE, operation, reason)),
+            (Ok(()), None) => Err(Unavailable::new(SERVICE, operation, "not run")),
+        };
+        if answer.is_ok() {
+            if let Some(queued) = &self.wakes {
+                queued.notify_one();
+            }
+        }
+        match self.reply {
+            // The caller may have gone (a client that hung up): what was written stays written.
+            Reply::To(answer_to) => {
+                let _ = answer_to.send(answer);
+            }
+            Reply::Log => {
+                if let Err(e) = answer {
+                    tracing::warn!(operation, error = %e, "a write nobody waited for failed");
+                }
+            }
+        }
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
+    }
+}
+
+/// Runs `work` in a savepoint: on an error its statements are undone and the transaction goes on.
+fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    execute(conn, "SAVEPOINT job", [])?;
+    match work(conn) {
+        Ok(value) => execute(conn, "RELEASE job", []).map(|_| value),
+        Err(e) => execute(conn, "ROLLBACK TO job", [])
+            .and_then(|_| execute(conn, "RELEASE job", []))
+            .and(Err(e)),
+    }
+}
+
+/// Group commit: one thread takes every job waiting (accepts from the carriers' requests, the
+/// dispatcher's leases, attempt logs, acknowledgements and retries), runs them in one transaction
+/// and commits them together, so one commit (and one fsync) is shared by everything that arrived
+/// while the previous one ran: the busier the relay, the bigger the group.
+///
+/// The commit itself does not wait for the disk: the connection runs `synchronous = NORMAL`.
+/// In fsync mode the durable jobs of a committed group (accepts) go to the syncer thread, which
+/// fsyncs the WAL and only then answers them, while this thread already runs the next group:
+/// the fsync of one group overlaps the statements of the next. That is what `synchronous = FULL`
+/// does at each commit (fsync the WAL after writing the transaction's frames), moved off the
+/// thread that holds the write lock; SQLite syncs the WAL itself where it matters for its own
+/// consistency (the WAL header when the log restarts, and the WAL and the database around each
+/// checkpoint). A carrier hears 200 only once its event is committed and, in fsync mode, synced.
+/// The dispatcher's jobs are answered at the commit: losing one in a power cut means a message
+/// delivered again, which at-least-once delivery allows.
+struct Writer {
     conn: Arc<Mutex<Connection>>,
-    accepts: mpsc::Receiver<PendingAccept>,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    /// In fsync mode (a file database): where the committed durable jobs wait for the fsync.
+    syncer: Option<std::sync::mpsc::Sender<Vec<Box<dyn Job>>>>,
 }
 
-impl Committer {
+impl Writer {
     fn run(mut self) {
-        while let Some(first) = self.accepts.blocking_recv() {
-            let mut group = vec![first];
+        let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+        while let Some(first) = self.jobs.blocking_recv() {
+            group.push(first);
             while group.len() < MAX_GROUP {
-                match self.accepts.try_recv() {
+                match self.jobs.try_recv() {
                     Ok(next) => group.push(next),
                     Err(_) => break,
                 }
             }
-            let conn = lock(&self.conn);
-            let answers = match commit_group(&conn, &mut group) {
-                Ok(answers) => answers,
-                Err(e) => {
-                    let reason = e.to_string();
-                    group
-                        .iter()
-                        .map(|_| Err(Unavailable::new(SERVICE, "accept", reason.clone())))
-                        .collect::<Vec<_>>()
+            let committed = commit_group(&lock(&self.conn), &mut group);
+            let mut to_sync = Vec::new();
+            for job in group.drain(..) {
+                match &self.syncer {
+                    Some(_) if committed.is_ok() && job.durable() => to_sync.push(job),
+                    _ => job.finish(committed.clone()),
                 }
-            };
-            drop(conn);
-            for (pending, answer) in group.into_iter().zip(answers) {
-                // The request may have gone (its client hung up); the event is accepted anyway,
-                // and the carrier's retry is a duplicate.
-                let _ = pending.answer.send(answer);
+            }
+            if let (Some(syncer), false) = (&self.syncer, to_sync.is_empty()) {
+                if let Err(std::sync::mpsc::SendError(jobs)) = syncer.send(to_sync) {
+                    for job in jobs {
+                        job.finish(Err("the syncer thread has stopped".into()));
+                    }
+                }
             }
         }
     }
 }
 
-/// Accepts each event of the group in one transaction. An event whose statements fail is rolled
-/// back alone (its savepoint) and answered with the error; the others are committed.
-fn commit_group(
-    conn: &Connection,
-    group: &mut [PendingAccept],
-) -> rusqlite::Result<Vec<Result<(Claim, bool), Unavailable>>> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let mut answers = Vec::with_capacity(group.len());
-    for pending in group.iter_mut() {
-        let answer = execute(conn, "SAVEPOINT accept", [])
-            .and_then(|_| accept_one(conn, &pending.event, pending.now));
-        let answer = match answer {
-            Ok(done) => execute(conn, "RELEASE accept", []).map(|_| done),
-            Err(e) => execute(conn, "ROLLBACK TO accept", [])
-                .and_then(|_| execute(conn, "RELEASE accept", []))
-                .and(Err(e)),
-        };
-        answers.push(answer.map_err(unavailable("accept")));
+/// Runs each job of the group in one transaction. Returns why the group was not committed.
+fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    for job in group.iter_mut() {
+        job.run(conn);
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(e);
+        return Err(e.to_string());
     }
-    Ok(answers)
+    Ok(())
+}
+
+/// The syncer thread (fsync mode): takes every committed group waiting, fsyncs the WAL once for
+/// all of them, then answers their durable jobs.
+fn sync_committed(wal: Arc<WalFile>, committed: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>) {
+    while let Ok(mut jobs) = committed.recv() {
+        while let Ok(more) = committed.try_recv() {
+            jobs.extend(more);
+        }
+        let synced = wal.sync();
+        for job in jobs {
+            job.finish(synced.clone());
+        }
+    }
+}
+
+/// The database's write-ahead log file (`<database>-wal`), opened by us to fsync it: an fsync
+/// flushes the file, whichever descriptor asks. SQLite keeps that file while any connection is
+/// open; if it were replaced all the same, the next sync opens the new one.
+struct WalFile {
+    path: std::path::PathBuf,
+    open: Mutex<Option<(std::fs::File, FileIdentity)>>,
+    /// Set by the first failed fsync: after it, what the page cache held may never reach the
+    /// disk, whatever later fsyncs say, so every later sync fails too.
+    failed: Mutex<Option<String>>,
+}
+
+#[cfg(unix)]
+type FileIdentity = (u64, u64);
+#[cfg(not(unix))]
+type FileIdentity = ();
+
+#[cfg(unix)]
+fn identity(metadata: &std::fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+#[cfg(not(unix))]
+fn identity(_: &std::fs::Metadata) -> FileIdentity {}
+
+impl WalFile {
+    fn new(database: &Path) -> WalFile {
+        let mut path = database.as_os_str().to_owned();
+        path.push("-wal");
+        WalFile {
+            path: path.into(),
+            open: Mutex::new(None),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// fsyncs the WAL: everything committed before the call is then on stable storage.
+    fn sync(&self) -> Result<(), String> {
+        if let Some(reason) = lock(&self.failed).as_ref() {
+            return Err(reason.clone());
+        }
+        let mut open = lock(&self.open);
+        let synced = (|| {
+            let current = identity(&std::fs::metadata(&self.path)?);
+            if open.as_ref().is_none_or(|(_, id)| *id != current) {
+                *open = Some((std::fs::File::open(&self.path)?, current));
+            }
+            match open.as_ref() {
+                Some((file, _)) => file.sync_data(),
+                None => Ok(()),
+            }
+        })();
+        synced.map_err(|e| {
+            let reason = format!(
+                "fsync of {} failed ({e}): events accepted since may not be on disk; check the \
+                 disk, then restart rms serve (it refuses events until then)",
+                self.path.display()
+            );
+            tracing::error!(error = %reason, "the write-ahead log could not be synced");
+            *lock(&self.failed) = Some(reason.clone());
+            reason
+        })
+    }
 }
 
 /// The statements of one acceptance: the claim, the shipment's state, the queued message.
@@ -424,8 +688,12 @@ fn record_shipment(conn: &Connection, event: &CanonicalEvent) -> rusqlite::Resul
     )
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// A lock whose holder panicked is taken all the same: what it guards (a connection, whose
+/// transaction SQLite rolls back; a file) is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a statement through the connection's prepared-statement cache: the hot paths run the same
@@ -574,42 +842,179 @@ pub struct Leased {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, with the default durability (fsync).
     pub fn open(path: &Path) -> Result<SqliteStore, Unavailable> {
+        SqliteStore::open_with(path, Durability::default())
+    }
+
+    /// Opens (creating if needed) the database at `path`, keeping accepted events as
+    /// `durability` says.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, Unavailable> {
         let conn = Connection::open(path).map_err(unavailable("open"))?;
+        // NORMAL in both modes: a commit writes the WAL without waiting for the disk, and in
+        // fsync mode the syncer thread fsyncs it (see `Writer`).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(unavailable("configure"))?;
-        SqliteStore::start(conn)
+        let reader = Connection::open(path).map_err(unavailable("open"))?;
+        reader
+            .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
+            .map_err(unavailable("configure"))?;
+        let wal = (durability == Durability::Fsync).then(|| Arc::new(WalFile::new(path)));
+        SqliteStore::start(conn, Some(reader), durability, wal)
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, Unavailable> {
-        SqliteStore::start(Connection::open_in_memory().map_err(unavailable("open"))?)
+        let conn = Connection::open_in_memory().map_err(unavailable("open"))?;
+        SqliteStore::start(conn, None, Durability::default(), None)
     }
 
-    fn start(conn: Connection) -> Result<SqliteStore, Unavailable> {
+    fn start(
+        conn: Connection,
+        reader: Option<Connection>,
+        durability: Durability,
+        wal: Option<Arc<WalFile>>,
+    ) -> Result<SqliteStore, Unavailable> {
         conn.execute_batch(SCHEMA)
             .map_err(unavailable("create schema"))?;
         add_missing_columns(&conn).map_err(unavailable("upgrade schema"))?;
         migrate_quarantine(&conn).map_err(unavailable("upgrade schema"))?;
         let conn = Arc::new(Mutex::new(conn));
-        let (accepts, waiting) = mpsc::channel(4 * MAX_GROUP);
-        let committer = Committer {
+        let (jobs, waiting) = mpsc::channel(4 * MAX_GROUP);
+        let mut writer = Writer {
             conn: conn.clone(),
-            accepts: waiting,
+            jobs: waiting,
+            syncer: None,
         };
-        // The thread ends when the store (the only sender) is dropped.
+        // Each thread ends when what feeds it goes: the writer when the store (the only sender of
+        // jobs) is dropped, the syncer when the writer ends.
+        if let Some(wal) = &wal {
+            // The schema statements above wrote the WAL: the first sync finds the file.
+            wal.sync()
+                .map_err(|e| Unavailable::new(SERVICE, "sync the write-ahead log", e))?;
+            let (committed, to_sync) = std::sync::mpsc::channel();
+            writer.syncer = Some(committed);
+            let wal = wal.clone();
+            std::thread::Builder::new()
+                .name("sqlite-syncer".into())
+                .spawn(move || sync_committed(wal, to_sync))
+                .map_err(|e| Unavailable::new(SERVICE, "start the syncer", e))?;
+        }
         std::thread::Builder::new()
-            .name("sqlite-committer".into())
-            .spawn(move || committer.run())
-            .map_err(|e| Unavailable::new(SERVICE, "start the committer", e))?;
-        Ok(SqliteStore { conn, accepts })
+            .name("sqlite-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Unavailable::new(SERVICE, "start the writer", e))?;
+        Ok(SqliteStore {
+            conn,
+            reader: reader.map(Mutex::new),
+            jobs,
+            durability,
+            wal,
+            queued: Arc::new(Notify::new()),
+        })
     }
 
+    /// How accepted events are kept.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Notified after each commit that may have queued a message (an accepted event, a replay, a
+    /// redrive): the dispatcher waits on it when the queue had nothing due.
+    pub fn queued(&self) -> &Notify {
+        &self.queued
+    }
+
+    /// The writing connection, for the rare writes (and, in memory, for everything).
     fn conn(&self) -> MutexGuard<'_, Connection> {
         lock(&self.conn)
+    }
+
+    /// The connection for reads: sees every write answered so far.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => lock(reader),
+            None => lock(&self.conn),
+        }
+    }
+
+    /// A rare write, on the writing connection between two groups; in fsync mode, on stable
+    /// storage when this returns.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&mut Connection) -> Result<T, Unavailable>,
+    ) -> Result<T, Unavailable> {
+        let done = work(&mut self.conn())?;
+        self.sync_wal(operation)?;
+        Ok(done)
+    }
+
+    /// In fsync mode, puts every commit so far on stable storage.
+    fn sync_wal(&self, operation: &'static str) -> Result<(), Unavailable> {
+        match &self.wal {
+            Some(wal) => wal
+                .sync()
+                .map_err(|e| Unavailable::new(SERVICE, operation, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a write to the writer thread and waits for its answer: at the group's commit, or,
+    /// for a durable write in fsync mode, once it is on stable storage.
+    async fn submit<T, F>(
+        &self,
+        operation: &'static str,
+        kind: WriteKind,
+        work: F,
+    ) -> Result<T, Unavailable>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let gone = || Unavailable::new(SERVICE, operation, "the writer thread has stopped");
+        let job = Pending {
+            operation,
+            durable: kind.durable,
+            savepoint: kind.savepoint,
+            work: Some(work),
+            result: None,
+            reply: Reply::To(answer),
+            wakes: kind.queues.then(|| self.queued.clone()),
+        };
+        // A bounded channel: when the writer is behind, callers wait here (backpressure).
+        self.jobs.send(Box::new(job)).await.map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+
+    /// Hands a write to the writer thread without waiting for its commit (a failure is logged):
+    /// for writes nobody acts on, so that their callers do not wait a group's time.
+    async fn submit_detached<F>(&self, operation: &'static str, work: F) -> Result<(), Unavailable>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let job = Pending {
+            operation,
+            durable: false,
+            savepoint: true,
+            work: Some(work),
+            result: None,
+            reply: Reply::Log,
+            wakes: None,
+        };
+        self.jobs
+            .send(Box::new(job))
+            .await
+            .map_err(|_| Unavailable::new(SERVICE, operation, "the writer thread has stopped"))
+    }
+
+    /// Waits until every write handed over before is committed and, in fsync mode, on stable
+    /// storage.
+    pub async fn flush(&self) -> Result<(), Unavailable> {
+        self.submit("flush", WriteKind::FLUSH, |_| Ok(())).await
     }
 
     /// Stores the tenants `rms serve`'s configuration file defines, in one transaction, as the
@@ -724,6 +1129,8 @@ impl SqliteStore {
         }
         tx.commit()
             .map_err(unavailable("store the configured tenants"))?;
+        drop(conn);
+        self.sync_wal("store the configured tenants")?;
         Ok(applied)
     }
 
@@ -732,15 +1139,17 @@ impl SqliteStore {
         tenant: &TenantId,
         config: &PushConfig,
     ) -> Result<(), Unavailable> {
-        write_push_config(&self.conn(), tenant, config)
+        self.write("put push config", |conn| {
+            write_push_config(conn, tenant, config)
+        })
     }
 
     /// Hands out up to `max` visible messages, oldest due first, hiding each for `visibility` and
     /// counting the receive; a tenant gets at most `per_tenant` messages in flight, counting the
     /// `in_flight` ones it already has, so that one tenant's backlog never fills every slot. A
     /// message received `max_receives` times moves to the dead-letter state instead, as SQS's
-    /// redrive policy does.
-    pub fn lease(
+    /// redrive policy does. Runs in the writer's next group, with whatever else is waiting.
+    pub async fn lease(
         &self,
         max: usize,
         per_tenant: usize,
@@ -749,94 +1158,19 @@ impl SqliteStore {
         max_receives: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<Leased>, Unavailable> {
-        let now_ms = now.timestamp_millis();
-        let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(unavailable("lease"))?;
-        // Each tenant with messages waiting, found through the index in one step per tenant (a
-        // loose index scan), then each one's due messages up to its spare slots: the cost grows
-        // with the number of tenants, never with the length of one tenant's backlog.
-        let tenants: Vec<String> = {
-            let mut statement = tx
-                .prepare_cached(
-                    "WITH RECURSIVE waiting(tenant) AS (
-                         SELECT MIN(tenant_id) FROM queue WHERE state = 'ready'
-                         UNION ALL
-                         SELECT (SELECT MIN(tenant_id) FROM queue WHERE state = 'ready' AND tenant_id > waiting.tenant)
-                         FROM waiting WHERE waiting.tenant IS NOT NULL)
-                     SELECT tenant FROM waiting WHERE tenant IS NOT NULL",
-                )
-                .map_err(unavailable("lease"))?;
-            let rows = statement
-                .query_map([], |row| row.get(0))
-                .map_err(unavailable("lease"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(unavailable("lease"))?
-        };
-        // (visible_at_ms, id, receive_count) of every candidate.
-        let mut due: Vec<(i64, i64, u32)> = Vec::new();
-        for tenant in &tenants {
-            let spare = per_tenant.saturating_sub(in_flight.get(tenant).copied().unwrap_or(0));
-            if spare == 0 {
-                continue;
-            }
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT visible_at_ms, id, receive_count FROM queue
-                     WHERE state = 'ready' AND tenant_id = ?1 AND visible_at_ms <= ?2
-                     ORDER BY visible_at_ms, id LIMIT ?3",
-                )
-                .map_err(unavailable("lease"))?;
-            let rows = statement
-                .query_map(
-                    params![
-                        tenant,
-                        now_ms,
-                        i64::try_from(spare.min(max)).unwrap_or(i64::MAX)
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .map_err(unavailable("lease"))?;
-            for row in rows {
-                due.push(row.map_err(unavailable("lease"))?);
-            }
-        }
-        // Oldest due first, across tenants.
-        due.sort_unstable();
-        let mut leased = Vec::new();
-        for (_, id, receives) in due {
-            if leased.len() >= max {
-                break;
-            }
-            if receives >= max_receives {
-                execute(&tx,
-                    "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)' WHERE id = ?1",
-                    params![id],
-                )
-                .map_err(unavailable("lease"))?;
-                continue;
-            }
-            let message = query_row(
-                &tx,
-                "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1, leased = 1 WHERE id = ?2
-                 RETURNING id, event_id, tenant_id, body, receive_count, replay",
-                params![hidden_until, id],
-                |row| {
-                    Ok(Leased {
-                        receipt: row.get::<_, i64>(0)?.to_string(),
-                        event_id: row.get(1)?,
-                        tenant_id: row.get(2)?,
-                        body: row.get(3)?,
-                        receive_count: row.get(4)?,
-                        replay: row.get(5)?,
-                    })
-                },
+        let in_flight = in_flight.clone();
+        self.submit("lease", WriteKind::STATEMENTS, move |conn| {
+            lease_in(
+                conn,
+                max,
+                per_tenant,
+                &in_flight,
+                visibility,
+                max_receives,
+                now,
             )
-            .map_err(unavailable("lease"))?;
-            leased.push(message);
-        }
-        tx.commit().map_err(unavailable("lease"))?;
-        Ok(leased)
+        })
+        .await
     }
 
     /// Makes the messages a dispatcher had leased visible at once: for a start after a crash,
@@ -844,37 +1178,51 @@ impl SqliteStore {
     /// timeout, and would otherwise hold them back). Only for the one process that owns the
     /// database (`rms serve` holds its lock file). Returns how many.
     pub fn release_leases(&self, now: DateTime<Utc>) -> Result<usize, Unavailable> {
-        execute(
-            &self.conn(),
-            "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE leased = 1 AND state = 'ready'",
-            params![now.timestamp_millis()],
-        )
-        .map_err(unavailable("release leases"))
+        let released = self.write("release leases", |conn| {
+            execute(
+                conn,
+                "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE leased = 1 AND state = 'ready'",
+                params![now.timestamp_millis()],
+            )
+            .map_err(unavailable("release leases"))
+        })?;
+        self.queued.notify_one();
+        Ok(released)
     }
 
-    /// Removes a handled message.
-    pub fn ack(&self, receipt: &str) -> Result<(), Unavailable> {
+    /// Removes a handled message, in the writer's next group.
+    pub async fn ack(&self, receipt: &str) -> Result<(), Unavailable> {
         let id: i64 = receipt
             .parse()
             .map_err(|e| Unavailable::new(SERVICE, "ack", e))?;
-        execute(&self.conn(), "DELETE FROM queue WHERE id = ?1", params![id])
-            .map_err(unavailable("ack"))?;
-        Ok(())
+        self.submit("ack", WriteKind::STATEMENT, move |conn| {
+            execute(conn, "DELETE FROM queue WHERE id = ?1", params![id]).map(|_| ())
+        })
+        .await
     }
 
     /// Puts dead letters back on the queue (all of them, or those ids), as new: receive count 0,
     /// visible now. Returns how many moved.
     pub fn redrive(&self, ids: Option<&[i64]>, now: DateTime<Utc>) -> Result<usize, Unavailable> {
-        let conn = self.conn();
+        let moved = self.write("redrive", |conn| Self::redrive_in(conn, ids, now))?;
+        self.queued.notify_one();
+        Ok(moved)
+    }
+
+    fn redrive_in(
+        conn: &Connection,
+        ids: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Unavailable> {
         let moved = match ids {
-            None => execute(&conn,
+            None => execute(conn,
                 "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead'",
                 params![now.timestamp_millis()],
             ),
             Some(ids) => {
                 let mut total = 0;
                 for id in ids {
-                    total += execute(&conn,
+                    total += execute(conn,
                             "UPDATE queue SET state = 'ready', receive_count = 0, visible_at_ms = ?1, dead_reason = NULL WHERE state = 'dead' AND id = ?2",
                             params![now.timestamp_millis(), id],
                         )
@@ -897,7 +1245,7 @@ impl SqliteStore {
         condition: &str,
         parameters: impl rusqlite::Params,
     ) -> Result<Vec<Attempt>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(&format!(
                 "SELECT event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at
@@ -930,7 +1278,7 @@ impl SqliteStore {
     /// How many messages wait (ready) and how many are dead.
     pub fn queue_depth(&self) -> Result<(u64, u64), Unavailable> {
         query_row(
-            &self.conn(),
+            &self.read(),
             "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0) FROM queue",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -939,13 +1287,103 @@ impl SqliteStore {
     }
 }
 
+/// The statements of [`SqliteStore::lease`].
+fn lease_in(
+    conn: &Connection,
+    max: usize,
+    per_tenant: usize,
+    in_flight: &HashMap<String, usize>,
+    visibility: Duration,
+    max_receives: u32,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Leased>> {
+    let now_ms = now.timestamp_millis();
+    let hidden_until = now_ms + i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX / 4);
+    // Each tenant with messages waiting, found through the index in one step per tenant (a
+    // loose index scan), then each one's due messages up to its spare slots: the cost grows
+    // with the number of tenants, never with the length of one tenant's backlog.
+    let tenants: Vec<String> = {
+        let mut statement = conn
+            .prepare_cached(
+                "WITH RECURSIVE waiting(tenant) AS (
+                     SELECT MIN(tenant_id) FROM queue WHERE state = 'ready'
+                     UNION ALL
+                     SELECT (SELECT MIN(tenant_id) FROM queue WHERE state = 'ready' AND tenant_id > waiting.tenant)
+                     FROM waiting WHERE waiting.tenant IS NOT NULL)
+                 SELECT tenant FROM waiting WHERE tenant IS NOT NULL",
+            )
+            ?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    // (visible_at_ms, id, receive_count) of every candidate.
+    let mut due: Vec<(i64, i64, u32)> = Vec::new();
+    for tenant in &tenants {
+        let spare = per_tenant.saturating_sub(in_flight.get(tenant).copied().unwrap_or(0));
+        if spare == 0 {
+            continue;
+        }
+        let mut statement = conn.prepare_cached(
+            "SELECT visible_at_ms, id, receive_count FROM queue
+                 WHERE state = 'ready' AND tenant_id = ?1 AND visible_at_ms <= ?2
+                 ORDER BY visible_at_ms, id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(
+            params![
+                tenant,
+                now_ms,
+                i64::try_from(spare.min(max)).unwrap_or(i64::MAX)
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    // Oldest due first, across tenants.
+    due.sort_unstable();
+    let mut leased = Vec::new();
+    for (_, id, receives) in due {
+        if leased.len() >= max {
+            break;
+        }
+        if receives >= max_receives {
+            execute(conn,
+                "UPDATE queue SET state = 'dead', dead_reason = 'delivery failed ' || receive_count || ' times (max attempts reached)' WHERE id = ?1",
+                params![id],
+            )
+            ?;
+            continue;
+        }
+        let message = query_row(
+            conn,
+            "UPDATE queue SET visible_at_ms = ?1, receive_count = receive_count + 1, leased = 1 WHERE id = ?2
+             RETURNING id, event_id, tenant_id, body, receive_count, replay",
+            params![hidden_until, id],
+            |row| {
+                Ok(Leased {
+                    receipt: row.get::<_, i64>(0)?.to_string(),
+                    event_id: row.get(1)?,
+                    tenant_id: row.get(2)?,
+                    body: row.get(3)?,
+                    receive_count: row.get(4)?,
+                    replay: row.get(5)?,
+                })
+            },
+        )
+        ?;
+        leased.push(message);
+    }
+    Ok(leased)
+}
+
 impl ConfigStore for SqliteStore {
     async fn tenant_by_credential(
         &self,
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantAuth>, Unavailable> {
-        let found: Option<(String, Option<bool>)> = query_row(&self.conn(),
+        let found: Option<(String, Option<bool>)> = query_row(&self.read(),
                 "SELECT c.tenant_id, t.include_source FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
                  WHERE c.carrier = ?1 AND c.digest = ?2 AND COALESCE(t.enabled, 1) = 1",
                 params![carrier.as_str(), digest.to_hex()],
@@ -962,9 +1400,10 @@ impl ConfigStore for SqliteStore {
     }
 }
 
-/// Each acceptance is one savepoint of a group commit (see [`Committer`]): the claim, the
+/// Each acceptance is one savepoint of a group commit (see [`Writer`]): the claim, the
 /// shipment's state and the queued message are committed together or not at all, so a crash
-/// never leaves a claim without its message.
+/// never leaves a claim without its message. It is answered once its group is committed and, in
+/// fsync mode, on stable storage.
 impl Intake for SqliteStore {
     async fn accept(
         &self,
@@ -972,16 +1411,12 @@ impl Intake for SqliteStore {
         now: DateTime<Utc>,
         _claim_for: Duration,
     ) -> Result<Claim, Unavailable> {
-        let (answer, answered) = oneshot::channel();
-        let pending = PendingAccept {
-            event: event.clone(),
-            now,
-            answer,
-        };
-        let gone = || Unavailable::new(SERVICE, "accept", "the committer thread has stopped");
-        // A bounded channel: when the committer is behind, requests wait here (backpressure).
-        self.accepts.send(pending).await.map_err(|_| gone())?;
-        let (claim, is_stale) = answered.await.map_err(|_| gone())??;
+        let accepted = event.clone();
+        let (claim, is_stale) = self
+            .submit("accept", WriteKind::ACCEPT, move |conn| {
+                accept_one(conn, &accepted, now)
+            })
+            .await?;
         event.is_stale = is_stale;
         Ok(claim)
     }
@@ -1018,7 +1453,9 @@ impl Intake for SqliteStore {
             ],
         )
         .map_err(unavailable("quarantine"))?;
-        Ok(())
+        drop(conn);
+        // Kept means on disk, as for an accepted event.
+        self.sync_wal("quarantine")
     }
 
     async fn record_activity(
@@ -1107,7 +1544,8 @@ impl Intake for SqliteStore {
             tx.commit()
         })();
         done.map_err(unavailable("record activity"))?;
-        Ok(())
+        drop(conn);
+        self.sync_wal("record activity")
     }
 }
 
@@ -1118,13 +1556,15 @@ impl QueueActions for SqliteStore {
             .map_err(|e| Unavailable::new(SERVICE, "retry later", e))?;
         let visible = Utc::now().timestamp_millis()
             + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
-        execute(
-            &self.conn(),
-            "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE id = ?2",
-            params![visible, id],
-        )
-        .map_err(unavailable("retry later"))?;
-        Ok(())
+        self.submit("retry later", WriteKind::STATEMENT, move |conn| {
+            execute(
+                conn,
+                "UPDATE queue SET visible_at_ms = ?1, leased = 0 WHERE id = ?2",
+                params![visible, id],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn dead_letter(
@@ -1140,14 +1580,19 @@ impl QueueActions for SqliteStore {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        execute(&self.conn(),
+        let (event_id, tenant_id) = (attribute("event_id"), attribute("tenant_id"));
+        // The attempt it was given up at (`dispatch::settle`): the new row's receive count.
+        let attempts = attribute("attempts").parse::<u32>().unwrap_or(0);
+        let (body, reason, at) = (body.to_owned(), reason.to_owned(), Utc::now().to_rfc3339());
+        self.submit("dead letter", WriteKind::STATEMENT, move |conn| {
+            execute(conn,
                 "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, state, dead_reason, enqueued_at, receive_count)
                  VALUES (?1, ?2, ?3, 0, 'dead', ?4, ?5, ?6)",
-                params![attribute("event_id"), attribute("tenant_id"), body, reason, Utc::now().to_rfc3339(),
-                        attribute("attempts").parse::<u32>().unwrap_or(0)],
+                params![event_id, tenant_id, body, reason, at, attempts],
             )
-            .map_err(unavailable("dead letter"))?;
-        Ok(())
+            .map(|_| ())
+        })
+        .await
     }
 }
 
@@ -1158,7 +1603,7 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 impl CircuitStore for SqliteStore {
     async fn open_circuit(&self, tenant: &TenantId) -> Result<Option<OpenCircuit>, Unavailable> {
         query_row(
-            &self.conn(),
+            &self.read(),
             "SELECT opened_at_ms, failures, last_error, probe_at_ms FROM circuits WHERE tenant_id = ?1",
             params![tenant.as_str()],
             |row| {
@@ -1179,20 +1624,24 @@ impl CircuitStore for SqliteStore {
         tenant: &TenantId,
         circuit: &OpenCircuit,
     ) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "INSERT OR REPLACE INTO circuits (tenant_id, opened_at_ms, failures, last_error, probe_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                tenant.as_str(),
-                circuit.opened_at.timestamp_millis(),
-                circuit.failures,
-                circuit.last_error,
-                circuit.probe_at.timestamp_millis()
-            ],
-        )
-        .map_err(unavailable("save circuit"))?;
-        Ok(())
+        // The circuits' writes go with the dispatcher's others, in the writer's next group.
+        let (tenant, circuit) = (tenant.to_string(), circuit.clone());
+        self.submit("save circuit", WriteKind::STATEMENT, move |conn| {
+            execute(
+                conn,
+                "INSERT OR REPLACE INTO circuits (tenant_id, opened_at_ms, failures, last_error, probe_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    tenant,
+                    circuit.opened_at.timestamp_millis(),
+                    circuit.failures,
+                    circuit.last_error,
+                    circuit.probe_at.timestamp_millis()
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn claim_probe(
@@ -1201,34 +1650,41 @@ impl CircuitStore for SqliteStore {
         seen: DateTime<Utc>,
         next: DateTime<Utc>,
     ) -> Result<bool, Unavailable> {
-        let claimed = execute(
-            &self.conn(),
-            "UPDATE circuits SET probe_at_ms = ?3 WHERE tenant_id = ?1 AND probe_at_ms = ?2",
-            params![
-                tenant.as_str(),
-                seen.timestamp_millis(),
-                next.timestamp_millis()
-            ],
-        )
-        .map_err(unavailable("claim probe"))?;
+        let (tenant, seen, next) = (
+            tenant.to_string(),
+            seen.timestamp_millis(),
+            next.timestamp_millis(),
+        );
+        let claimed = self
+            .submit("claim probe", WriteKind::STATEMENT, move |conn| {
+                execute(
+                    conn,
+                    "UPDATE circuits SET probe_at_ms = ?3 WHERE tenant_id = ?1 AND probe_at_ms = ?2",
+                    params![tenant, seen, next],
+                )
+            })
+            .await?;
         Ok(claimed == 1)
     }
 
     async fn close_circuit(&self, tenant: &TenantId) -> Result<(), Unavailable> {
-        execute(
-            &self.conn(),
-            "DELETE FROM circuits WHERE tenant_id = ?1",
-            params![tenant.as_str()],
-        )
-        .map_err(unavailable("close circuit"))?;
-        Ok(())
+        let tenant = tenant.to_string();
+        self.submit("close circuit", WriteKind::STATEMENT, move |conn| {
+            execute(
+                conn,
+                "DELETE FROM circuits WHERE tenant_id = ?1",
+                params![tenant],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 }
 
 impl PushConfigStore for SqliteStore {
     async fn push_config(&self, tenant: &TenantId) -> Result<Option<PushConfig>, Unavailable> {
         type Row = (String, String, String, Option<String>, i64, bool, String);
-        let row: Option<Row> = query_row(&self.conn(),
+        let row: Option<Row> = query_row(&self.read(),
                 "SELECT url, headers, statuses, signing_secret, timeout_ms, enabled, delivery FROM push_configs WHERE tenant_id = ?1",
                 params![tenant.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
@@ -1286,7 +1742,7 @@ impl ShipmentStates for SqliteStore {
         shipment_key: &str,
     ) -> Result<Option<ShipmentState>, Unavailable> {
         query_row(
-            &self.conn(),
+            &self.read(),
             "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
                     courier_id, last_received_ms
              FROM shipments WHERE tenant_id = ?1 AND shipment_key = ?2",
@@ -1328,7 +1784,9 @@ impl SqliteStore {
             )
             .map_err(unavailable("pull accounts"))?;
         }
-        tx.commit().map_err(unavailable("pull accounts"))
+        tx.commit().map_err(unavailable("pull accounts"))?;
+        drop(conn);
+        self.sync_wal("pull accounts")
     }
 
     /// The pull accounts of enabled tenants (of `tenant`, at `carrier`, when given).
@@ -1337,7 +1795,7 @@ impl SqliteStore {
         tenant: Option<&TenantId>,
         carrier: Option<Carrier>,
     ) -> Result<Vec<(TenantId, PullAccountRecord)>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT p.tenant_id, p.carrier, p.base_url, p.user, p.secret
@@ -1403,7 +1861,7 @@ impl ShipmentIndex for SqliteStore {
         let shortest = rules.before_pickup.min(rules.moving);
         let before =
             now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
@@ -1445,46 +1903,67 @@ impl ShipmentIndex for SqliteStore {
             )
             .map_err(unavailable("mark pulled"))?;
         }
-        tx.commit().map_err(unavailable("mark pulled"))
+        tx.commit().map_err(unavailable("mark pulled"))?;
+        drop(conn);
+        self.sync_wal("mark pulled")
     }
+}
+
+impl SqliteStore {
+    /// Logs a delivery attempt in the writer's next group without waiting for its commit (a
+    /// failure is logged): for `rms serve`'s dispatcher, which acts on its decision whatever the
+    /// log says and acknowledges the message after, so the attempt is committed with or before
+    /// the acknowledgement. A read right after may not see it yet.
+    pub async fn record_attempt_detached(&self, attempt: &Attempt) -> Result<(), Unavailable> {
+        let attempt = attempt.clone();
+        self.submit_detached("record attempt", move |conn| {
+            record_attempt_in(conn, &attempt)
+        })
+        .await
+    }
+}
+
+/// The statements of [`DeliveryLog::record_attempt`]: the attempt, and for a delivery, the
+/// marker that stops it being delivered again.
+fn record_attempt_in(conn: &Connection, attempt: &Attempt) -> rusqlite::Result<()> {
+    execute(conn,
+        "INSERT INTO deliveries (event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            attempt.event_id.as_str(),
+            attempt.tenant_id,
+            attempt.awb,
+            attempt.status.as_str(),
+            attempt.attempt,
+            attempt.outcome.as_str(),
+            attempt.http_status,
+            i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+            attempt.error,
+            attempt.at.to_rfc3339(),
+        ],
+    )?;
+    if attempt.outcome == AttemptOutcome::Delivered {
+        execute(
+            conn,
+            "INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)",
+            params![attempt.event_id.as_str(), attempt.at.to_rfc3339()],
+        )?;
+    }
+    Ok(())
 }
 
 impl DeliveryLog for SqliteStore {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(unavailable("record attempt"))?;
-        execute(&tx,
-            "INSERT INTO deliveries (event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                attempt.event_id.as_str(),
-                attempt.tenant_id,
-                attempt.awb,
-                attempt.status.as_str(),
-                attempt.attempt,
-                attempt.outcome.as_str(),
-                attempt.http_status,
-                i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
-                attempt.error,
-                attempt.at.to_rfc3339(),
-            ],
-        )
-        .map_err(unavailable("record attempt"))?;
-        if attempt.outcome == AttemptOutcome::Delivered {
-            execute(
-                &tx,
-                "INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)",
-                params![attempt.event_id.as_str(), attempt.at.to_rfc3339()],
-            )
-            .map_err(unavailable("record attempt"))?;
-        }
-        tx.commit().map_err(unavailable("record attempt"))?;
-        Ok(())
+        let attempt = attempt.clone();
+        self.submit("record attempt", WriteKind::STATEMENTS, move |conn| {
+            record_attempt_in(conn, &attempt)
+        })
+        .await
     }
 
     async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
         let found: Option<i64> = query_row(
-            &self.conn(),
+            &self.read(),
             "SELECT 1 FROM delivered WHERE event_id = ?1",
             params![event_id.as_str()],
             |row| row.get(0),
@@ -1563,11 +2042,12 @@ impl AdminStore for SqliteStore {
             ],
         )
         .map_err(unavailable("create tenant"))?;
+        self.sync_wal("create tenant")?;
         Ok(created == 1)
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))
             .map_err(unavailable("list tenants"))?;
@@ -1582,7 +2062,7 @@ impl AdminStore for SqliteStore {
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
         let found = query_row(
-            &self.conn(),
+            &self.read(),
             &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
             params![id.as_str()],
             tenant_row,
@@ -1599,11 +2079,12 @@ impl AdminStore for SqliteStore {
             params![tenant.id.as_str(), tenant.enabled, tenant.include_source],
         )
         .map_err(unavailable("update tenant"))?;
+        self.sync_wal("update tenant")?;
         Ok(())
     }
 
     async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
-        tenant_credentials(&self.conn(), tenant).map_err(unavailable("list credentials"))
+        tenant_credentials(&self.read(), tenant).map_err(unavailable("list credentials"))
     }
 
     async fn credential_owner(
@@ -1611,7 +2092,7 @@ impl AdminStore for SqliteStore {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantId>, Unavailable> {
-        let owner = credential_owner(&self.conn(), carrier, digest)
+        let owner = credential_owner(&self.read(), carrier, digest)
             .map_err(unavailable("find credential"))?;
         Ok(owner.and_then(|t| TenantId::parse(&t).ok()))
     }
@@ -1634,6 +2115,7 @@ impl AdminStore for SqliteStore {
             ],
         )
         .map_err(unavailable("add credential"))?;
+        self.sync_wal("add credential")?;
         Ok(added == 1)
     }
 
@@ -1649,6 +2131,7 @@ impl AdminStore for SqliteStore {
             params![carrier.as_str(), digest.to_hex(), tenant.as_str()],
         )
         .map_err(unavailable("remove credential"))?;
+        self.sync_wal("remove credential")?;
         Ok(())
     }
 
@@ -1668,7 +2151,7 @@ impl AdminStore for SqliteStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<PullAccountRecord>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT carrier, base_url, user, secret FROM pull_accounts
@@ -1720,6 +2203,7 @@ impl AdminStore for SqliteStore {
             ],
         )
         .map_err(unavailable("put pull account"))?;
+        self.sync_wal("put pull account")?;
         Ok(())
     }
 
@@ -1734,6 +2218,7 @@ impl AdminStore for SqliteStore {
             params![tenant.as_str(), carrier.as_str()],
         )
         .map_err(unavailable("remove pull account"))?;
+        self.sync_wal("remove pull account")?;
         Ok(removed > 0)
     }
 
@@ -1757,7 +2242,7 @@ impl AdminStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DeadLetterView>, Unavailable> {
         // The tenant filter and the limit are the database's work: a DLQ can be large.
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count FROM queue
@@ -1794,7 +2279,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut events = Vec::new();
         for id in ids {
             let body: Option<Option<String>> = query_row(
@@ -1821,6 +2306,8 @@ impl AdminStore for SqliteStore {
             params![event.event_id.as_str(), event.tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
         )
         .map_err(unavailable("replay"))?;
+        self.sync_wal("replay")?;
+        self.queued.notify_one();
         Ok(())
     }
 
@@ -1828,7 +2315,7 @@ impl AdminStore for SqliteStore {
         &self,
         filter: &QuarantineFilter,
     ) -> Result<Vec<QuarantineView>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(&format!(
                 "SELECT {QUARANTINE_COLUMNS} FROM quarantined
@@ -1866,7 +2353,7 @@ impl AdminStore for SqliteStore {
         id: &str,
     ) -> Result<Option<QuarantinedBody>, Unavailable> {
         let found = query_row(
-            &self.conn(),
+            &self.read(),
             &format!(
                 "SELECT {QUARANTINE_COLUMNS}, body FROM quarantined
                  WHERE tenant_id = ?1 AND digest = ?2 AND last_received_at >= ?3"
@@ -1896,6 +2383,7 @@ impl AdminStore for SqliteStore {
             params![tenant.as_str(), id, stamp(at), outcome.as_str()],
         )
         .map_err(unavailable("note replay"))?;
+        self.sync_wal("note replay")?;
         Ok(())
     }
 
@@ -1909,7 +2397,7 @@ impl AdminStore for SqliteStore {
         let shortest = rules.before_pickup.min(rules.moving);
         let before =
             now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
@@ -1945,7 +2433,7 @@ impl AdminStore for SqliteStore {
         tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<CarrierActivity>, Unavailable> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT carrier, last_test_at, last_accepted_at, last_rejected_at, last_rejected_reason
@@ -2187,6 +2675,7 @@ mod tests {
                 10,
                 Utc::now(),
             )
+            .await
             .unwrap();
         let bodies: Vec<CanonicalEvent> = leased
             .iter()
@@ -2345,6 +2834,7 @@ mod tests {
         assert_eq!(
             store
                 .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(0))
+                .await
                 .unwrap()
                 .len(),
             1
@@ -2352,12 +2842,14 @@ mod tests {
         assert_eq!(
             store
                 .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(2))
+                .await
                 .unwrap()
                 .len(),
             1
         );
         assert!(store
             .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(4))
+            .await
             .unwrap()
             .is_empty());
         let dead = AdminStore::dead_letters(&store, None, 100).await.unwrap();
@@ -2388,6 +2880,7 @@ mod tests {
         };
         let first = store
             .lease(10, 4, &HashMap::new(), hold, 10, Utc::now())
+            .await
             .unwrap();
         assert_eq!(
             tenants(&first),
@@ -2397,6 +2890,7 @@ mod tests {
         let in_flight = HashMap::from([("acme".to_owned(), 3)]);
         let second = store
             .lease(10, 4, &in_flight, hold, 10, Utc::now())
+            .await
             .unwrap();
         assert_eq!(tenants(&second), HashMap::from([("acme".to_owned(), 1)]));
     }
