@@ -8,6 +8,8 @@ pub mod emf;
 #[cfg(feature = "aws")]
 pub mod lambda_sdk;
 pub mod memory;
+#[cfg(feature = "aws")]
+pub mod packed;
 #[cfg(any(feature = "push", feature = "pull"))]
 mod outbound;
 #[cfg(feature = "pull")]
