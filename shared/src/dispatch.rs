@@ -142,7 +142,7 @@ where
                 reason: "status not selected",
             };
         }
-        match self.log.was_delivered(&event.event_id).await {
+        match self.log.delivered(event, attempt).await {
             Ok(true) if !replay => {
                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
                 return Decision::Skipped {

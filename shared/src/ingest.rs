@@ -559,6 +559,55 @@ impl<T: Reingest> Reingest for std::sync::Arc<T> {
     }
 }
 
+/// A config store that remembers, per process, the keys it found for `ttl`: on AWS the key and the
+/// tenant's profile are two reads (one read unit) per request otherwise, more than the rest of an
+/// event's reads together. A key that is not found is asked again every time (a new key works at
+/// once); a removed key, or a tenant disabled, is refused within `ttl` (60 s on AWS).
+pub struct CachedConfig<C> {
+    inner: C,
+    ttl: Duration,
+    cache: Mutex<HashMap<(Carrier, crate::auth::CredentialDigest), (std::time::Instant, TenantAuth)>>,
+}
+
+impl<C> CachedConfig<C> {
+    pub fn new(inner: C, ttl: Duration) -> Self {
+        CachedConfig {
+            inner,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<C: ConfigStore> ConfigStore for CachedConfig<C> {
+    async fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &crate::auth::CredentialDigest,
+    ) -> Result<Option<TenantAuth>, Unavailable> {
+        let lock = || {
+            self.cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some((at, tenant)) = lock().get(&(carrier, *digest)) {
+            if at.elapsed() < self.ttl {
+                return Ok(Some(tenant.clone()));
+            }
+        }
+        let found = self.inner.tenant_by_credential(carrier, digest).await?;
+        match &found {
+            Some(tenant) => {
+                lock().insert((carrier, *digest), (std::time::Instant::now(), tenant.clone()));
+            }
+            None => {
+                lock().remove(&(carrier, *digest));
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
 /// a conditional write, record the shipment's state, queue, then mark the claim queued. Any
 /// failure, of the claim itself included (its write may have landed), releases this attempt's

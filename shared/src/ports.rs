@@ -341,6 +341,18 @@ pub trait DeliveryLog: Send + Sync {
         &self,
         event_id: &EventId,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+
+    /// The same for the dispatcher, which has the whole event and knows this is its `attempt`-th
+    /// receive: a store may find the answer cheaper by the event's shipment (DynamoDB), or skip a
+    /// look-up a first receive cannot need.
+    fn delivered(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        let _ = attempt;
+        self.was_delivered(&event.event_id)
+    }
 }
 
 /// An HTTP POST to a client's endpoint. `Debug` shows header names only, and the URL without its
@@ -566,6 +578,13 @@ impl<T: DeliveryLog> DeliveryLog for Arc<T> {
         event_id: &EventId,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
         (**self).was_delivered(event_id)
+    }
+    fn delivered(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).delivered(event, attempt)
     }
 }
 

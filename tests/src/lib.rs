@@ -28,7 +28,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
-use shared::ingest::{ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
 use shared::Carrier;
 
 /// The moto endpoint, from `scripts/with-moto`.
@@ -173,6 +173,9 @@ impl Stack {
             ("CONFIG_TABLE", self.config_table.clone()),
             ("EVENTS_TABLE", self.events_table.clone()),
             ("EVENTS_QUEUE_URL", self.queue_url.clone()),
+            // Tests change keys, tenants and pull accounts between requests and expect the next
+            // request to see it; `calls.rs` measures with the production cache.
+            ("CONFIG_CACHE_SECONDS", "0".to_owned()),
         ]);
         Config::from_lookup(|name| env.get(name).cloned()).unwrap()
     }
@@ -256,8 +259,11 @@ impl Stack {
 }
 
 /// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
-pub type TestIngest =
-    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, RecordingMetrics>;
+pub type TestIngest = Ingest<
+    CachedConfig<DynamoConfigStore>,
+    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    RecordingMetrics,
+>;
 
 /// The notify functions' wiring (`ingest_http::aws_ingest`), with metrics kept for assertions.
 pub fn ingest_with(

@@ -15,19 +15,26 @@ use lambda_http::{service_fn, Error, Request};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::ingest::{ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
 use shared::Carrier;
 
 /// The ingest use-case on its AWS adapters.
-pub type AwsIngest =
-    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
+pub type AwsIngest = Ingest<
+    CachedConfig<DynamoConfigStore>,
+    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    EmfMetrics,
+>;
 
 /// Builds the use-case from the configuration and one client per AWS service.
 pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsIngest {
     Ingest::new(
-        DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+        CachedConfig::new(
+            DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+            config.config_cache,
+        ),
         ClaimThenQueue {
-            events: DynamoEventStore::new(dynamo, &config.events_table),
+            events: DynamoEventStore::new(dynamo, &config.events_table)
+                .with_pull_accounts(&config.config_table, config.config_cache),
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },
         EmfMetrics,

@@ -24,9 +24,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    activity_pk, claim_key, condition_failed, credential_item, credential_pk, flag, key,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag, key,
     profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
-    tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
+    tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, PACKED_EVENT, SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
@@ -707,15 +707,18 @@ impl AdminStore for DynamoAdmin {
     ) -> Result<Vec<Attempt>, Unavailable> {
         let table = &self.names.events_table;
         match selection {
-            // The sort key starts with the attempt's time: a Query is oldest first.
             Selection::Awb(awb) => {
                 let query = self
                     .dynamo
                     .query()
                     .table_name(table)
                     .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", s(format!("DELIVERY#{tenant}#{awb}")));
-                Ok(attempts_from(&self.query_all(query).await?))
+                    .expression_attribute_values(":pk", s(delivery_pk(tenant.as_str(), awb)));
+                // Sort keys lead with the event (`dynamodb.rs`; before, with the time): oldest
+                // first is a sort here, over one shipment's attempts.
+                let mut attempts = attempts_from(&self.query_all(query).await?);
+                attempts.sort_by(|a, b| (a.at, a.attempt).cmp(&(b.at, b.attempt)));
+                Ok(attempts)
             }
             Selection::Between { from, to } => {
                 let from_key = from.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -841,8 +844,9 @@ impl AdminStore for DynamoAdmin {
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .projection_expression("#event")
+                    .projection_expression("#event, #packed")
                     .expression_attribute_names("#event", "event")
+                    .expression_attribute_names("#packed", PACKED_EVENT)
                     .build()
                     .map_err(|e| Unavailable::new(DYNAMODB, "BatchGetItem", e))?,
             );
@@ -872,10 +876,16 @@ impl AdminStore for DynamoAdmin {
                     .remove(table)
                     .unwrap_or_default()
                 {
-                    let Some(body) = text(&item, "event") else {
-                        continue; // claimed but never queued: nothing to replay
+                    // Packed (`packed.rs`), or JSON text in claims written before.
+                    let event = match (item.get(PACKED_EVENT), text(&item, "event")) {
+                        (Some(AttributeValue::B(packed)), _) => {
+                            super::packed::unpack(packed.as_ref()).map_err(|e| e.to_string())
+                        }
+                        (_, Some(body)) => serde_json::from_str::<CanonicalEvent>(&body)
+                            .map_err(|e| e.to_string()),
+                        _ => continue, // claimed but never queued: nothing to replay
                     };
-                    match serde_json::from_str::<CanonicalEvent>(&body) {
+                    match event {
                         Ok(event) => {
                             found.insert(event.event_id.to_string(), event);
                         }
