@@ -428,6 +428,10 @@ pub trait QueueActions: Send + Sync {
 /// Counters, published as CloudWatch metrics (EMF) on AWS.
 pub trait Metrics: Send + Sync {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]);
+
+    /// Writes what was counted since the last flush, where counts are gathered (EMF: once per
+    /// Lambda invocation). Counts are kept until then.
+    fn flush(&self) {}
 }
 
 /// Metrics that go nowhere: on one machine the logs and the store tell the story.
@@ -544,6 +548,9 @@ impl<T: EventQueue> EventQueue for Arc<T> {
 impl<T: Metrics> Metrics for Arc<T> {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]) {
         (**self).count(name, value, dimensions)
+    }
+    fn flush(&self) {
+        (**self).flush()
     }
 }
 

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use ingest_http::apigw::notify_request;
-use integration_tests::{ingest_with, sqs_record, Receiver, Stack};
+use integration_tests::{ingest_with, scan_body, sqs_record, Receiver, Stack};
 use shared::adapters::dynamodb::DynamoConfigStore;
 use shared::adapters::push::TargetPolicy;
 use shared::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue};
@@ -23,12 +23,11 @@ use shared::{Carrier, TenantId};
 const KEY: &str = "cp-calls-key-0123456789";
 const EVENTS: u64 = 20;
 
-/// One DynamoDB request as the counter saw it: the operation, the table, the item's key (writes)
-/// and whether a read was strongly consistent.
+/// One DynamoDB request as the counter saw it: the operation, the item's key and whether a read
+/// was strongly consistent.
 #[derive(Debug, Clone)]
 struct Request {
     operation: String,
-    table: String,
     key: Option<(String, String)>,
     consistent: bool,
 }
@@ -78,7 +77,6 @@ impl Intercept for Counter {
             });
             self.requests.lock().unwrap().push(Request {
                 operation,
-                table: body["TableName"].as_str().unwrap_or_default().to_owned(),
                 key,
                 consistent: body["ConsistentRead"].as_bool() == Some(true),
             });
@@ -205,15 +203,6 @@ impl Units {
         let total = writes.values().sum();
         (writes, total, self.reads / EVENTS as f64)
     }
-}
-
-/// A Clickpost in-transit scan whose body (the event's `source`) is about 1.5 KB, as the richer
-/// accounts send them: the latest status, the customer, the items.
-fn scan_body(n: u64) -> String {
-    format!(
-        r#"{{"waybill":"CALLS{n:08}","cp_id":4,"account_code":"Delhivery Surface Express","status":"In Transit","remark":"Shipment arrived at hub and bagged for the next leg","location":"Bhiwandi_Mankoli_HB (Maharashtra)","clickpost_city":"Bhiwandi","timestamp":"2026-11-20T10:{m:02}:00Z","clickpost_status_code":5,"clickpost_status_description":"InTransit","additional":{{"order_id":"ORD-2026-{n:06}","courier_partner_edd":"2026-11-24","notification_event_id":3,"is_rvp":false,"latest_status":{{"clickpost_status_code":5,"clickpost_status_description":"InTransit","clickpost_status_bucket":3,"clickpost_status_bucket_description":"In transit","status":"In Transit","remark":"Shipment arrived at hub and bagged for the next leg","location":"Bhiwandi_Mankoli_HB (Maharashtra)","timestamp":"2026-11-20T10:{m:02}:00Z","reference_number":"REF-{n:08}"}},"customer":{{"name":"Meera Iyengar","phone":"98450{n:05}","email":"meera.iyengar@example.in","address":"Flat 4B, 17th Cross, HSR Layout Sector 3, Bengaluru 560102","pincode":"560102"}},"items":[{{"sku":"SKU-TSHIRT-BLK-M","quantity":2,"price":799.0,"description":"Cotton crew-neck t-shirt, black, M"}},{{"sku":"SKU-SOCKS-GRY-6P","quantity":1,"price":449.0,"description":"Ankle socks, grey, pack of 6"}}],"tracking_url":"https://track.example.in/acme/CALLS{n:08}?utm_source=sms&utm_medium=notification","seller":"Acme Retail Private Limited","extra_fields":{{"channel":"Shopify","warehouse":"BLR-HSR-01","payment_mode":"PREPAID","invoice_value":"2047.00","weight_grams":"620","dimensions_cm":"30x22x6"}}}}}}"#,
-        m = n % 60,
-    )
 }
 
 #[tokio::test]

@@ -16,7 +16,11 @@ use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
+use shared::ports::Metrics;
 use shared::Carrier;
+
+/// How long a notify function gathers its counts before it writes them as EMF.
+pub const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The ingest use-case on its AWS adapters.
 pub type AwsIngest = Ingest<
@@ -37,7 +41,8 @@ pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsI
                 .with_pull_accounts(&config.config_table, config.config_cache),
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },
-        EmfMetrics,
+        // A minute's counts per document, not one per request (`EmfMetrics::every`).
+        EmfMetrics::default().every(METRICS_INTERVAL),
         config.ingest_settings(),
     )
 }
@@ -49,9 +54,17 @@ pub async fn run(carrier: Carrier) -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = shared::adapters::lambda_sdk::config_from_env()?;
     let ingest = aws_ingest(&config, DynamoClient::new(&aws), SqsClient::new(&aws));
+    // The counts still gathered when Lambda stops the container (it sends SIGTERM once an
+    // extension is registered, which this does: a no-op one).
+    let metrics = ingest.metrics.clone();
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move { metrics.flush_all() })
+        .await;
     let ingest = &ingest;
     lambda_http::run(service_fn(move |request: Request| async move {
-        handle(ingest, carrier, request).await
+        let response = handle(ingest, carrier, request).await;
+        // Writes the gathered counts when they are due (`EmfMetrics::every`).
+        ingest.metrics.flush();
+        response
     }))
     .await
 }

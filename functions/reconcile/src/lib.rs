@@ -12,6 +12,7 @@ pub use handler::{handle, RunReport};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
+use shared::ports::Metrics;
 use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::ingest::ClaimThenQueue;
@@ -35,6 +36,7 @@ pub fn aws_reconciler(
     sqs: aws_sdk_sqs::Client,
 ) -> Result<(DynamoConfigStore, AwsReconciler), Error> {
     let events = DynamoEventStore::new(dynamo.clone(), &config.events_table);
+    let metrics = EmfMetrics::default();
     let reconciler = Reconciler::new(
         events.clone(),
         ClaimThenQueue {
@@ -44,7 +46,7 @@ pub fn aws_reconciler(
         // Each event only polling found is marked in the delivery log (`reconciled`).
         DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
         HttpPullTransport::new(config.targets)?,
-        EmfMetrics,
+        metrics.clone(),
         config.settings.clone(),
     );
     Ok((
@@ -67,7 +69,10 @@ pub async fn run() -> Result<(), Error> {
     // The schedule's input is not read: every run looks at every account.
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(handle(accounts, reconciler, targets, chrono::Utc::now()).await?)
+            let report = handle(accounts, reconciler, targets, chrono::Utc::now()).await;
+            // The run's counts, as one EMF document per set of dimension values.
+            reconciler.metrics.flush();
+            Ok::<_, Error>(report?)
         },
     ))
     .await
