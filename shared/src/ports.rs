@@ -353,6 +353,12 @@ pub trait DeliveryLog: Send + Sync {
         let _ = attempt;
         self.was_delivered(&event.event_id)
     }
+
+    /// Writes what the log gathers across attempts (DynamoDB: the dispatcher's page of a batch's
+    /// attempts). The dispatcher calls it once per batch.
+    fn flush(&self) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// An HTTP POST to a client's endpoint. `Debug` shows header names only, and the URL without its
@@ -592,6 +598,9 @@ impl<T: DeliveryLog> DeliveryLog for Arc<T> {
         attempt: u32,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
         (**self).delivered(event, attempt)
+    }
+    fn flush(&self) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).flush()
     }
 }
 

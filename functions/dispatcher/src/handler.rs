@@ -38,6 +38,11 @@ where
         .filter_map(|failure| async move { failure })
         .collect()
         .await;
+    // The batch's attempts, as one page of the delivery log per tenant. If it cannot be written
+    // the deliveries stand (they are in the log by AWB); only the listing by time misses them.
+    if let Err(e) = dispatch.log.flush().await {
+        tracing::error!(error = %e, "delivery log page not written");
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response

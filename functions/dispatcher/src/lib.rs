@@ -41,7 +41,8 @@ pub fn aws_dispatcher(
             config.config_cache,
         ),
         pusher: HttpPusher::new(config.targets)?,
-        log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
+        // One delivery log page per batch (`handle` flushes it).
+        log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table).batched(),
         // The shipments' state (events table), read for latest-state tenants only.
         shipments: DynamoEventStore::new(dynamo.clone(), &config.events_table),
         metrics: EmfMetrics::default(),

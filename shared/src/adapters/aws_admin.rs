@@ -25,8 +25,10 @@ use tracing::warn;
 
 use super::dynamodb::{
     activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag, key,
+    page_pk,
     profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
-    tenant_key_key, text, DynamoConfigStore, BY_TENANT_DAY, PACKED_EVENT, SERVICE as DYNAMODB,
+    tenant_key_key, text, DynamoConfigStore, PageEntry, BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES,
+    SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, ReplayNote,
@@ -726,6 +728,44 @@ impl AdminStore for DynamoAdmin {
                 let to_key = format!("{}~", to.to_rfc3339_opts(SecondsFormat::Millis, true));
                 let mut all = Vec::new();
                 for day in days(*from, *to) {
+                    // The delivery log's pages (`dynamodb.rs`): a page's key is its first
+                    // attempt's time, and a batch takes at most the dispatcher's timeout (60 s):
+                    // pages from two minutes before `from` may hold attempts in the range.
+                    let page_from = (*from - chrono::Duration::minutes(2))
+                        .to_rfc3339_opts(SecondsFormat::Millis, true);
+                    let query = self
+                        .dynamo
+                        .query()
+                        .table_name(table)
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                        .expression_attribute_values(":pk", s(page_pk(tenant.as_str(), day)))
+                        .expression_attribute_values(":from", s(&page_from))
+                        .expression_attribute_values(":to", s(&to_key));
+                    for item in self.query_all(query).await? {
+                        let entries = match item.get(PAGE_ENTRIES) {
+                            Some(AttributeValue::B(packed)) => {
+                                super::packed::decompress(packed.as_ref())
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|json| {
+                                        serde_json::from_slice::<Vec<PageEntry>>(&json)
+                                            .map_err(|e| e.to_string())
+                                    })
+                            }
+                            _ => Err("no entries".to_owned()),
+                        };
+                        match entries {
+                            Ok(entries) => all.extend(
+                                entries
+                                    .iter()
+                                    .filter_map(PageEntry::attempt)
+                                    .filter(|a| (*from..=*to).contains(&a.at)),
+                            ),
+                            Err(e) => {
+                                warn!(pk = ?text(&item, "pk"), sk = ?text(&item, "sk"), error = %e, "unreadable delivery log page skipped")
+                            }
+                        }
+                    }
+                    // Attempts written before the pages, in the index until they expire.
                     let query = self
                         .dynamo
                         .query()
@@ -743,6 +783,9 @@ impl AdminStore for DynamoAdmin {
                             .filter(|a| (*from..=*to).contains(&a.at)),
                     );
                 }
+                all.sort_by(|a, b| {
+                    (a.at, a.event_id.as_str(), a.attempt).cmp(&(b.at, b.event_id.as_str(), b.attempt))
+                });
                 Ok(all)
             }
         }

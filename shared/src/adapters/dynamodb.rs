@@ -19,7 +19,8 @@
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal and the tenant has a pull account at the carrier (REMOVEd otherwise: `DynamoEventStore::with_pull_accounts`), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
-//! | events | `DELIVERY#<tenant>#<awb>` | `<event_id>#<time>#<attempt>` | one delivery attempt: `event_id`, `status`, `attempt`, `outcome`, `http_status`, `latency_ms`, `error`, `at`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = `<time>#<event_id>#<attempt>`. A `delivered` attempt is the event's delivered marker too (the dispatcher finds it with one Query of the event's sort-key prefix). Attempts written before had the sort key `<time>#<event_id>#<attempt>` |
+//! | events | `DELIVERY#<tenant>#<awb>` | `<event_id>#<time>#<attempt>` | one delivery attempt: `event_id`, `status`, `attempt`, `outcome`, `http_status`, `latency_ms`, `error`, `at`; attempts written before the pages (`DELIVERIES#`) also had, for `by_tenant_day`, `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key. A `delivered` attempt is the event's delivered marker too (the dispatcher finds it with one Query of the event's sort-key prefix). Attempts written before had the sort key `<time>#<event_id>#<attempt>` |
+//! | events | `DELIVERIES#<tenant>#<YYYY-MM-DD>` | `<time of its first attempt>#<random>` | a page of the tenant's delivery log of one UTC day: `e` (B): the attempts of one dispatcher batch (or one attempt, from elsewhere) as a JSON array of `PageEntry`, compressed (`packed::compress`); what "deliveries between two times" reads |
 //! | events | `DELIVERED#<event_id>` | `DELIVERED` | written before the delivered attempt was the marker: the event reached the client. Read only for a message handed out again (`DynamoDeliveryLog::delivered`); they expire within the dedup window |
 
 use std::collections::HashMap;
@@ -594,6 +595,9 @@ pub const DELIVERY_LOG_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 pub struct DynamoDeliveryLog {
     client: Client,
     table: String,
+    /// Attempts of the batch not yet on a page (`batched`); `None`: each attempt's page is
+    /// written with it.
+    page: Option<std::sync::Arc<std::sync::Mutex<Vec<PageEntry>>>>,
 }
 
 impl DynamoDeliveryLog {
@@ -601,7 +605,121 @@ impl DynamoDeliveryLog {
         DynamoDeliveryLog {
             client,
             table: table.into(),
+            page: None,
         }
+    }
+
+    /// Gathers the attempts' page entries until `flush` (the dispatcher: once per batch), so that
+    /// a batch of ten attempts is one page write, not ten.
+    pub fn batched(mut self) -> Self {
+        self.page = Some(Default::default());
+        self
+    }
+
+    /// Writes the entries as pages: one item per tenant and UTC day.
+    async fn write_pages(&self, entries: Vec<PageEntry>) -> Result<(), Unavailable> {
+        let mut pages: std::collections::BTreeMap<(String, chrono::NaiveDate), Vec<PageEntry>> =
+            Default::default();
+        for entry in entries {
+            let day = entry.at().date_naive();
+            pages.entry((entry.tenant.clone(), day)).or_default().push(entry);
+        }
+        for ((tenant, day), entries) in pages {
+            let first = entries.iter().map(|e| e.t).min().unwrap_or_default();
+            let first = DateTime::from_timestamp_millis(first).unwrap_or_default();
+            let json = serde_json::to_vec(&entries)
+                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+            let packed = super::packed::compress(&json)
+                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+            let mut item = key(
+                page_pk(&tenant, day),
+                // The first attempt's time (a Query by time range finds the page), and a random
+                // part: two dispatchers write pages of the same millisecond.
+                &format!(
+                    "{}#{}",
+                    first.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    crate::auth::random_token(6)
+                ),
+            );
+            item.insert(
+                PAGE_ENTRIES.into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+            );
+            item.insert("expires_at".into(), n(epoch_after(first, DELIVERY_LOG_TTL)));
+            put(&self.client, &self.table, item).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The partition of a tenant's delivery log pages of one UTC day.
+pub(super) fn page_pk(tenant: &str, day: chrono::NaiveDate) -> String {
+    format!("DELIVERIES#{tenant}#{}", day.format("%Y-%m-%d"))
+}
+
+/// A page's attribute: its entries (`PageEntry`, a JSON array) compressed (`packed::compress`).
+pub(super) const PAGE_ENTRIES: &str = "e";
+
+/// One attempt on a delivery log page, with short names: a page of ten is about 700 bytes
+/// compressed, one write unit.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct PageEntry {
+    #[serde(rename = "e")]
+    pub event_id: String,
+    #[serde(rename = "k")]
+    pub tenant: String,
+    #[serde(rename = "w")]
+    pub awb: String,
+    #[serde(rename = "s")]
+    pub status: String,
+    #[serde(rename = "n")]
+    pub attempt: u32,
+    #[serde(rename = "o")]
+    pub outcome: String,
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(rename = "l")]
+    pub latency_ms: u64,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Epoch milliseconds.
+    pub t: i64,
+}
+
+impl PageEntry {
+    fn of(attempt: &Attempt) -> PageEntry {
+        PageEntry {
+            event_id: attempt.event_id.to_string(),
+            tenant: attempt.tenant_id.clone(),
+            awb: attempt.awb.clone(),
+            status: attempt.status.as_str().to_owned(),
+            attempt: attempt.attempt,
+            outcome: attempt.outcome.as_str().to_owned(),
+            http_status: attempt.http_status,
+            latency_ms: attempt.latency_ms,
+            error: attempt.error.clone(),
+            t: attempt.at.timestamp_millis(),
+        }
+    }
+
+    fn at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.t).unwrap_or_default()
+    }
+
+    /// The attempt; `None` for one this build cannot read (a status or outcome it does not know).
+    pub(super) fn attempt(&self) -> Option<Attempt> {
+        Some(Attempt {
+            event_id: EventId::from_stored(self.event_id.clone()),
+            tenant_id: self.tenant.clone(),
+            awb: self.awb.clone(),
+            status: self.status.parse().ok()?,
+            attempt: self.attempt,
+            outcome: AttemptOutcome::parse(&self.outcome)?,
+            http_status: self.http_status,
+            latency_ms: self.latency_ms,
+            error: self.error.clone(),
+            at: self.at(),
+        })
     }
 }
 
@@ -657,20 +775,34 @@ impl DeliveryLog for DynamoDeliveryLog {
             item.insert("error".into(), s(error));
         }
         item.insert("at".into(), s(&at));
-        // The `by_tenant_day` index: a tenant's attempts of one UTC day, in time order.
-        item.insert(
-            "tenant_day".into(),
-            s(tenant_day(&attempt.tenant_id, attempt.at.date_naive())),
-        );
-        item.insert(
-            "at_key".into(),
-            s(format!("{at}#{}#{:03}", attempt.event_id, attempt.attempt)),
-        );
         item.insert(
             "expires_at".into(),
             n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),
         );
-        put(&self.client, &self.table, item).await
+        put(&self.client, &self.table, item).await?;
+        // A tenant's attempts by time ("deliveries between two times") are on pages, one per
+        // dispatcher batch, not in an index: an index entry is one more write unit per attempt,
+        // a page of ten attempts one write unit for all ten. Attempts written before are in the
+        // `by_tenant_day` index (`tenant_day`, `at_key`), read until they expire (90 days).
+        let entry = PageEntry::of(attempt);
+        match &self.page {
+            Some(page) => {
+                page.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+                Ok(())
+            }
+            None => self.write_pages(vec![entry]).await,
+        }
+    }
+
+    async fn flush(&self) -> Result<(), Unavailable> {
+        let Some(page) = &self.page else {
+            return Ok(());
+        };
+        let entries = std::mem::take(&mut *page.lock().unwrap_or_else(|p| p.into_inner()));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write_pages(entries).await
     }
 
     /// Only the markers of the layout before (`DELIVERED#<event_id>`): an attempt is found by

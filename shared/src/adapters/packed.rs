@@ -81,7 +81,12 @@ fn strip_nulls(value: &mut Value) {
 
 /// The event packed: [`V1`], then its compact JSON deflated (raw, with [`DICTIONARY_V1`]).
 pub fn pack(event: &CanonicalEvent) -> Result<Vec<u8>, PackError> {
-    let json = compact_json(event)?;
+    compress(&compact_json(event)?)
+}
+
+/// Any JSON text packed as an event is: [`V1`], then deflated with [`DICTIONARY_V1`] (the delivery
+/// log's pages, `dynamodb.rs`, share the field names).
+pub fn compress(json: &[u8]) -> Result<Vec<u8>, PackError> {
     let mut deflate = Compress::new(Compression::best(), false);
     deflate
         .set_dictionary(DICTIONARY_V1)
@@ -106,6 +111,11 @@ pub fn pack(event: &CanonicalEvent) -> Result<Vec<u8>, PackError> {
 
 /// The event a [`pack`] wrote.
 pub fn unpack(packed: &[u8]) -> Result<CanonicalEvent, PackError> {
+    Ok(serde_json::from_slice(&decompress(packed)?)?)
+}
+
+/// The bytes a [`compress`] was given.
+pub fn decompress(packed: &[u8]) -> Result<Vec<u8>, PackError> {
     let (&format, deflated) = packed.split_first().ok_or(PackError::Empty)?;
     if format != V1 {
         return Err(PackError::UnknownFormat(format));
@@ -140,7 +150,7 @@ pub fn unpack(packed: &[u8]) -> Result<CanonicalEvent, PackError> {
             _ => {}
         }
     }
-    Ok(serde_json::from_slice(&json)?)
+    Ok(json)
 }
 
 /// How many bytes `event` packs to (for tests and `docs/performance.md`).
