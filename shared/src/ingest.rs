@@ -567,7 +567,8 @@ impl<T: Reingest> Reingest for std::sync::Arc<T> {
 pub struct CachedConfig<C> {
     inner: C,
     ttl: Duration,
-    cache: Mutex<HashMap<(Carrier, crate::auth::CredentialDigest), (std::time::Instant, TenantAuth)>>,
+    cache:
+        Mutex<HashMap<(Carrier, crate::auth::CredentialDigest), (std::time::Instant, TenantAuth)>>,
 }
 
 impl<C> CachedConfig<C> {
@@ -599,7 +600,10 @@ impl<C: ConfigStore> ConfigStore for CachedConfig<C> {
         let found = self.inner.tenant_by_credential(carrier, digest).await?;
         match &found {
             Some(tenant) => {
-                lock().insert((carrier, *digest), (std::time::Instant::now(), tenant.clone()));
+                lock().insert(
+                    (carrier, *digest),
+                    (std::time::Instant::now(), tenant.clone()),
+                );
             }
             None => {
                 lock().remove(&(carrier, *digest));
@@ -827,6 +831,54 @@ mod tests {
             Claim::Claimed
         );
         assert_eq!(queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_found_key_is_remembered_for_the_ttl_and_an_unknown_one_is_asked_again() {
+        use crate::adapters::memory::MemoryConfig;
+        use crate::auth::Credential;
+
+        let memory = Arc::new(MemoryConfig::default());
+        let acme = TenantAuth {
+            tenant_id: TenantId::parse("acme").unwrap(),
+            include_source: true,
+        };
+        let (known, new) = (
+            Credential::new("key-known-0001"),
+            Credential::new("key-new-0002"),
+        );
+        memory.add_credential(Carrier::Clickpost, &known, acme.clone());
+        let cached = CachedConfig::new(memory.clone(), Duration::from_secs(3600));
+        let found = |c: &Credential| {
+            let digest = c.digest();
+            let cached = &cached;
+            async move {
+                cached
+                    .tenant_by_credential(Carrier::Clickpost, &digest)
+                    .await
+            }
+        };
+        assert_eq!(found(&known).await.unwrap(), Some(acme.clone()));
+        assert_eq!(found(&new).await.unwrap(), None);
+        // The store is down: the key found is answered from memory, the unknown one is not.
+        memory.set_unavailable(true);
+        assert_eq!(found(&known).await.unwrap(), Some(acme.clone()));
+        assert!(found(&new).await.is_err());
+        // A key added since is found at once.
+        memory.set_unavailable(false);
+        memory.add_credential(Carrier::Clickpost, &new, acme.clone());
+        assert_eq!(found(&new).await.unwrap(), Some(acme.clone()));
+        // With no time to live, every request asks the store.
+        let uncached = CachedConfig::new(memory.clone(), Duration::ZERO);
+        uncached
+            .tenant_by_credential(Carrier::Clickpost, &known.digest())
+            .await
+            .unwrap();
+        memory.set_unavailable(true);
+        assert!(uncached
+            .tenant_by_credential(Carrier::Clickpost, &known.digest())
+            .await
+            .is_err());
     }
 
     #[tokio::test]

@@ -176,7 +176,10 @@ impl Units {
                     let item = tables.get(&key);
                     let size = item.map_or(0, item_size);
                     *units.writes.entry(kind).or_default() += size.div_ceil(1024).max(1) as f64;
-                    for (attribute, index) in [("open", "index by_quiet"), ("tenant_day", "index by_tenant_day")] {
+                    for (attribute, index) in [
+                        ("open", "index by_quiet"),
+                        ("tenant_day", "index by_tenant_day"),
+                    ] {
                         if item.is_some_and(|i| i.contains_key(attribute)) {
                             *units.writes.entry(index.to_owned()).or_default() += 1.0;
                         }
@@ -297,8 +300,7 @@ async fn calls_per_accepted_and_delivered_event() {
         source_mapping_calls += 2; // ReceiveMessage + DeleteMessageBatch
         let mut event = SqsEvent::default();
         for m in received.messages.unwrap_or_default() {
-            let body: serde_json::Value =
-                serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            let body: serde_json::Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
             source_bytes.push(serde_json::to_string(&body["source"]).unwrap().len());
             event.records.push(sqs_record(&m));
         }
@@ -382,7 +384,11 @@ async fn calls_per_accepted_and_delivered_event() {
     // (the first batch's concurrent deliveries, 4 here, may each miss the empty caches once).
     let reads = dispatch_calls.get("GetItem").copied().unwrap_or(0);
     assert!((2..=8).contains(&reads), "{dispatch_calls:?}");
-    assert_eq!(dispatch_calls.get("Query"), Some(&EVENTS), "{dispatch_calls:?}");
+    assert_eq!(
+        dispatch_calls.get("Query"),
+        Some(&EVENTS),
+        "{dispatch_calls:?}"
+    );
     assert_eq!(
         dispatch_calls.get("PutItem"),
         Some(&(EVENTS + EVENTS / 10)),

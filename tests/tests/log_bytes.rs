@@ -50,7 +50,10 @@ fn access_log_line() -> String {
     ] {
         line = line.replace(variable, value);
     }
-    assert!(!line.contains("$context"), "a variable without a value: {line}");
+    assert!(
+        !line.contains("$context"),
+        "a variable without a value: {line}"
+    );
     line + "\n"
 }
 
@@ -161,7 +164,11 @@ async fn log_bytes_per_accepted_and_delivered_event() {
     println!("  API access log:      {access}");
     println!("  total:               {total:.0}");
     let sample: Vec<&str> = text.lines().take(3).collect();
-    println!("a sample of the lines:\n{}\n{}", sample.join("\n"), access_log_line());
+    println!(
+        "a sample of the lines:\n{}\n{}",
+        sample.join("\n"),
+        access_log_line()
+    );
 
     // One INFO line per event per stage: "event accepted", "delivered"; nothing else at INFO.
     let lines: Vec<serde_json::Value> = text

@@ -12,10 +12,10 @@ pub use handler::{handle, RunReport};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
-use shared::ports::Metrics;
 use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::ingest::ClaimThenQueue;
+use shared::ports::Metrics;
 use shared::reconcile::Reconciler;
 
 /// The reconciler on its AWS adapters.

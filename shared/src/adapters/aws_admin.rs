@@ -24,9 +24,8 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag, key,
-    page_pk,
-    profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag,
+    key, page_pk, profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
     tenant_key_key, text, DynamoConfigStore, PageEntry, BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES,
     SERVICE as DYNAMODB,
 };
@@ -784,7 +783,11 @@ impl AdminStore for DynamoAdmin {
                     );
                 }
                 all.sort_by(|a, b| {
-                    (a.at, a.event_id.as_str(), a.attempt).cmp(&(b.at, b.event_id.as_str(), b.attempt))
+                    (a.at, a.event_id.as_str(), a.attempt).cmp(&(
+                        b.at,
+                        b.event_id.as_str(),
+                        b.attempt,
+                    ))
                 });
                 Ok(all)
             }
@@ -924,8 +927,9 @@ impl AdminStore for DynamoAdmin {
                         (Some(AttributeValue::B(packed)), _) => {
                             super::packed::unpack(packed.as_ref()).map_err(|e| e.to_string())
                         }
-                        (_, Some(body)) => serde_json::from_str::<CanonicalEvent>(&body)
-                            .map_err(|e| e.to_string()),
+                        (_, Some(body)) => {
+                            serde_json::from_str::<CanonicalEvent>(&body).map_err(|e| e.to_string())
+                        }
                         _ => continue, // claimed but never queued: nothing to replay
                     };
                     match event {

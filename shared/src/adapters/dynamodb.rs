@@ -622,7 +622,10 @@ impl DynamoDeliveryLog {
             Default::default();
         for entry in entries {
             let day = entry.at().date_naive();
-            pages.entry((entry.tenant.clone(), day)).or_default().push(entry);
+            pages
+                .entry((entry.tenant.clone(), day))
+                .or_default()
+                .push(entry);
         }
         for ((tenant, day), entries) in pages {
             let first = entries.iter().map(|e| e.t).min().unwrap_or_default();
@@ -920,7 +923,10 @@ impl DynamoEventStore {
             .client
             .get_item()
             .table_name(&check.config_table)
-            .set_key(Some(key(format!("TENANT#{tenant}"), &format!("{PULL}{carrier}"))))
+            .set_key(Some(key(
+                format!("TENANT#{tenant}"),
+                &format!("{PULL}{carrier}"),
+            )))
             // The key only: the item holds the account's secret, which ingest has no use for.
             .projection_expression("pk")
             .send()
@@ -1279,8 +1285,7 @@ impl EventStore for DynamoEventStore {
         // last status is not terminal and its tenant has a pull account at its carrier
         // (`with_pull_accounts`), keyed by when it was last heard of.
         values.push(("heard_at", n(event.received_at.timestamp_millis())));
-        let indexed =
-            !state.terminal && self.reconciled(&event.tenant_id, event.carrier).await;
+        let indexed = !state.terminal && self.reconciled(&event.tenant_id, event.carrier).await;
         if indexed {
             values.push((OPEN, s(open_key(&event.tenant_id, event.carrier.as_str()))));
         }

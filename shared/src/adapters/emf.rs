@@ -110,8 +110,13 @@ fn is_latency(name: &str) -> bool {
 pub fn documents(pending: &Pending, timestamp_ms: i64) -> Vec<Value> {
     let mut docs: Vec<Value> = Vec::new();
     let undimensioned = pending.get(&Vec::new());
-    let mut groups: Vec<(&Vec<(&'static str, String)>, &BTreeMap<&'static str, Vec<u64>>)> =
-        pending.iter().filter(|(dims, _)| !dims.is_empty()).collect();
+    let mut groups: Vec<(
+        &Vec<(&'static str, String)>,
+        &BTreeMap<&'static str, Vec<u64>>,
+    )> = pending
+        .iter()
+        .filter(|(dims, _)| !dims.is_empty())
+        .collect();
     if groups.is_empty() {
         if let Some(metrics) = undimensioned {
             groups.push((&EMPTY, metrics));
@@ -171,7 +176,13 @@ fn add_values(values: &mut Map<String, Value>, metrics: &BTreeMap<&'static str, 
     for (name, recorded) in metrics {
         let value = if is_latency(name) && recorded.len() > 1 {
             // At most MAX_VALUES: the rest of a very large batch is left out of the distribution.
-            Value::from(recorded.iter().take(MAX_VALUES).copied().collect::<Vec<_>>())
+            Value::from(
+                recorded
+                    .iter()
+                    .take(MAX_VALUES)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
         } else {
             Value::from(recorded.iter().sum::<u64>())
         };
@@ -225,7 +236,9 @@ impl Metrics for EmfMetrics {
     fn flush(&self) {
         if let Some(interval) = self.interval {
             let times = self.times.lock().unwrap_or_else(|p| p.into_inner());
-            let due = times.first_pending.is_some_and(|at| at.elapsed() >= interval)
+            let due = times
+                .first_pending
+                .is_some_and(|at| at.elapsed() >= interval)
                 || times.last_written.is_none_or(|at| at.elapsed() >= interval);
             if !due {
                 return;
@@ -283,7 +296,11 @@ mod tests {
     #[test]
     fn counts_with_two_dimensions_keep_them_and_the_total() {
         let (metrics, lines) = recorded();
-        metrics.count("Rejected", 1, &[("Carrier", "clickpost"), ("Reason", "TooLarge")]);
+        metrics.count(
+            "Rejected",
+            1,
+            &[("Carrier", "clickpost"), ("Reason", "TooLarge")],
+        );
         metrics.count("Received", 1, &[("Carrier", "clickpost")]);
         metrics.flush();
         let docs: Vec<Value> = lines
@@ -310,7 +327,11 @@ mod tests {
         let metrics = metrics.every(std::time::Duration::from_secs(3600));
         metrics.count("Received", 1, &[("Carrier", "clickpost")]);
         metrics.flush();
-        assert_eq!(lines.lock().unwrap().len(), 1, "nothing written yet: at once");
+        assert_eq!(
+            lines.lock().unwrap().len(),
+            1,
+            "nothing written yet: at once"
+        );
         for _ in 0..5 {
             metrics.count("Received", 1, &[("Carrier", "clickpost")]);
             metrics.flush();
@@ -330,6 +351,9 @@ mod tests {
         metrics.flush();
         let doc: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
         assert_eq!(doc["EndToEndLatencyMs"], 40);
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
     }
 }

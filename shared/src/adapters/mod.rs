@@ -8,10 +8,10 @@ pub mod emf;
 #[cfg(feature = "aws")]
 pub mod lambda_sdk;
 pub mod memory;
-#[cfg(feature = "aws")]
-pub mod packed;
 #[cfg(any(feature = "push", feature = "pull"))]
 mod outbound;
+#[cfg(feature = "aws")]
+pub mod packed;
 #[cfg(feature = "pull")]
 pub mod pull_http;
 #[cfg(feature = "push")]

@@ -185,7 +185,10 @@ mod tests {
     fn a_packed_event_reads_back_equal_with_its_source_verbatim() {
         for (carrier, path) in [
             (Carrier::Shiprocket, "shiprocket/field_rto_initiated.json"),
-            (Carrier::Clickpost, "clickpost/failed_delivery_ndr_selected.json"),
+            (
+                Carrier::Clickpost,
+                "clickpost/failed_delivery_ndr_selected.json",
+            ),
             (Carrier::Shipway, "shipway/classic_status_feed.json"),
         ] {
             for event in events(carrier, path) {
@@ -207,12 +210,20 @@ mod tests {
         let source = event.source.as_ref().unwrap().as_str().len();
         assert!(source > 1500, "{source}");
         let packed = packed_len(&event).unwrap();
-        assert!(packed < 700, "{} bytes of JSON packed to {packed}", json.len());
+        assert!(
+            packed < 700,
+            "{} bytes of JSON packed to {packed}",
+            json.len()
+        );
     }
 
     #[test]
     fn an_unknown_format_or_a_cut_stream_is_an_error_not_a_panic() {
-        let event = events(Carrier::Clickpost, "clickpost/delivered_selected_captured.json").remove(0);
+        let event = events(
+            Carrier::Clickpost,
+            "clickpost/delivered_selected_captured.json",
+        )
+        .remove(0);
         let packed = pack(&event).unwrap();
         let mut other = packed.clone();
         other[0] = 9;
