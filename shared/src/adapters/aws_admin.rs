@@ -718,7 +718,7 @@ impl AdminStore for DynamoAdmin {
                 // Sort keys lead with the event (`dynamodb.rs`; before, with the time): oldest
                 // first is a sort here, over one shipment's attempts.
                 let mut attempts = attempts_from(&self.query_all(query).await?);
-                attempts.sort_by(|a, b| (a.at, a.attempt).cmp(&(b.at, b.attempt)));
+                attempts.sort_by_key(|a| (a.at, a.attempt));
                 Ok(attempts)
             }
             Selection::Between { from, to } => {

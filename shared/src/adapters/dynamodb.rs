@@ -872,12 +872,15 @@ pub struct DynamoEventStore {
     pull_accounts: Option<PullAccountCheck>,
 }
 
+/// When a tenant's pull account at a carrier was looked up, and whether it has one.
+type Looked = (std::time::Instant, bool);
+
 /// Whether a tenant has a pull account at a carrier, read from the config table and cached.
 #[derive(Clone)]
 struct PullAccountCheck {
     config_table: String,
     ttl: Duration,
-    cache: std::sync::Arc<std::sync::Mutex<HashMap<(String, Carrier), (std::time::Instant, bool)>>>,
+    cache: std::sync::Arc<std::sync::Mutex<HashMap<(String, Carrier), Looked>>>,
 }
 
 impl DynamoEventStore {

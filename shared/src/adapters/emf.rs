@@ -24,7 +24,11 @@ type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The counts of one invocation so far, by dimension values, then by metric: a sum for a count,
 /// every value for a latency (`…Ms`: CloudWatch keeps their distribution).
-type Pending = BTreeMap<Vec<(&'static str, String)>, BTreeMap<&'static str, Vec<u64>>>;
+type Pending = BTreeMap<Dimensions, Values>;
+/// Dimension names and values.
+type Dimensions = Vec<(&'static str, String)>;
+/// What was recorded of each metric.
+type Values = BTreeMap<&'static str, Vec<u64>>;
 
 #[derive(Clone)]
 pub struct EmfMetrics {
@@ -110,10 +114,7 @@ fn is_latency(name: &str) -> bool {
 pub fn documents(pending: &Pending, timestamp_ms: i64) -> Vec<Value> {
     let mut docs: Vec<Value> = Vec::new();
     let undimensioned = pending.get(&Vec::new());
-    let mut groups: Vec<(
-        &Vec<(&'static str, String)>,
-        &BTreeMap<&'static str, Vec<u64>>,
-    )> = pending
+    let mut groups: Vec<(&Dimensions, &Values)> = pending
         .iter()
         .filter(|(dims, _)| !dims.is_empty())
         .collect();
