@@ -1,6 +1,8 @@
-//! How many AWS calls one notification costs: the real ingest and dispatcher code against
-//! moto_server, with an interceptor on the SDK clients counting every request by operation. The
-//! figures feed the cost table in docs/performance.md; the assertions keep them true.
+//! How many AWS calls, and DynamoDB request units, one notification costs: the real ingest and
+//! dispatcher code against moto_server, with an interceptor on the SDK clients recording every
+//! request (its operation, the item's key, whether a read is consistent), and the items the run
+//! left, to size each write as DynamoDB bills it. The figures feed the cost table in
+//! docs/performance.md; the assertions keep them true.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
