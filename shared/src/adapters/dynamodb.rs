@@ -961,12 +961,20 @@ impl DynamoEventStore {
         &self,
         event_id: &EventId,
     ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
+        self.claim_item_read(event_id, true).await
+    }
+
+    async fn claim_item_read(
+        &self,
+        event_id: &EventId,
+        consistent: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
         let found = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(event_id)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
@@ -1235,11 +1243,14 @@ impl EventStore for DynamoEventStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
         // A webhook has one v1 id to look up and a pulled Clickpost scan at most three: one
-        // consistent GetItem each (a BatchGetItem would cost the same read units), stopping at
-        // the first queued one.
+        // GetItem each (a BatchGetItem would cost the same read units), stopping at the first
+        // queued one. Eventually consistent, half a read unit: v1 claims are written only by the
+        // code before v2, so every one of them was written before this code runs, except for the
+        // seconds of the deploy in which both run; a scan accepted by both in the same second
+        // then goes out twice, under its two ids.
         let mut in_flight = false;
         for id in ids {
-            let Some(item) = self.claim_item(id).await? else {
+            let Some(item) = self.claim_item_read(id, false).await? else {
                 continue;
             };
             match text(&item, "state").as_deref() {
