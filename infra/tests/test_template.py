@@ -205,6 +205,17 @@ class Functions(unittest.TestCase):
                         self.assertNotIn("*", action, f"{name}: {action}")
                     self.assertNotEqual(statement["Resource"], "*", name)
 
+    def test_the_dispatcher_can_query_an_events_attempts_but_not_an_index(self):
+        # Whether an event was delivered is one Query of its attempts in the events table
+        # (shared/src/adapters/dynamodb.rs, DynamoDeliveryLog::delivered).
+        policy = of_type("AWS::IAM::ManagedPolicy")["DispatcherPolicy"]
+        queried = [
+            s["Resource"]
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "dynamodb:Query" in s["Action"]
+        ]
+        self.assertEqual(queried, [{"Fn::GetAtt": ["EventsTable", "Arn"]}])
+
     def test_the_dispatcher_writes_only_circuit_items_of_the_config_table(self):
         policy = of_type("AWS::IAM::ManagedPolicy")["DispatcherPolicy"]
         config_table = {"Fn::GetAtt": ["ConfigTable", "Arn"]}

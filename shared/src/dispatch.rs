@@ -142,7 +142,7 @@ where
                 reason: "status not selected",
             };
         }
-        match self.log.was_delivered(&event.event_id).await {
+        match self.log.delivered(event, attempt).await {
             Ok(true) if !replay => {
                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
                 return Decision::Skipped {
@@ -327,7 +327,11 @@ where
                     u64::try_from(end_to_end).unwrap_or(0),
                     &[],
                 );
-                info!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, status = %event.status, attempt, http_status, latency_ms, "delivered");
+                // The AWB and the status are on the event's "event accepted" line (and in the delivery
+                // log); this one says what became of the event. The attempt only when it is a retry:
+                // most deliveries are first attempts, and every byte of a line is billed.
+                let retry = (attempt > 1).then_some(attempt);
+                info!(tenant_id = tenant, event_id = %event.event_id, attempt = retry, http_status, latency_ms, "delivered");
             }
             Decision::Retry { after, reason } => {
                 self.metrics

@@ -510,7 +510,8 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             event_id = %event.event_id,
             awb = %event.awb.as_deref().unwrap_or(""),
             status = %event.status,
-            is_stale = event.is_stale,
+            // Only when true: on most events it is false, and every byte of a line is billed.
+            is_stale = event.is_stale.then_some(true),
             "event accepted"
         );
         Ok(Claim::Claimed)
@@ -588,6 +589,59 @@ impl<T: Reingest> Reingest for std::sync::Arc<T> {
         received_at: DateTime<Utc>,
     ) -> impl std::future::Future<Output = IngestOutcome> + Send {
         (**self).reingest(tenant, carrier, body, received_at)
+    }
+}
+
+/// A config store that remembers, per process, the keys it found for `ttl`: on AWS the key and the
+/// tenant's profile are two reads (one read unit) per request otherwise, more than the rest of an
+/// event's reads together. A key that is not found is asked again every time (a new key works at
+/// once); a removed key, or a tenant disabled, is refused within `ttl` (60 s on AWS).
+pub struct CachedConfig<C> {
+    inner: C,
+    ttl: Duration,
+    cache:
+        Mutex<HashMap<(Carrier, crate::auth::CredentialDigest), (std::time::Instant, TenantAuth)>>,
+}
+
+impl<C> CachedConfig<C> {
+    pub fn new(inner: C, ttl: Duration) -> Self {
+        CachedConfig {
+            inner,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<C: ConfigStore> ConfigStore for CachedConfig<C> {
+    async fn tenant_by_credential(
+        &self,
+        carrier: Carrier,
+        digest: &crate::auth::CredentialDigest,
+    ) -> Result<Option<TenantAuth>, Unavailable> {
+        let lock = || {
+            self.cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some((at, tenant)) = lock().get(&(carrier, *digest)) {
+            if at.elapsed() < self.ttl {
+                return Ok(Some(tenant.clone()));
+            }
+        }
+        let found = self.inner.tenant_by_credential(carrier, digest).await?;
+        match &found {
+            Some(tenant) => {
+                lock().insert(
+                    (carrier, *digest),
+                    (std::time::Instant::now(), tenant.clone()),
+                );
+            }
+            None => {
+                lock().remove(&(carrier, *digest));
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -810,6 +864,54 @@ mod tests {
             Claim::Claimed
         );
         assert_eq!(queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_found_key_is_remembered_for_the_ttl_and_an_unknown_one_is_asked_again() {
+        use crate::adapters::memory::MemoryConfig;
+        use crate::auth::Credential;
+
+        let memory = Arc::new(MemoryConfig::default());
+        let acme = TenantAuth {
+            tenant_id: TenantId::parse("acme").unwrap(),
+            include_source: true,
+        };
+        let (known, new) = (
+            Credential::new("key-known-0001"),
+            Credential::new("key-new-0002"),
+        );
+        memory.add_credential(Carrier::Clickpost, &known, acme.clone());
+        let cached = CachedConfig::new(memory.clone(), Duration::from_secs(3600));
+        let found = |c: &Credential| {
+            let digest = c.digest();
+            let cached = &cached;
+            async move {
+                cached
+                    .tenant_by_credential(Carrier::Clickpost, &digest)
+                    .await
+            }
+        };
+        assert_eq!(found(&known).await.unwrap(), Some(acme.clone()));
+        assert_eq!(found(&new).await.unwrap(), None);
+        // The store is down: the key found is answered from memory, the unknown one is not.
+        memory.set_unavailable(true);
+        assert_eq!(found(&known).await.unwrap(), Some(acme.clone()));
+        assert!(found(&new).await.is_err());
+        // A key added since is found at once.
+        memory.set_unavailable(false);
+        memory.add_credential(Carrier::Clickpost, &new, acme.clone());
+        assert_eq!(found(&new).await.unwrap(), Some(acme.clone()));
+        // With no time to live, every request asks the store.
+        let uncached = CachedConfig::new(memory.clone(), Duration::ZERO);
+        uncached
+            .tenant_by_credential(Carrier::Clickpost, &known.digest())
+            .await
+            .unwrap();
+        memory.set_unavailable(true);
+        assert!(uncached
+            .tenant_by_credential(Carrier::Clickpost, &known.digest())
+            .await
+            .is_err());
     }
 
     #[tokio::test]

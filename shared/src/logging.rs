@@ -28,13 +28,39 @@ pub fn filter(default: &str) -> EnvFilter {
     filter
 }
 
-/// JSON logs on stdout with `filter("info")`, as the Lambda functions write them (CloudWatch reads
-/// stdout; the function's JSON log format keeps the lines as they are).
-pub fn init_json_logging() {
-    let _ = tracing_subscriber::fmt()
+/// The time of a log line in UTC with milliseconds (`2026-11-27T10:00:00.123Z`): CloudWatch
+/// keeps each line's own arrival time besides, and microseconds are three bytes more on every line.
+struct MillisUtc;
+
+impl tracing_subscriber::fmt::time::FormatTime for MillisUtc {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
+}
+
+/// The Lambda functions' log lines, written to `writer`: one JSON object per line, with
+/// `timestamp`, `level` (Lambda filters application logs by it) and the event's fields at the top
+/// (`message`, `tenant_id`…), and no span or target. Log ingestion is billed by the byte: the
+/// `fields` wrapper, the target and the span list were about 60 bytes of every line that no query
+/// used.
+pub fn json_subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .json()
+        .flatten_event(true)
+        .with_timer(MillisUtc)
         .with_env_filter(filter("info"))
         .with_target(false)
         .with_current_span(false)
-        .try_init();
+        .with_span_list(false)
+        .with_writer(writer)
+        .finish()
+}
+
+/// JSON logs on stdout with `filter("info")`, as the Lambda functions write them (CloudWatch reads
+/// stdout; the function's JSON log format keeps the lines as they are).
+pub fn init_json_logging() {
+    let _ = tracing::subscriber::set_global_default(json_subscriber(std::io::stdout));
 }

@@ -376,6 +376,24 @@ pub trait DeliveryLog: Send + Sync {
         &self,
         event_id: &EventId,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+
+    /// The same for the dispatcher, which has the whole event and knows this is its `attempt`-th
+    /// receive: a store may find the answer cheaper by the event's shipment (DynamoDB), or skip a
+    /// look-up a first receive cannot need.
+    fn delivered(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        let _ = attempt;
+        self.was_delivered(&event.event_id)
+    }
+
+    /// Writes what the log gathers across attempts (DynamoDB: the dispatcher's page of a batch's
+    /// attempts). The dispatcher calls it once per batch.
+    fn flush(&self) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// An HTTP POST to a client's endpoint. `Debug` shows header names only, and the URL without its
@@ -451,6 +469,10 @@ pub trait QueueActions: Send + Sync {
 /// Counters, published as CloudWatch metrics (EMF) on AWS.
 pub trait Metrics: Send + Sync {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]);
+
+    /// Writes what was counted since the last flush, where counts are gathered (EMF: once per
+    /// Lambda invocation). Counts are kept until then.
+    fn flush(&self) {}
 }
 
 /// Metrics that go nowhere: on one machine the logs and the store tell the story.
@@ -570,6 +592,9 @@ impl<T: Metrics> Metrics for Arc<T> {
     fn count(&self, name: &'static str, value: u64, dimensions: &[(&'static str, &str)]) {
         (**self).count(name, value, dimensions)
     }
+    fn flush(&self) {
+        (**self).flush()
+    }
 }
 
 impl<T: PushConfigStore> PushConfigStore for Arc<T> {
@@ -603,6 +628,16 @@ impl<T: DeliveryLog> DeliveryLog for Arc<T> {
         event_id: &EventId,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
         (**self).was_delivered(event_id)
+    }
+    fn delivered(
+        &self,
+        event: &CanonicalEvent,
+        attempt: u32,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).delivered(event, attempt)
+    }
+    fn flush(&self) -> impl Future<Output = Result<(), Unavailable>> + Send {
+        (**self).flush()
     }
 }
 

@@ -28,7 +28,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
-use shared::ingest::{ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
 use shared::Carrier;
 
 /// The moto endpoint, from `scripts/with-moto`.
@@ -173,6 +173,9 @@ impl Stack {
             ("CONFIG_TABLE", self.config_table.clone()),
             ("EVENTS_TABLE", self.events_table.clone()),
             ("EVENTS_QUEUE_URL", self.queue_url.clone()),
+            // Tests change keys, tenants and pull accounts between requests and expect the next
+            // request to see it; `calls.rs` measures with the production cache.
+            ("CONFIG_CACHE_SECONDS", "0".to_owned()),
         ]);
         Config::from_lookup(|name| env.get(name).cloned()).unwrap()
     }
@@ -256,8 +259,11 @@ impl Stack {
 }
 
 /// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
-pub type TestIngest =
-    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, RecordingMetrics>;
+pub type TestIngest = Ingest<
+    CachedConfig<DynamoConfigStore>,
+    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    RecordingMetrics,
+>;
 
 /// The notify functions' wiring (`ingest_http::aws_ingest`), with metrics kept for assertions.
 pub fn ingest_with(
@@ -449,6 +455,13 @@ impl LogCapture {
         tracing::subscriber::set_default(subscriber)
     }
 
+    /// Installs the Lambda functions' own subscriber (`shared::logging::json_subscriber`, INFO)
+    /// for the current thread, writing here: the bytes CloudWatch would ingest.
+    pub fn install_lambda_format(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        tracing::subscriber::set_default(shared::logging::json_subscriber(move || writer.clone()))
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
@@ -484,4 +497,13 @@ pub fn sqs_record(
         })
         .collect();
     record
+}
+
+/// A Clickpost in-transit scan whose body (the event's `source`) is about 1.5 KB, as the richer
+/// accounts send them: the latest status, the customer, the items.
+pub fn scan_body(n: u64) -> String {
+    format!(
+        r#"{{"waybill":"CALLS{n:08}","cp_id":4,"account_code":"Delhivery Surface Express","status":"In Transit","remark":"Shipment arrived at hub and bagged for the next leg","location":"Bhiwandi_Mankoli_HB (Maharashtra)","clickpost_city":"Bhiwandi","timestamp":"2026-11-20T10:{m:02}:00Z","clickpost_status_code":5,"clickpost_status_description":"InTransit","additional":{{"order_id":"ORD-2026-{n:06}","courier_partner_edd":"2026-11-24","notification_event_id":3,"is_rvp":false,"latest_status":{{"clickpost_status_code":5,"clickpost_status_description":"InTransit","clickpost_status_bucket":3,"clickpost_status_bucket_description":"In transit","status":"In Transit","remark":"Shipment arrived at hub and bagged for the next leg","location":"Bhiwandi_Mankoli_HB (Maharashtra)","timestamp":"2026-11-20T10:{m:02}:00Z","reference_number":"REF-{n:08}"}},"customer":{{"name":"Meera Iyengar","phone":"98450{n:05}","email":"meera.iyengar@example.in","address":"Flat 4B, 17th Cross, HSR Layout Sector 3, Bengaluru 560102","pincode":"560102"}},"items":[{{"sku":"SKU-TSHIRT-BLK-M","quantity":2,"price":799.0,"description":"Cotton crew-neck t-shirt, black, M"}},{{"sku":"SKU-SOCKS-GRY-6P","quantity":1,"price":449.0,"description":"Ankle socks, grey, pack of 6"}}],"tracking_url":"https://track.example.in/acme/CALLS{n:08}?utm_source=sms&utm_medium=notification","seller":"Acme Retail Private Limited","extra_fields":{{"channel":"Shopify","warehouse":"BLR-HSR-01","payment_mode":"PREPAID","invoice_value":"2047.00","weight_grams":"620","dimensions_cm":"30x22x6"}}}}}}"#,
+        m = n % 60,
+    )
 }

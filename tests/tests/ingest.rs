@@ -533,3 +533,61 @@ fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
         .remove(0);
     (body, event)
 }
+
+/// A shipment enters the reconciler's index (`open`) only while its tenant has a pull account at
+/// its carrier: every write of an indexed shipment is a write to the index too, and the
+/// reconciler asks about no other tenant.
+#[tokio::test]
+async fn a_shipment_is_indexed_for_the_reconciler_only_when_its_tenant_has_a_pull_account() {
+    let stack = Stack::create().await;
+    stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
+    let ingest = stack.ingest();
+    let open = |time: &'static str| {
+        let stack = &stack;
+        let ingest = &ingest;
+        async move {
+            let body = format!(
+                r#"{{"waybill":"AWB-PULL","cp_id":4,"clickpost_status_code":5,"timestamp":"{time}"}}"#
+            );
+            let (status, answer) = post(
+                ingest,
+                Carrier::Clickpost,
+                &[("webhook_key", KEY)],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(status, 200, "{answer}");
+            let item = stack
+                .dynamo
+                .get_item()
+                .table_name(&stack.events_table)
+                .key("pk", AttributeValue::S("SHIPMENT#acme#AWB-PULL".into()))
+                .key("sk", AttributeValue::S("LATEST".into()))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item.get("open").and_then(|v| v.as_s().ok()).cloned()
+        }
+    };
+    assert_eq!(open("2026-11-20T10:00:00Z").await, None, "no pull account");
+
+    shared::adapters::dynamodb::DynamoConfigStore::new(stack.dynamo.clone(), &stack.config_table)
+        .put_pull_account(
+            &TenantId::parse("acme").unwrap(),
+            &shared::reconcile::PullAccountRecord {
+                carrier: Carrier::Clickpost,
+                base_url: "https://api.clickpost.example".into(),
+                user: "acme".into(),
+                secret: shared::push::SecretValue::new("pull-secret"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        open("2026-11-20T11:00:00Z").await.as_deref(),
+        Some("acme#clickpost"),
+        "indexed at the next event"
+    );
+}

@@ -81,7 +81,7 @@ impl Config {
                 events: DynamoEventStore::new(dynamo.clone(), &self.names.events_table),
                 queue: SqsEventQueue::new(sqs.clone(), &self.names.queue_url),
             },
-            EmfMetrics,
+            EmfMetrics::immediate(),
             self.ingest.clone(),
         );
         Ok(Admin {

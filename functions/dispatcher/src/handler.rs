@@ -38,6 +38,11 @@ where
         .filter_map(|failure| async move { failure })
         .collect()
         .await;
+    // The batch's attempts, as one page of the delivery log per tenant. If it cannot be written
+    // the deliveries stand (they are in the log by AWB); only the listing by time misses them.
+    if let Err(e) = dispatch.log.flush().await {
+        tracing::error!(error = %e, "delivery log page not written");
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response
@@ -218,9 +223,13 @@ mod tests {
         let dead = actions.dead_lettered();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].body, "{\"not\":\"an event\"}");
+        // With the attempt it was given up at (the DLQ's own count starts again).
         assert_eq!(
             dead[0].attributes,
-            vec![("tenant_id".to_owned(), "acme".to_owned())]
+            vec![
+                ("tenant_id".to_owned(), "acme".to_owned()),
+                ("attempts".to_owned(), "1".to_owned())
+            ]
         );
         assert!(dead[0]
             .reason

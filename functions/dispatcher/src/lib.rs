@@ -17,6 +17,7 @@ use shared::adapters::push::HttpPusher;
 use shared::adapters::sqs::SqsQueueActions;
 use shared::circuit::Breaker;
 use shared::dispatch::{CachedPushConfigs, Dispatch};
+use shared::ports::Metrics;
 
 /// The dispatch use-case on its AWS adapters.
 pub type AwsDispatch = Dispatch<
@@ -40,10 +41,11 @@ pub fn aws_dispatcher(
             config.config_cache,
         ),
         pusher: HttpPusher::new(config.targets)?,
-        log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table),
+        // One delivery log page per batch (`handle` flushes it).
+        log: DynamoDeliveryLog::new(dynamo.clone(), &config.events_table).batched(),
         // The shipments' state (events table), read for latest-state tenants only.
         shipments: DynamoEventStore::new(dynamo.clone(), &config.events_table),
-        metrics: EmfMetrics,
+        metrics: EmfMetrics::default(),
         // Open circuits live in the config table: see `shared::circuit` for why.
         breaker: Breaker::new(
             DynamoConfigStore::new(dynamo, &config.config_table),
@@ -68,7 +70,10 @@ pub async fn run() -> Result<(), Error> {
     )?;
     let (dispatch, actions, concurrency) = (&dispatch, &actions, config.concurrency);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle(dispatch, actions, event.payload, concurrency).await)
+        let response = handle(dispatch, actions, event.payload, concurrency).await;
+        // The batch's counts, as one EMF document per tenant.
+        dispatch.metrics.flush();
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -19,6 +19,27 @@ pub struct Config {
     /// `CLAIM_SECONDS` (15: the function timeout, 10 s, and a margin), `MAX_FUTURE_HOURS` (24)
     /// and `<CARRIER>_ZONE` (the carrier's own, +05:30 for all three): `IngestSettings::from_lookup`.
     pub ingest: IngestSettings,
+    /// `CONFIG_CACHE_SECONDS` (60): how long a container trusts a key it found, and whether a
+    /// tenant has a pull account at a carrier (`shared::ingest::CachedConfig`,
+    /// `DynamoEventStore::with_pull_accounts`). 0 reads the config table for every request.
+    pub config_cache: std::time::Duration,
+}
+
+fn config_cache_seconds(lookup: impl Fn(&str) -> Option<String>) -> Result<u64, SettingError> {
+    const NAME: &str = "CONFIG_CACHE_SECONDS";
+    match lookup(NAME) {
+        None => Ok(60),
+        Some(value) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 3600)
+            .ok_or_else(|| SettingError {
+                name: NAME.to_owned(),
+                expected: "a whole number of seconds from 0 to 3600".to_owned(),
+                value,
+            }),
+    }
 }
 
 impl Config {
@@ -38,6 +59,7 @@ impl Config {
             events_table: required("EVENTS_TABLE")?,
             events_queue_url: required("EVENTS_QUEUE_URL")?,
             ingest: IngestSettings::from_lookup(&lookup)?,
+            config_cache: std::time::Duration::from_secs(config_cache_seconds(&lookup)?),
         })
     }
 

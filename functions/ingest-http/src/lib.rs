@@ -15,22 +15,34 @@ use lambda_http::{service_fn, Error, Request};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::ingest::{ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
+use shared::ports::Metrics;
 use shared::Carrier;
 
+/// How long a notify function gathers its counts before it writes them as EMF.
+pub const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The ingest use-case on its AWS adapters.
-pub type AwsIngest =
-    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
+pub type AwsIngest = Ingest<
+    CachedConfig<DynamoConfigStore>,
+    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    EmfMetrics,
+>;
 
 /// Builds the use-case from the configuration and one client per AWS service.
 pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsIngest {
     Ingest::new(
-        DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+        CachedConfig::new(
+            DynamoConfigStore::new(dynamo.clone(), &config.config_table),
+            config.config_cache,
+        ),
         ClaimThenQueue {
-            events: DynamoEventStore::new(dynamo, &config.events_table),
+            events: DynamoEventStore::new(dynamo, &config.events_table)
+                .with_pull_accounts(&config.config_table, config.config_cache),
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },
-        EmfMetrics,
+        // A minute's counts per document, not one per request (`EmfMetrics::every`).
+        EmfMetrics::default().every(METRICS_INTERVAL),
         config.ingest_settings(),
     )
 }
@@ -42,9 +54,17 @@ pub async fn run(carrier: Carrier) -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = shared::adapters::lambda_sdk::config_from_env()?;
     let ingest = aws_ingest(&config, DynamoClient::new(&aws), SqsClient::new(&aws));
+    // The counts still gathered when Lambda stops the container (it sends SIGTERM once an
+    // extension is registered, which this does: a no-op one).
+    let metrics = ingest.metrics.clone();
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move { metrics.flush_all() })
+        .await;
     let ingest = &ingest;
     lambda_http::run(service_fn(move |request: Request| async move {
-        handle(ingest, carrier, request).await
+        let response = handle(ingest, carrier, request).await;
+        // Writes the gathered counts when they are due (`EmfMetrics::every`).
+        ingest.metrics.flush();
+        response
     }))
     .await
 }

@@ -86,7 +86,10 @@ pub async fn run() -> Result<(), Error> {
     // The schedule's input is not read: every run looks at every account.
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(handle(accounts, reconciler, targets, chrono::Utc::now()).await?)
+            let report = handle(accounts, reconciler, targets, chrono::Utc::now()).await;
+            // The run's counts, as one EMF document per set of dimension values.
+            reconciler.metrics.flush();
+            Ok::<_, Error>(report?)
         },
     ))
     .await

@@ -24,9 +24,10 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    activity_pk, claim_key, condition_failed, credential_item, credential_pk, flag, hourly_sk, key,
-    profile_item, profile_key, quarantine_key, s, stamp, tenant_day, tenant_key_item,
-    tenant_key_key, text, DynamoConfigStore, DynamoEventStore, BY_TENANT_DAY, SERVICE as DYNAMODB,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag,
+    hourly_sk, key, page_pk, profile_item, profile_key, quarantine_key, s, stamp, tenant_day,
+    tenant_key_item, tenant_key_key, text, DynamoConfigStore, DynamoEventStore, PageEntry,
+    BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES, SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
@@ -734,15 +735,18 @@ impl AdminStore for DynamoAdmin {
     ) -> Result<Vec<Attempt>, Unavailable> {
         let table = &self.names.events_table;
         match selection {
-            // The sort key starts with the attempt's time: a Query is oldest first.
             Selection::Awb(awb) => {
                 let query = self
                     .dynamo
                     .query()
                     .table_name(table)
                     .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", s(format!("DELIVERY#{tenant}#{awb}")));
-                Ok(attempts_from(&self.query_all(query).await?))
+                    .expression_attribute_values(":pk", s(delivery_pk(tenant.as_str(), awb)));
+                // Sort keys lead with the event (`dynamodb.rs`; before, with the time): oldest
+                // first is a sort here, over one shipment's attempts.
+                let mut attempts = attempts_from(&self.query_all(query).await?);
+                attempts.sort_by_key(|a| (a.at, a.attempt));
+                Ok(attempts)
             }
             Selection::Between { from, to } => {
                 let from_key = from.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -750,6 +754,44 @@ impl AdminStore for DynamoAdmin {
                 let to_key = format!("{}~", to.to_rfc3339_opts(SecondsFormat::Millis, true));
                 let mut all = Vec::new();
                 for day in days(*from, *to) {
+                    // The delivery log's pages (`dynamodb.rs`): a page's key is its first
+                    // attempt's time, and a batch takes at most the dispatcher's timeout (60 s):
+                    // pages from two minutes before `from` may hold attempts in the range.
+                    let page_from = (*from - chrono::Duration::minutes(2))
+                        .to_rfc3339_opts(SecondsFormat::Millis, true);
+                    let query = self
+                        .dynamo
+                        .query()
+                        .table_name(table)
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                        .expression_attribute_values(":pk", s(page_pk(tenant.as_str(), day)))
+                        .expression_attribute_values(":from", s(&page_from))
+                        .expression_attribute_values(":to", s(&to_key));
+                    for item in self.query_all(query).await? {
+                        let entries = match item.get(PAGE_ENTRIES) {
+                            Some(AttributeValue::B(packed)) => {
+                                super::packed::decompress(packed.as_ref())
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|json| {
+                                        serde_json::from_slice::<Vec<PageEntry>>(&json)
+                                            .map_err(|e| e.to_string())
+                                    })
+                            }
+                            _ => Err("no entries".to_owned()),
+                        };
+                        match entries {
+                            Ok(entries) => all.extend(
+                                entries
+                                    .iter()
+                                    .filter_map(PageEntry::attempt)
+                                    .filter(|a| (*from..=*to).contains(&a.at)),
+                            ),
+                            Err(e) => {
+                                warn!(pk = ?text(&item, "pk"), sk = ?text(&item, "sk"), error = %e, "unreadable delivery log page skipped")
+                            }
+                        }
+                    }
+                    // Attempts written before the pages, in the index until they expire.
                     let query = self
                         .dynamo
                         .query()
@@ -767,6 +809,13 @@ impl AdminStore for DynamoAdmin {
                             .filter(|a| (*from..=*to).contains(&a.at)),
                     );
                 }
+                all.sort_by(|a, b| {
+                    (a.at, a.event_id.as_str(), a.attempt).cmp(&(
+                        b.at,
+                        b.event_id.as_str(),
+                        b.attempt,
+                    ))
+                });
                 Ok(all)
             }
         }
@@ -868,8 +917,9 @@ impl AdminStore for DynamoAdmin {
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .projection_expression("#event")
+                    .projection_expression("#event, #packed")
                     .expression_attribute_names("#event", "event")
+                    .expression_attribute_names("#packed", PACKED_EVENT)
                     .build()
                     .map_err(|e| Unavailable::new(DYNAMODB, "BatchGetItem", e))?,
             );
@@ -899,10 +949,17 @@ impl AdminStore for DynamoAdmin {
                     .remove(table)
                     .unwrap_or_default()
                 {
-                    let Some(body) = text(&item, "event") else {
-                        continue; // claimed but never queued: nothing to replay
+                    // Packed (`packed.rs`), or JSON text in claims written before.
+                    let event = match (item.get(PACKED_EVENT), text(&item, "event")) {
+                        (Some(AttributeValue::B(packed)), _) => {
+                            super::packed::unpack(packed.as_ref()).map_err(|e| e.to_string())
+                        }
+                        (_, Some(body)) => {
+                            serde_json::from_str::<CanonicalEvent>(&body).map_err(|e| e.to_string())
+                        }
+                        _ => continue, // claimed but never queued: nothing to replay
                     };
-                    match serde_json::from_str::<CanonicalEvent>(&body) {
+                    match event {
                         Ok(event) => {
                             found.insert(event.event_id.to_string(), event);
                         }

@@ -15,13 +15,14 @@
 //! | config | `TENANT#<tenant>` | `PULL#<carrier>` | a pull account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`; the admin API writes it): `carrier`, `base_url`, `user`, `secret` (S) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
 //! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile.rs`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
-//! | events | `EVENT#<event_id>` | `CLAIM` | `state` RECEIVED/QUEUED, `claim_expires_at`: the dedup claim; `event` (the canonical JSON, once queued): what a replay sends |
-//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal (REMOVEd when it is), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
+//! | events | `EVENT#<event_id>` | `CLAIM` | the dedup claim: `state` RECEIVED (with `claim_token` and `claim_expires_at`: an attempt holds it) or QUEUED, `tenant_id`; once queued, `ev` (B): the event packed (`packed.rs`), what a replay sends. Claims queued before the packing kept the canonical JSON in `event` (S) instead, and `carrier`, `shipment_key`, `received_at`; both are read |
+//! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal and the tenant has a pull account at the carrier (REMOVEd otherwise: `DynamoEventStore::with_pull_accounts`), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>#<YYYY-MM-DDTHH>` | the carrier's requests in that hour (UTC): `test`, `accepted`, `rejected` (N, added to by ingest at most once a minute per kind); `expires_at` = the hour + `HOURLY_TTL` |
-//! | events | `DELIVERY#<tenant>#<awb>` | `<time>#<event_id>#<attempt>` | one delivery attempt: `outcome`, `http_status`, `latency_ms`, `error`; for `by_tenant_day`: `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key |
-//! | events | `DELIVERED#<event_id>` | `DELIVERED` | the event reached the client (so a redelivered message is not pushed twice) |
+//! | events | `DELIVERY#<tenant>#<awb>` | `<event_id>#<time>#<attempt>` | one delivery attempt: `event_id`, `status`, `attempt`, `outcome`, `http_status`, `latency_ms`, `error`, `at`; attempts written before the pages (`DELIVERIES#`) also had, for `by_tenant_day`, `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key. A `delivered` attempt is the event's delivered marker too (the dispatcher finds it with one Query of the event's sort-key prefix). Attempts written before had the sort key `<time>#<event_id>#<attempt>` |
+//! | events | `DELIVERIES#<tenant>#<YYYY-MM-DD>` | `<time of its first attempt>#<random>` | a page of the tenant's delivery log of one UTC day: `e` (B): the attempts of one dispatcher batch (or one attempt, from elsewhere) as a JSON array of `PageEntry`, compressed (`packed::compress`); what "deliveries between two times" reads |
+//! | events | `DELIVERED#<event_id>` | `DELIVERED` | written before the delivered attempt was the marker: the event reached the client. Read only for a message handed out again (`DynamoDeliveryLog::delivered`); they expire within the dedup window |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +48,8 @@ use crate::shipment::ShipmentState;
 pub(super) const SERVICE: &str = "DynamoDB";
 const RECEIVED: &str = "RECEIVED";
 const QUEUED: &str = "QUEUED";
+/// The claim's attribute holding the queued event, packed (`packed.rs`).
+pub(super) const PACKED_EVENT: &str = "ev";
 
 /// How long an event id is remembered, so that a re-send is recognised as a duplicate.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
@@ -603,6 +606,9 @@ pub const DELIVERY_LOG_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 pub struct DynamoDeliveryLog {
     client: Client,
     table: String,
+    /// Attempts of the batch not yet on a page (`batched`); `None`: each attempt's page is
+    /// written with it.
+    page: Option<std::sync::Arc<std::sync::Mutex<Vec<PageEntry>>>>,
 }
 
 impl DynamoDeliveryLog {
@@ -610,7 +616,124 @@ impl DynamoDeliveryLog {
         DynamoDeliveryLog {
             client,
             table: table.into(),
+            page: None,
         }
+    }
+
+    /// Gathers the attempts' page entries until `flush` (the dispatcher: once per batch), so that
+    /// a batch of ten attempts is one page write, not ten.
+    pub fn batched(mut self) -> Self {
+        self.page = Some(Default::default());
+        self
+    }
+
+    /// Writes the entries as pages: one item per tenant and UTC day.
+    async fn write_pages(&self, entries: Vec<PageEntry>) -> Result<(), Unavailable> {
+        let mut pages: std::collections::BTreeMap<(String, chrono::NaiveDate), Vec<PageEntry>> =
+            Default::default();
+        for entry in entries {
+            let day = entry.at().date_naive();
+            pages
+                .entry((entry.tenant.clone(), day))
+                .or_default()
+                .push(entry);
+        }
+        for ((tenant, day), entries) in pages {
+            let first = entries.iter().map(|e| e.t).min().unwrap_or_default();
+            let first = DateTime::from_timestamp_millis(first).unwrap_or_default();
+            let json = serde_json::to_vec(&entries)
+                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+            let packed = super::packed::compress(&json)
+                .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+            let mut item = key(
+                page_pk(&tenant, day),
+                // The first attempt's time (a Query by time range finds the page), and a random
+                // part: two dispatchers write pages of the same millisecond.
+                &format!(
+                    "{}#{}",
+                    first.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    crate::auth::random_token(6)
+                ),
+            );
+            item.insert(
+                PAGE_ENTRIES.into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+            );
+            item.insert("expires_at".into(), n(epoch_after(first, DELIVERY_LOG_TTL)));
+            put(&self.client, &self.table, item).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The partition of a tenant's delivery log pages of one UTC day.
+pub(super) fn page_pk(tenant: &str, day: chrono::NaiveDate) -> String {
+    format!("DELIVERIES#{tenant}#{}", day.format("%Y-%m-%d"))
+}
+
+/// A page's attribute: its entries (`PageEntry`, a JSON array) compressed (`packed::compress`).
+pub(super) const PAGE_ENTRIES: &str = "e";
+
+/// One attempt on a delivery log page, with short names: a page of ten is about 700 bytes
+/// compressed, one write unit.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct PageEntry {
+    #[serde(rename = "e")]
+    pub event_id: String,
+    #[serde(rename = "k")]
+    pub tenant: String,
+    #[serde(rename = "w")]
+    pub awb: String,
+    #[serde(rename = "s")]
+    pub status: String,
+    #[serde(rename = "n")]
+    pub attempt: u32,
+    #[serde(rename = "o")]
+    pub outcome: String,
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(rename = "l")]
+    pub latency_ms: u64,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Epoch milliseconds.
+    pub t: i64,
+}
+
+impl PageEntry {
+    fn of(attempt: &Attempt) -> PageEntry {
+        PageEntry {
+            event_id: attempt.event_id.to_string(),
+            tenant: attempt.tenant_id.clone(),
+            awb: attempt.awb.clone(),
+            status: attempt.status.as_str().to_owned(),
+            attempt: attempt.attempt,
+            outcome: attempt.outcome.as_str().to_owned(),
+            http_status: attempt.http_status,
+            latency_ms: attempt.latency_ms,
+            error: attempt.error.clone(),
+            t: attempt.at.timestamp_millis(),
+        }
+    }
+
+    fn at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.t).unwrap_or_default()
+    }
+
+    /// The attempt; `None` for one this build cannot read (a status or outcome it does not know).
+    pub(super) fn attempt(&self) -> Option<Attempt> {
+        Some(Attempt {
+            event_id: EventId::from_stored(self.event_id.clone()),
+            tenant_id: self.tenant.clone(),
+            awb: self.awb.clone(),
+            status: self.status.parse().ok()?,
+            attempt: self.attempt,
+            outcome: AttemptOutcome::parse(&self.outcome)?,
+            http_status: self.http_status,
+            latency_ms: self.latency_ms,
+            error: self.error.clone(),
+            at: self.at(),
+        })
     }
 }
 
@@ -626,14 +749,28 @@ fn delivered_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("DELIVERED#{event_id}"), "DELIVERED")
 }
 
+/// The partition of a shipment's delivery attempts.
+pub(super) fn delivery_pk(tenant: &str, awb: &str) -> String {
+    format!("DELIVERY#{tenant}#{awb}")
+}
+
+/// An attempt's sort key: the event first, so that one Query finds an event's attempts
+/// (`delivered`), then the time and the attempt number (a replay's attempts count from 1 again).
+/// Attempts written before had `<time>#<event_id>#<attempt>`.
+fn attempt_sk(event_id: &EventId, at: &str, attempt: u32) -> String {
+    format!("{event_id}#{at}#{attempt:03}")
+}
+
 impl DeliveryLog for DynamoDeliveryLog {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
         let at = attempt
             .at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // One item per attempt, and a delivered attempt is also the event's delivered marker
+        // (`delivered` finds it): one write where there were two.
         let mut item = key(
-            format!("DELIVERY#{}#{}", attempt.tenant_id, attempt.awb),
-            &format!("{at}#{}#{:03}", attempt.event_id, attempt.attempt),
+            delivery_pk(&attempt.tenant_id, &attempt.awb),
+            &attempt_sk(&attempt.event_id, &at, attempt.attempt),
         );
         item.insert("event_id".into(), s(attempt.event_id.as_str()));
         item.insert("tenant_id".into(), s(&attempt.tenant_id));
@@ -652,32 +789,77 @@ impl DeliveryLog for DynamoDeliveryLog {
             item.insert("error".into(), s(error));
         }
         item.insert("at".into(), s(&at));
-        // The `by_tenant_day` index: a tenant's attempts of one UTC day, in time order.
-        item.insert(
-            "tenant_day".into(),
-            s(tenant_day(&attempt.tenant_id, attempt.at.date_naive())),
-        );
-        if let Some(sort_key) = item.get("sk").cloned() {
-            item.insert("at_key".into(), sort_key);
-        }
         item.insert(
             "expires_at".into(),
             n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),
         );
         put(&self.client, &self.table, item).await?;
-        if attempt.outcome == AttemptOutcome::Delivered {
-            let mut marker = delivered_key(&attempt.event_id);
-            marker.insert("at".into(), s(&at));
-            marker.insert(
-                "expires_at".into(),
-                n(epoch_after(attempt.at, DEDUP_WINDOW)),
-            );
-            put(&self.client, &self.table, marker).await?;
+        // A tenant's attempts by time ("deliveries between two times") are on pages, one per
+        // dispatcher batch, not in an index: an index entry is one more write unit per attempt,
+        // a page of ten attempts one write unit for all ten. Attempts written before are in the
+        // `by_tenant_day` index (`tenant_day`, `at_key`), read until they expire (90 days).
+        let entry = PageEntry::of(attempt);
+        match &self.page {
+            Some(page) => {
+                page.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+                Ok(())
+            }
+            None => self.write_pages(vec![entry]).await,
         }
-        Ok(())
     }
 
+    async fn flush(&self) -> Result<(), Unavailable> {
+        let Some(page) = &self.page else {
+            return Ok(());
+        };
+        let entries = std::mem::take(&mut *page.lock().unwrap_or_else(|p| p.into_inner()));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write_pages(entries).await
+    }
+
+    /// Only the markers of the layout before (`DELIVERED#<event_id>`): an attempt is found by
+    /// its shipment, which an id alone does not name. The dispatcher asks `delivered`.
     async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
+        self.legacy_marker(event_id).await
+    }
+
+    async fn delivered(&self, event: &CanonicalEvent, attempt: u32) -> Result<bool, Unavailable> {
+        // The event's attempts in its shipment's partition, eventually consistent (half a read
+        // unit): an attempt that delivered it was written one receive ago at least, a visibility
+        // timeout (minutes) earlier, long after a write is visible everywhere.
+        let found = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
+            .filter_expression("outcome = :delivered")
+            .expression_attribute_values(
+                ":pk",
+                s(delivery_pk(&event.tenant_id, event.shipment_key())),
+            )
+            .expression_attribute_values(":event", s(format!("{}#", event.event_id)))
+            .expression_attribute_values(":delivered", s(AttemptOutcome::Delivered.as_str()))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "Query", e))?;
+        if found.count() > 0 {
+            return Ok(true);
+        }
+        // A message handed out again may have been delivered by the code before this layout,
+        // which kept a marker item of its own; a first receive cannot have been. The markers
+        // expire 35 days after they were written, and this look-up can go then.
+        if attempt > 1 {
+            return self.legacy_marker(&event.event_id).await;
+        }
+        Ok(false)
+    }
+}
+
+impl DynamoDeliveryLog {
+    async fn legacy_marker(&self, event_id: &EventId) -> Result<bool, Unavailable> {
         let found = self
             .client
             .get_item()
@@ -696,6 +878,20 @@ impl DeliveryLog for DynamoDeliveryLog {
 pub struct DynamoEventStore {
     client: Client,
     table: String,
+    /// Which tenants' shipments go into the reconciler's index (`with_pull_accounts`); `None`:
+    /// every tenant's.
+    pull_accounts: Option<PullAccountCheck>,
+}
+
+/// When a tenant's pull account at a carrier was looked up, and whether it has one.
+type Looked = (std::time::Instant, bool);
+
+/// Whether a tenant has a pull account at a carrier, read from the config table and cached.
+#[derive(Clone)]
+struct PullAccountCheck {
+    config_table: String,
+    ttl: Duration,
+    cache: std::sync::Arc<std::sync::Mutex<HashMap<(String, Carrier), Looked>>>,
 }
 
 impl DynamoEventStore {
@@ -703,6 +899,64 @@ impl DynamoEventStore {
         DynamoEventStore {
             client,
             table: table.into(),
+            pull_accounts: None,
+        }
+    }
+
+    /// Puts a shipment into the reconciler's index (`open`, `heard_at`) only when its tenant has
+    /// a pull account at its carrier (a `PULL#<carrier>` item in `config_table`), looked up at most
+    /// once per `ttl` per tenant and carrier.
+    ///
+    /// Why: the index (`by_quiet`) projects every attribute, so every write of a shipment's state
+    /// that is in it is also a write to the index, one write unit more, two when `heard_at` moves
+    /// (the index entry is deleted and put again), on every event. The reconciler only ever asks
+    /// about tenants with a pull account; the others' shipments need not be in the index. A tenant
+    /// that adds an account has each of its shipments indexed at its next event (within `ttl`).
+    pub fn with_pull_accounts(mut self, config_table: impl Into<String>, ttl: Duration) -> Self {
+        self.pull_accounts = Some(PullAccountCheck {
+            config_table: config_table.into(),
+            ttl,
+            cache: Default::default(),
+        });
+        self
+    }
+
+    /// Whether this tenant's shipments at this carrier belong in the reconciler's index.
+    async fn reconciled(&self, tenant: &str, carrier: Carrier) -> bool {
+        let Some(check) = &self.pull_accounts else {
+            return true;
+        };
+        let cache_key = (tenant.to_owned(), carrier);
+        let lock = || check.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, has)) = lock().get(&cache_key) {
+            if at.elapsed() < check.ttl {
+                return *has;
+            }
+        }
+        let found = self
+            .client
+            .get_item()
+            .table_name(&check.config_table)
+            .set_key(Some(key(
+                format!("TENANT#{tenant}"),
+                &format!("{PULL}{carrier}"),
+            )))
+            // The key only: the item holds the account's secret, which ingest has no use for.
+            .projection_expression("pk")
+            .send()
+            .await;
+        match found {
+            Ok(found) => {
+                let has = found.item().is_some();
+                lock().insert(cache_key, (std::time::Instant::now(), has));
+                has
+            }
+            Err(e) => {
+                // Indexing a shipment that need not be costs a write unit; leaving out one that
+                // should be in loses a reconcile. Not cached: the next event asks again.
+                tracing::warn!(tenant_id = tenant, carrier = %carrier, error = %e, "pull account look-up failed; the shipment is indexed for the reconciler");
+                true
+            }
         }
     }
 
@@ -718,12 +972,20 @@ impl DynamoEventStore {
         &self,
         event_id: &EventId,
     ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
+        self.claim_item_read(event_id, true).await
+    }
+
+    async fn claim_item_read(
+        &self,
+        event_id: &EventId,
+        consistent: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
         let found = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(event_id)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
@@ -925,10 +1187,10 @@ impl EventStore for DynamoEventStore {
         item.insert("state".into(), s(RECEIVED));
         item.insert("claim_token".into(), s(token.as_str()));
         item.insert("claim_expires_at".into(), n(epoch_after(now, hold_for)));
+        // Nothing else of the event: the claim is marked queued with the whole event packed, and
+        // every byte here is a byte of both writes, which must stay under 1 KB each. (Claims
+        // written before also had `carrier`, `shipment_key` and `received_at`; nothing reads them.)
         item.insert("tenant_id".into(), s(&event.tenant_id));
-        item.insert("carrier".into(), s(event.carrier.as_str()));
-        item.insert("shipment_key".into(), s(event.shipment_key()));
-        item.insert("received_at".into(), s(now.to_rfc3339()));
         item.insert("expires_at".into(), n(epoch_after(now, DEDUP_WINDOW)));
         let put = self
             .client
@@ -980,18 +1242,28 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let body =
-            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
+        let packed =
+            super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(&event.event_id)))
-            // The event rides on its claim for the dedup window: what `replay` sends again.
-            .update_expression("SET #state = :queued, #event = :event REMOVE claim_expires_at")
+            // The event rides on its claim for the dedup window: what `replay` sends again. It is
+            // written here, not with the claim, because only now is `is_stale` known; packed
+            // (`packed.rs`), so that the claim stays under 1 KB and this write is one write unit
+            // (an UpdateItem is billed by the larger of the item before and after). Claims written
+            // before kept the event as JSON text in `event` (`aws_admin.rs` reads both).
+            // The token only ever tells a live claim's attempts apart: a queued claim needs none.
+            .update_expression(
+                "SET #state = :queued, #packed = :packed REMOVE claim_expires_at, claim_token",
+            )
             .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#event", "event")
+            .expression_attribute_names("#packed", PACKED_EVENT)
             .expression_attribute_values(":queued", s(QUEUED))
-            .expression_attribute_values(":event", s(body))
+            .expression_attribute_values(
+                ":packed",
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+            )
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
@@ -1030,11 +1302,14 @@ impl EventStore for DynamoEventStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
         // A webhook has one v1 id to look up and a pulled Clickpost scan at most three: one
-        // consistent GetItem each (a BatchGetItem would cost the same read units), stopping at
-        // the first queued one.
+        // GetItem each (a BatchGetItem would cost the same read units), stopping at the first
+        // queued one. Eventually consistent, half a read unit: v1 claims are written only by the
+        // code before v2, so every one of them was written before this code runs, except for the
+        // seconds of the deploy in which both run; a scan accepted by both in the same second
+        // then goes out twice, under its two ids.
         let mut in_flight = false;
         for id in ids {
-            let Some(item) = self.claim_item(id).await? else {
+            let Some(item) = self.claim_item_read(id, false).await? else {
                 continue;
             };
             match text(&item, "state").as_deref() {
@@ -1080,16 +1355,19 @@ impl EventStore for DynamoEventStore {
             }
         }
         // The `by_quiet` index (the reconciler's `ShipmentIndex`): a shipment is in it while its
-        // last status is not terminal, keyed by when it was last heard of.
+        // last status is not terminal and its tenant has a pull account at its carrier
+        // (`with_pull_accounts`), keyed by when it was last heard of.
         values.push(("heard_at", n(event.received_at.timestamp_millis())));
-        if !state.terminal {
+        let indexed = !state.terminal && self.reconciled(&event.tenant_id, event.carrier).await;
+        if indexed {
             values.push((OPEN, s(open_key(&event.tenant_id, event.carrier.as_str()))));
         }
         let assignments: Vec<String> = values
             .iter()
             .map(|(name, _)| format!("#{name} = :{name}"))
             .collect();
-        let remove = if state.terminal { " REMOVE #open" } else { "" };
+        // Removing an attribute the item does not have costs nothing more.
+        let remove = if indexed { "" } else { " REMOVE #open" };
         let mut update = self
             .client
             .update_item()
@@ -1104,7 +1382,7 @@ impl EventStore for DynamoEventStore {
             .condition_expression(
                 "attribute_not_exists(pk) OR #latest_event_time <= :latest_event_time",
             );
-        if state.terminal {
+        if !indexed {
             update = update.expression_attribute_names("#open", OPEN);
         }
         // Every name through an alias: DynamoDB reserves hundreds of words.

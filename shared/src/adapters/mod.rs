@@ -10,6 +10,8 @@ pub mod lambda_sdk;
 pub mod memory;
 #[cfg(any(feature = "push", feature = "pull"))]
 mod outbound;
+#[cfg(feature = "aws")]
+pub mod packed;
 #[cfg(feature = "pull")]
 pub mod pull_http;
 #[cfg(feature = "push")]
