@@ -136,7 +136,31 @@ async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() 
         )
         .await;
     assert_eq!(disabled.1["enabled"], false);
-    assert_eq!(notify(&server, given, scan("GLOBEX-2")).await, 401);
+    // Said as such to the key's holder, without naming the tenant; an unknown key learns nothing.
+    let (status, refused) = server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", given)],
+            scan("GLOBEX-2"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("tenant is disabled") && !message.contains("globex"),
+        "{message}"
+    );
+    let (_, unknown) = server
+        .post(
+            "/rms/in/api/clickpost/notify",
+            &[("webhook_key", "no-tenant-has-this-key")],
+            scan("GLOBEX-2"),
+        )
+        .await;
+    assert!(
+        !unknown["error"].as_str().unwrap().contains("disabled"),
+        "{unknown}"
+    );
     server
         .call(
             "PATCH",

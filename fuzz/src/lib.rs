@@ -188,6 +188,7 @@ fn world() -> MemoryIngest {
     let tenant = TenantAuth {
         tenant_id: TenantId::parse(TENANT).expect("a valid tenant id"),
         include_source: true,
+        enabled: true,
     };
     for carrier in Carrier::ALL {
         config.add_credential(carrier, &Credential::new(&key_of(carrier)), tenant.clone());

@@ -1546,6 +1546,7 @@ pub const ACTIVITY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 fn auth_of(tenant: &Tenant) -> TenantAuth {
     TenantAuth {
+        enabled: tenant.enabled,
         tenant_id: tenant.id.clone(),
         include_source: tenant.include_source,
     }

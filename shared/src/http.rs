@@ -162,6 +162,10 @@ pub fn reply(carrier: Carrier, outcome: &IngestOutcome) -> Reply {
             401,
             json!({"error": format!("missing credential: {}", carrier.spec().missing_key_hint)}),
         ),
+        IngestOutcome::Unauthorized(AuthFailure::Disabled) => (
+            401,
+            json!({"error": format!("this {carrier} key's tenant is disabled: its updates are refused until the RMS operator enables the tenant again")}),
+        ),
         IngestOutcome::Unauthorized(AuthFailure::Unknown) => (
             401,
             json!({"error": format!("unknown credential: no tenant has this {carrier} key; check the key configured on the {carrier} panel")}),
@@ -319,6 +323,7 @@ mod tests {
         let tenant = crate::ports::TenantAuth {
             tenant_id: crate::model::TenantId::parse("acme").unwrap(),
             include_source: true,
+            enabled: true,
         };
         config.add_credential(
             Carrier::Clickpost,

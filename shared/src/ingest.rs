@@ -183,6 +183,8 @@ pub enum IngestOutcome {
 pub enum AuthFailure {
     Missing,
     Unknown,
+    /// A valid key of a disabled tenant: said as such to whoever holds the key, nothing more.
+    Disabled,
 }
 
 /// How often, at most, a carrier's accepted or rejected requests are recorded per tenant (the
@@ -477,6 +479,10 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
                 .tenant_by_credential(request.carrier, &digest)
                 .await?
             {
+                if !tenant.enabled {
+                    warn!(tenant_id = %tenant.tenant_id, carrier = %request.carrier, "key of a disabled tenant");
+                    return Ok(Err(AuthFailure::Disabled));
+                }
                 return Ok(Ok(tenant));
             }
         }
@@ -875,6 +881,7 @@ mod tests {
         let acme = TenantAuth {
             tenant_id: TenantId::parse("acme").unwrap(),
             include_source: true,
+            enabled: true,
         };
         let (known, new) = (
             Credential::new("key-known-0001"),

@@ -49,6 +49,8 @@ pub struct TenantAuth {
     pub tenant_id: TenantId,
     /// Attach the carrier's payload to each event as `source`.
     pub include_source: bool,
+    /// A disabled tenant's keys are refused (401, saying so) until it is enabled again.
+    pub enabled: bool,
 }
 
 pub trait ConfigStore: Send + Sync {

@@ -304,8 +304,15 @@ async fn tenants_are_created_listed_read_and_a_disabled_one_is_refused_by_ingest
         .await;
     assert_eq!((status, &disabled["enabled"]), (200, &json!(false)));
     assert_eq!(api.get("/admin/tenants/acme").await.1["enabled"], false);
-    let (status, _) = ingest(&stack, KEY, "AWB-EN-2", "2024-03-01T10:00:00Z").await;
+    let (status, refused) = ingest(&stack, KEY, "AWB-EN-2", "2024-03-01T10:00:00Z").await;
     assert_eq!(status, 401, "a disabled tenant's key is refused");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("tenant is disabled"),
+        "{refused}"
+    );
 
     let (status, enabled) = api
         .patch("/admin/tenants/acme", json!({"enabled": true}))

@@ -78,6 +78,7 @@ mod tests {
         let tenant = TenantAuth {
             tenant_id: TenantId::parse("acme").unwrap(),
             include_source: true,
+            enabled: true,
         };
         for carrier in Carrier::ALL {
             config.add_credential(carrier, &Credential::new(key_of(carrier)), tenant.clone());

@@ -312,16 +312,14 @@ impl ConfigStore for DynamoConfigStore {
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
         let profile = profile.item();
-        // A disabled tenant's keys are refused like unknown ones (401) until it is enabled again.
-        if profile.and_then(|item| flag(item, "enabled")) == Some(false) {
-            return Ok(None);
-        }
         let include_source = profile
             .and_then(|item| flag(item, "include_source"))
             .unwrap_or(true);
         Ok(Some(TenantAuth {
             tenant_id,
             include_source,
+            // A disabled tenant's keys are refused (401, saying so) until it is enabled again.
+            enabled: profile.and_then(|item| flag(item, "enabled")) != Some(false),
         }))
     }
 }

@@ -1383,18 +1383,19 @@ impl ConfigStore for SqliteStore {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantAuth>, Unavailable> {
-        let found: Option<(String, Option<bool>)> = query_row(&self.read(),
-                "SELECT c.tenant_id, t.include_source FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
-                 WHERE c.carrier = ?1 AND c.digest = ?2 AND COALESCE(t.enabled, 1) = 1",
+        let found: Option<(String, Option<bool>, Option<bool>)> = query_row(&self.read(),
+                "SELECT c.tenant_id, t.include_source, t.enabled FROM credentials c LEFT JOIN tenants t ON t.id = c.tenant_id
+                 WHERE c.carrier = ?1 AND c.digest = ?2",
                 params![carrier.as_str(), digest.to_hex()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(unavailable("find credential"))?;
-        Ok(found.and_then(|(tenant, include_source)| {
+        Ok(found.and_then(|(tenant, include_source, enabled)| {
             TenantId::parse(&tenant).ok().map(|tenant_id| TenantAuth {
                 tenant_id,
                 include_source: include_source.unwrap_or(true),
+                enabled: enabled.unwrap_or(true),
             })
         }))
     }
