@@ -932,8 +932,14 @@ mod tests {
         assert_eq!(queue.messages().len(), 1);
     }
 
-    #[tokio::test]
-    async fn carrier_activity_is_written_at_most_once_a_minute_and_every_request_is_counted() {
+    type MemoryIngest = Ingest<
+        crate::adapters::memory::MemoryConfig,
+        ClaimThenQueue<Arc<MemoryEvents>, MemoryQueue>,
+        crate::adapters::memory::RecordingMetrics,
+    >;
+
+    /// Ingest over in-memory stores, and its event store.
+    fn over_memory() -> (Arc<MemoryEvents>, MemoryIngest) {
         let events = Arc::new(MemoryEvents::default());
         let ingest = Ingest::new(
             crate::adapters::memory::MemoryConfig::default(),
@@ -944,6 +950,12 @@ mod tests {
             crate::adapters::memory::RecordingMetrics::default(),
             IngestSettings::default(),
         );
+        (events, ingest)
+    }
+
+    #[tokio::test]
+    async fn carrier_activity_is_written_at_most_once_a_minute_and_every_request_is_counted() {
+        let (events, ingest) = over_memory();
         let acme = TenantId::parse("acme").unwrap();
         let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap();
         let accepted =
@@ -975,16 +987,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_count_that_could_not_be_written_is_written_with_the_next_one() {
-        let events = Arc::new(MemoryEvents::default());
-        let ingest = Ingest::new(
-            crate::adapters::memory::MemoryConfig::default(),
-            ClaimThenQueue {
-                events: events.clone(),
-                queue: MemoryQueue::default(),
-            },
-            crate::adapters::memory::RecordingMetrics::default(),
-            IngestSettings::default(),
-        );
+        let (events, ingest) = over_memory();
         let acme = TenantId::parse("acme").unwrap();
         let at = |m: u32| Utc.with_ymd_and_hms(2026, 11, 22, 10, m, 0).unwrap();
         events.set_unavailable(true);
