@@ -66,6 +66,13 @@ impl QuietRules {
         }
     }
 
+    /// The latest news time (epoch ms) a shipment can have and still be quiet now under some
+    /// status: what the stores' queries bound their reads with, before applying `is_quiet`.
+    pub fn heard_before_ms(&self, now: DateTime<Utc>) -> i64 {
+        let shortest = self.before_pickup.min(self.moving);
+        now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
     pub fn threshold(&self, status: Option<Status>) -> Duration {
         match status {
             Some(

@@ -1011,11 +1011,6 @@ impl ShipmentStates for DynamoEventStore {
     }
 }
 
-/// The shortest threshold of `rules`, in milliseconds.
-fn shortest_millis(rules: &QuietRules) -> i64 {
-    i64::try_from(rules.before_pickup.min(rules.moving).as_millis()).unwrap_or(i64::MAX / 4)
-}
-
 impl DynamoEventStore {
     /// The shipments of `tenant` at `carrier` whose last status is not terminal (the sparse
     /// `by_quiet` index), only those last heard of (news or pull) at or before `heard_before`
@@ -1110,7 +1105,7 @@ impl ShipmentIndex for DynamoEventStore {
         // Every shipment that is not terminal and has been quiet (no arrival, no pull) at least
         // the shortest threshold, the longest quiet first; the status-dependent rule is applied
         // to those (`reconcile::quietest`), as the SQLite store does.
-        let before = now.timestamp_millis() - shortest_millis(rules);
+        let before = rules.heard_before_ms(now);
         let found = self.open_shipments(tenant, carrier, Some(before)).await?;
         Ok(quietest(found, rules, now, limit))
     }

@@ -1859,9 +1859,7 @@ impl ShipmentIndex for SqliteStore {
     ) -> Result<Vec<QuietShipment>, Unavailable> {
         // Every shipment that is not terminal and has been quiet at least the shortest
         // threshold; the status-dependent rule is applied to those (`reconcile::quietest`).
-        let shortest = rules.before_pickup.min(rules.moving);
-        let before =
-            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let before = rules.heard_before_ms(now);
         let conn = self.read();
         let mut statement = conn
             .prepare_cached(
@@ -2395,9 +2393,7 @@ impl AdminStore for SqliteStore {
         rules: &QuietRules,
         now: DateTime<Utc>,
     ) -> Result<Vec<QuietShipment>, Unavailable> {
-        let shortest = rules.before_pickup.min(rules.moving);
-        let before =
-            now.timestamp_millis() - i64::try_from(shortest.as_millis()).unwrap_or(i64::MAX / 4);
+        let before = rules.heard_before_ms(now);
         let conn = self.read();
         let mut statement = conn
             .prepare_cached(
