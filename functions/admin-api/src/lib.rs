@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -16,10 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::admin::{
-    Admin, AdminError, AdminStore, PullUpdate, PushUpdate, QuarantineQuery, QuarantineSelection,
-    Selection,
+    Admin, AdminError, AdminStore, AttemptView, DeadLetterView, KeyAdded, KeyView, PullUpdate,
+    PullView, PushSaved, PushUpdate, PushView, QuarantineDetail, QuarantineQuery, QuarantineReplay,
+    QuarantineSelection, QuarantineView, Selection, Tenant, TestPushResult,
 };
+use shared::circuit::CircuitView;
 use shared::ingest::Reingest;
+use shared::ports::CarrierActivity;
 use shared::ports::Pusher;
 use tracing::error;
 
@@ -70,84 +74,110 @@ where
 
 type AppState<S, P, R> = State<Arc<Admin<S, P, R>>>;
 
-/// An answer: JSON with a status, or an error as `{"error": ..., "field": ...}`.
-struct Answer(Response);
+/// Why a request was not answered with what it asked for, as `{"error": ..., "field": ...}`
+/// with its status: the one mapping from errors to HTTP answers.
+enum ApiError {
+    Admin(AdminError),
+    /// The request body is not the JSON object the route takes.
+    Body(String),
+    /// The query string is not what the route takes.
+    Query(String),
+}
 
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
-        self.0
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        ApiError::Admin(e)
     }
 }
 
-impl From<AdminError> for Answer {
-    fn from(e: AdminError) -> Self {
-        let (status, body) = match &e {
-            AdminError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
-            AdminError::Invalid { field, message } => (
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Admin(AdminError::NotFound(m)) => {
+                (StatusCode::NOT_FOUND, json!({"error": m}))
+            }
+            ApiError::Admin(AdminError::Invalid { field, message }) => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": format!("{field}: {message}"), "field": field}),
             ),
-            AdminError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
-            AdminError::Unavailable(u) => {
+            ApiError::Admin(AdminError::Conflict(m)) => (StatusCode::CONFLICT, json!({"error": m})),
+            ApiError::Admin(AdminError::Unavailable(u)) => {
                 error!(error = %u, "admin operation failed: store unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"error": "a store is unavailable; try again shortly"}),
                 )
             }
+            ApiError::Body(reason) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("the request body is not valid: {reason}")}),
+            ),
+            ApiError::Query(reason) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("the query is not valid: {reason}")}),
+            ),
         };
-        Answer((status, Json(body)).into_response())
+        (status, Json(body)).into_response()
     }
 }
 
-fn ok<T: serde::Serialize>(status: StatusCode, value: T) -> Answer {
-    Answer((status, Json(value)).into_response())
+type Answer<T> = Result<T, ApiError>;
+
+/// The request body as `T`. Only a JSON object is taken: serde would also read an array into a
+/// struct, field by position, which no client means.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &St) -> Result<Self, ApiError> {
+        let Json(value) = Json::<Value>::from_request(request, state)
+            .await
+            .map_err(|r| ApiError::Body(r.body_text()))?;
+        object(value).map(Body)
+    }
 }
 
-/// The request body as `T`, or why it is not one. Only a JSON object is taken: serde would also
-/// read an array into a struct, field by position, which no client means.
-fn body<T: DeserializeOwned>(body: Result<Json<Value>, JsonRejection>) -> Result<T, String> {
-    let Json(value) = body.map_err(|r| r.body_text())?;
+/// Like [`Body`], but no body at all (no content type) is `T::default()`.
+struct OptionalBody<T>(T);
+
+impl<T: DeserializeOwned + Default, St: Send + Sync> FromRequest<St> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &St) -> Result<Self, ApiError> {
+        match Json::<Value>::from_request(request, state).await {
+            Err(JsonRejection::MissingJsonContentType(_)) => Ok(OptionalBody(T::default())),
+            Err(r) => Err(ApiError::Body(r.body_text())),
+            Ok(Json(value)) => object(value).map(OptionalBody),
+        }
+    }
+}
+
+fn object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     if !value.is_object() {
-        return Err("expected a JSON object".to_owned());
+        return Err(ApiError::Body("expected a JSON object".to_owned()));
     }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    serde_json::from_value(value).map_err(|e| ApiError::Body(e.to_string()))
 }
 
-/// Like [`body`], but no body at all (no content type) is `T::default()`.
-fn optional_body<T: DeserializeOwned + Default>(
-    given: Result<Json<Value>, JsonRejection>,
-) -> Result<T, String> {
-    match given {
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        other => body(other),
+/// The query string as `T`.
+struct QueryOf<T>(T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequestParts<St> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
+        let Query(query) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::Query(r.body_text()))?;
+        Ok(QueryOf(query))
     }
-}
-
-fn invalid_body(reason: &str) -> Answer {
-    Answer(
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("the request body is not valid: {reason}")})),
-        )
-            .into_response(),
-    )
-}
-
-fn bad_query(rejection: QueryRejection) -> Answer {
-    Answer(
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("the query is not valid: {}", rejection.body_text())})),
-        )
-            .into_response(),
-    )
 }
 
 /// Every path nothing else answers (the admin API's, and `rms serve`'s whole router): a path
 /// under `/admin` points at the API's description, any other at the carriers' notify paths (a
 /// carrier panel's URL with a typo lands here).
-async fn not_found(uri: axum::http::Uri) -> Answer {
+async fn not_found(uri: axum::http::Uri) -> Response {
     let message = if uri.path().contains("/admin") {
         "no such route; the admin API is described in docs/openapi.yaml".to_owned()
     } else {
@@ -158,16 +188,13 @@ async fn not_found(uri: axum::http::Uri) -> Answer {
                 .join(", ")
         )
     };
-    Answer((StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response())
+    (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
 }
 
 async fn list_tenants<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-) -> Answer {
-    match admin.tenants().await {
-        Ok(tenants) => ok(StatusCode::OK, tenants),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<Vec<Tenant>>> {
+    Ok(Json(admin.tenants().await?))
 }
 
 #[derive(Deserialize)]
@@ -179,29 +206,19 @@ struct NewTenant {
 
 async fn create_tenant<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let body: NewTenant = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin
+    Body(body): Body<NewTenant>,
+) -> Answer<(StatusCode, Json<Tenant>)> {
+    let tenant = admin
         .create_tenant(&body.id, body.include_source, Utc::now())
-        .await
-    {
-        Ok(tenant) => ok(StatusCode::CREATED, tenant),
-        Err(e) => e.into(),
-    }
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
 }
 
 async fn get_tenant<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.tenant(&tenant).await {
-        Ok(tenant) => ok(StatusCode::OK, tenant),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<Tenant>> {
+    Ok(Json(admin.tenant(&tenant).await?))
 }
 
 #[derive(Deserialize)]
@@ -214,29 +231,19 @@ struct TenantChange {
 async fn update_tenant<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let body: TenantChange = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin
+    Body(body): Body<TenantChange>,
+) -> Answer<Json<Tenant>> {
+    let tenant = admin
         .update_tenant(&tenant, body.enabled, body.include_source)
-        .await
-    {
-        Ok(tenant) => ok(StatusCode::OK, tenant),
-        Err(e) => e.into(),
-    }
+        .await?;
+    Ok(Json(tenant))
 }
 
 async fn list_keys<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.keys(&tenant).await {
-        Ok(keys) => ok(StatusCode::OK, keys),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<Vec<KeyView>>> {
+    Ok(Json(admin.keys(&tenant).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -248,90 +255,59 @@ struct NewKey {
 async fn add_key<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path((tenant, carrier)): Path<(String, String)>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
     // No body at all: generate the key.
-    let body: NewKey = match optional_body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin
+    OptionalBody(body): OptionalBody<NewKey>,
+) -> Answer<(StatusCode, Json<KeyAdded>)> {
+    let added = admin
         .add_key(&tenant, &carrier, body.key.as_deref(), Utc::now())
-        .await
-    {
-        Ok(added) => ok(StatusCode::CREATED, added),
-        Err(e) => e.into(),
-    }
+        .await?;
+    Ok((StatusCode::CREATED, Json(added)))
 }
 
 async fn revoke_key<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path((tenant, carrier, key_id)): Path<(String, String, String)>,
-) -> Answer {
-    match admin.revoke_key(&tenant, &carrier, &key_id).await {
-        Ok(()) => Answer(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => e.into(),
-    }
+) -> Answer<StatusCode> {
+    admin.revoke_key(&tenant, &carrier, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_push<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.push(&tenant).await {
-        Ok(view) => ok(StatusCode::OK, view),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<PushView>> {
+    Ok(Json(admin.push(&tenant).await?))
 }
 
 async fn set_push<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let update: PushUpdate = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin.set_push(&tenant, &update).await {
-        Ok(saved) => ok(StatusCode::OK, saved),
-        Err(e) => e.into(),
-    }
+    Body(update): Body<PushUpdate>,
+) -> Answer<Json<PushSaved>> {
+    Ok(Json(admin.set_push(&tenant, &update).await?))
 }
 
 async fn list_pull<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.pull(&tenant).await {
-        Ok(accounts) => ok(StatusCode::OK, accounts),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<Vec<PullView>>> {
+    Ok(Json(admin.pull(&tenant).await?))
 }
 
 async fn set_pull<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path((tenant, carrier)): Path<(String, String)>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let update: PullUpdate = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin.set_pull(&tenant, &carrier, &update).await {
-        Ok(view) => ok(StatusCode::OK, view),
-        Err(e) => e.into(),
-    }
+    Body(update): Body<PullUpdate>,
+) -> Answer<Json<PullView>> {
+    Ok(Json(admin.set_pull(&tenant, &carrier, &update).await?))
 }
 
 async fn remove_pull<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path((tenant, carrier)): Path<(String, String)>,
-) -> Answer {
-    match admin.remove_pull(&tenant, &carrier).await {
-        Ok(()) => Answer(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => e.into(),
-    }
+) -> Answer<StatusCode> {
+    admin.remove_pull(&tenant, &carrier).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -343,16 +319,11 @@ struct TestPush {
 async fn test_push<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let body: TestPush = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin.test_push(&tenant, &body.status, Utc::now()).await {
-        Ok(result) => ok(StatusCode::OK, result),
-        Err(e) => e.into(),
-    }
+    Body(body): Body<TestPush>,
+) -> Answer<Json<TestPushResult>> {
+    Ok(Json(
+        admin.test_push(&tenant, &body.status, Utc::now()).await?,
+    ))
 }
 
 /// `awb`, or `from` and `to` (RFC 3339).
@@ -380,39 +351,20 @@ impl SelectionInput {
 async fn deliveries<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-    query: Result<Query<SelectionInput>, QueryRejection>,
-) -> Answer {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(r) => return bad_query(r),
-    };
-    let selection = match query.selection() {
-        Ok(s) => s,
-        Err(e) => return e.into(),
-    };
-    match admin.deliveries(&tenant, &selection).await {
-        Ok(attempts) => ok(StatusCode::OK, attempts),
-        Err(e) => e.into(),
-    }
+    QueryOf(query): QueryOf<SelectionInput>,
+) -> Answer<Json<Vec<AttemptView>>> {
+    Ok(Json(admin.deliveries(&tenant, &query.selection()?).await?))
 }
 
 async fn replay<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let body: SelectionInput = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    let selection = match body.selection() {
-        Ok(s) => s,
-        Err(e) => return e.into(),
-    };
-    match admin.replay(&tenant, &selection, &|_, _| {}).await {
-        Ok(n) => ok(StatusCode::OK, json!({"replayed": n})),
-        Err(e) => e.into(),
-    }
+    Body(body): Body<SelectionInput>,
+) -> Answer<Json<Value>> {
+    let replayed = admin
+        .replay(&tenant, &body.selection()?, &|_, _| {})
+        .await?;
+    Ok(Json(json!({ "replayed": replayed })))
 }
 
 #[derive(Deserialize)]
@@ -424,20 +376,15 @@ struct DeadLetterQuery {
 
 async fn dead_letters<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-    query: Result<Query<DeadLetterQuery>, QueryRejection>,
-) -> Answer {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(r) => return bad_query(r),
-    };
+    QueryOf(query): QueryOf<DeadLetterQuery>,
+) -> Answer<Json<Vec<DeadLetterView>>> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_LIST).contains(&limit) {
-        return AdminError::invalid("limit", format!("use 1 to {MAX_LIST}")).into();
+        return Err(AdminError::invalid("limit", format!("use 1 to {MAX_LIST}")).into());
     }
-    match admin.dead_letters(query.tenant.as_deref(), limit).await {
-        Ok(list) => ok(StatusCode::OK, list),
-        Err(e) => e.into(),
-    }
+    Ok(Json(
+        admin.dead_letters(query.tenant.as_deref(), limit).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -448,40 +395,24 @@ struct RedriveInput {
 
 async fn redrive<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let body: RedriveInput = match optional_body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    match admin.redrive(body.ids.as_deref()).await {
-        Ok(n) => ok(StatusCode::OK, json!({"redriven": n})),
-        Err(e) => e.into(),
-    }
+    OptionalBody(body): OptionalBody<RedriveInput>,
+) -> Answer<Json<Value>> {
+    let redriven = admin.redrive(body.ids.as_deref()).await?;
+    Ok(Json(json!({ "redriven": redriven })))
 }
 
 async fn quarantine<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-    query: Result<Query<QuarantineQuery>, QueryRejection>,
-) -> Answer {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(r) => return bad_query(r),
-    };
-    match admin.quarantined(&query).await {
-        Ok(list) => ok(StatusCode::OK, list),
-        Err(e) => e.into(),
-    }
+    QueryOf(query): QueryOf<QuarantineQuery>,
+) -> Answer<Json<Vec<QuarantineView>>> {
+    Ok(Json(admin.quarantined(&query).await?))
 }
 
 async fn quarantined_body<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Answer {
-    match admin.quarantined_body(&tenant, &id).await {
-        Ok(detail) => ok(StatusCode::OK, detail),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<QuarantineDetail>> {
+    Ok(Json(admin.quarantined_body(&tenant, &id).await?))
 }
 
 /// `{"tenant", "ids": [...]}`, or a filter (every field optional; `{}` is every body).
@@ -527,41 +458,24 @@ impl QuarantineReplayInput {
 
 async fn replay_quarantined<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
-    given: Result<Json<Value>, JsonRejection>,
-) -> Answer {
-    let input: QuarantineReplayInput = match body(given) {
-        Ok(b) => b,
-        Err(reason) => return invalid_body(&reason),
-    };
-    let selection = match input.selection() {
-        Ok(s) => s,
-        Err(e) => return e.into(),
-    };
-    match admin
-        .replay_quarantined(&selection, Utc::now(), &|_, _| {})
-        .await
-    {
-        Ok(report) => ok(StatusCode::OK, report),
-        Err(e) => e.into(),
-    }
+    Body(input): Body<QuarantineReplayInput>,
+) -> Answer<Json<QuarantineReplay>> {
+    let report = admin
+        .replay_quarantined(&input.selection()?, Utc::now(), &|_, _| {})
+        .await?;
+    Ok(Json(report))
 }
 
 async fn circuit<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.circuit(&tenant).await {
-        Ok(view) => ok(StatusCode::OK, view),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<CircuitView>> {
+    Ok(Json(admin.circuit(&tenant).await?))
 }
 
 async fn carriers<S: AdminStore, P: Pusher, R: Reingest>(
     State(admin): AppState<S, P, R>,
     Path(tenant): Path<String>,
-) -> Answer {
-    match admin.carrier_activity(&tenant).await {
-        Ok(view) => ok(StatusCode::OK, view),
-        Err(e) => e.into(),
-    }
+) -> Answer<Json<Vec<CarrierActivity>>> {
+    Ok(Json(admin.carrier_activity(&tenant).await?))
 }
