@@ -7,8 +7,6 @@ mod handler;
 pub use config::{Config, ConfigError};
 pub use handler::handle;
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoDeliveryLog, DynamoEventStore};
@@ -77,6 +75,3 @@ pub async fn run() -> Result<(), Error> {
     }))
     .await
 }
-
-/// The longest any single record may take: the largest per-tenant timeout the admin API accepts.
-pub const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(30);
