@@ -148,6 +148,19 @@ fn creating_a_tenant_twice_fails_and_says_it_exists() {
 }
 
 #[test]
+fn database_is_another_name_for_local_and_the_help_says_so() {
+    let db = database("alias");
+    ok(rms(&db, &["tenant", "create", "acme"]));
+    let listed = ok(run(
+        bare_rms(&["tenant", "list", "--database", db.to_str().unwrap()]),
+        b"",
+    ));
+    assert!(listed.contains("acme"), "{listed}");
+    let help = ok(run(bare_rms(&["tenant", "list", "--help"]), b""));
+    assert!(help.contains("[alias: --database]"), "{help}");
+}
+
+#[test]
 fn an_unknown_tenant_or_a_bad_id_is_an_error() {
     let db = database("unknown");
     let message = fails(rms(&db, &["tenant", "show", "nobody"]));

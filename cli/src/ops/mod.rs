@@ -44,7 +44,7 @@ pub struct Target {
     #[arg(
         long,
         value_name = "DB",
-        alias = "database",
+        visible_alias = "database",
         global = true,
         help_heading = "Store"
     )]
