@@ -662,10 +662,12 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         ids: Option<&[String]>,
     ) -> impl Future<Output = Result<u64, Unavailable>> + Send;
 
-    /// The accepted events with these ids that are still kept (the dedup window).
+    /// The accepted events of these attempts (one attempt per event) that are still kept (the
+    /// dedup window). An attempt names its event's tenant and shipment too, where DynamoDB keeps
+    /// the event (`adapters::dynamodb`).
     fn archived_events(
         &self,
-        ids: &[EventId],
+        attempts: &[Attempt],
     ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send;
     /// Queues an event again, marked as a replay: it is pushed even if it was delivered before.
     fn enqueue_replay(
@@ -1229,12 +1231,12 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let attempts = self.store.attempts(&tenant.id, selection).await?;
         // Each event once, in the order of its first attempt.
         let mut seen = std::collections::HashSet::new();
-        let ids: Vec<EventId> = attempts
+        let firsts: Vec<Attempt> = attempts
             .iter()
             .filter(|a| seen.insert(&a.event_id))
-            .map(|a| a.event_id.clone())
+            .cloned()
             .collect();
-        let events = self.store.archived_events(&ids).await?;
+        let events = self.store.archived_events(&firsts).await?;
         let mut done = 0;
         for event in &events {
             if event.tenant_id != tenant.id.as_str() {
@@ -1743,9 +1745,9 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
     }
     fn archived_events(
         &self,
-        ids: &[EventId],
+        attempts: &[Attempt],
     ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send {
-        (**self).archived_events(ids)
+        (**self).archived_events(attempts)
     }
     fn enqueue_replay(
         &self,

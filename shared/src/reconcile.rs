@@ -284,8 +284,6 @@ pub struct ReconcileSettings {
     pub rules: QuietRules,
     /// The most tracking calls one account gets per run.
     pub calls_per_account: usize,
-    /// How long an accepted event's claim is held (as ingest's `CLAIM_SECONDS`).
-    pub claim_for: Duration,
     pub zones: CarrierZones,
     pub max_future: chrono::TimeDelta,
 }
@@ -296,7 +294,6 @@ impl Default for ReconcileSettings {
         ReconcileSettings {
             rules: QuietRules::default(),
             calls_per_account: 100,
-            claim_for: ingest.claim_for,
             zones: ingest.zones,
             max_future: ingest.max_future,
         }
@@ -645,11 +642,7 @@ where
                     }
                     for mut event in events {
                         report.found += 1;
-                        match self
-                            .intake
-                            .accept(&mut event, now, self.settings.claim_for)
-                            .await
-                        {
+                        match self.intake.accept(&mut event, now).await {
                             Ok(Claim::Claimed) => {
                                 report.reconciled += 1;
                                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought");
@@ -737,7 +730,8 @@ mod tests {
     use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics};
     use crate::carriers::pull::testing::{answer, Scripted};
     use crate::carriers::{normalize, pull::BaseUrl};
-    use crate::ingest::ClaimThenQueue;
+    use crate::ingest::QueueThenClaim;
+    use crate::ports::{ClaimToken, DeliveryLog, Standing};
     use crate::push::{SecretValue, TargetPolicy};
 
     fn fixture(name: &str) -> String {
@@ -749,7 +743,7 @@ mod tests {
         .unwrap()
     }
 
-    type MemoryIntake = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
 
     fn clickpost_account() -> (TenantId, PullAccount) {
         let base = BaseUrl::parse("http://127.0.0.1:9/", TargetPolicy::LOCAL).unwrap();
@@ -776,7 +770,7 @@ mod tests {
     > {
         Reconciler::new(
             events.clone(),
-            ClaimThenQueue {
+            QueueThenClaim {
                 events: events.clone(),
                 queue: queue.clone(),
             },
@@ -794,7 +788,7 @@ mod tests {
     async fn what_no_webhook_brought_is_queued_once_and_a_second_run_finds_nothing_new() {
         let events = Arc::new(MemoryEvents::default());
         let queue = Arc::new(MemoryQueue::default());
-        let intake = ClaimThenQueue {
+        let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
         };
@@ -808,12 +802,23 @@ mod tests {
         )
         .unwrap();
         for event in &mut pushed {
-            intake
-                .accept(event, now, Duration::from_secs(60))
-                .await
-                .unwrap();
+            intake.accept(event, now).await.unwrap();
         }
         assert_eq!(queue.messages().len(), 1);
+        // What the dispatcher pushes: each queued copy that its event's claim names (queue first:
+        // a scan found again is queued too, and its copy dropped).
+        let pushed_once = || async {
+            let log = MemoryDeliveryLog::with_claims(events.clone());
+            let mut due = std::collections::HashSet::new();
+            for message in queue.messages() {
+                let event: crate::model::CanonicalEvent = serde_json::from_str(&message.body).unwrap();
+                let token = ClaimToken::from_message(&message.claim_token);
+                if log.standing(&event, Some(&token), 1).await.unwrap() == Standing::Due {
+                    assert!(due.insert(event.event_id), "pushed twice");
+                }
+            }
+            due.len()
+        };
 
         let pull = fixture("clickpost/pull_track_order.json");
         let account = clickpost_account();
@@ -832,11 +837,7 @@ mod tests {
         );
         assert_eq!(report.found, 3, "{report:?}");
         assert_eq!((report.reconciled, report.known), (2, 1), "{report:?}");
-        assert_eq!(
-            queue.messages().len(),
-            3,
-            "the two older scans queued, once each"
-        );
+        assert_eq!(pushed_once().await, 3, "the two older scans queued, once each");
         assert_eq!(run.metrics.total("Reconciled"), 2);
         let marks = run.log.attempts();
         assert_eq!(marks.len(), 2, "each new event marked in the delivery log");
@@ -856,7 +857,7 @@ mod tests {
         );
         let report = &again.run(&[account], now, &Silent).await[0];
         assert_eq!((report.reconciled, report.known), (0, 3), "{report:?}");
-        assert_eq!(queue.messages().len(), 3);
+        assert_eq!(pushed_once().await, 3);
     }
 
     const NOTHING_UPDATED: &str = r#"{"meta":{"status":200,"success":true},"result":[]}"#;
@@ -891,7 +892,7 @@ mod tests {
     async fn a_429_stops_the_account_until_its_retry_after() {
         let events = Arc::new(MemoryEvents::default());
         let queue = Arc::new(MemoryQueue::default());
-        let intake = ClaimThenQueue {
+        let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
         };
@@ -905,7 +906,7 @@ mod tests {
         .unwrap()
         {
             intake
-                .accept(event, now, Duration::from_secs(60))
+                .accept(event, now)
                 .await
                 .unwrap();
         }

@@ -28,7 +28,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
-use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, QueueThenClaim, Ingest};
 use shared::Carrier;
 
 /// The moto endpoint, from `scripts/with-moto`.
@@ -261,7 +261,7 @@ impl Stack {
 /// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
 pub type TestIngest = Ingest<
     CachedConfig<DynamoConfigStore>,
-    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    QueueThenClaim<DynamoEventStore, SqsEventQueue>,
     RecordingMetrics,
 >;
 

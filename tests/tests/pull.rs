@@ -434,7 +434,7 @@ async fn a_pulled_scan_already_taken_by_webhook_is_not_queued_again() {
     let mut in_transit = webhook(Carrier::Shiprocket, "shiprocket/in_transit_official.json");
     assert_eq!(
         intake
-            .accept(&mut in_transit, now, Duration::from_secs(15))
+            .accept(&mut in_transit, now)
             .await
             .unwrap(),
         Claim::Claimed
@@ -451,7 +451,7 @@ async fn a_pulled_scan_already_taken_by_webhook_is_not_queued_again() {
     as_v1.legacy_ids = Default::default();
     assert_eq!(
         intake
-            .accept(&mut as_v1, now, Duration::from_secs(15))
+            .accept(&mut as_v1, now)
             .await
             .unwrap(),
         Claim::Claimed
@@ -474,7 +474,7 @@ async fn a_pulled_scan_already_taken_by_webhook_is_not_queued_again() {
         .cloned()
     {
         let claim = intake
-            .accept(&mut event, now, Duration::from_secs(15))
+            .accept(&mut event, now)
             .await
             .unwrap();
         answers.push((event.event_id.clone(), claim));

@@ -34,7 +34,7 @@ mod tests {
         ClaimState, MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics,
     };
     use shared::auth::Credential;
-    use shared::ingest::{ClaimThenQueue, IngestSettings};
+    use shared::ingest::{QueueThenClaim, IngestSettings};
     use shared::ports::TenantAuth;
     use shared::{EventId, TenantId};
 
@@ -61,7 +61,7 @@ mod tests {
 
     type MemoryIngest = Ingest<
         Arc<MemoryConfig>,
-        ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>,
+        QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>,
         Arc<RecordingMetrics>,
     >;
 
@@ -89,7 +89,7 @@ mod tests {
         World {
             ingest: Ingest::new(
                 config.clone(),
-                ClaimThenQueue {
+                QueueThenClaim {
                     events: events.clone(),
                     queue: queue.clone(),
                 },

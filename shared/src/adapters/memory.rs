@@ -1,6 +1,8 @@
 //! In-memory fakes of every port, for use-case and handler tests. They keep the semantics of the
-//! real stores (conditional claims, claim expiry, newest-wins shipment state, quarantine once per
-//! tenant and body, newest-wins carrier activity) and can be switched to "unavailable" to test the 503 paths.
+//! real stores (the queue-first claims: copies queued with a token, a conditional claim naming one,
+//! the delivery log dropping the copies it does not name and claiming a copy that has none;
+//! newest-wins shipment state, quarantine once per tenant and body, newest-wins carrier activity)
+//! and can be switched to "unavailable" to test the 503 paths.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +22,8 @@ use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
     DeliveryLog, EventQueue, EventStore, Freshness, HourlyActivity, Metrics, PushConfigStore,
-    PushRequest, PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth,
-    Unavailable,
+    PushRequest, PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, Standing,
+    TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
 use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
@@ -84,21 +86,24 @@ impl ConfigStore for MemoryConfig {
 /// The state of one claimed event id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimState {
-    Received {
-        expires_at: DateTime<Utc>,
-        token: ClaimToken,
-    },
-    Queued,
+    /// Accepted: the queued copy with this token is the one the dispatcher pushes.
+    Queued { token: ClaimToken },
+    /// Held by an attempt of the code before queue-first that had not queued the event yet: only
+    /// v1 claims can be (`MemoryEvents::hold_as_before`), read by `earlier_claim`.
+    Received { expires_at: DateTime<Utc> },
 }
 
 /// How the earliest-found claims stand (`EventStore::earlier_claim`): queued wins, then a live
 /// claim; an expired one never queued counts for nothing.
 fn earlier(found: &[&ClaimState], now: DateTime<Utc>) -> Option<Claim> {
-    if found.iter().any(|c| matches!(c, ClaimState::Queued)) {
+    if found
+        .iter()
+        .any(|c| matches!(c, ClaimState::Queued { .. }))
+    {
         Some(Claim::AlreadyQueued)
     } else if found
         .iter()
-        .any(|c| matches!(c, ClaimState::Received { expires_at, .. } if *expires_at >= now))
+        .any(|c| matches!(c, ClaimState::Received { expires_at } if *expires_at >= now))
     {
         Some(Claim::InFlight)
     } else {
@@ -193,6 +198,14 @@ impl MemoryEvents {
         lock(&self.state).claims.get(event_id).cloned()
     }
 
+    /// A claim as the code before queue-first held it while it accepted the event, until
+    /// `expires_at`: what `earlier_claim` finds of an attempt of that code still running.
+    pub fn hold_as_before(&self, event_id: &EventId, expires_at: DateTime<Utc>) {
+        lock(&self.state)
+            .claims
+            .insert(event_id.clone(), ClaimState::Received { expires_at });
+    }
+
     pub fn quarantined(&self) -> Vec<QuarantineRecord> {
         lock(&self.state).quarantine.values().cloned().collect()
     }
@@ -227,24 +240,20 @@ impl EventStore for MemoryEvents {
     async fn claim(
         &self,
         event: &CanonicalEvent,
-        now: DateTime<Utc>,
-        hold_for: Duration,
         token: &ClaimToken,
+        _now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
         self.check("PutItem")?;
         let mut state = lock(&self.state);
         let result = match state.claims.get(&event.event_id) {
-            Some(ClaimState::Queued) => Claim::AlreadyQueued,
-            Some(ClaimState::Received { token: mine, .. }) if mine == token => Claim::Claimed,
-            Some(ClaimState::Received { expires_at, .. }) if *expires_at >= now => Claim::InFlight,
-            _ => Claim::Claimed,
+            None => Claim::Claimed,
+            Some(ClaimState::Queued { token: mine }) if mine == token => Claim::Claimed,
+            Some(_) => Claim::AlreadyQueued,
         };
         if result == Claim::Claimed {
-            let hold = chrono::Duration::from_std(hold_for).unwrap_or(chrono::Duration::MAX);
             state.claims.insert(
                 event.event_id.clone(),
-                ClaimState::Received {
-                    expires_at: now + hold,
+                ClaimState::Queued {
                     token: token.clone(),
                 },
             );
@@ -253,27 +262,6 @@ impl EventStore for MemoryEvents {
             return Err(down("memory events (answer lost)", "PutItem"));
         }
         Ok(result)
-    }
-
-    async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let event_id = &event.event_id;
-        self.check("UpdateItem")?;
-        lock(&self.state)
-            .claims
-            .insert(event_id.clone(), ClaimState::Queued);
-        Ok(())
-    }
-
-    async fn release(&self, event_id: &EventId, token: &ClaimToken) -> Result<(), Unavailable> {
-        self.check("DeleteItem")?;
-        let mut state = lock(&self.state);
-        if matches!(
-            state.claims.get(event_id),
-            Some(ClaimState::Received { token: mine, .. }) if mine == token
-        ) {
-            state.claims.remove(event_id);
-        }
-        Ok(())
     }
 
     async fn earlier_claim(
@@ -414,6 +402,8 @@ pub struct QueuedMessage {
     pub tenant_id: String,
     pub carrier: String,
     pub event_id: String,
+    /// The copy's claim token (`ClaimToken`).
+    pub claim_token: String,
 }
 
 #[derive(Default)]
@@ -433,7 +423,7 @@ impl MemoryQueue {
 }
 
 impl EventQueue for MemoryQueue {
-    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+    async fn enqueue(&self, event: &CanonicalEvent, token: &ClaimToken) -> Result<(), Unavailable> {
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(down("memory queue", "SendMessage"));
         }
@@ -444,6 +434,7 @@ impl EventQueue for MemoryQueue {
             tenant_id: event.tenant_id.clone(),
             carrier: event.carrier.to_string(),
             event_id: event.event_id.to_string(),
+            claim_token: token.as_str().to_owned(),
         });
         Ok(())
     }
@@ -582,9 +573,22 @@ impl CircuitStore for MemoryCircuits {
 #[derive(Default)]
 pub struct MemoryDeliveryLog {
     attempts: Mutex<Vec<Attempt>>,
+    /// Where ingest writes the claims (`with_claims`); `None`: every copy handed out is the
+    /// accepted one, as on a queue that holds nothing else.
+    claims: Option<std::sync::Arc<MemoryEvents>>,
 }
 
 impl MemoryDeliveryLog {
+    /// A log that reads the claims ingest wrote in `events`, as DynamoDB's reads them beside the
+    /// attempts: a copy the claim does not name is a duplicate's, and a copy with no claim is
+    /// claimed now.
+    pub fn with_claims(events: std::sync::Arc<MemoryEvents>) -> Self {
+        MemoryDeliveryLog {
+            attempts: Mutex::default(),
+            claims: Some(events),
+        }
+    }
+
     pub fn attempts(&self) -> Vec<Attempt> {
         lock(&self.attempts).clone()
     }
@@ -600,6 +604,25 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(lock(&self.attempts)
             .iter()
             .any(|a| &a.event_id == event_id && a.outcome == AttemptOutcome::Delivered))
+    }
+
+    async fn standing(
+        &self,
+        event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
+        _attempt: u32,
+    ) -> Result<Standing, Unavailable> {
+        if self.was_delivered(&event.event_id).await? {
+            return Ok(Standing::Delivered);
+        }
+        let Some(claims) = &self.claims else {
+            return Ok(Standing::Due);
+        };
+        let token = token.cloned().unwrap_or_else(ClaimToken::untokened);
+        Ok(match claims.claim(event, &token, Utc::now()).await? {
+            Claim::Claimed => Standing::Due,
+            Claim::AlreadyQueued | Claim::InFlight => Standing::Duplicate,
+        })
     }
 }
 
@@ -969,11 +992,14 @@ impl AdminStore for MemoryAdmin {
         state.redriven.extend(moved.iter().map(|d| d.id.clone()));
         Ok(moved.len() as u64)
     }
-    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+    async fn archived_events(
+        &self,
+        attempts: &[Attempt],
+    ) -> Result<Vec<CanonicalEvent>, Unavailable> {
         Ok(lock(&self.state)
             .archive
             .iter()
-            .filter(|e| ids.contains(&e.event_id))
+            .filter(|e| attempts.iter().any(|a| a.event_id == e.event_id))
             .cloned()
             .collect())
     }
