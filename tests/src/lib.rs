@@ -29,7 +29,7 @@ use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
 use shared::ingest::{CachedConfig, QueueThenClaim, Ingest};
-use shared::Carrier;
+use shared::{CanonicalEvent, Carrier};
 
 /// The moto endpoint, from `scripts/with-moto`.
 pub fn moto_endpoint() -> String {
@@ -255,6 +255,17 @@ impl Stack {
                 });
             }
         }
+    }
+
+    /// Whether a queued message is the copy its event's claim names: the one the dispatcher
+    /// pushes (`DeliveryLog::standing`); a duplicate's copy is not.
+    pub async fn named_by_claim(&self, message: &Message) -> bool {
+        let event: CanonicalEvent = serde_json::from_value(message.body.clone()).unwrap();
+        let claimed_by = DynamoEventStore::new(self.dynamo.clone(), &self.events_table)
+            .claim_token(&event)
+            .await
+            .unwrap();
+        claimed_by.is_some() && claimed_by.as_ref() == message.attributes.get("claim_token")
     }
 }
 

@@ -73,7 +73,6 @@ mod tests {
     use super::*;
     use shared::Carrier;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = pairs

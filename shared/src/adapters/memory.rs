@@ -198,6 +198,21 @@ impl MemoryEvents {
         lock(&self.state).claims.get(event_id).cloned()
     }
 
+    /// Of these queued messages, the copies their event's claim names: what the dispatcher
+    /// pushes (a duplicate's copy is dropped).
+    pub fn named_copies(&self, messages: Vec<QueuedMessage>) -> Vec<QueuedMessage> {
+        let state = lock(&self.state);
+        messages
+            .into_iter()
+            .filter(|m| {
+                state.claims.iter().any(|(id, claim)| {
+                    id.as_str() == m.event_id
+                        && matches!(claim, ClaimState::Queued { token } if token.as_str() == m.claim_token)
+                })
+            })
+            .collect()
+    }
+
     /// A claim as the code before queue-first held it while it accepted the event, until
     /// `expires_at`: what `earlier_claim` finds of an attempt of that code still running.
     pub fn hold_as_before(&self, event_id: &EventId, expires_at: DateTime<Utc>) {
