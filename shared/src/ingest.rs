@@ -904,7 +904,11 @@ mod tests {
         assert_eq!(events.claim_state(&event.event_id), None);
         // The dispatcher claims it, and pushes it: not lost when the carrier does not retry.
         assert_eq!(standing(&log, &orphan).await, Standing::Due);
-        assert_eq!(standing(&log, &orphan).await, Standing::Due, "again: its own");
+        assert_eq!(
+            standing(&log, &orphan).await,
+            Standing::Due,
+            "again: its own"
+        );
         // When the carrier does retry, that is a duplicate now.
         assert_eq!(
             intake.accept(&mut event.clone(), now()).await.unwrap(),

@@ -811,7 +811,8 @@ mod tests {
             let log = MemoryDeliveryLog::with_claims(events.clone());
             let mut due = std::collections::HashSet::new();
             for message in queue.messages() {
-                let event: crate::model::CanonicalEvent = serde_json::from_str(&message.body).unwrap();
+                let event: crate::model::CanonicalEvent =
+                    serde_json::from_str(&message.body).unwrap();
                 let token = ClaimToken::from_message(&message.claim_token);
                 if log.standing(&event, Some(&token), 1).await.unwrap() == Standing::Due {
                     assert!(due.insert(event.event_id), "pushed twice");
@@ -837,7 +838,11 @@ mod tests {
         );
         assert_eq!(report.found, 3, "{report:?}");
         assert_eq!((report.reconciled, report.known), (2, 1), "{report:?}");
-        assert_eq!(pushed_once().await, 3, "the two older scans queued, once each");
+        assert_eq!(
+            pushed_once().await,
+            3,
+            "the two older scans queued, once each"
+        );
         assert_eq!(run.metrics.total("Reconciled"), 2);
         let marks = run.log.attempts();
         assert_eq!(marks.len(), 2, "each new event marked in the delivery log");
@@ -905,10 +910,7 @@ mod tests {
         )
         .unwrap()
         {
-            intake
-                .accept(event, now)
-                .await
-                .unwrap();
+            intake.accept(event, now).await.unwrap();
         }
         let mut limited = answer(429, "{}").unwrap();
         limited.retry_after = Some(Duration::from_secs(120));

@@ -16,8 +16,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use ingest_http::Config;
@@ -28,8 +28,8 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
-use shared::ingest::{CachedConfig, QueueThenClaim, Ingest};
-use shared::{CanonicalEvent, Carrier};
+use shared::ingest::{CachedConfig, Ingest, QueueThenClaim};
+use shared::{CanonicalEvent, Carrier, EventId};
 
 /// The moto endpoint, from `scripts/with-moto`.
 pub fn moto_endpoint() -> String {
@@ -255,6 +255,27 @@ impl Stack {
                 });
             }
         }
+    }
+
+    /// A claim as the code before queue-first wrote it (`EVENT#<id>` / `CLAIM`), where the v1
+    /// claims are: `state` RECEIVED (an attempt holds it until `expires_at`, epoch seconds) or
+    /// QUEUED.
+    pub async fn put_old_claim(&self, event_id: &EventId, state: &str, expires_at: i64) {
+        self.dynamo
+            .put_item()
+            .table_name(&self.events_table)
+            .item("pk", AttributeValue::S(format!("EVENT#{event_id}")))
+            .item("sk", AttributeValue::S("CLAIM".into()))
+            .item("state", AttributeValue::S(state.into()))
+            .item("claim_token", AttributeValue::S("an-old-attempt".into()))
+            .item(
+                "claim_expires_at",
+                AttributeValue::N(expires_at.to_string()),
+            )
+            .item("tenant_id", AttributeValue::S("acme".into()))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Whether a queued message is the copy its event's claim names: the one the dispatcher

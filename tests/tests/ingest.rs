@@ -83,7 +83,7 @@ async fn an_accepted_event_is_on_the_queue_once_with_its_attributes() {
     assert_eq!(pushed.len(), 1, "one copy is the accepted one");
     let m = pushed[0];
     let token = m.attributes["claim_token"].clone();
-    assert_eq!(token.len(), 22, "a random token: {token}");
+    assert_eq!(token.len(), 32, "a random token: {token}");
     assert_eq!(
         m.attributes,
         HashMap::from([
@@ -122,7 +122,10 @@ async fn the_same_payload_posted_50_times_concurrently_leaves_exactly_one_messag
     // after: duplicates, none "in flight" (nothing is held) and none told "accepted" twice.
     assert_eq!(
         answers,
-        HashMap::from([("200 accepted".to_owned(), 1), ("200 duplicate".to_owned(), 49)]),
+        HashMap::from([
+            ("200 accepted".to_owned(), 1),
+            ("200 duplicate".to_owned(), 49)
+        ]),
     );
     // Each queued its copy; the claim names exactly one of them.
     let copies = stack.drain(&stack.queue_url).await;
@@ -427,7 +430,13 @@ async fn a_copy_left_without_a_claim_is_claimed_once_by_whoever_comes_first() {
         claim_token(&stack, &later.1).await.as_deref(),
         Some(orphan.as_str())
     );
-    let (_, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &later.0).await;
+    let (_, answer) = post(
+        &ingest,
+        Carrier::Clickpost,
+        &[("webhook_key", KEY)],
+        &later.0,
+    )
+    .await;
     assert_eq!(answer["status"], "duplicate");
 }
 
@@ -450,7 +459,12 @@ async fn a_claim_is_recognised_only_by_its_own_copy() {
     let (mine, theirs) = (ClaimToken::new(), ClaimToken::new());
     let claim = |token: &ClaimToken| {
         let (store, event, token) = (store.clone(), event.clone(), token.clone());
-        async move { store.claim(&event, &token, chrono::Utc::now()).await.unwrap() }
+        async move {
+            store
+                .claim(&event, &token, chrono::Utc::now())
+                .await
+                .unwrap()
+        }
     };
 
     assert_eq!(claim(&mine).await, Claim::Claimed);
@@ -473,31 +487,17 @@ async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
     let ingest = stack.ingest();
     let (body, event) = clickpost_event();
     let v1 = event.legacy_ids[0].clone();
-    // The v1 claim as the old code wrote it.
-    let old_claim = |state: &str, expires_at: i64| {
-        stack
-            .dynamo
-            .put_item()
-            .table_name(&stack.events_table)
-            .item("pk", AttributeValue::S(format!("EVENT#{v1}")))
-            .item("sk", AttributeValue::S("CLAIM".into()))
-            .item("state", AttributeValue::S(state.into()))
-            .item("claim_token", AttributeValue::S("old-attempt".into()))
-            .item("claim_expires_at", AttributeValue::N(expires_at.to_string()))
-            .item("tenant_id", AttributeValue::S("acme".into()))
-            .send()
-    };
 
     // An attempt of the old code holds it.
     let live = chrono::Utc::now().timestamp() + 60;
-    old_claim("RECEIVED", live).await.unwrap();
+    stack.put_old_claim(&v1, "RECEIVED", live).await;
     let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(status, 503, "in flight under v1: {answer}");
     assert_eq!(claim_token(&stack, &event).await, None);
     assert!(stack.drain(&stack.queue_url).await.is_empty());
 
     // That attempt queued it.
-    old_claim("QUEUED", live).await.unwrap();
+    stack.put_old_claim(&v1, "QUEUED", live).await;
     let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(
         (status, answer["status"].as_str()),

@@ -33,7 +33,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::SqliteStore;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminError, AdminStore, Selection};
-use shared::ingest::{QueueThenClaim, Ingest, IngestSettings, Reingest};
+use shared::ingest::{Ingest, IngestSettings, QueueThenClaim, Reingest};
 use shared::ports::{NoMetrics, Pusher};
 
 /// Where the ops commands act, and how they answer; every ops command takes these.

@@ -8,7 +8,7 @@ use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
-use shared::ingest::{QueueThenClaim, Ingest, IngestSettings, SettingError};
+use shared::ingest::{Ingest, IngestSettings, QueueThenClaim, SettingError};
 
 /// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
 /// replay feeds the bodies through.

@@ -4,9 +4,9 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
+use shared::adapters::sqs::CLAIM_TOKEN_ATTRIBUTE;
 use shared::circuit::CircuitStore;
 use shared::dispatch::{settle, Decision, Dispatch};
-use shared::adapters::sqs::CLAIM_TOKEN_ATTRIBUTE;
 use shared::ports::{
     ClaimToken, DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions, ShipmentStates,
 };

@@ -34,7 +34,7 @@ mod tests {
         ClaimState, MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics,
     };
     use shared::auth::Credential;
-    use shared::ingest::{QueueThenClaim, IngestSettings};
+    use shared::ingest::{IngestSettings, QueueThenClaim};
     use shared::ports::TenantAuth;
     use shared::{EventId, TenantId};
 
@@ -426,7 +426,10 @@ mod tests {
         w.events.set_claims_lose_answers(false);
         let (status, answer, _) =
             post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
-        assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")));
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("duplicate"))
+        );
         assert_eq!(w.events.named_copies(w.queue.messages()).len(), 1);
     }
 

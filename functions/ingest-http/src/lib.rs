@@ -15,7 +15,7 @@ use lambda_http::{service_fn, Error, Request};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::ingest::{CachedConfig, QueueThenClaim, Ingest};
+use shared::ingest::{CachedConfig, Ingest, QueueThenClaim};
 use shared::ports::Metrics;
 use shared::Carrier;
 

@@ -24,10 +24,10 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
 use super::dynamodb::{
-    activity_pk, claim_key, condition_failed, is_claim, legacy_claim_key, credential_item, credential_pk, delivery_pk, flag,
-    hourly_sk, key, page_pk, profile_item, profile_key, quarantine_key, s, stamp, tenant_day,
-    tenant_key_item, tenant_key_key, text, DynamoConfigStore, DynamoEventStore, PageEntry,
-    BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES, SERVICE as DYNAMODB,
+    activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag,
+    hourly_sk, is_claim, key, legacy_claim_key, page_pk, profile_item, profile_key, quarantine_key,
+    s, stamp, tenant_day, tenant_key_item, tenant_key_key, text, DynamoConfigStore,
+    DynamoEventStore, PageEntry, BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES, SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,

@@ -37,8 +37,8 @@ use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
-    Freshness, HourlyActivity, PushConfigStore, Quarantined, ShipmentStates, Standing,
-    TenantAuth, Unavailable,
+    Freshness, HourlyActivity, PushConfigStore, Quarantined, ShipmentStates, Standing, TenantAuth,
+    Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
 use crate::reconcile::{
@@ -166,8 +166,7 @@ async fn put_claim(
     token: &ClaimToken,
     now: DateTime<Utc>,
 ) -> Result<Claim, Unavailable> {
-    let packed =
-        super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+    let packed = super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
     let mut item = claim_key(&event.tenant_id, event.shipment_key(), &event.event_id);
     item.insert(CLAIM_TOKEN.into(), s(token.as_str()));
     item.insert("tenant_id".into(), s(&event.tenant_id));
@@ -917,8 +916,8 @@ impl DeliveryLog for DynamoDeliveryLog {
             if sk == id {
                 claimed_by = text(item, CLAIM_TOKEN);
             } else if sk.starts_with(&attempt_prefix) {
-                delivered |= text(item, "outcome").as_deref()
-                    == Some(AttemptOutcome::Delivered.as_str());
+                delivered |=
+                    text(item, "outcome").as_deref() == Some(AttemptOutcome::Delivered.as_str());
             }
         }
         // A message handed out again may have been delivered by the code before this layout,

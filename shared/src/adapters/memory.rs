@@ -96,10 +96,7 @@ pub enum ClaimState {
 /// How the earliest-found claims stand (`EventStore::earlier_claim`): queued wins, then a live
 /// claim; an expired one never queued counts for nothing.
 fn earlier(found: &[&ClaimState], now: DateTime<Utc>) -> Option<Claim> {
-    if found
-        .iter()
-        .any(|c| matches!(c, ClaimState::Queued { .. }))
-    {
+    if found.iter().any(|c| matches!(c, ClaimState::Queued { .. })) {
         Some(Claim::AlreadyQueued)
     } else if found
         .iter()

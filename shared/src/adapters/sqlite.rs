@@ -2548,10 +2548,7 @@ mod tests {
         let mut event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0);
-        store
-            .accept(&mut event, now)
-            .await
-            .unwrap();
+        store.accept(&mut event, now).await.unwrap();
         let acme = TenantId::parse("acme").unwrap();
         let rules = QuietRules::default();
         let quiet = store
@@ -2590,12 +2587,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (store, mut event) = (store.clone(), event.clone());
-                tokio::spawn(async move {
-                    store
-                        .accept(&mut event, Utc::now())
-                        .await
-                        .unwrap()
-                })
+                tokio::spawn(async move { store.accept(&mut event, Utc::now()).await.unwrap() })
             })
             .collect();
         let mut claims = Vec::new();
@@ -2821,10 +2813,7 @@ mod tests {
     async fn a_message_past_its_receives_is_dead_lettered_not_handed_out() {
         let store = SqliteStore::in_memory().unwrap();
         let mut event = scan("AWB3", "2026-11-22T09:00:00Z");
-        store
-            .accept(&mut event, Utc::now())
-            .await
-            .unwrap();
+        store.accept(&mut event, Utc::now()).await.unwrap();
         let later = |n: i64| Utc::now() + chrono::Duration::seconds(n);
         // Two receives allowed; each lease hides it for 1 s.
         assert_eq!(
