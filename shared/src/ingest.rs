@@ -671,10 +671,13 @@ impl<E: EventStore, Q: EventQueue> Intake for QueueThenClaim<E, Q> {
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
-        if let Some(earlier) = self.earlier_claim(event, now).await? {
-            return Ok(earlier);
+        let freshness = self.events.record_shipment_event(event).await?;
+        event.is_stale = freshness == Freshness::Stale;
+        if freshness != Freshness::First {
+            if let Some(earlier) = self.claimed_before(event, now).await? {
+                return Ok(earlier);
+            }
         }
-        event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
         let token = ClaimToken::new();
         self.queue.enqueue(event, &token).await?;
         match self.events.claim(event, &token, now).await {
@@ -709,28 +712,30 @@ impl<E: EventStore, Q: EventQueue> Intake for QueueThenClaim<E, Q> {
 }
 
 impl<E: EventStore, Q: EventQueue> QueueThenClaim<E, Q> {
-    /// The answer for an event that was accepted before under a v1 id
-    /// (`CanonicalEvent::legacy_ids`, the ids of the first identity), if it was: `AlreadyQueued`,
-    /// or `InFlight` while an attempt of the old code holds it. Asked before anything is written
-    /// or queued, so that such a duplicate leaves no copy.
+    /// The answer for an event that the code before queue-first accepted, under its own id or a
+    /// v1 id (`CanonicalEvent::legacy_ids`, the ids of the first identity), if it did:
+    /// `AlreadyQueued`, or `InFlight` while an attempt of that code holds it. Asked before the
+    /// event is queued, so that such a duplicate leaves no copy; and only for an event that is
+    /// not its shipment's first (`Freshness::First`: a shipment that had no event cannot have had
+    /// this one).
     ///
-    /// This is the one place the identity change is bridged for the queue-first stores
-    /// (DynamoDB, the in-memory fake); SQLite does the same inside its transaction. It costs one
-    /// read per event that has v1 ids. The read finds nothing once the v1 claims have expired (the
-    /// dedup window, 35 days after v2 went live), and the look-up goes with `legacy_ids` then.
-    async fn earlier_claim(
+    /// This is the one place the claims of the code before are bridged for the queue-first
+    /// stores (DynamoDB, the in-memory fake); SQLite keeps its claims where they were, and looks
+    /// the v1 ids up inside its transaction. It costs one read per id (two for a webhook), for
+    /// every event after its shipment's first, until those claims have expired (the dedup window:
+    /// 35 days after queue-first went live; the v1 ones, after v2 did); the look-up goes then.
+    async fn claimed_before(
         &self,
         event: &CanonicalEvent,
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
-        if event.legacy_ids.is_empty() {
-            return Ok(None);
-        }
-        match self.events.earlier_claim(&event.legacy_ids, now).await? {
+        let mut ids = vec![event.event_id.clone()];
+        ids.extend(event.legacy_ids.iter().cloned());
+        match self.events.earlier_claim(&ids, now).await? {
             None | Some(Claim::Claimed) => Ok(None),
             Some(Claim::AlreadyQueued) => {
                 // How often this still happens says when the bridge can go.
-                info!(event_id = %event.event_id, "duplicate of an event accepted under its v1 id");
+                info!(event_id = %event.event_id, "duplicate of an event accepted before queue first");
                 Ok(Some(Claim::AlreadyQueued))
             }
             Some(Claim::InFlight) => Ok(Some(Claim::InFlight)),
@@ -754,9 +759,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::memory::{
-        ClaimState, MemoryDeliveryLog, MemoryEvents, MemoryQueue, QueuedMessage,
-    };
+    use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, QueuedMessage};
     use crate::ports::{DeliveryLog, Standing};
 
     fn now() -> DateTime<Utc> {
@@ -803,20 +806,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_scan_queued_under_its_v1_id_is_a_duplicate_and_leaves_no_copy() {
-        let (intake, _, queue) = intake();
+        let (intake, events, queue) = intake();
         let mut event = scan("2026-11-20T10:00:00Z");
         assert_eq!(event.legacy_ids.len(), 1);
         assert_ne!(event.legacy_ids[0], event.event_id);
-        let mut before = as_v1(&event);
-        assert_eq!(
-            intake.accept(&mut before, now()).await.unwrap(),
-            Claim::Claimed
-        );
+        events.queued_as_before(&as_v1(&event));
         assert_eq!(
             intake.accept(&mut event, now()).await.unwrap(),
             Claim::AlreadyQueued
         );
-        assert_eq!(queue.messages().len(), 1, "queued once, under v1");
+        assert!(queue.messages().is_empty());
+        assert_eq!(events.claim_token(&event.event_id), None);
+    }
+
+    #[tokio::test]
+    async fn an_event_the_code_before_queue_first_accepted_is_a_duplicate_and_leaves_no_copy() {
+        let (intake, events, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        events.queued_as_before(&event);
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        assert!(queue.messages().is_empty());
     }
 
     #[tokio::test]
@@ -825,12 +837,12 @@ mod tests {
         let mut event = scan("2026-11-20T10:00:00Z");
         // An attempt of the old code holds the v1 claim and has not queued the event yet.
         let held_until = now() + chrono::TimeDelta::seconds(15);
-        events.hold_as_before(&event.legacy_ids[0], held_until);
+        events.hold_as_before(&as_v1(&event), held_until);
         assert_eq!(
             intake.accept(&mut event, now()).await.unwrap(),
             Claim::InFlight
         );
-        assert_eq!(events.claim_state(&event.event_id), None);
+        assert_eq!(events.claim_token(&event.event_id), None);
         assert!(queue.messages().is_empty());
         // Once that attempt's claim has expired unqueued, the scan is accepted.
         let later = now() + chrono::TimeDelta::seconds(60);
@@ -858,10 +870,8 @@ mod tests {
         let messages = queue.messages();
         assert_eq!(messages.len(), 2, "queue first: the duplicate's copy too");
         assert_eq!(
-            events.claim_state(&event.event_id),
-            Some(ClaimState::Queued {
-                token: ClaimToken::from_message(&messages[0].claim_token)
-            })
+            events.claim_token(&event.event_id),
+            Some(ClaimToken::from_message(&messages[0].claim_token))
         );
         assert_eq!(standing(&log, &messages[0]).await, Standing::Due);
         assert_eq!(standing(&log, &messages[1]).await, Standing::Duplicate);
@@ -901,7 +911,7 @@ mod tests {
         // The request queued its copy and died: no claim, and the carrier got no answer.
         queue.enqueue(&event, &ClaimToken::new()).await.unwrap();
         let orphan = queue.messages()[0].clone();
-        assert_eq!(events.claim_state(&event.event_id), None);
+        assert_eq!(events.claim_token(&event.event_id), None);
         // The dispatcher claims it, and pushes it: not lost when the carrier does not retry.
         assert_eq!(standing(&log, &orphan).await, Standing::Due);
         assert_eq!(
@@ -947,7 +957,7 @@ mod tests {
         assert!(intake.accept(&mut event, now()).await.is_err());
         events.set_unavailable(false);
         assert!(queue.messages().is_empty());
-        assert_eq!(events.claim_state(&event.event_id), None);
+        assert_eq!(events.claim_token(&event.event_id), None);
         // The carrier's retry is a first arrival.
         assert_eq!(
             intake.accept(&mut event, now()).await.unwrap(),

@@ -80,6 +80,9 @@ pub enum Claim {
 /// Whether an event is the newest accepted so far for its shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
+    /// The first event of its shipment (within the shipment state's retention, 180 days on AWS,
+    /// which outlasts every claim): it cannot have been accepted before.
+    First,
     Latest,
     /// A newer event was already accepted for the same tenant and shipment.
     Stale,
@@ -214,10 +217,12 @@ pub trait EventStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
-    /// How an earlier claim of any of `ids` stands: ids the same scan may have been claimed under
-    /// by the first identity (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued,
-    /// `InFlight` if one is held by a live attempt, `None` if there is none (or only claims that
-    /// expired unqueued). One read, never a write.
+    /// How a claim that the code before queue-first wrote, of any of `ids`, stands: the event's own
+    /// id, and the ids the same scan may have been claimed under by the first identity
+    /// (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued, `InFlight` if one is held
+    /// by a live attempt, `None` if there is none (or only claims that expired unqueued). One read
+    /// per id, never a write. On DynamoDB those claims are where `claim` writes none (`EVENT#`),
+    /// and they expire 35 days after they were written; so does this look-up.
     fn earlier_claim(
         &self,
         ids: &[EventId],

@@ -29,7 +29,7 @@ use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
 use shared::ingest::{CachedConfig, Ingest, QueueThenClaim};
-use shared::{CanonicalEvent, Carrier, EventId};
+use shared::{CanonicalEvent, Carrier};
 
 /// The moto endpoint, from `scripts/with-moto`.
 pub fn moto_endpoint() -> String {
@@ -257,10 +257,17 @@ impl Stack {
         }
     }
 
-    /// A claim as the code before queue-first wrote it (`EVENT#<id>` / `CLAIM`), where the v1
-    /// claims are: `state` RECEIVED (an attempt holds it until `expires_at`, epoch seconds) or
-    /// QUEUED.
-    pub async fn put_old_claim(&self, event_id: &EventId, state: &str, expires_at: i64) {
+    /// `event` as the code before queue-first accepted it (under its id of then: a v1 id, or its
+    /// own): its claim where that code wrote claims (`EVENT#<id>` / `CLAIM`), `state` RECEIVED
+    /// (an attempt holds it until `expires_at`, epoch seconds) or QUEUED, and its shipment's
+    /// state.
+    pub async fn put_old_claim(&self, event: &CanonicalEvent, state: &str, expires_at: i64) {
+        use shared::ports::EventStore;
+        DynamoEventStore::new(self.dynamo.clone(), &self.events_table)
+            .record_shipment_event(event)
+            .await
+            .unwrap();
+        let event_id = &event.event_id;
         self.dynamo
             .put_item()
             .table_name(&self.events_table)

@@ -486,7 +486,9 @@ async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
     let (body, event) = clickpost_event();
-    let v1 = event.legacy_ids[0].clone();
+    let mut v1 = event.clone();
+    v1.event_id = event.legacy_ids[0].clone();
+    v1.legacy_ids = Default::default();
 
     // An attempt of the old code holds it.
     let live = chrono::Utc::now().timestamp() + 60;
@@ -510,6 +512,14 @@ async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
     );
     assert!(stack.drain(&stack.queue_url).await.is_empty());
     assert_eq!(claim_token(&stack, &event).await, None);
+
+    // The same for an event the code before queue-first accepted under its own id: its claim is
+    // where that code wrote claims, not where queue-first writes them, and read until it expires.
+    let (body, event) = clickpost_event_at("2026-11-20T10:00:00Z");
+    stack.put_old_claim(&event, "QUEUED", live).await;
+    let (_, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
 }
 
 /// The Clickpost fixture the claim tests use, and its canonical event for tenant `acme`.

@@ -443,8 +443,11 @@ async fn a_pulled_scan_already_taken_by_webhook_is_not_queued_again() {
     let ofd = normalize(Carrier::Clickpost, selected, &ctx())
         .unwrap()
         .remove(0);
+    let mut as_v1 = ofd.clone();
+    as_v1.event_id = ofd.legacy_ids[0].clone();
+    as_v1.legacy_ids = Default::default();
     stack
-        .put_old_claim(&ofd.legacy_ids[0], "QUEUED", now.timestamp() + 60)
+        .put_old_claim(&as_v1, "QUEUED", now.timestamp() + 60)
         .await;
     let queued_before = stack.drain(&stack.queue_url).await.len();
     assert_eq!(queued_before, 1);

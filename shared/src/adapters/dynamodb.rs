@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -1255,12 +1255,13 @@ impl EventStore for DynamoEventStore {
         ids: &[EventId],
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
-        // A webhook has one v1 id to look up and a pulled Clickpost scan at most three: one
-        // GetItem each (a BatchGetItem would cost the same read units), stopping at the first
-        // queued one. Eventually consistent, half a read unit: v1 claims are written only by the
-        // code before v2, so every one of them was written before this code runs, except for the
-        // seconds of the deploy in which both run; a scan accepted by both in the same second
-        // then goes out twice, under its two ids.
+        // The event's own claim as the code before queue-first wrote it, and its v1 ids' (a
+        // webhook has one, a pulled Clickpost scan at most three): one GetItem each (a
+        // BatchGetItem would cost the same read units), stopping at the first queued one.
+        // Eventually consistent, half a read unit: these claims are written only by the code
+        // before, so every one of them was written before this code runs, except for the seconds
+        // of the deploy in which both run; a scan accepted by both in the same second then goes
+        // out twice.
         let mut in_flight = false;
         for id in ids {
             let found = self
@@ -1353,7 +1354,10 @@ impl EventStore for DynamoEventStore {
                 .expression_attribute_names(format!("#{name}"), name)
                 .expression_attribute_values(format!(":{name}"), value);
         }
-        match update.send().await {
+        // The item's values before (no read unit: they come with the write's answer) say whether
+        // the shipment had an event before this one.
+        match update.return_values(ReturnValue::UpdatedOld).send().await {
+            Ok(out) if out.attributes().is_none_or(HashMap::is_empty) => Ok(Freshness::First),
             Ok(_) => Ok(Freshness::Latest),
             Err(e) if condition_failed(&e) => Ok(Freshness::Stale),
             Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),

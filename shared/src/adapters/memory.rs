@@ -83,24 +83,26 @@ impl ConfigStore for MemoryConfig {
     }
 }
 
-/// The state of one claimed event id.
+/// A claim as the code before queue-first wrote it (on DynamoDB, the `EVENT#` claims): what
+/// `EventStore::earlier_claim` reads. Planted by tests (`MemoryEvents::queued_as_before`,
+/// `hold_as_before`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimState {
-    /// Accepted: the queued copy with this token is the one the dispatcher pushes.
-    Queued { token: ClaimToken },
-    /// Held by an attempt of the code before queue-first that had not queued the event yet: only
-    /// v1 claims can be (`MemoryEvents::hold_as_before`), read by `earlier_claim`.
-    Received { expires_at: DateTime<Utc> },
+pub enum ClaimBefore {
+    /// Its attempt had not queued the event yet, and holds it until then.
+    Held {
+        until: DateTime<Utc>,
+    },
+    Queued,
 }
 
-/// How the earliest-found claims stand (`EventStore::earlier_claim`): queued wins, then a live
-/// claim; an expired one never queued counts for nothing.
-fn earlier(found: &[&ClaimState], now: DateTime<Utc>) -> Option<Claim> {
-    if found.iter().any(|c| matches!(c, ClaimState::Queued { .. })) {
+/// How the claims found stand (`EventStore::earlier_claim`): queued wins, then a live claim; an
+/// expired one never queued counts for nothing.
+fn earlier(found: &[&ClaimBefore], now: DateTime<Utc>) -> Option<Claim> {
+    if found.iter().any(|c| matches!(c, ClaimBefore::Queued)) {
         Some(Claim::AlreadyQueued)
     } else if found
         .iter()
-        .any(|c| matches!(c, ClaimState::Received { expires_at } if *expires_at >= now))
+        .any(|c| matches!(c, ClaimBefore::Held { until } if *until >= now))
     {
         Some(Claim::InFlight)
     } else {
@@ -126,7 +128,10 @@ pub struct QuarantineRecord {
 
 #[derive(Default)]
 struct EventsState {
-    claims: HashMap<EventId, ClaimState>,
+    /// Each claimed event id: the token of the copy its claim names.
+    claims: HashMap<EventId, ClaimToken>,
+    /// Claims of the code before queue-first.
+    claims_before: HashMap<EventId, ClaimBefore>,
     /// Keyed by (tenant, shipment key).
     shipments: HashMap<(String, String), ShipmentState>,
     /// When a reconcile run last asked about a shipment.
@@ -191,8 +196,30 @@ impl MemoryEvents {
         self.claims_lose_answers.store(lose, Ordering::SeqCst);
     }
 
-    pub fn claim_state(&self, event_id: &EventId) -> Option<ClaimState> {
+    /// The token of the copy the event's claim names, if it is claimed.
+    pub fn claim_token(&self, event_id: &EventId) -> Option<ClaimToken> {
         lock(&self.state).claims.get(event_id).cloned()
+    }
+
+    /// `event` as the code before queue-first accepted it, under its id of then: its claim queued,
+    /// its shipment's state written.
+    pub fn queued_as_before(&self, event: &CanonicalEvent) {
+        self.before(event, ClaimBefore::Queued);
+    }
+
+    /// `event` as an attempt of the code before queue-first was accepting it: its claim held
+    /// until `until`, its shipment's state written, not queued yet.
+    pub fn hold_as_before(&self, event: &CanonicalEvent, until: DateTime<Utc>) {
+        self.before(event, ClaimBefore::Held { until });
+    }
+
+    fn before(&self, event: &CanonicalEvent, claim: ClaimBefore) {
+        let mut state = lock(&self.state);
+        state.claims_before.insert(event.event_id.clone(), claim);
+        let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
+        if let Some(next) = ShipmentState::after(state.shipments.get(&key), event) {
+            state.shipments.insert(key, next);
+        }
     }
 
     /// Of these queued messages, the copies their event's claim names: what the dispatcher
@@ -202,20 +229,12 @@ impl MemoryEvents {
         messages
             .into_iter()
             .filter(|m| {
-                state.claims.iter().any(|(id, claim)| {
-                    id.as_str() == m.event_id
-                        && matches!(claim, ClaimState::Queued { token } if token.as_str() == m.claim_token)
-                })
+                state
+                    .claims
+                    .iter()
+                    .any(|(id, token)| id.as_str() == m.event_id && token.as_str() == m.claim_token)
             })
             .collect()
-    }
-
-    /// A claim as the code before queue-first held it while it accepted the event, until
-    /// `expires_at`: what `earlier_claim` finds of an attempt of that code still running.
-    pub fn hold_as_before(&self, event_id: &EventId, expires_at: DateTime<Utc>) {
-        lock(&self.state)
-            .claims
-            .insert(event_id.clone(), ClaimState::Received { expires_at });
     }
 
     pub fn quarantined(&self) -> Vec<QuarantineRecord> {
@@ -259,16 +278,11 @@ impl EventStore for MemoryEvents {
         let mut state = lock(&self.state);
         let result = match state.claims.get(&event.event_id) {
             None => Claim::Claimed,
-            Some(ClaimState::Queued { token: mine }) if mine == token => Claim::Claimed,
+            Some(mine) if mine == token => Claim::Claimed,
             Some(_) => Claim::AlreadyQueued,
         };
         if result == Claim::Claimed {
-            state.claims.insert(
-                event.event_id.clone(),
-                ClaimState::Queued {
-                    token: token.clone(),
-                },
-            );
+            state.claims.insert(event.event_id.clone(), token.clone());
         }
         if self.claims_lose_answers.load(Ordering::SeqCst) {
             return Err(down("memory events (answer lost)", "PutItem"));
@@ -283,7 +297,10 @@ impl EventStore for MemoryEvents {
     ) -> Result<Option<Claim>, Unavailable> {
         self.check("GetItem")?;
         let state = lock(&self.state);
-        let found: Vec<&ClaimState> = ids.iter().filter_map(|id| state.claims.get(id)).collect();
+        let found: Vec<&ClaimBefore> = ids
+            .iter()
+            .filter_map(|id| state.claims_before.get(id))
+            .collect();
         Ok(earlier(&found, now))
     }
 
@@ -294,10 +311,15 @@ impl EventStore for MemoryEvents {
         self.check("UpdateItem")?;
         let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
         let mut state = lock(&self.state);
+        let first = !state.shipments.contains_key(&key);
         match ShipmentState::after(state.shipments.get(&key), event) {
             Some(next) => {
                 state.shipments.insert(key, next);
-                Ok(Freshness::Latest)
+                Ok(if first {
+                    Freshness::First
+                } else {
+                    Freshness::Latest
+                })
             }
             None => Ok(Freshness::Stale),
         }
