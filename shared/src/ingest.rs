@@ -692,6 +692,18 @@ impl<E: EventStore, Q: EventQueue> Intake for QueueThenClaim<E, Q> {
         }
     }
 
+    async fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, Unavailable> {
+        // Half a read unit against a copy sent, received and dropped, and two writes.
+        if self.events.is_claimed(event).await? {
+            return Ok(Claim::AlreadyQueued);
+        }
+        self.accept(event, now).await
+    }
+
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
         self.events.quarantine(item).await
     }

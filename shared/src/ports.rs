@@ -217,6 +217,13 @@ pub trait EventStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
+    /// Whether the event is claimed (by any of its copies), read eventually consistent: a claim
+    /// written a moment ago may be missed, never one that is not there.
+    fn is_claimed(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
+
     /// How a claim that the code before queue-first wrote, of any of `ids`, stands: the event's own
     /// id, and the ids the same scan may have been claimed under by the first identity
     /// (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued, `InFlight` if one is held
@@ -268,6 +275,17 @@ pub trait Intake: Send + Sync {
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
+
+    /// `accept` for an event a pull found (the reconciler): most such events were accepted
+    /// before, so a store where a duplicate costs more than a read (queue first: a copy queued,
+    /// written and dropped) looks for the claim first.
+    fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        self.accept(event, now)
+    }
 
     /// Keeps a rejected payload (see `EventStore::quarantine`).
     fn quarantine(
@@ -534,6 +552,12 @@ impl<T: EventStore> EventStore for Arc<T> {
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
         (**self).claim(event, token, now)
     }
+    fn is_claimed(
+        &self,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).is_claimed(event)
+    }
     fn earlier_claim(
         &self,
         ids: &[EventId],
@@ -573,6 +597,13 @@ impl<T: Intake> Intake for Arc<T> {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
         (**self).accept(event, now)
+    }
+    fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        (**self).accept_pulled(event, now)
     }
     fn quarantine(
         &self,

@@ -285,18 +285,6 @@ impl Stack {
             .unwrap();
     }
 
-    /// Every message now on the events queue that the dispatcher would push: the copies their
-    /// events' claims name (queue first: a duplicate's copy is on the queue too, and dropped).
-    pub async fn drain_named(&self) -> Vec<Message> {
-        let mut named = Vec::new();
-        for message in self.drain(&self.queue_url).await {
-            if self.named_by_claim(&message).await {
-                named.push(message);
-            }
-        }
-        named
-    }
-
     /// Whether a queued message is the copy its event's claim names: the one the dispatcher
     /// pushes (`DeliveryLog::standing`); a duplicate's copy is not.
     pub async fn named_by_claim(&self, message: &Message) -> bool {

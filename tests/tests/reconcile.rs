@@ -143,8 +143,7 @@ async fn scans_only_the_pull_api_has_are_queued_once_and_a_second_run_adds_nothi
     );
     assert_eq!((account.reconciled, account.known), (2, 1), "{account:?}");
     assert!(account.errors.is_empty(), "{account:?}");
-    // Queue first: the scan the webhook brought is queued again, a copy its claim does not name.
-    let queued = stack.drain_named().await;
+    let queued = stack.drain(&stack.queue_url).await;
     assert_eq!(queued.len(), 2, "the two older scans, once each");
     for m in &queued {
         assert_eq!(m.body["awb"], "SF49245NER", "{}", m.body);
@@ -159,7 +158,7 @@ async fn scans_only_the_pull_api_has_are_queued_once_and_a_second_run_adds_nothi
         .unwrap();
     let account = only(&report);
     assert_eq!((account.reconciled, account.known), (0, 3), "{account:?}");
-    assert!(stack.drain_named().await.is_empty());
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
 
     // Still out for delivery, and asked about: listed as stale (by news, not by pull).
     let admin = stack.admin();
@@ -224,7 +223,10 @@ async fn a_shiprocket_token_the_carrier_expires_is_renewed_once() {
     assert_eq!((account.quiet, account.calls), (1, 1), "{account:?}");
     assert!(account.errors.is_empty(), "{account:?}");
     assert!(account.known >= 1, "the webhook's scan: {account:?}");
-    assert_eq!(stack.drain_named().await.len(), account.reconciled);
+    assert_eq!(
+        stack.drain(&stack.queue_url).await.len(),
+        account.reconciled
+    );
     assert_eq!(fake.calls_to("/v1/external/auth/login"), 1);
 
     // The container's token dies before its time: one 401, one login, the call again.
@@ -236,5 +238,5 @@ async fn a_shiprocket_token_the_carrier_expires_is_renewed_once() {
     assert!(account.errors.is_empty(), "{account:?}");
     assert_eq!(account.reconciled, 0, "{account:?}");
     assert_eq!(fake.calls_to("/v1/external/auth/login"), 2, "renewed once");
-    assert!(stack.drain_named().await.is_empty());
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
 }

@@ -1250,6 +1250,24 @@ impl EventStore for DynamoEventStore {
         put_claim(&self.client, &self.table, event, token, now).await
     }
 
+    async fn is_claimed(&self, event: &CanonicalEvent) -> Result<bool, Unavailable> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(claim_key(
+                &event.tenant_id,
+                event.shipment_key(),
+                &event.event_id,
+            )))
+            // The key only (the read is billed by the item's size all the same: half a unit).
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        Ok(found.item().is_some())
+    }
+
     async fn earlier_claim(
         &self,
         ids: &[EventId],

@@ -290,6 +290,11 @@ impl EventStore for MemoryEvents {
         Ok(result)
     }
 
+    async fn is_claimed(&self, event: &CanonicalEvent) -> Result<bool, Unavailable> {
+        self.check("GetItem")?;
+        Ok(lock(&self.state).claims.contains_key(&event.event_id))
+    }
+
     async fn earlier_claim(
         &self,
         ids: &[EventId],
