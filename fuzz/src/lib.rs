@@ -13,7 +13,7 @@ use arbitrary::Unstructured;
 use chrono::{DateTime, NaiveDate, Utc};
 use shared::adapters::memory::{MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics};
 use shared::auth::Credential;
-use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings};
+use shared::ingest::{QueueThenClaim, Ingest, IngestSettings};
 use shared::ports::TenantAuth;
 use shared::{CanonicalEvent, Carrier, NormalizeContext, TenantId};
 
@@ -179,7 +179,7 @@ fn query(bytes: &[u8]) -> String {
 }
 
 type MemoryIngest =
-    Ingest<MemoryConfig, ClaimThenQueue<MemoryEvents, MemoryQueue>, RecordingMetrics>;
+    Ingest<MemoryConfig, QueueThenClaim<MemoryEvents, MemoryQueue>, RecordingMetrics>;
 
 /// A fresh world per input (a duplicate answer must not depend on earlier inputs, or crashes
 /// would not replay): the three keys registered for `acme`, empty stores.
@@ -195,7 +195,7 @@ fn world() -> MemoryIngest {
     }
     Ingest::new(
         config,
-        ClaimThenQueue {
+        QueueThenClaim {
             events: MemoryEvents::default(),
             queue: MemoryQueue::default(),
         },

@@ -206,8 +206,9 @@ class Functions(unittest.TestCase):
                     self.assertNotEqual(statement["Resource"], "*", name)
 
     def test_the_dispatcher_can_query_an_events_attempts_but_not_an_index(self):
-        # Whether an event was delivered is one Query of its attempts in the events table
-        # (shared/src/adapters/dynamodb.rs, DynamoDeliveryLog::delivered).
+        # Whether a copy is the one its event's claim names, and the event was delivered, is one
+        # Query of the claim and its attempts in the events table
+        # (shared/src/adapters/dynamodb.rs, DynamoDeliveryLog::standing).
         policy = of_type("AWS::IAM::ManagedPolicy")["DispatcherPolicy"]
         queried = [
             s["Resource"]

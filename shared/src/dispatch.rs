@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use crate::circuit::{Breaker, CircuitStore, Gate, Health, OpenCircuit, Transition};
 use crate::model::{CanonicalEvent, EventId, TenantId};
 use crate::ports::{
-    Attempt, AttemptOutcome, DeliveryLog, Metrics, PushConfigStore, PushRequest, PushResult,
-    Pusher, QueueActions, ShipmentStates, Unavailable,
+    Attempt, AttemptOutcome, ClaimToken, DeliveryLog, Metrics, PushConfigStore, PushRequest,
+    PushResult, Pusher, QueueActions, ShipmentStates, Standing, Unavailable,
 };
 use crate::push::{Delivery, PushConfig};
 
@@ -55,8 +55,8 @@ impl Default for DispatchSettings {
 pub enum Decision {
     /// Delivered now: acknowledge.
     Delivered,
-    /// Nothing to deliver (the tenant does not want this status, or it was delivered before):
-    /// acknowledge.
+    /// Nothing to deliver (the tenant does not want this status, it was delivered before, or the
+    /// copy is a duplicate's): acknowledge.
     Skipped { reason: &'static str },
     /// Try again after `after`: keep the message hidden that long and report it failed.
     Retry { after: Duration, reason: String },
@@ -88,15 +88,29 @@ where
     B: CircuitStore,
     S: ShipmentStates,
 {
-    /// Delivers one event; `receive_count` is how many times the queue has handed it out (1 on
-    /// the first attempt). An event delivered before is skipped.
+    /// Delivers one event from a queue that holds only accepted copies (the SQLite store's);
+    /// `receive_count` is how many times the queue has handed it out (1 on the first attempt).
+    /// An event delivered before is skipped.
     pub async fn deliver(
         &self,
         event: &CanonicalEvent,
         receive_count: u32,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.deliver_once_or_again(event, receive_count, now, false)
+        self.deliver_copy(event, None, receive_count, now).await
+    }
+
+    /// Delivers the copy of an event queued with `token` (its `claim_token` attribute; `None` if
+    /// it has none): pushed only if it is the copy the event's claim names (`DeliveryLog::standing`),
+    /// and the event was not delivered before.
+    pub async fn deliver_copy(
+        &self,
+        event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.deliver_once_or_again(event, Origin::Ingest(token), receive_count, now)
             .await
     }
 
@@ -108,17 +122,18 @@ where
         receive_count: u32,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.deliver_once_or_again(event, receive_count, now, true)
+        self.deliver_once_or_again(event, Origin::Replay, receive_count, now)
             .await
     }
 
     async fn deliver_once_or_again(
         &self,
         event: &CanonicalEvent,
+        origin: Origin<'_>,
         receive_count: u32,
         now: DateTime<Utc>,
-        replay: bool,
     ) -> Decision {
+        let replay = matches!(origin, Origin::Replay);
         let attempt = receive_count.max(1);
         let tenant_id = match TenantId::parse(&event.tenant_id) {
             Ok(t) => t,
@@ -142,15 +157,23 @@ where
                 reason: "status not selected",
             };
         }
-        match self.log.delivered(event, attempt).await {
-            Ok(true) if !replay => {
-                info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
-                return Decision::Skipped {
-                    reason: "already delivered",
-                };
+        if let Origin::Ingest(token) = origin {
+            match self.log.standing(event, token, attempt).await {
+                Ok(Standing::Due) => {}
+                Ok(Standing::Delivered) => {
+                    info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
+                    return Decision::Skipped {
+                        reason: "already delivered",
+                    };
+                }
+                Ok(Standing::Duplicate) => {
+                    info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "copy of a duplicate; dropped");
+                    return Decision::Skipped {
+                        reason: "a duplicate's copy",
+                    };
+                }
+                Err(e) => return self.wait(event, attempt, None, &format!("delivery log: {e}")),
             }
-            Ok(_) => {}
-            Err(e) => return self.wait(event, attempt, None, &format!("delivery log: {e}")),
         }
         if config.delivery == Delivery::Latest && !replay {
             match self
@@ -369,6 +392,15 @@ where
             reason: reason.to_owned(),
         }
     }
+}
+
+/// Who queued the copy of an event the dispatcher was handed.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    /// Ingest (with the copy's claim token, if it carries one): pushed once per event.
+    Ingest(Option<&'a ClaimToken>),
+    /// Queued again by ops: pushed even if it was delivered before.
+    Replay,
 }
 
 fn dead_letter(reason: String) -> Decision {
@@ -593,10 +625,10 @@ mod tests {
         let configs = Arc::new(MemoryPushConfigs::default());
         configs.set(&TenantId::parse("acme").unwrap(), Some(config()));
         let pusher = Arc::new(ScriptedPusher::new(results));
-        let log = Arc::new(MemoryDeliveryLog::default());
         let metrics = Arc::new(RecordingMetrics::default());
         let circuits = Arc::new(MemoryCircuits::default());
         let events = Arc::new(MemoryEvents::default());
+        let log = Arc::new(MemoryDeliveryLog::default());
         World {
             dispatch: Dispatch {
                 configs: configs.clone(),
@@ -627,6 +659,67 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 5).unwrap()
+    }
+
+    /// A world whose delivery log reads the claims ingest writes, as DynamoDB's does.
+    fn world_with_claims(results: Vec<PushResult>) -> World {
+        let mut w = world(results);
+        w.log = Arc::new(MemoryDeliveryLog::with_claims(w.events.clone()));
+        w.dispatch.log = w.log.clone();
+        w
+    }
+
+    #[tokio::test]
+    async fn only_the_copy_its_claim_names_is_pushed_and_only_once() {
+        let w = world_with_claims(vec![answered(200), answered(200)]);
+        let e = event();
+        let (accepted, duplicate) = (ClaimToken::new(), ClaimToken::new());
+        w.events.claim(&e, &accepted, now()).await.unwrap();
+        // A duplicate request's copy: dropped, no push, nothing logged.
+        assert_eq!(
+            w.dispatch
+                .deliver_copy(&e, Some(&duplicate), 1, now())
+                .await,
+            Decision::Skipped {
+                reason: "a duplicate's copy"
+            }
+        );
+        assert!(w.pusher.requests().is_empty());
+        assert!(w.log.attempts().is_empty());
+        assert_eq!(
+            w.dispatch.deliver_copy(&e, Some(&accepted), 1, now()).await,
+            Decision::Delivered
+        );
+        // Handed out again after its push: not pushed twice.
+        assert_eq!(
+            w.dispatch.deliver_copy(&e, Some(&accepted), 2, now()).await,
+            Decision::Skipped {
+                reason: "already delivered"
+            }
+        );
+        assert_eq!(w.pusher.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_copy_without_a_claim_is_claimed_and_pushed_and_a_later_copy_is_not() {
+        let w = world_with_claims(vec![answered(200), answered(200)]);
+        let e = event();
+        let (orphan, later) = (ClaimToken::new(), ClaimToken::new());
+        assert_eq!(
+            w.dispatch.deliver_copy(&e, Some(&orphan), 1, now()).await,
+            Decision::Delivered
+        );
+        assert_eq!(
+            w.events.claim(&e, &later, now()).await.unwrap(),
+            crate::ports::Claim::AlreadyQueued
+        );
+        assert_eq!(
+            w.dispatch.deliver_copy(&e, Some(&later), 1, now()).await,
+            Decision::Skipped {
+                reason: "already delivered"
+            }
+        );
+        assert_eq!(w.pusher.requests().len(), 1);
     }
 
     #[tokio::test]

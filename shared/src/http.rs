@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn a_compressed_body_is_415_naming_the_encoding_and_nothing_is_stored() {
         use crate::adapters::memory::{MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics};
-        use crate::ingest::{ClaimThenQueue, IngestSettings};
+        use crate::ingest::{IngestSettings, QueueThenClaim};
         use std::sync::Arc;
 
         // A tenant's key comes with each body: were it read, it would be quarantined.
@@ -335,7 +335,7 @@ mod tests {
         let metrics = Arc::new(RecordingMetrics::default());
         let ingest = Ingest::new(
             config,
-            ClaimThenQueue {
+            QueueThenClaim {
                 events: events.clone(),
                 queue: queue.clone(),
             },

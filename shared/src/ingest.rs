@@ -1,9 +1,11 @@
 //! The ingest use-case, shared by the three notify Lambdas and `rms serve`:
-//! authenticate → normalise → claim → record the shipment's state → enqueue → mark queued.
+//! authenticate → normalise → accept each event (on AWS: record the shipment's state → enqueue →
+//! claim, `QueueThenClaim`).
 //!
 //! Every answer is an `IngestOutcome`; `http::respond` turns it into the status and body the
-//! carrier sees. Failures of a store or the queue release the claim and answer 503, so that the
-//! carrier's retry is accepted rather than taken for a duplicate.
+//! carrier sees. A store or the queue that fails before the event is on the queue answers 503, and
+//! leaves nothing claimed, so that the carrier's retry is accepted rather than taken for a
+//! duplicate.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,10 +39,6 @@ pub struct Inbound {
 pub struct IngestSettings {
     /// Bodies above this size are refused (413).
     pub max_body_bytes: usize,
-    /// How long a claim protects an event that has not been queued yet. Longer than the function
-    /// timeout, so that a live request never loses its claim; short, so that the carrier's retry
-    /// after a crash is accepted soon.
-    pub claim_for: Duration,
     /// The zone each carrier's wall-clock times are in.
     pub zones: CarrierZones,
     /// How far after its arrival an event's time may be before the body is refused.
@@ -51,7 +49,6 @@ impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
             max_body_bytes: 256 * 1024,
-            claim_for: Duration::from_secs(15),
             zones: CarrierZones::default(),
             max_future: crate::carriers::MAX_FUTURE,
         }
@@ -114,8 +111,8 @@ pub struct SettingError {
 
 impl IngestSettings {
     /// The settings the notify functions (and the admin API's quarantine replay) take from their
-    /// environment through `lookup`: `CLAIM_SECONDS` (15), `MAX_FUTURE_HOURS` (24) and each
-    /// carrier's `<CARRIER>_ZONE` (the carrier's own).
+    /// environment through `lookup`: `MAX_FUTURE_HOURS` (24) and each carrier's `<CARRIER>_ZONE`
+    /// (the carrier's own).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let number =
             |name: &str, default: u64, range: std::ops::RangeInclusive<u64>, unit: &str| {
@@ -137,10 +134,8 @@ impl IngestSettings {
                         }),
                 }
             };
-        let claim_seconds = number("CLAIM_SECONDS", 15, 1..=3600, "seconds")?;
         let max_future_hours = number("MAX_FUTURE_HOURS", 24, 1..=24 * 366, "hours")?;
         Ok(IngestSettings {
-            claim_for: Duration::from_secs(claim_seconds),
             zones: CarrierZones::from_lookup(&lookup)?,
             max_future: chrono::TimeDelta::hours(i64::try_from(max_future_hours).unwrap_or(24)),
             ..IngestSettings::default()
@@ -173,7 +168,8 @@ pub enum IngestOutcome {
         limit: usize,
     },
     MethodNotAllowed,
-    /// A store or the queue failed; nothing is left claimed. The carrier should retry.
+    /// A store or the queue failed before the event was queued; nothing is left claimed. The
+    /// carrier should retry.
     Unavailable,
     /// Another request is accepting the same event right now; retry shortly.
     InFlight,
@@ -496,10 +492,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
-        let claim = self
-            .intake
-            .accept(event, now, self.settings.claim_for)
-            .await?;
+        let claim = self.intake.accept(event, now).await?;
         if claim != Claim::Claimed {
             return Ok(claim);
         }
@@ -651,52 +644,64 @@ impl<C: ConfigStore> ConfigStore for CachedConfig<C> {
     }
 }
 
-/// The claim protocol over a store and a separate queue (DynamoDB and SQS): claim the event id with
-/// a conditional write, record the shipment's state, queue, then mark the claim queued. Any
-/// failure, of the claim itself included (its write may have landed), releases this attempt's
-/// claim, so the carrier's retry can take it again.
-pub struct ClaimThenQueue<E, Q> {
+/// The queue-first protocol over a store and a separate queue (DynamoDB and SQS): record the
+/// shipment's state (which stamps `is_stale`), queue a copy of the event under a new claim token,
+/// then write the claim, with that token and the event for replay, on the condition that there is
+/// none (or it is this token's own, a retry of a write whose answer was lost).
+///
+/// Every outcome leaves exactly one copy of the event that the dispatcher pushes, the one the
+/// claim names (`DeliveryLog::standing`):
+/// - a duplicate request queues a copy whose claim fails: it is answered "duplicate", and the
+///   dispatcher drops the copy;
+/// - a request that dies, or fails, between the queue and the claim leaves a copy with no claim:
+///   the dispatcher writes the claim for it (the same conditional write) and pushes it, unless the
+///   carrier's retry claimed the event first, whose copy is then the one pushed;
+/// - a failure before the event is on the queue leaves nothing behind: 503, and the carrier's
+///   retry is a first arrival.
+///
+/// Nothing is held and nothing released: no claim is written before its copy is on the queue.
+pub struct QueueThenClaim<E, Q> {
     pub events: E,
     pub queue: Q,
 }
 
-impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
+impl<E: EventStore, Q: EventQueue> Intake for QueueThenClaim<E, Q> {
     async fn accept(
         &self,
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
-        claim_for: Duration,
     ) -> Result<Claim, Unavailable> {
-        let token = ClaimToken::new();
-        let claim = match self.events.claim(event, now, claim_for, &token).await {
-            Ok(claim) => claim,
-            Err(e) => {
-                // The write may have landed although its answer was lost (a timeout, a reset).
-                self.release(event, &token).await;
-                return Err(e);
+        let freshness = self.events.record_shipment_event(event).await?;
+        event.is_stale = freshness == Freshness::Stale;
+        if freshness != Freshness::First {
+            if let Some(earlier) = self.claimed_before(event, now).await? {
+                return Ok(earlier);
             }
-        };
-        if claim != Claim::Claimed {
-            return Ok(claim);
         }
-        if let Some(earlier) = self.earlier_claim(event, &token, now).await? {
-            return Ok(earlier);
+        let token = ClaimToken::new();
+        self.queue.enqueue(event, &token).await?;
+        match self.events.claim(event, &token, now).await {
+            Ok(claim) => Ok(claim),
+            Err(e) => {
+                // The event is on the queue, so it is accepted: the dispatcher finds no claim for
+                // the copy (or this one, if the write landed) and writes it then. Answering 503
+                // would only queue another copy.
+                warn!(event_id = %event.event_id, error = %e, cause = %source_of(&e), "event queued, its claim not written; the dispatcher writes it");
+                Ok(Claim::Claimed)
+            }
         }
-        let queued = async {
-            event.is_stale = self.events.record_shipment_event(event).await? == Freshness::Stale;
-            self.queue.enqueue(event).await
+    }
+
+    async fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, Unavailable> {
+        // Half a read unit against a copy sent, received and dropped, and two writes.
+        if self.events.is_claimed(event).await? {
+            return Ok(Claim::AlreadyQueued);
         }
-        .await;
-        if let Err(e) = queued {
-            self.release(event, &token).await;
-            return Err(e);
-        }
-        if let Err(e) = self.events.mark_queued(event).await {
-            // The event is on the queue, so it is accepted. The claim stays RECEIVED until it
-            // expires; a re-send after that is queued again and the dispatcher drops the copy.
-            warn!(event_id = %event.event_id, error = %e, "event queued but not marked queued");
-        }
-        Ok(Claim::Claimed)
+        self.accept(event, now).await
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
@@ -718,54 +723,34 @@ impl<E: EventStore, Q: EventQueue> Intake for ClaimThenQueue<E, Q> {
     }
 }
 
-impl<E: EventStore, Q: EventQueue> ClaimThenQueue<E, Q> {
-    /// The answer for an event whose own claim is new but which was accepted before under a v1
-    /// id (`CanonicalEvent::legacy_ids`, the ids of the first identity), if it was: `AlreadyQueued`
-    /// (its own claim is then marked queued, so that the next copy is answered by that claim
-    /// alone), or `InFlight` while an attempt of the old code holds it (its own claim released).
+impl<E: EventStore, Q: EventQueue> QueueThenClaim<E, Q> {
+    /// The answer for an event that the code before queue-first accepted, under its own id or a
+    /// v1 id (`CanonicalEvent::legacy_ids`, the ids of the first identity), if it did:
+    /// `AlreadyQueued`, or `InFlight` while an attempt of that code holds it. Asked before the
+    /// event is queued, so that such a duplicate leaves no copy; and only for an event that is
+    /// not its shipment's first (`Freshness::First`: a shipment that had no event cannot have had
+    /// this one).
     ///
-    /// This is the one place the identity change is bridged for the claim-then-queue stores
-    /// (DynamoDB, the in-memory fake); SQLite does the same inside its transaction. It costs one
-    /// read, and only when the event's own claim is new: a duplicate under the current id costs
-    /// nothing more. The read finds nothing once the v1 claims have expired (the dedup window,
-    /// 35 days after v2 went live), and the look-up goes with `legacy_ids` then.
-    async fn earlier_claim(
+    /// This is the one place the claims of the code before are bridged for the queue-first
+    /// stores (DynamoDB, the in-memory fake); SQLite keeps its claims where they were, and looks
+    /// the v1 ids up inside its transaction. It costs one read per id (two for a webhook), for
+    /// every event after its shipment's first, until those claims have expired (the dedup window:
+    /// 35 days after queue-first went live; the v1 ones, after v2 did); the look-up goes then.
+    async fn claimed_before(
         &self,
         event: &CanonicalEvent,
-        token: &ClaimToken,
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
-        if event.legacy_ids.is_empty() {
-            return Ok(None);
-        }
-        match self.events.earlier_claim(&event.legacy_ids, now).await {
-            Ok(None | Some(Claim::Claimed)) => Ok(None),
-            Ok(Some(Claim::AlreadyQueued)) => {
+        let mut ids = vec![event.event_id.clone()];
+        ids.extend(event.legacy_ids.iter().cloned());
+        match self.events.earlier_claim(&ids, now).await? {
+            None | Some(Claim::Claimed) => Ok(None),
+            Some(Claim::AlreadyQueued) => {
                 // How often this still happens says when the bridge can go.
-                info!(event_id = %event.event_id, "duplicate of an event accepted under its v1 id");
-                if let Err(e) = self.events.mark_queued(event).await {
-                    // The next copy looks the v1 claim up again: still a duplicate.
-                    warn!(event_id = %event.event_id, error = %e, "duplicate of a v1 claim not marked queued");
-                    self.release(event, token).await;
-                }
+                info!(event_id = %event.event_id, "duplicate of an event accepted before queue first");
                 Ok(Some(Claim::AlreadyQueued))
             }
-            Ok(Some(Claim::InFlight)) => {
-                self.release(event, token).await;
-                Ok(Some(Claim::InFlight))
-            }
-            Err(e) => {
-                self.release(event, token).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Gives up this attempt's claim, if it holds one, so that the carrier's retry is accepted.
-    async fn release(&self, event: &CanonicalEvent, token: &ClaimToken) {
-        if let Err(e) = self.events.release(&event.event_id, token).await {
-            // The claim expires by itself after `claim_for`; until then a retry is 503 too.
-            error!(event_id = %event.event_id, error = %e, "claim not released");
+            Some(Claim::InFlight) => Ok(Some(Claim::InFlight)),
         }
     }
 }
@@ -786,7 +771,8 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::memory::{ClaimState, MemoryEvents, MemoryQueue};
+    use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, QueuedMessage};
+    use crate::ports::{DeliveryLog, Standing};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
@@ -810,66 +796,185 @@ mod tests {
         old
     }
 
-    type Memory = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type Memory = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
 
     fn intake() -> (Memory, Arc<MemoryEvents>, Arc<MemoryQueue>) {
         let events = Arc::new(MemoryEvents::default());
         let queue = Arc::new(MemoryQueue::default());
-        let intake = ClaimThenQueue {
+        let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
         };
         (intake, events, queue)
     }
 
-    const HOLD: Duration = Duration::from_secs(15);
+    /// How the dispatcher finds a queued message: its copy's standing (`DeliveryLog::standing`)
+    /// against the claims ingest wrote.
+    async fn standing(log: &MemoryDeliveryLog, message: &QueuedMessage) -> Standing {
+        let event: CanonicalEvent = serde_json::from_str(&message.body).unwrap();
+        let token = ClaimToken::from_message(&message.claim_token);
+        log.standing(&event, Some(&token), 1).await.unwrap()
+    }
 
     #[tokio::test]
-    async fn a_scan_queued_under_its_v1_id_is_a_duplicate_and_its_v2_claim_says_so() {
+    async fn a_scan_queued_under_its_v1_id_is_a_duplicate_and_leaves_no_copy() {
         let (intake, events, queue) = intake();
         let mut event = scan("2026-11-20T10:00:00Z");
         assert_eq!(event.legacy_ids.len(), 1);
         assert_ne!(event.legacy_ids[0], event.event_id);
-        let mut before = as_v1(&event);
+        events.queued_as_before(&as_v1(&event));
         assert_eq!(
-            intake.accept(&mut before, now(), HOLD).await.unwrap(),
-            Claim::Claimed
-        );
-        assert_eq!(
-            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            intake.accept(&mut event, now()).await.unwrap(),
             Claim::AlreadyQueued
         );
-        assert_eq!(queue.messages().len(), 1, "queued once, under v1");
-        // The next copy is answered by the v2 claim alone.
-        assert_eq!(
-            events.claim_state(&event.event_id),
-            Some(ClaimState::Queued)
-        );
+        assert!(queue.messages().is_empty());
+        assert_eq!(events.claim_token(&event.event_id), None);
     }
 
     #[tokio::test]
-    async fn a_v1_claim_still_in_flight_answers_in_flight_and_leaves_no_v2_claim() {
+    async fn an_event_the_code_before_queue_first_accepted_is_a_duplicate_and_leaves_no_copy() {
         let (intake, events, queue) = intake();
         let mut event = scan("2026-11-20T10:00:00Z");
-        let old = as_v1(&event);
-        // An attempt of the old code holds the v1 claim and has not queued the event yet.
-        events
-            .claim(&old, now(), HOLD, &ClaimToken::new())
-            .await
-            .unwrap();
+        events.queued_as_before(&event);
         assert_eq!(
-            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        assert!(queue.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_v1_claim_still_in_flight_answers_in_flight_and_leaves_nothing() {
+        let (intake, events, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        // An attempt of the old code holds the v1 claim and has not queued the event yet.
+        let held_until = now() + chrono::TimeDelta::seconds(15);
+        events.hold_as_before(&as_v1(&event), held_until);
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
             Claim::InFlight
         );
-        assert_eq!(events.claim_state(&event.event_id), None);
+        assert_eq!(events.claim_token(&event.event_id), None);
         assert!(queue.messages().is_empty());
         // Once that attempt's claim has expired unqueued, the scan is accepted.
         let later = now() + chrono::TimeDelta::seconds(60);
         assert_eq!(
-            intake.accept(&mut event, later, HOLD).await.unwrap(),
+            intake.accept(&mut event, later).await.unwrap(),
             Claim::Claimed
         );
         assert_eq!(queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_queues_a_copy_that_is_answered_duplicate_and_never_pushed() {
+        let (intake, events, queue) = intake();
+        let log = MemoryDeliveryLog::with_claims(events.clone());
+        let mut event = scan("2026-11-20T10:00:00Z");
+        let mut again = event.clone();
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            intake.accept(&mut again, now()).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        let messages = queue.messages();
+        assert_eq!(messages.len(), 2, "queue first: the duplicate's copy too");
+        assert_eq!(
+            events.claim_token(&event.event_id),
+            Some(ClaimToken::from_message(&messages[0].claim_token))
+        );
+        assert_eq!(standing(&log, &messages[0]).await, Standing::Due);
+        assert_eq!(standing(&log, &messages[1]).await, Standing::Duplicate);
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_answer_was_lost_is_accepted_and_names_its_copy() {
+        let (intake, events, queue) = intake();
+        let log = MemoryDeliveryLog::with_claims(events.clone());
+        let mut event = scan("2026-11-20T10:00:00Z");
+        // The claim is written, its answer lost: the event is on the queue, so it is accepted
+        // (a 503 would only have the carrier queue another copy).
+        events.set_claims_lose_answers(true);
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::Claimed
+        );
+        events.set_claims_lose_answers(false);
+        let messages = queue.messages();
+        assert_eq!(standing(&log, &messages[0]).await, Standing::Due);
+        // A re-send after that is a duplicate.
+        assert_eq!(
+            intake.accept(&mut event.clone(), now()).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        assert_eq!(
+            standing(&log, &queue.messages()[1]).await,
+            Standing::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_whose_request_died_before_its_claim_is_claimed_by_the_dispatcher() {
+        let (intake, events, queue) = intake();
+        let log = MemoryDeliveryLog::with_claims(events.clone());
+        let event = scan("2026-11-20T10:00:00Z");
+        // The request queued its copy and died: no claim, and the carrier got no answer.
+        queue.enqueue(&event, &ClaimToken::new()).await.unwrap();
+        let orphan = queue.messages()[0].clone();
+        assert_eq!(events.claim_token(&event.event_id), None);
+        // The dispatcher claims it, and pushes it: not lost when the carrier does not retry.
+        assert_eq!(standing(&log, &orphan).await, Standing::Due);
+        assert_eq!(
+            standing(&log, &orphan).await,
+            Standing::Due,
+            "again: its own"
+        );
+        // When the carrier does retry, that is a duplicate now.
+        assert_eq!(
+            intake.accept(&mut event.clone(), now()).await.unwrap(),
+            Claim::AlreadyQueued
+        );
+        assert_eq!(
+            standing(&log, &queue.messages()[1]).await,
+            Standing::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_claims_before_the_dispatcher_sees_the_orphan_is_the_copy_pushed() {
+        let (intake, events, queue) = intake();
+        let log = MemoryDeliveryLog::with_claims(events.clone());
+        let mut event = scan("2026-11-20T10:00:00Z");
+        // SendMessage landed but its answer was lost: 503, and the carrier retries at once.
+        queue.enqueue(&event, &ClaimToken::new()).await.unwrap();
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::Claimed
+        );
+        let messages = queue.messages();
+        assert_eq!(standing(&log, &messages[0]).await, Standing::Duplicate);
+        assert_eq!(standing(&log, &messages[1]).await, Standing::Due);
+    }
+
+    #[tokio::test]
+    async fn a_store_or_queue_down_before_the_queue_leaves_nothing_behind() {
+        let (intake, events, queue) = intake();
+        let mut event = scan("2026-11-20T10:00:00Z");
+        queue.set_unavailable(true);
+        assert!(intake.accept(&mut event, now()).await.is_err());
+        queue.set_unavailable(false);
+        events.set_unavailable(true);
+        assert!(intake.accept(&mut event, now()).await.is_err());
+        events.set_unavailable(false);
+        assert!(queue.messages().is_empty());
+        assert_eq!(events.claim_token(&event.event_id), None);
+        // The carrier's retry is a first arrival.
+        assert_eq!(
+            intake.accept(&mut event, now()).await.unwrap(),
+            Claim::Claimed
+        );
     }
 
     #[tokio::test]
@@ -926,7 +1031,7 @@ mod tests {
         let (intake, _, queue) = intake();
         let mut event = scan("2026-11-20T10:00:00Z");
         assert_eq!(
-            intake.accept(&mut event, now(), HOLD).await.unwrap(),
+            intake.accept(&mut event, now()).await.unwrap(),
             Claim::Claimed
         );
         assert_eq!(queue.messages().len(), 1);
@@ -934,7 +1039,7 @@ mod tests {
 
     type MemoryIngest = Ingest<
         crate::adapters::memory::MemoryConfig,
-        ClaimThenQueue<Arc<MemoryEvents>, MemoryQueue>,
+        QueueThenClaim<Arc<MemoryEvents>, MemoryQueue>,
         crate::adapters::memory::RecordingMetrics,
     >;
 
@@ -943,7 +1048,7 @@ mod tests {
         let events = Arc::new(MemoryEvents::default());
         let ingest = Ingest::new(
             crate::adapters::memory::MemoryConfig::default(),
-            ClaimThenQueue {
+            QueueThenClaim {
                 events: events.clone(),
                 queue: MemoryQueue::default(),
             },

@@ -62,20 +62,27 @@ pub trait ConfigStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<TenantAuth>, Unavailable>> + Send;
 }
 
-/// The result of trying to claim an event id.
+/// The result of trying to accept an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// This request owns the event now: it must queue it, then mark it queued, or release it.
+    /// This request's copy of the event is the accepted one: it is on the queue, and its claim
+    /// names it (or, if the claim's write failed, the dispatcher adopts the copy).
     Claimed,
-    /// The event was accepted before: a duplicate.
+    /// The event was accepted before: a duplicate. A copy this request queued is dropped by the
+    /// dispatcher (`Standing::Duplicate`).
     AlreadyQueued,
-    /// Another request holds a live claim and has not queued the event yet.
+    /// Another request is accepting the event right now and has not finished: the SQLite store's
+    /// transaction, or an attempt of the code before queue-first holding a v1 claim
+    /// (`EventStore::earlier_claim`).
     InFlight,
 }
 
 /// Whether an event is the newest accepted so far for its shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
+    /// The first event of its shipment (within the shipment state's retention, 180 days on AWS,
+    /// which outlasts every claim): it cannot have been accepted before.
+    First,
     Latest,
     /// A newer event was already accepted for the same tenant and shipment.
     Stale,
@@ -162,16 +169,29 @@ impl HourlyActivity {
     }
 }
 
-/// One attempt to accept an event, written on its claim. A write whose answer was lost (a timeout,
-/// a reset connection) may still have landed; the token lets the attempt recognise that claim as
-/// its own when the write is retried, and give it up if the attempt fails, instead of leaving the
-/// carrier's retries refused as "in flight" until the claim expires.
+/// One copy of an event on the queue, named by the claim when it is the accepted one. Ingest queues
+/// the event with a new token (a message attribute), then writes the claim with it; a request that
+/// finds another token's claim there was a duplicate, and the dispatcher drops its copy. The token
+/// also lets a claim write whose answer was lost (a timeout, a reset connection) recognise the claim
+/// as its own when it is retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToken(String);
 
 impl ClaimToken {
     pub fn new() -> ClaimToken {
         ClaimToken(crate::auth::random_token(16))
+    }
+
+    /// The token a queued copy carries (its `claim_token` message attribute).
+    pub fn from_message(value: &str) -> ClaimToken {
+        ClaimToken(value.to_owned())
+    }
+
+    /// What a copy queued without a token stands for: a message of the code before queue-first
+    /// (whose copies were claimed before they were queued). All such copies of an event count as
+    /// one; the delivered check keeps that one from being pushed twice, as it did then.
+    pub fn untokened() -> ClaimToken {
+        ClaimToken("queued-before-tokens".to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -186,36 +206,30 @@ impl Default for ClaimToken {
 }
 
 pub trait EventStore: Send + Sync {
-    /// Claims the event's id for the attempt `token` with one conditional write: it succeeds if
-    /// the id is new, if an earlier claim was never queued and has expired (its Lambda died), or if
-    /// the claim there is this attempt's own (an earlier try of the same write landed).
+    /// Writes the event's claim for its queued copy `token`, with the event kept for replay, in
+    /// one conditional write: `Claimed` if there was no claim or the claim there is this token's
+    /// own (an earlier try of the same write landed), `AlreadyQueued` if another copy's claim is
+    /// there (a duplicate). The claim is kept for the dedup window.
     fn claim(
         &self,
         event: &CanonicalEvent,
-        now: DateTime<Utc>,
-        hold_for: Duration,
         token: &ClaimToken,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
 
-    /// Marks a claimed event as queued: from now on it is a duplicate for good. The event is kept
-    /// with its claim (for the dedup window), so that ops can replay it.
-    fn mark_queued(
+    /// Whether the event is claimed (by any of its copies), read eventually consistent: a claim
+    /// written a moment ago may be missed, never one that is not there.
+    fn is_claimed(
         &self,
         event: &CanonicalEvent,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
 
-    /// Gives up the claim of the attempt `token`, so that the carrier's retry is accepted. Does
-    /// nothing if the event is queued or the claim is another attempt's.
-    fn release(
-        &self,
-        event_id: &EventId,
-        token: &ClaimToken,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
-
-    /// How an earlier claim of any of `ids` stands: ids the same scan may have been claimed under
-    /// by the first identity (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued,
-    /// `InFlight` if one is held by a live attempt, `None` if there is none (or only claims that
-    /// expired unqueued). One read (consistent), never a write.
+    /// How a claim that the code before queue-first wrote, of any of `ids`, stands: the event's own
+    /// id, and the ids the same scan may have been claimed under by the first identity
+    /// (`CanonicalEvent::legacy_ids`). `AlreadyQueued` if one was queued, `InFlight` if one is held
+    /// by a live attempt, `None` if there is none (or only claims that expired unqueued). One read
+    /// per id, never a write. On DynamoDB those claims are where `claim` writes none (`EVENT#`),
+    /// and they expire 35 days after they were written; so does this look-up.
     fn earlier_claim(
         &self,
         ids: &[EventId],
@@ -251,18 +265,27 @@ pub trait EventStore: Send + Sync {
 }
 
 /// Where ingest writes: an event is accepted at most once per event id, and a payload that does
-/// not normalise is quarantined. On AWS this is the claim protocol over DynamoDB and SQS
-/// (`ingest::ClaimThenQueue`); a store that holds the queue too (SQLite) does it in one transaction.
+/// not normalise is quarantined. On AWS this is the queue-first protocol over SQS and DynamoDB
+/// (`ingest::QueueThenClaim`); a store that holds the queue too (SQLite) does it in one transaction.
 pub trait Intake: Send + Sync {
-    /// Claims the event, stamps `is_stale`, queues it and marks it queued. `Claimed` means the
-    /// event is on the queue now; nothing is left claimed when an error is returned (or the claim
-    /// expires by itself after `claim_for`).
+    /// Stamps `is_stale` and queues the event once per event id. `Claimed` means the event is on
+    /// the queue now and will be delivered; nothing is left claimed when an error is returned.
     fn accept(
         &self,
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
-        claim_for: Duration,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send;
+
+    /// `accept` for an event a pull found (the reconciler): most such events were accepted
+    /// before, so a store where a duplicate costs more than a read (queue first: a copy queued,
+    /// written and dropped) looks for the claim first.
+    fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        self.accept(event, now)
+    }
 
     /// Keeps a rejected payload (see `EventStore::quarantine`).
     fn quarantine(
@@ -283,11 +306,12 @@ pub trait Intake: Send + Sync {
 }
 
 pub trait EventQueue: Send + Sync {
-    /// Puts the event on the delivery queue, with `tenant_id`, `carrier` and `event_id` as
-    /// message attributes.
+    /// Puts a copy of the event on the delivery queue, with `tenant_id`, `carrier`, `event_id` and
+    /// the copy's `claim_token` as message attributes.
     fn enqueue(
         &self,
         event: &CanonicalEvent,
+        token: &ClaimToken,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
@@ -366,6 +390,18 @@ impl AttemptOutcome {
     }
 }
 
+/// Whether the dispatcher pushes the copy of an event it was handed (`DeliveryLog::standing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The accepted copy, not delivered yet: push it.
+    Due,
+    /// The event was delivered already (the queue delivers at least once).
+    Delivered,
+    /// Another copy of the event is the accepted one: this one was queued by a request that was
+    /// then answered "duplicate".
+    Duplicate,
+}
+
 pub trait DeliveryLog: Send + Sync {
     /// Keeps an attempt; a delivered one also marks its event delivered.
     fn record_attempt(
@@ -379,16 +415,25 @@ pub trait DeliveryLog: Send + Sync {
         event_id: &EventId,
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send;
 
-    /// The same for the dispatcher, which has the whole event and knows this is its `attempt`-th
-    /// receive: a store may find the answer cheaper by the event's shipment (DynamoDB), or skip a
-    /// look-up a first receive cannot need.
-    fn delivered(
+    /// How the copy of `event` the dispatcher holds stands: queued with `token` (`None`: a copy
+    /// that carries none), handed out for the `attempt`-th time. A store whose queue holds only
+    /// the accepted copy (SQLite) answers by `was_delivered` alone; DynamoDB also reads the claim
+    /// (one read for both), and writes it for a copy that has none (its request died between the
+    /// queue and the claim), so that nothing queued is lost.
+    fn standing(
         &self,
         event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
         attempt: u32,
-    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
-        let _ = attempt;
-        self.was_delivered(&event.event_id)
+    ) -> impl Future<Output = Result<Standing, Unavailable>> + Send {
+        let _ = (token, attempt);
+        async move {
+            Ok(if self.was_delivered(&event.event_id).await? {
+                Standing::Delivered
+            } else {
+                Standing::Due
+            })
+        }
     }
 
     /// Writes what the log gathers across attempts (DynamoDB: the dispatcher's page of a batch's
@@ -502,24 +547,16 @@ impl<T: EventStore> EventStore for Arc<T> {
     fn claim(
         &self,
         event: &CanonicalEvent,
-        now: DateTime<Utc>,
-        hold_for: Duration,
         token: &ClaimToken,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
-        (**self).claim(event, now, hold_for, token)
+        (**self).claim(event, token, now)
     }
-    fn mark_queued(
+    fn is_claimed(
         &self,
         event: &CanonicalEvent,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).mark_queued(event)
-    }
-    fn release(
-        &self,
-        event_id: &EventId,
-        token: &ClaimToken,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).release(event_id, token)
+    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
+        (**self).is_claimed(event)
     }
     fn earlier_claim(
         &self,
@@ -558,9 +595,15 @@ impl<T: Intake> Intake for Arc<T> {
         &self,
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
-        claim_for: Duration,
     ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
-        (**self).accept(event, now, claim_for)
+        (**self).accept(event, now)
+    }
+    fn accept_pulled(
+        &self,
+        event: &mut CanonicalEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, Unavailable>> + Send {
+        (**self).accept_pulled(event, now)
     }
     fn quarantine(
         &self,
@@ -585,8 +628,9 @@ impl<T: EventQueue> EventQueue for Arc<T> {
     fn enqueue(
         &self,
         event: &CanonicalEvent,
+        token: &ClaimToken,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).enqueue(event)
+        (**self).enqueue(event, token)
     }
 }
 
@@ -631,12 +675,13 @@ impl<T: DeliveryLog> DeliveryLog for Arc<T> {
     ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
         (**self).was_delivered(event_id)
     }
-    fn delivered(
+    fn standing(
         &self,
         event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
         attempt: u32,
-    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
-        (**self).delivered(event, attempt)
+    ) -> impl Future<Output = Result<Standing, Unavailable>> + Send {
+        (**self).standing(event, token, attempt)
     }
     fn flush(&self) -> impl Future<Output = Result<(), Unavailable>> + Send {
         (**self).flush()

@@ -284,8 +284,6 @@ pub struct ReconcileSettings {
     pub rules: QuietRules,
     /// The most tracking calls one account gets per run.
     pub calls_per_account: usize,
-    /// How long an accepted event's claim is held (as ingest's `CLAIM_SECONDS`).
-    pub claim_for: Duration,
     pub zones: CarrierZones,
     pub max_future: chrono::TimeDelta,
 }
@@ -296,7 +294,6 @@ impl Default for ReconcileSettings {
         ReconcileSettings {
             rules: QuietRules::default(),
             calls_per_account: 100,
-            claim_for: ingest.claim_for,
             zones: ingest.zones,
             max_future: ingest.max_future,
         }
@@ -645,11 +642,7 @@ where
                     }
                     for mut event in events {
                         report.found += 1;
-                        match self
-                            .intake
-                            .accept(&mut event, now, self.settings.claim_for)
-                            .await
-                        {
+                        match self.intake.accept_pulled(&mut event, now).await {
                             Ok(Claim::Claimed) => {
                                 report.reconciled += 1;
                                 info!(tenant_id = %event.tenant_id, event_id = %event.event_id, awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought");
@@ -737,7 +730,7 @@ mod tests {
     use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics};
     use crate::carriers::pull::testing::{answer, Scripted};
     use crate::carriers::{normalize, pull::BaseUrl};
-    use crate::ingest::ClaimThenQueue;
+    use crate::ingest::QueueThenClaim;
     use crate::push::{SecretValue, TargetPolicy};
 
     fn fixture(name: &str) -> String {
@@ -749,7 +742,7 @@ mod tests {
         .unwrap()
     }
 
-    type MemoryIntake = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
 
     fn clickpost_account() -> (TenantId, PullAccount) {
         let base = BaseUrl::parse("http://127.0.0.1:9/", TargetPolicy::LOCAL).unwrap();
@@ -776,7 +769,7 @@ mod tests {
     > {
         Reconciler::new(
             events.clone(),
-            ClaimThenQueue {
+            QueueThenClaim {
                 events: events.clone(),
                 queue: queue.clone(),
             },
@@ -794,7 +787,7 @@ mod tests {
     async fn what_no_webhook_brought_is_queued_once_and_a_second_run_finds_nothing_new() {
         let events = Arc::new(MemoryEvents::default());
         let queue = Arc::new(MemoryQueue::default());
-        let intake = ClaimThenQueue {
+        let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
         };
@@ -808,10 +801,7 @@ mod tests {
         )
         .unwrap();
         for event in &mut pushed {
-            intake
-                .accept(event, now, Duration::from_secs(60))
-                .await
-                .unwrap();
+            intake.accept(event, now).await.unwrap();
         }
         assert_eq!(queue.messages().len(), 1);
 
@@ -832,6 +822,7 @@ mod tests {
         );
         assert_eq!(report.found, 3, "{report:?}");
         assert_eq!((report.reconciled, report.known), (2, 1), "{report:?}");
+        // The known scan is looked up before anything is queued (`Intake::accept_pulled`).
         assert_eq!(
             queue.messages().len(),
             3,
@@ -891,7 +882,7 @@ mod tests {
     async fn a_429_stops_the_account_until_its_retry_after() {
         let events = Arc::new(MemoryEvents::default());
         let queue = Arc::new(MemoryQueue::default());
-        let intake = ClaimThenQueue {
+        let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
         };
@@ -904,10 +895,7 @@ mod tests {
         )
         .unwrap()
         {
-            intake
-                .accept(event, now, Duration::from_secs(60))
-                .await
-                .unwrap();
+            intake.accept(event, now).await.unwrap();
         }
         let mut limited = answer(429, "{}").unwrap();
         limited.retry_after = Some(Duration::from_secs(120));

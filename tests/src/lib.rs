@@ -16,8 +16,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use ingest_http::Config;
@@ -28,8 +28,8 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
 use shared::auth::Credential;
-use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
-use shared::Carrier;
+use shared::ingest::{CachedConfig, Ingest, QueueThenClaim};
+use shared::{CanonicalEvent, Carrier};
 
 /// The moto endpoint, from `scripts/with-moto`.
 pub fn moto_endpoint() -> String {
@@ -256,12 +256,51 @@ impl Stack {
             }
         }
     }
+
+    /// `event` as the code before queue-first accepted it (under its id of then: a v1 id, or its
+    /// own): its claim where that code wrote claims (`EVENT#<id>` / `CLAIM`), `state` RECEIVED
+    /// (an attempt holds it until `expires_at`, epoch seconds) or QUEUED, and its shipment's
+    /// state.
+    pub async fn put_old_claim(&self, event: &CanonicalEvent, state: &str, expires_at: i64) {
+        use shared::ports::EventStore;
+        DynamoEventStore::new(self.dynamo.clone(), &self.events_table)
+            .record_shipment_event(event)
+            .await
+            .unwrap();
+        let event_id = &event.event_id;
+        self.dynamo
+            .put_item()
+            .table_name(&self.events_table)
+            .item("pk", AttributeValue::S(format!("EVENT#{event_id}")))
+            .item("sk", AttributeValue::S("CLAIM".into()))
+            .item("state", AttributeValue::S(state.into()))
+            .item("claim_token", AttributeValue::S("an-old-attempt".into()))
+            .item(
+                "claim_expires_at",
+                AttributeValue::N(expires_at.to_string()),
+            )
+            .item("tenant_id", AttributeValue::S("acme".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Whether a queued message is the copy its event's claim names: the one the dispatcher
+    /// pushes (`DeliveryLog::standing`); a duplicate's copy is not.
+    pub async fn named_by_claim(&self, message: &Message) -> bool {
+        let event: CanonicalEvent = serde_json::from_value(message.body.clone()).unwrap();
+        let claimed_by = DynamoEventStore::new(self.dynamo.clone(), &self.events_table)
+            .claim_token(&event)
+            .await
+            .unwrap();
+        claimed_by.is_some() && claimed_by.as_ref() == message.attributes.get("claim_token")
+    }
 }
 
 /// The notify functions' use-case, with metrics recorded in memory rather than printed as EMF.
 pub type TestIngest = Ingest<
     CachedConfig<DynamoConfigStore>,
-    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    QueueThenClaim<DynamoEventStore, SqsEventQueue>,
     RecordingMetrics,
 >;
 

@@ -843,6 +843,61 @@ async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
     }
     let (_, after) = api.get("/admin/tenants/acme/deliveries?awb=AWB-D1").await;
     assert_eq!(after.as_array().unwrap().len(), 4);
+    // An event accepted and delivered by the code before queue first (its claim at `EVENT#`,
+    // the event as JSON; its attempt keyed by time first) is replayed too, until its claim
+    // expires.
+    let body =
+        br#"{"waybill":"AWB-OLD","clickpost_status_code":5,"timestamp":"2024-03-01T10:00:00Z"}"#;
+    let ctx = shared::NormalizeContext::new("acme", Utc::now());
+    let old = shared::normalize(Carrier::Clickpost, body, &ctx)
+        .unwrap()
+        .remove(0);
+    let text = |t: &str| AttributeValue::S(t.to_owned());
+    let put = |item: HashMap<String, AttributeValue>| {
+        stack
+            .dynamo
+            .put_item()
+            .table_name(&stack.events_table)
+            .set_item(Some(item))
+            .send()
+    };
+    put(HashMap::from([
+        ("pk".to_owned(), text(&format!("EVENT#{}", old.event_id))),
+        ("sk".to_owned(), text("CLAIM")),
+        ("state".to_owned(), text("QUEUED")),
+        ("tenant_id".to_owned(), text("acme")),
+        (
+            "event".to_owned(),
+            text(&serde_json::to_string(&old).unwrap()),
+        ),
+    ]))
+    .await
+    .unwrap();
+    put(HashMap::from([
+        ("pk".to_owned(), text("DELIVERY#acme#AWB-OLD")),
+        (
+            "sk".to_owned(),
+            text(&format!("2024-03-01T10:00:01.000Z#{}#001", old.event_id)),
+        ),
+        ("event_id".to_owned(), text(old.event_id.as_str())),
+        ("tenant_id".to_owned(), text("acme")),
+        ("awb".to_owned(), text("AWB-OLD")),
+        ("status".to_owned(), text(old.status.as_str())),
+        ("attempt".to_owned(), AttributeValue::N("1".into())),
+        ("outcome".to_owned(), text("delivered")),
+        ("http_status".to_owned(), AttributeValue::N("200".into())),
+        ("at".to_owned(), text("2024-03-01T10:00:01.000Z")),
+    ]))
+    .await
+    .unwrap();
+    let (_, replayed) = api
+        .post("/admin/tenants/acme/replay", json!({"awb": "AWB-OLD"}))
+        .await;
+    assert_eq!(replayed, json!({"replayed": 1}));
+    assert_eq!(dispatcher.poll().await.len(), 1);
+    let requests = receiver.requests().await;
+    assert_eq!(requests.len(), 6);
+    assert_eq!(requests[5]["headers"]["webhook-id"], old.event_id.as_str());
     // An AWB with no deliveries replays nothing.
     let (_, again) = api
         .post("/admin/tenants/acme/replay", json!({"awb": "AWB-NONE"}))
@@ -1128,7 +1183,8 @@ async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed
         .await;
     assert_eq!((status, detail["body"].as_str()), (200, Some(REJECTED)));
 
-    // The fixed body is queued once; a second replay is a duplicate and queues nothing.
+    // The fixed body is queued once; a second replay is a duplicate: queue first, its copy is
+    // queued too, but the claim names the first one, the copy the dispatcher pushes.
     stack.drain(&stack.queue_url).await;
     let replay = json!({"tenant": "acme", "ids": [fixed_id]});
     let (status, report) = api.post("/admin/quarantine/replay", replay.clone()).await;
@@ -1147,7 +1203,12 @@ async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed
         (&json!(1), &json!(0)),
         "{again}"
     );
-    assert!(stack.drain(&stack.queue_url).await.is_empty());
+    let copies = stack.drain(&stack.queue_url).await;
+    assert_eq!(copies.len(), 1);
+    assert!(
+        !stack.named_by_claim(&copies[0]).await,
+        "a duplicate's copy"
+    );
     let (_, detail) = api
         .get(&format!("/admin/tenants/acme/quarantine/{fixed_id}"))
         .await;

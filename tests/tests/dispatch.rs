@@ -19,7 +19,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::{SqsEventQueue, SqsQueueActions};
 use shared::circuit::{Breaker, BreakerSettings};
 use shared::dispatch::{CachedPushConfigs, Dispatch, DispatchSettings};
-use shared::ports::{EventQueue, PushConfigStore, QueueActions, Unavailable};
+use shared::ports::{ClaimToken, EventQueue, PushConfigStore, QueueActions, Unavailable};
 use shared::push::{
     Delivery, PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret,
 };
@@ -134,8 +134,15 @@ impl Harness {
             .unwrap();
     }
 
-    /// Queues a Clickpost in-transit event for `tenant` and `awb`; returns its SQS body.
+    /// Queues a Clickpost in-transit event for `tenant` and `awb`, as a copy whose request died
+    /// before its claim (the dispatcher claims it); returns its SQS body.
     async fn enqueue(&self, tenant: &str, awb: &str) -> String {
+        self.enqueue_copy(tenant, awb, &ClaimToken::new()).await
+    }
+
+    /// Queues a copy of the Clickpost in-transit event for `tenant` and `awb` under `token`;
+    /// returns its SQS body.
+    async fn enqueue_copy(&self, tenant: &str, awb: &str, token: &ClaimToken) -> String {
         let body = format!(
             r#"{{"waybill":"{awb}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#
         );
@@ -144,7 +151,7 @@ impl Harness {
             .unwrap()
             .remove(0);
         SqsEventQueue::new(self.stack.sqs.clone(), &self.stack.queue_url)
-            .enqueue(&event)
+            .enqueue(&event, token)
             .await
             .unwrap();
         serde_json::to_string(&event).unwrap()
@@ -232,12 +239,14 @@ impl Harness {
         self.actions.delays.lock().unwrap().clone()
     }
 
+    /// The shipment's delivery attempts (its partition holds its events' claims too).
     async fn attempts(
         &self,
         tenant: &str,
         awb: &str,
     ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        self.stack
+        let mut items = self
+            .stack
             .dynamo
             .query()
             .table_name(&self.stack.events_table)
@@ -250,7 +259,9 @@ impl Harness {
             .await
             .unwrap()
             .items
-            .unwrap_or_default()
+            .unwrap_or_default();
+        items.retain(|item| item.contains_key("outcome"));
+        items
     }
 }
 
@@ -299,6 +310,30 @@ async fn a_2xx_is_delivered_once_with_the_configured_headers_and_a_valid_signatu
     assert_eq!(attempts[0]["outcome"].as_s().unwrap(), "delivered");
     assert_eq!(attempts[0]["http_status"].as_n().unwrap(), "200");
     assert_eq!(h.dispatch.metrics.total("Delivered"), 1);
+}
+
+/// Copies of one event queued by several requests, none of which wrote its claim (they died, or
+/// lost the claim's write), handed out in one batch and pushed concurrently: the first to claim
+/// the event is pushed, the others are dropped.
+#[tokio::test]
+async fn of_copies_without_a_claim_in_one_batch_exactly_one_is_pushed() {
+    let receiver = Receiver::start(None);
+    let h = Harness::new(10, seconds(&[1]), local()).await;
+    h.set_push("acme", &receiver.url("/ok"), Duration::from_secs(5))
+        .await;
+    for _ in 0..4 {
+        h.enqueue_copy("acme", "AWB-COPIES", &ClaimToken::new())
+            .await;
+    }
+    let mut received = 0;
+    while received < 4 {
+        let poll = h.poll_until_received(Duration::from_secs(5)).await;
+        assert!(poll.failed.is_empty());
+        assert!(!poll.received.is_empty(), "all four handed out");
+        received += poll.received.len();
+    }
+    assert_eq!(receiver.requests().await.len(), 1, "pushed once");
+    assert_eq!(h.attempts("acme", "AWB-COPIES").await.len(), 1);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Ingest against moto_server with the real AWS SDK clients: the claim protocol, the queue, the
-//! 503 paths, and out-of-order events. Run through `scripts/test` (it starts moto_server).
+//! Ingest against moto_server with the real AWS SDK clients: the queue-first claim protocol, the
+//! queue, the 503 paths, and out-of-order events. Run through `scripts/test` (it starts
+//! moto_server).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -44,10 +45,10 @@ where
     )
 }
 
-async fn claim_state(stack: &Stack, event_id: &str) -> Option<String> {
-    let id: EventId = serde_json::from_value(Value::from(event_id)).unwrap();
+/// The token of the copy the event's claim names, if it is claimed.
+async fn claim_token(stack: &Stack, event: &shared::CanonicalEvent) -> Option<String> {
     DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table)
-        .claim_state(&id)
+        .claim_token(event)
         .await
         .unwrap()
 }
@@ -66,28 +67,35 @@ async fn an_accepted_event_is_on_the_queue_once_with_its_attributes() {
         "{answer}"
     );
     let event_id = answer["event_ids"][0].as_str().unwrap().to_owned();
-    // The same payload again is a duplicate and sends nothing.
+    // The same payload again is a duplicate: queue first, so its copy is on the queue too, but
+    // the claim names the first copy only, the one the dispatcher pushes.
     let (status, again) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!((status, again["status"].as_str()), (200, Some("duplicate")));
 
     let messages = stack.drain(&stack.queue_url).await;
-    assert_eq!(messages.len(), 1);
-    let m = &messages[0];
+    assert_eq!(messages.len(), 2);
+    let mut pushed = Vec::new();
+    for m in &messages {
+        if stack.named_by_claim(m).await {
+            pushed.push(m);
+        }
+    }
+    assert_eq!(pushed.len(), 1, "one copy is the accepted one");
+    let m = pushed[0];
+    let token = m.attributes["claim_token"].clone();
+    assert_eq!(token.len(), 32, "a random token: {token}");
     assert_eq!(
         m.attributes,
         HashMap::from([
             ("tenant_id".to_owned(), "acme".to_owned()),
             ("carrier".to_owned(), "clickpost".to_owned()),
             ("event_id".to_owned(), event_id.clone()),
+            ("claim_token".to_owned(), token),
         ])
     );
     assert_eq!(m.body["event_id"], event_id.as_str());
     assert_eq!(m.body["status"], "DELIVERED");
     assert_eq!(m.body["awb"], "81125552141");
-    assert_eq!(
-        claim_state(&stack, &event_id).await.as_deref(),
-        Some("QUEUED")
-    );
 }
 
 #[tokio::test]
@@ -110,16 +118,23 @@ async fn the_same_payload_posted_50_times_concurrently_leaves_exactly_one_messag
         let label = format!("{status} {}", answer["status"].as_str().unwrap_or("error"));
         *answers.entry(label).or_default() += 1;
     }
-    // One request wins the claim. The others see it queued (a duplicate), or still in flight, in
-    // which case they are asked to retry: none is told "accepted" twice.
-    assert_eq!(answers.get("200 accepted"), Some(&1), "{answers:?}");
-    let others: usize = answers
-        .iter()
-        .filter(|(label, _)| *label == "200 duplicate" || *label == "503 error")
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(others, 49, "{answers:?}");
-    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+    // One request wins the claim; the others find it written, by a copy queued before theirs or
+    // after: duplicates, none "in flight" (nothing is held) and none told "accepted" twice.
+    assert_eq!(
+        answers,
+        HashMap::from([
+            ("200 accepted".to_owned(), 1),
+            ("200 duplicate".to_owned(), 49)
+        ]),
+    );
+    // Each queued its copy; the claim names exactly one of them.
+    let copies = stack.drain(&stack.queue_url).await;
+    assert_eq!(copies.len(), 50);
+    let mut named = 0;
+    for copy in &copies {
+        named += usize::from(stack.named_by_claim(copy).await);
+    }
+    assert_eq!(named, 1);
     assert_eq!(ingest.metrics.total("Accepted"), 1);
 }
 
@@ -158,12 +173,12 @@ async fn a_shipway_batch_of_n_leaves_n_messages() {
 }
 
 #[tokio::test]
-async fn an_sqs_failure_after_the_claim_is_503_and_the_retry_is_queued_once() {
+async fn an_sqs_failure_is_503_with_nothing_claimed_and_the_retry_is_queued_once() {
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let body = fixture("clickpost/out_for_delivery_all_status.json");
 
-    // SQS endpoint down: DynamoDB works, so the claim is taken, then released.
+    // SQS endpoint down: DynamoDB works, but nothing is claimed before its copy is queued.
     let sqs_down = aws_sdk_sqs::Client::new(&sdk_config(&dead_endpoint()).await);
     let broken = ingest_with(&stack.config(), stack.dynamo.clone(), sqs_down);
     let (status, answer) = post(&broken, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
@@ -186,7 +201,10 @@ async fn an_sqs_failure_after_the_claim_is_503_and_the_retry_is_queued_once() {
     );
     let (_, again) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(again["status"], "duplicate");
-    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+    let copies = stack.drain(&stack.queue_url).await;
+    assert_eq!(copies.len(), 2, "the accepted copy and the duplicate's");
+    assert!(stack.named_by_claim(&copies[0]).await);
+    assert!(!stack.named_by_claim(&copies[1]).await);
 }
 
 #[tokio::test]
@@ -365,73 +383,76 @@ async fn an_invalid_payload_is_quarantined_in_the_events_table() {
     assert!(stack.drain(&stack.queue_url).await.is_empty());
 }
 
+/// A request that queued its copy and then died (or lost its claim's write) leaves a copy with no
+/// claim: the dispatcher claims it (`DeliveryLog::standing`) and pushes it, unless the carrier's
+/// retry claimed the event first, whose copy is then the one pushed.
 #[tokio::test]
-async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retry() {
-    use std::time::Duration;
+async fn a_copy_left_without_a_claim_is_claimed_once_by_whoever_comes_first() {
+    use shared::adapters::dynamodb::DynamoDeliveryLog;
+    use shared::adapters::sqs::SqsEventQueue;
+    use shared::ports::{DeliveryLog, EventQueue, Standing};
 
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
+    let log = DynamoDeliveryLog::new(stack.dynamo.clone(), &stack.events_table);
+    let queue = SqsEventQueue::new(stack.sqs.clone(), &stack.queue_url);
     let (body, event) = clickpost_event();
-    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
 
-    // A request that claimed the event and died before queueing it: its claim is still live.
-    let claimed = store
-        .claim(
-            &event,
-            chrono::Utc::now(),
-            Duration::from_secs(60),
-            &ClaimToken::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed, shared::ports::Claim::Claimed);
-    let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
-    assert_eq!(status, 503, "a live claim is not a duplicate yet: {answer}");
-
-    // The same, but the claim has expired: the carrier's retry takes it over and queues the event.
-    stack
-        .dynamo
-        .update_item()
-        .table_name(&stack.events_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{}", event.event_id)),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("CLAIM".into()),
-        )
-        .update_expression("SET claim_expires_at = :past")
-        .expression_attribute_values(
-            ":past",
-            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    // The request died after queueing: the carrier retries, and its copy is claimed first.
+    let orphan = ClaimToken::new();
+    queue.enqueue(&event, &orphan).await.unwrap();
+    assert_eq!(claim_token(&stack, &event).await, None);
     let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (200, Some("accepted")),
         "{answer}"
     );
-    assert_eq!(stack.drain(&stack.queue_url).await.len(), 1);
+    let standing = |token: ClaimToken| {
+        let (log, event) = (&log, &event);
+        async move { log.standing(event, Some(&token), 1).await.unwrap() }
+    };
+    assert_eq!(standing(orphan).await, Standing::Duplicate);
+    let retried = claim_token(&stack, &event).await.unwrap();
     assert_eq!(
-        claim_state(&stack, event.event_id.as_str())
-            .await
-            .as_deref(),
-        Some("QUEUED")
+        standing(ClaimToken::from_message(&retried)).await,
+        Standing::Due
     );
+
+    // Another event, whose carrier does not retry: its orphan is claimed by the dispatcher, and a
+    // later re-send is a duplicate.
+    let later = clickpost_event_at("2026-11-20T10:00:00Z");
+    let orphan = ClaimToken::new();
+    queue.enqueue(&later.1, &orphan).await.unwrap();
+    assert_eq!(standing_of(&log, &later.1, &orphan).await, Standing::Due);
+    assert_eq!(
+        claim_token(&stack, &later.1).await.as_deref(),
+        Some(orphan.as_str())
+    );
+    let (_, answer) = post(
+        &ingest,
+        Carrier::Clickpost,
+        &[("webhook_key", KEY)],
+        &later.0,
+    )
+    .await;
+    assert_eq!(answer["status"], "duplicate");
+}
+
+async fn standing_of(
+    log: &shared::adapters::dynamodb::DynamoDeliveryLog,
+    event: &shared::CanonicalEvent,
+    token: &ClaimToken,
+) -> shared::ports::Standing {
+    use shared::ports::DeliveryLog;
+    log.standing(event, Some(token), 1).await.unwrap()
 }
 
 /// A write whose answer was lost may have landed: the SDK's retry of the same claim finds the
-/// attempt's own claim and takes it, another attempt's claim stays "in flight", and a release
-/// undoes only its own attempt's claim.
+/// copy's own claim and takes it; another copy's claim makes it a duplicate.
 #[tokio::test]
-async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
-    use std::time::Duration;
-
+async fn a_claim_is_recognised_only_by_its_own_copy() {
     let stack = Stack::create().await;
     let (_, event) = clickpost_event();
     let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
@@ -440,70 +461,45 @@ async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
         let (store, event, token) = (store.clone(), event.clone(), token.clone());
         async move {
             store
-                .claim(&event, chrono::Utc::now(), Duration::from_secs(60), &token)
+                .claim(&event, &token, chrono::Utc::now())
                 .await
                 .unwrap()
         }
     };
 
     assert_eq!(claim(&mine).await, Claim::Claimed);
+    assert_eq!(claim(&mine).await, Claim::Claimed, "the same copy, retried");
+    assert_eq!(claim(&theirs).await, Claim::AlreadyQueued);
     assert_eq!(
-        claim(&mine).await,
-        Claim::Claimed,
-        "the same attempt, retried"
+        claim_token(&stack, &event).await.as_deref(),
+        Some(mine.as_str())
     );
-    assert_eq!(claim(&theirs).await, Claim::InFlight);
-
-    store.release(&event.event_id, &theirs).await.unwrap();
-    assert_eq!(
-        claim_state(&stack, event.event_id.as_str())
-            .await
-            .as_deref(),
-        Some("RECEIVED"),
-        "another attempt's release leaves the claim"
-    );
-    store.release(&event.event_id, &mine).await.unwrap();
-    assert_eq!(claim_state(&stack, event.event_id.as_str()).await, None);
-    assert_eq!(claim(&theirs).await, Claim::Claimed);
 }
 
-/// Events accepted before the v2 identity were claimed under their v1 id: a carrier's re-send
-/// after the change is a duplicate (one more read, only because its v2 claim is new), and the
-/// copy after that is answered by its v2 claim alone. While an attempt of the old code holds the
-/// v1 claim, the re-send is "in flight" (503) and leaves no v2 claim behind.
+/// Events accepted before the v2 identity were claimed under their v1 id (in the layout of the
+/// code before queue-first, `EVENT#<id>`): a carrier's re-send after the change is a duplicate,
+/// found before anything is queued. While an attempt of the old code holds the v1 claim, the
+/// re-send is "in flight" (503) and leaves nothing behind.
 #[tokio::test]
 async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
-    use std::time::Duration;
-
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
-    let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
     let (body, event) = clickpost_event();
-    let v1 = event.legacy_ids[0].clone();
-    let as_v1 = |event: &shared::CanonicalEvent| {
-        let mut old = event.clone();
-        old.event_id = v1.clone();
-        old.legacy_ids = Default::default();
-        old
-    };
+    let mut v1 = event.clone();
+    v1.event_id = event.legacy_ids[0].clone();
+    v1.legacy_ids = Default::default();
 
-    // An attempt of the old code holds the v1 claim.
-    let theirs = ClaimToken::new();
-    let now = chrono::Utc::now();
-    assert_eq!(
-        store
-            .claim(&as_v1(&event), now, Duration::from_secs(60), &theirs)
-            .await
-            .unwrap(),
-        Claim::Claimed
-    );
+    // An attempt of the old code holds it.
+    let live = chrono::Utc::now().timestamp() + 60;
+    stack.put_old_claim(&v1, "RECEIVED", live).await;
     let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(status, 503, "in flight under v1: {answer}");
-    assert_eq!(claim_state(&stack, event.event_id.as_str()).await, None);
+    assert_eq!(claim_token(&stack, &event).await, None);
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
 
     // That attempt queued it.
-    store.mark_queued(&as_v1(&event)).await.unwrap();
+    stack.put_old_claim(&v1, "QUEUED", live).await;
     let (status, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
     assert_eq!(
         (status, answer["status"].as_str()),
@@ -515,18 +511,33 @@ async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
         Some(event.event_id.as_str())
     );
     assert!(stack.drain(&stack.queue_url).await.is_empty());
-    assert_eq!(
-        claim_state(&stack, event.event_id.as_str())
-            .await
-            .as_deref(),
-        Some("QUEUED"),
-        "the next copy is answered by the v2 claim"
-    );
+    assert_eq!(claim_token(&stack, &event).await, None);
+
+    // The same for an event the code before queue-first accepted under its own id: its claim is
+    // where that code wrote claims, not where queue-first writes them, and read until it expires.
+    let (body, event) = clickpost_event_at("2026-11-20T10:00:00Z");
+    stack.put_old_claim(&event, "QUEUED", live).await;
+    let (_, answer) = post(&ingest, Carrier::Clickpost, &[("webhook_key", KEY)], &body).await;
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert!(stack.drain(&stack.queue_url).await.is_empty());
 }
 
 /// The Clickpost fixture the claim tests use, and its canonical event for tenant `acme`.
 fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
     let body = fixture("clickpost/out_for_delivery_all_status.json");
+    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
+        .unwrap()
+        .remove(0);
+    (body, event)
+}
+
+/// A Clickpost scan of another shipment at `time`, and its canonical event for tenant `acme`.
+fn clickpost_event_at(time: &str) -> (Vec<u8>, shared::CanonicalEvent) {
+    let body = format!(
+        r#"{{"waybill":"AWB-ORPHAN","cp_id":4,"clickpost_status_code":5,"timestamp":"{time}"}}"#
+    )
+    .into_bytes();
     let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
     let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
         .unwrap()

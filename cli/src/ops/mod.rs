@@ -33,7 +33,7 @@ use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqlite::SqliteStore;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::{Admin, AdminError, AdminStore, Selection};
-use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, Reingest};
+use shared::ingest::{Ingest, IngestSettings, QueueThenClaim, Reingest};
 use shared::ports::{NoMetrics, Pusher};
 
 /// Where the ops commands act, and how they answer; every ops command takes these.
@@ -374,7 +374,7 @@ pub async fn on_backend(target: Target, user: impl WithAdmin) -> Result<(), Fail
             // Replays go through ingest as the notify functions run it, on the stack.
             let reingest = Ingest::new(
                 DynamoConfigStore::new(dynamo.clone(), &names.config_table),
-                ClaimThenQueue {
+                QueueThenClaim {
                     events: DynamoEventStore::new(dynamo.clone(), &names.events_table),
                     queue: SqsEventQueue::new(sqs.clone(), &names.queue_url),
                 },

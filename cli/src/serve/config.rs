@@ -505,7 +505,6 @@ impl ServeConfig {
         // Pulled events are normalised as the pushed ones are.
         config.reconcile.zones = config.ingest.zones.clone();
         config.reconcile.max_future = config.ingest.max_future;
-        config.reconcile.claim_for = config.ingest.claim_for;
         Ok(config)
     }
 }

@@ -8,12 +8,12 @@ use shared::adapters::emf::EmfMetrics;
 use shared::adapters::push::{HttpPusher, TargetPolicy};
 use shared::adapters::sqs::SqsEventQueue;
 use shared::admin::Admin;
-use shared::ingest::{ClaimThenQueue, Ingest, IngestSettings, SettingError};
+use shared::ingest::{Ingest, IngestSettings, QueueThenClaim, SettingError};
 
 /// Ingest on the stack's tables and queue, as the notify functions run it: what a quarantine
 /// replay feeds the bodies through.
 pub type AwsReingest =
-    Ingest<DynamoConfigStore, ClaimThenQueue<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
+    Ingest<DynamoConfigStore, QueueThenClaim<DynamoEventStore, SqsEventQueue>, EmfMetrics>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,7 +77,7 @@ impl Config {
         };
         let reingest = Ingest::new(
             DynamoConfigStore::new(dynamo.clone(), &self.names.config_table),
-            ClaimThenQueue {
+            QueueThenClaim {
                 events: DynamoEventStore::new(dynamo.clone(), &self.names.events_table),
                 queue: SqsEventQueue::new(sqs.clone(), &self.names.queue_url),
             },

@@ -4,9 +4,12 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
+use shared::adapters::sqs::CLAIM_TOKEN_ATTRIBUTE;
 use shared::circuit::CircuitStore;
 use shared::dispatch::{settle, Decision, Dispatch};
-use shared::ports::{DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions, ShipmentStates};
+use shared::ports::{
+    ClaimToken, DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions, ShipmentStates,
+};
 use shared::CanonicalEvent;
 
 /// Delivers a batch; returns the ids of the records to be received again.
@@ -81,9 +84,20 @@ where
         .get("replay")
         .and_then(|a| a.string_value.as_deref())
         == Some("true");
+    // Which copy of the event this is (`shared::ingest::QueueThenClaim`): only the one its claim
+    // names is pushed.
+    let token = record
+        .message_attributes
+        .get(CLAIM_TOKEN_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .map(ClaimToken::from_message);
     let decision = match serde_json::from_str::<CanonicalEvent>(body) {
         Ok(event) if replay => dispatch.redeliver(&event, receive_count, Utc::now()).await,
-        Ok(event) => dispatch.deliver(&event, receive_count, Utc::now()).await,
+        Ok(event) => {
+            dispatch
+                .deliver_copy(&event, token.as_ref(), receive_count, Utc::now())
+                .await
+        }
         Err(e) => Decision::DeadLetter {
             reason: format!("the message is not an rms.tracking.v1 event: {e}"),
         },

@@ -16,8 +16,8 @@ pub struct Config {
     pub config_table: String,
     pub events_table: String,
     pub events_queue_url: String,
-    /// `CLAIM_SECONDS` (15: the function timeout, 10 s, and a margin), `MAX_FUTURE_HOURS` (24)
-    /// and `<CARRIER>_ZONE` (the carrier's own, +05:30 for all three): `IngestSettings::from_lookup`.
+    /// `MAX_FUTURE_HOURS` (24) and `<CARRIER>_ZONE` (the carrier's own, +05:30 for all three):
+    /// `IngestSettings::from_lookup`.
     pub ingest: IngestSettings,
     /// `CONFIG_CACHE_SECONDS` (60): how long a container trusts a key it found, and whether a
     /// tenant has a pull account at a carrier (`shared::ingest::CachedConfig`,
@@ -73,7 +73,6 @@ mod tests {
     use super::*;
     use shared::Carrier;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = pairs
@@ -101,7 +100,6 @@ mod tests {
     #[test]
     fn defaults_are_ist_and_sixty_seconds() {
         let config = from(&BASE).unwrap();
-        assert_eq!(config.ingest.claim_for, Duration::from_secs(15));
         assert_eq!(
             config.ingest.zones.for_carrier(Carrier::Shipway),
             shared::time::ist()
@@ -109,7 +107,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_zone_or_claim_says_what_is_expected() {
+    fn a_malformed_zone_or_limit_says_what_is_expected() {
         let mut env = BASE.to_vec();
         env.push(("SHIPWAY_ZONE", "IST+1"));
         let err = from(&env).unwrap_err().to_string();
@@ -117,10 +115,6 @@ mod tests {
             err.contains("SHIPWAY_ZONE is \"IST+1\"") && err.contains("+05:30"),
             "{err}"
         );
-        let mut env = BASE.to_vec();
-        env.push(("CLAIM_SECONDS", "0"));
-        let err = from(&env).unwrap_err().to_string();
-        assert!(err.contains("seconds from 1 to 3600"), "{err}");
         let mut env = BASE.to_vec();
         env.push(("MAX_FUTURE_HOURS", "a day"));
         let err = from(&env).unwrap_err().to_string();

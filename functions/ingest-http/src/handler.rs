@@ -30,11 +30,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use serde_json::{json, Value};
-    use shared::adapters::memory::{
-        ClaimState, MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics,
-    };
+    use shared::adapters::memory::{MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics};
     use shared::auth::Credential;
-    use shared::ingest::{ClaimThenQueue, IngestSettings};
+    use shared::ingest::{IngestSettings, QueueThenClaim};
     use shared::ports::TenantAuth;
     use shared::{EventId, TenantId};
 
@@ -61,7 +59,7 @@ mod tests {
 
     type MemoryIngest = Ingest<
         Arc<MemoryConfig>,
-        ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>,
+        QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>,
         Arc<RecordingMetrics>,
     >;
 
@@ -89,7 +87,7 @@ mod tests {
         World {
             ingest: Ingest::new(
                 config.clone(),
-                ClaimThenQueue {
+                QueueThenClaim {
                     events: events.clone(),
                     queue: queue.clone(),
                 },
@@ -196,10 +194,10 @@ mod tests {
             expected_messages += events;
             for id in body["event_ids"].as_array().unwrap() {
                 let id: EventId = serde_json::from_value(id.clone()).unwrap();
-                assert_eq!(w.events.claim_state(&id), Some(ClaimState::Queued));
+                assert!(w.events.claim_token(&id).is_some(), "{name}");
             }
         }
-        let messages = w.queue.messages();
+        let messages = w.events.named_copies(w.queue.messages());
         assert_eq!(messages.len(), expected_messages);
         for m in &messages {
             let event: Value = serde_json::from_str(&m.body).unwrap();
@@ -214,7 +212,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_same_payload_again_is_a_duplicate_with_no_side_effect() {
+    async fn the_same_payload_again_is_a_duplicate_whose_copy_is_never_pushed() {
         let w = world();
         let body = fixture("clickpost/delivered_selected_captured.json");
         let (_, first, _) = post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
@@ -223,7 +221,12 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(again["status"], "duplicate");
         assert_eq!(again["event_ids"], first["event_ids"]);
-        assert_eq!(w.queue.messages().len(), 1);
+        // Queue first: its copy was queued before its claim failed; the claim names the first.
+        assert_eq!(w.queue.messages().len(), 2);
+        assert_eq!(
+            w.events.named_copies(w.queue.messages()),
+            w.queue.messages()[..1]
+        );
         assert_eq!(w.metrics.total("Duplicate"), 1);
     }
 
@@ -385,7 +388,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_queue_failure_releases_the_claim_so_the_retry_is_accepted() {
+    async fn a_queue_failure_is_503_with_nothing_claimed_so_the_retry_is_accepted() {
         let w = world();
         let body = fixture("clickpost/out_for_delivery_all_status.json");
         w.queue.set_unavailable(true);
@@ -401,16 +404,13 @@ mod tests {
     }
 
     /// The claim's write landed but its answer was lost (a timeout, a reset connection): the
-    /// attempt gives its claim up, so the carrier's retry is accepted at once rather than refused
-    /// as "in flight" until the claim expires.
+    /// event is on the queue, so it is accepted (the dispatcher would claim the copy if the write
+    /// had not landed), and the carrier's re-send is a duplicate.
     #[tokio::test]
-    async fn a_claim_whose_answer_was_lost_is_released_so_the_retry_is_accepted() {
+    async fn a_claim_whose_answer_was_lost_is_accepted_and_the_resend_is_a_duplicate() {
         let w = world();
         let body = fixture("clickpost/out_for_delivery_all_status.json");
         w.events.set_claims_lose_answers(true);
-        let (status, _, _) = post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
-        assert_eq!(status, 503);
-        w.events.set_claims_lose_answers(false);
         let (status, answer, _) =
             post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
         assert_eq!(
@@ -418,7 +418,14 @@ mod tests {
             (200, Some("accepted")),
             "{answer}"
         );
-        assert_eq!(w.queue.messages().len(), 1);
+        w.events.set_claims_lose_answers(false);
+        let (status, answer, _) =
+            post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &body).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("duplicate"))
+        );
+        assert_eq!(w.events.named_copies(w.queue.messages()).len(), 1);
     }
 
     #[tokio::test]
@@ -605,9 +612,11 @@ mod tests {
         (status, body)
     }
 
+    /// The queued events the dispatcher pushes: the copies their claims name (queue first: a
+    /// duplicate's copy is queued too, and dropped).
     fn messages_json(w: &World) -> Vec<Value> {
-        w.queue
-            .messages()
+        w.events
+            .named_copies(w.queue.messages())
             .iter()
             .map(|m| serde_json::from_str(&m.body).unwrap())
             .collect()
@@ -634,8 +643,14 @@ mod tests {
                 refused_bodies.insert(case_body(case));
             }
         }
-        // Each accepted event queued once; nothing else (probes, tests, duplicates) queued.
-        let queued: Vec<String> = w.queue.messages().into_iter().map(|m| m.event_id).collect();
+        // Each accepted event queued once as the copy its claim names; nothing else (probes,
+        // tests) queued, and a duplicate's copy never named.
+        let queued: Vec<String> = w
+            .events
+            .named_copies(w.queue.messages())
+            .into_iter()
+            .map(|m| m.event_id)
+            .collect();
         assert_eq!(queued.len(), accepted.len());
         assert_eq!(
             queued.into_iter().collect::<std::collections::HashSet<_>>(),

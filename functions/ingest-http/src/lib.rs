@@ -15,7 +15,7 @@ use lambda_http::{service_fn, Error, Request};
 use shared::adapters::dynamodb::{DynamoConfigStore, DynamoEventStore};
 use shared::adapters::emf::EmfMetrics;
 use shared::adapters::sqs::SqsEventQueue;
-use shared::ingest::{CachedConfig, ClaimThenQueue, Ingest};
+use shared::ingest::{CachedConfig, Ingest, QueueThenClaim};
 use shared::ports::Metrics;
 use shared::Carrier;
 
@@ -25,7 +25,7 @@ pub const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// The ingest use-case on its AWS adapters.
 pub type AwsIngest = Ingest<
     CachedConfig<DynamoConfigStore>,
-    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    QueueThenClaim<DynamoEventStore, SqsEventQueue>,
     EmfMetrics,
 >;
 
@@ -36,7 +36,7 @@ pub fn aws_ingest(config: &Config, dynamo: DynamoClient, sqs: SqsClient) -> AwsI
             DynamoConfigStore::new(dynamo.clone(), &config.config_table),
             config.config_cache,
         ),
-        ClaimThenQueue {
+        QueueThenClaim {
             events: DynamoEventStore::new(dynamo, &config.events_table)
                 .with_pull_accounts(&config.config_table, config.config_cache),
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),

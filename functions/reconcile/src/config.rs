@@ -21,7 +21,7 @@ pub struct Config {
     pub events_table: String,
     pub events_queue_url: String,
     /// `RECONCILE_CALLS_PER_ACCOUNT` (default 100), `QUIET_BEFORE_PICKUP_HOURS` (24) and
-    /// `QUIET_MOVING_HOURS` (6); `CLAIM_SECONDS`, `MAX_FUTURE_HOURS` and `<CARRIER>_ZONE` as
+    /// `QUIET_MOVING_HOURS` (6); `MAX_FUTURE_HOURS` and `<CARRIER>_ZONE` as
     /// the notify functions read them (the pulled scans are accepted as ingest accepts them).
     pub settings: ReconcileSettings,
     /// `ALLOW_PRIVATE_TARGETS`, `ALLOW_HTTP_TARGETS` (default false: https and public only), for
@@ -48,7 +48,6 @@ impl Config {
                 moving: hours("QUIET_MOVING_HOURS", 6)?,
             },
             calls_per_account: usize::try_from(calls_per_account).unwrap_or(usize::MAX),
-            claim_for: ingest.claim_for,
             zones: ingest.zones,
             max_future: ingest.max_future,
         };
@@ -89,10 +88,6 @@ mod tests {
         let config = from(&BASE).unwrap();
         assert_eq!(config.settings.rules, QuietRules::default());
         assert_eq!(config.settings.calls_per_account, 100);
-        assert_eq!(
-            config.settings.claim_for,
-            IngestSettings::default().claim_for
-        );
         assert_eq!(config.targets, TargetPolicy::default());
     }
 

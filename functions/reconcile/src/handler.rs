@@ -65,7 +65,7 @@ mod tests {
         MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics,
     };
     use shared::carriers::pull::{PullRequest, PullResponse, TransportError};
-    use shared::ingest::ClaimThenQueue;
+    use shared::ingest::QueueThenClaim;
     use shared::push::SecretValue;
     use shared::reconcile::{PullAccountRecord, ReconcileSettings};
     use shared::{Carrier, TenantId};
@@ -94,7 +94,7 @@ mod tests {
         }
     }
 
-    type MemoryIntake = ClaimThenQueue<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
 
     type MemoryReconciler = Reconciler<
         Arc<MemoryEvents>,
@@ -108,7 +108,7 @@ mod tests {
         let events = Arc::new(MemoryEvents::default());
         Reconciler::new(
             events.clone(),
-            ClaimThenQueue {
+            QueueThenClaim {
                 events,
                 queue: Arc::new(MemoryQueue::default()),
             },

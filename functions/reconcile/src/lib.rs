@@ -15,14 +15,14 @@ use shared::adapters::emf::EmfMetrics;
 use shared::adapters::pull_http::HttpPullTransport;
 use shared::adapters::sqs::SqsEventQueue;
 use shared::carriers::pull::PullTransport;
-use shared::ingest::ClaimThenQueue;
+use shared::ingest::QueueThenClaim;
 use shared::ports::Metrics;
 use shared::reconcile::Reconciler;
 
 /// The reconciler on its AWS adapters.
 pub type AwsReconciler = Reconciler<
     DynamoEventStore,
-    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    QueueThenClaim<DynamoEventStore, SqsEventQueue>,
     DynamoDeliveryLog,
     HttpPullTransport,
     EmfMetrics,
@@ -52,7 +52,7 @@ pub fn aws_reconciler_with<T: PullTransport, M: Metrics + Default>(
     transport: T,
 ) -> Reconciler<
     DynamoEventStore,
-    ClaimThenQueue<DynamoEventStore, SqsEventQueue>,
+    QueueThenClaim<DynamoEventStore, SqsEventQueue>,
     DynamoDeliveryLog,
     T,
     M,
@@ -60,7 +60,7 @@ pub fn aws_reconciler_with<T: PullTransport, M: Metrics + Default>(
     let events = DynamoEventStore::new(dynamo.clone(), &config.events_table);
     Reconciler::new(
         events.clone(),
-        ClaimThenQueue {
+        QueueThenClaim {
             events,
             queue: SqsEventQueue::new(sqs, &config.events_queue_url),
         },

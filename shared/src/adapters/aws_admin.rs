@@ -25,9 +25,9 @@ use tracing::warn;
 
 use super::dynamodb::{
     activity_pk, claim_key, condition_failed, credential_item, credential_pk, delivery_pk, flag,
-    hourly_sk, key, page_pk, profile_item, profile_key, quarantine_key, s, stamp, tenant_day,
-    tenant_key_item, tenant_key_key, text, DynamoConfigStore, DynamoEventStore, PageEntry,
-    BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES, SERVICE as DYNAMODB,
+    hourly_sk, is_claim, key, legacy_claim_key, page_pk, profile_item, profile_key, quarantine_key,
+    s, stamp, tenant_day, tenant_key_item, tenant_key_key, text, DynamoConfigStore,
+    DynamoEventStore, PageEntry, BY_TENANT_DAY, PACKED_EVENT, PAGE_ENTRIES, SERVICE as DYNAMODB,
 };
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
@@ -743,8 +743,15 @@ impl AdminStore for DynamoAdmin {
                     .key_condition_expression("pk = :pk")
                     .expression_attribute_values(":pk", s(delivery_pk(tenant.as_str(), awb)));
                 // Sort keys lead with the event (`dynamodb.rs`; before, with the time): oldest
-                // first is a sort here, over one shipment's attempts.
-                let mut attempts = attempts_from(&self.query_all(query).await?);
+                // first is a sort here, over one shipment's attempts. The partition holds its
+                // events' claims too.
+                let items: Vec<_> = self
+                    .query_all(query)
+                    .await?
+                    .into_iter()
+                    .filter(|item| !is_claim(item))
+                    .collect();
+                let mut attempts = attempts_from(&items);
                 attempts.sort_by_key(|a| (a.at, a.attempt));
                 Ok(attempts)
             }
@@ -903,17 +910,30 @@ impl AdminStore for DynamoAdmin {
         Ok(moved)
     }
 
-    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
-        let mut unique: Vec<&EventId> = Vec::new();
-        for id in ids {
-            if !unique.contains(&id) {
-                unique.push(id);
+    async fn archived_events(
+        &self,
+        attempts: &[Attempt],
+    ) -> Result<Vec<CanonicalEvent>, Unavailable> {
+        let mut unique: Vec<&Attempt> = Vec::new();
+        for attempt in attempts {
+            if !unique.iter().any(|a| a.event_id == attempt.event_id) {
+                unique.push(attempt);
             }
         }
         let table = &self.names.events_table;
         let mut found: HashMap<String, CanonicalEvent> = HashMap::new();
-        for chunk in unique.chunks(BATCH_GET_MAX) {
-            let keys: Vec<_> = chunk.iter().map(|id| claim_key(id)).collect();
+        // Each event's claim where it is kept now, in its shipment's partition, and where the code
+        // before queue-first kept it (`EVENT#`), read until those expire: two keys per event.
+        for chunk in unique.chunks(BATCH_GET_MAX / 2) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .flat_map(|a| {
+                    [
+                        claim_key(&a.tenant_id, &a.awb, &a.event_id),
+                        legacy_claim_key(&a.event_id),
+                    ]
+                })
+                .collect();
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
@@ -957,7 +977,7 @@ impl AdminStore for DynamoAdmin {
                         (_, Some(body)) => {
                             serde_json::from_str::<CanonicalEvent>(&body).map_err(|e| e.to_string())
                         }
-                        _ => continue, // claimed but never queued: nothing to replay
+                        _ => continue, // an old claim never queued: nothing to replay
                     };
                     match event {
                         Ok(event) => {
@@ -975,7 +995,7 @@ impl AdminStore for DynamoAdmin {
         }
         Ok(unique
             .into_iter()
-            .filter_map(|id| found.remove(id.as_str()))
+            .filter_map(|a| found.remove(a.event_id.as_str()))
             .collect())
     }
 

@@ -15,19 +15,20 @@
 //! | config | `TENANT#<tenant>` | `PULL#<carrier>` | a pull account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`; the admin API writes it): `carrier`, `base_url`, `user`, `secret` (S) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
 //! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile.rs`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
-//! | events | `EVENT#<event_id>` | `CLAIM` | the dedup claim: `state` RECEIVED (with `claim_token` and `claim_expires_at`: an attempt holds it) or QUEUED, `tenant_id`; once queued, `ev` (B): the event packed (`packed.rs`), what a replay sends. Claims queued before the packing kept the canonical JSON in `event` (S) instead, and `carrier`, `shipment_key`, `received_at`; both are read |
+//! | events | `DELIVERY#<tenant>#<shipment key>` | `<event_id>` | the dedup claim, in its shipment's delivery log partition (so that the dispatcher reads it and the event's attempts with one Query): `claim_token` (which queued copy of the event is the accepted one, `ClaimToken`), `tenant_id`, `ev` (B): the event packed (`packed.rs`), what a replay sends; `expires_at` = its write + `DEDUP_WINDOW`. Written once, after the copy is on the queue, by ingest or, for a copy whose request died before it, by the dispatcher |
+//! | events | `EVENT#<event_id>` | `CLAIM` | the claims of the code before queue-first (read by replay until they expire) and the v1 claims (read by ingest's bridge, `EventStore::earlier_claim`): `state` RECEIVED (with `claim_token` and `claim_expires_at`: an attempt held it) or QUEUED, `tenant_id`; once queued, `ev` (B), the event packed, or, in claims written before the packing, the canonical JSON in `event` (S) |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal and the tenant has a pull account at the carrier (REMOVEd otherwise: `DynamoEventStore::with_pull_accounts`), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
 //! | events | `QUARANTINE#<tenant>` | `<sha256 of body>` | a rejected payload, once per tenant and body: `body` (B, scrubbed), `tenant_id`, `carrier`, `reason` (of the last arrival), `first_received_at`, `last_received_at` (RFC 3339 UTC, ms), `times` (N: arrivals), `last_replay_at`, `last_replay_outcome` (the admin's replay); `expires_at` = last arrival + `QUARANTINE_TTL`. Items written before the counts have `received_at` (their first arrival) instead |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>` | the carrier-status view: `last_test_at`, `last_accepted_at`, `last_rejected_at` (RFC 3339 UTC, ms: text order is time order), `last_rejected_reason`; each time only moves forward; never expires |
 //! | events | `ACTIVITY#<tenant>` | `<carrier>#<YYYY-MM-DDTHH>` | the carrier's requests in that hour (UTC): `test`, `accepted`, `rejected` (N, added to by ingest at most once a minute per kind); `expires_at` = the hour + `HOURLY_TTL` |
-//! | events | `DELIVERY#<tenant>#<awb>` | `<event_id>#<time>#<attempt>` | one delivery attempt: `event_id`, `status`, `attempt`, `outcome`, `http_status`, `latency_ms`, `error`, `at`; attempts written before the pages (`DELIVERIES#`) also had, for `by_tenant_day`, `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key. A `delivered` attempt is the event's delivered marker too (the dispatcher finds it with one Query of the event's sort-key prefix). Attempts written before had the sort key `<time>#<event_id>#<attempt>` |
+//! | events | `DELIVERY#<tenant>#<awb>` | `<event_id>#<time>#<attempt>` | one delivery attempt (beside its event's claim, above): `event_id`, `status`, `attempt`, `outcome`, `http_status`, `latency_ms`, `error`, `at`; attempts written before the pages (`DELIVERIES#`) also had, for `by_tenant_day`, `tenant_day` = `<tenant>#<YYYY-MM-DD>` (UTC day of the attempt) and `at_key` = the sort key. A `delivered` attempt is the event's delivered marker too (the dispatcher finds it, and the claim, with one Query of the event id as the sort-key prefix). Attempts written before had the sort key `<time>#<event_id>#<attempt>` |
 //! | events | `DELIVERIES#<tenant>#<YYYY-MM-DD>` | `<time of its first attempt>#<random>` | a page of the tenant's delivery log of one UTC day: `e` (B): the attempts of one dispatcher batch (or one attempt, from elsewhere) as a JSON array of `PageEntry`, compressed (`packed::compress`); what "deliveries between two times" reads |
-//! | events | `DELIVERED#<event_id>` | `DELIVERED` | written before the delivered attempt was the marker: the event reached the client. Read only for a message handed out again (`DynamoDeliveryLog::delivered`); they expire within the dedup window |
+//! | events | `DELIVERED#<event_id>` | `DELIVERED` | written before the delivered attempt was the marker: the event reached the client. Read only for a message handed out again (`DynamoDeliveryLog::standing`); they expire within the dedup window |
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -36,7 +37,7 @@ use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, Claim, ClaimToken, ConfigStore, DeliveryLog, EventStore,
-    Freshness, HourlyActivity, PushConfigStore, Quarantined, ShipmentStates, TenantAuth,
+    Freshness, HourlyActivity, PushConfigStore, Quarantined, ShipmentStates, Standing, TenantAuth,
     Unavailable,
 };
 use crate::push::{PushConfig, PushHeaders, PushTimeout, PushUrl, SecretValue, SigningSecret};
@@ -46,8 +47,10 @@ use crate::reconcile::{
 use crate::shipment::ShipmentState;
 
 pub(super) const SERVICE: &str = "DynamoDB";
-const RECEIVED: &str = "RECEIVED";
+/// The `state` of a claim of the code before queue-first that was queued (`EVENT#` claims).
 const QUEUED: &str = "QUEUED";
+/// A claim's attribute naming the accepted copy of its event (`ClaimToken`).
+const CLAIM_TOKEN: &str = "claim_token";
 /// The claim's attribute holding the queued event, packed (`packed.rs`).
 pub(super) const PACKED_EVENT: &str = "ev";
 
@@ -132,8 +135,62 @@ pub(super) fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> Stri
     format!("CREDENTIAL#{carrier}#{}", digest.to_hex())
 }
 
-pub(super) fn claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
+/// The key of an event's claim: in its shipment's delivery log partition, under the bare event id
+/// (its attempts' sort keys start with it and a `#`).
+pub(super) fn claim_key(
+    tenant: &str,
+    shipment_key: &str,
+    event_id: &EventId,
+) -> HashMap<String, AttributeValue> {
+    key(delivery_pk(tenant, shipment_key), event_id.as_str())
+}
+
+/// Whether an item of a delivery log partition is a claim rather than an attempt.
+pub(super) fn is_claim(item: &HashMap<String, AttributeValue>) -> bool {
+    text(item, "sk").is_some_and(|sk| !sk.contains('#'))
+}
+
+/// The key of a claim of the code before queue-first, and of a v1 claim.
+pub(super) fn legacy_claim_key(event_id: &EventId) -> HashMap<String, AttributeValue> {
     key(format!("EVENT#{event_id}"), "CLAIM")
+}
+
+/// Writes the event's claim for its queued copy `token`, the event packed for replay: one
+/// conditional PutItem, never get-then-put. `Claimed` if there was no claim or it is this token's
+/// own (an earlier try whose answer was lost had landed); `AlreadyQueued` if another copy's claim
+/// is there. Ingest writes it after queueing the copy; the dispatcher, for a copy that has none.
+async fn put_claim(
+    client: &Client,
+    table: &str,
+    event: &CanonicalEvent,
+    token: &ClaimToken,
+    now: DateTime<Utc>,
+) -> Result<Claim, Unavailable> {
+    let packed = super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
+    let mut item = claim_key(&event.tenant_id, event.shipment_key(), &event.event_id);
+    item.insert(CLAIM_TOKEN.into(), s(token.as_str()));
+    item.insert("tenant_id".into(), s(&event.tenant_id));
+    // The event rides on its claim for the dedup window: what `replay` sends again. Packed
+    // (`packed.rs`), so that the claim stays under 1 KB, one write unit.
+    item.insert(
+        PACKED_EVENT.into(),
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+    );
+    item.insert("expires_at".into(), n(epoch_after(now, DEDUP_WINDOW)));
+    let put = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #token = :token")
+        .expression_attribute_names("#token", CLAIM_TOKEN)
+        .expression_attribute_values(":token", s(token.as_str()))
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(Claim::Claimed),
+        Err(e) if condition_failed(&e) => Ok(Claim::AlreadyQueued),
+        Err(e) => Err(Unavailable::new(SERVICE, "PutItem", e)),
+    }
 }
 
 fn shipment_item_key(tenant: &str, shipment_key: &str) -> HashMap<String, AttributeValue> {
@@ -818,41 +875,70 @@ impl DeliveryLog for DynamoDeliveryLog {
     }
 
     /// Only the markers of the layout before (`DELIVERED#<event_id>`): an attempt is found by
-    /// its shipment, which an id alone does not name. The dispatcher asks `delivered`.
+    /// its shipment, which an id alone does not name. The dispatcher asks `standing`.
     async fn was_delivered(&self, event_id: &EventId) -> Result<bool, Unavailable> {
         self.legacy_marker(event_id).await
     }
 
-    async fn delivered(&self, event: &CanonicalEvent, attempt: u32) -> Result<bool, Unavailable> {
-        // The event's attempts in its shipment's partition, eventually consistent (half a read
-        // unit): an attempt that delivered it was written one receive ago at least, a visibility
-        // timeout (minutes) earlier, long after a write is visible everywhere.
+    async fn standing(
+        &self,
+        event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
+        attempt: u32,
+    ) -> Result<Standing, Unavailable> {
+        // The event's claim and its attempts, side by side in its shipment's partition: one
+        // Query, eventually consistent (half a read unit; the claim and a few attempts are well
+        // under 4 KB). An attempt that delivered the event was written one receive ago at least,
+        // a visibility timeout (minutes) earlier, long after a write is visible everywhere. A
+        // claim written a moment ago may not be seen: the copy is then claimed again below, and
+        // the conditional write finds the claim, its own or another copy's.
+        let id = event.event_id.as_str();
         let found = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
-            .filter_expression("outcome = :delivered")
             .expression_attribute_values(
                 ":pk",
                 s(delivery_pk(&event.tenant_id, event.shipment_key())),
             )
-            .expression_attribute_values(":event", s(format!("{}#", event.event_id)))
-            .expression_attribute_values(":delivered", s(AttemptOutcome::Delivered.as_str()))
-            .projection_expression("pk")
+            .expression_attribute_values(":event", s(id))
+            .projection_expression("sk, #token, outcome")
+            .expression_attribute_names("#token", CLAIM_TOKEN)
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "Query", e))?;
-        if found.count() > 0 {
-            return Ok(true);
+        let attempt_prefix = format!("{id}#");
+        let mut claimed_by = None;
+        let mut delivered = false;
+        for item in found.items() {
+            let Some(sk) = text(item, "sk") else { continue };
+            if sk == id {
+                claimed_by = text(item, CLAIM_TOKEN);
+            } else if sk.starts_with(&attempt_prefix) {
+                delivered |=
+                    text(item, "outcome").as_deref() == Some(AttemptOutcome::Delivered.as_str());
+            }
         }
         // A message handed out again may have been delivered by the code before this layout,
         // which kept a marker item of its own; a first receive cannot have been. The markers
         // expire 35 days after they were written, and this look-up can go then.
-        if attempt > 1 {
-            return self.legacy_marker(&event.event_id).await;
+        if delivered || (attempt > 1 && self.legacy_marker(&event.event_id).await?) {
+            return Ok(Standing::Delivered);
         }
-        Ok(false)
+        let token = token.cloned().unwrap_or_else(ClaimToken::untokened);
+        match claimed_by {
+            Some(named) if named == token.as_str() => Ok(Standing::Due),
+            Some(_) => Ok(Standing::Duplicate),
+            // Its request died (or its claim's write failed) after queueing it, or the claim is
+            // not visible yet: claimed now, so that the event is neither lost nor pushed twice.
+            None => Ok(
+                match put_claim(&self.client, &self.table, event, &token, Utc::now()).await? {
+                    Claim::Claimed => Standing::Due,
+                    Claim::AlreadyQueued | Claim::InFlight => Standing::Duplicate,
+                },
+            ),
+        }
     }
 }
 
@@ -958,36 +1044,22 @@ impl DynamoEventStore {
         }
     }
 
-    /// The state of an event's claim (`RECEIVED` or `QUEUED`), read consistently.
-    pub async fn claim_state(&self, event_id: &EventId) -> Result<Option<String>, Unavailable> {
-        Ok(self
-            .claim_item(event_id)
-            .await?
-            .and_then(|item| text(&item, "state")))
-    }
-
-    async fn claim_item(
-        &self,
-        event_id: &EventId,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
-        self.claim_item_read(event_id, true).await
-    }
-
-    async fn claim_item_read(
-        &self,
-        event_id: &EventId,
-        consistent: bool,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, Unavailable> {
+    /// The token of the copy an event's claim names, if it is claimed, read consistently.
+    pub async fn claim_token(&self, event: &CanonicalEvent) -> Result<Option<String>, Unavailable> {
         let found = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(claim_key(event_id)))
-            .consistent_read(consistent)
+            .set_key(Some(claim_key(
+                &event.tenant_id,
+                event.shipment_key(),
+                &event.event_id,
+            )))
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
-        Ok(found.item)
+        Ok(found.item().and_then(|item| text(item, CLAIM_TOKEN)))
     }
 }
 
@@ -1172,121 +1244,28 @@ impl EventStore for DynamoEventStore {
     async fn claim(
         &self,
         event: &CanonicalEvent,
-        now: DateTime<Utc>,
-        hold_for: Duration,
         token: &ClaimToken,
+        now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
-        let mut item = claim_key(&event.event_id);
-        item.insert("state".into(), s(RECEIVED));
-        item.insert("claim_token".into(), s(token.as_str()));
-        item.insert("claim_expires_at".into(), n(epoch_after(now, hold_for)));
-        // Nothing else of the event: the claim is marked queued with the whole event packed, and
-        // every byte here is a byte of both writes, which must stay under 1 KB each. (Claims
-        // written before also had `carrier`, `shipment_key` and `received_at`; nothing reads them.)
-        item.insert("tenant_id".into(), s(&event.tenant_id));
-        item.insert("expires_at".into(), n(epoch_after(now, DEDUP_WINDOW)));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // One conditional write, never get-then-put: the id is new, an earlier claim was
-            // never queued and has expired, or the claim is this attempt's own (the SDK retried
-            // a write whose first answer was lost, but which had landed).
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#state = :received AND \
-                 (claim_expires_at < :now OR claim_token = :token))",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":received", s(RECEIVED))
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .expression_attribute_values(":token", s(token.as_str()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let failure = match put {
-            Ok(_) => return Ok(Claim::Claimed),
-            Err(e) => e,
-        };
-        let existing = match failure.as_service_error() {
-            Some(err) if err.is_conditional_check_failed_exception() => match err {
-                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                    c.item().cloned()
-                }
-                _ => None,
-            },
-            _ => return Err(Unavailable::new(SERVICE, "PutItem", failure)),
-        };
-        // Servers that do not return the old item on a failed condition get a consistent read.
-        let existing = match existing {
-            Some(item) => Some(item),
-            None => self.claim_item(&event.event_id).await?,
-        };
-        Ok(
-            match existing
-                .as_ref()
-                .and_then(|item| text(item, "state"))
-                .as_deref()
-            {
-                Some(QUEUED) => Claim::AlreadyQueued,
-                _ => Claim::InFlight,
-            },
-        )
+        put_claim(&self.client, &self.table, event, token, now).await
     }
 
-    async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let packed =
-            super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
-        self.client
-            .update_item()
+    async fn is_claimed(&self, event: &CanonicalEvent) -> Result<bool, Unavailable> {
+        let found = self
+            .client
+            .get_item()
             .table_name(&self.table)
-            .set_key(Some(claim_key(&event.event_id)))
-            // The event rides on its claim for the dedup window: what `replay` sends again. It is
-            // written here, not with the claim, because only now is `is_stale` known; packed
-            // (`packed.rs`), so that the claim stays under 1 KB and this write is one write unit
-            // (an UpdateItem is billed by the larger of the item before and after). Claims written
-            // before kept the event as JSON text in `event` (`aws_admin.rs` reads both).
-            // The token only ever tells a live claim's attempts apart: a queued claim needs none.
-            .update_expression(
-                "SET #state = :queued, #packed = :packed REMOVE claim_expires_at, claim_token",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#packed", PACKED_EVENT)
-            .expression_attribute_values(":queued", s(QUEUED))
-            .expression_attribute_values(
-                ":packed",
-                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
-            )
+            .set_key(Some(claim_key(
+                &event.tenant_id,
+                event.shipment_key(),
+                &event.event_id,
+            )))
+            // The key only (the read is billed by the item's size all the same: half a unit).
+            .projection_expression("pk")
             .send()
             .await
-            .map_err(|e| Unavailable::new(SERVICE, "UpdateItem", e))?;
-        Ok(())
-    }
-
-    async fn release(&self, event_id: &EventId, token: &ClaimToken) -> Result<(), Unavailable> {
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(claim_key(event_id)))
-            // Never undo a queued event (its re-send would be queued twice), nor another
-            // attempt's claim.
-            .condition_expression("#state = :received AND claim_token = :token")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":received", s(RECEIVED))
-            .expression_attribute_values(":token", s(token.as_str()))
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|err| err.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Unavailable::new(SERVICE, "DeleteItem", e)),
-        }
+            .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        Ok(found.item().is_some())
     }
 
     async fn earlier_claim(
@@ -1294,15 +1273,24 @@ impl EventStore for DynamoEventStore {
         ids: &[EventId],
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>, Unavailable> {
-        // A webhook has one v1 id to look up and a pulled Clickpost scan at most three: one
-        // GetItem each (a BatchGetItem would cost the same read units), stopping at the first
-        // queued one. Eventually consistent, half a read unit: v1 claims are written only by the
-        // code before v2, so every one of them was written before this code runs, except for the
-        // seconds of the deploy in which both run; a scan accepted by both in the same second
-        // then goes out twice, under its two ids.
+        // The event's own claim as the code before queue-first wrote it, and its v1 ids' (a
+        // webhook has one, a pulled Clickpost scan at most three): one GetItem each (a
+        // BatchGetItem would cost the same read units), stopping at the first queued one.
+        // Eventually consistent, half a read unit: these claims are written only by the code
+        // before, so every one of them was written before this code runs, except for the seconds
+        // of the deploy in which both run; a scan accepted by both in the same second then goes
+        // out twice.
         let mut in_flight = false;
         for id in ids {
-            let Some(item) = self.claim_item_read(id, false).await? else {
+            let found = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(legacy_claim_key(id)))
+                .send()
+                .await
+                .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+            let Some(item) = found.item else {
                 continue;
             };
             match text(&item, "state").as_deref() {
@@ -1384,7 +1372,10 @@ impl EventStore for DynamoEventStore {
                 .expression_attribute_names(format!("#{name}"), name)
                 .expression_attribute_values(format!(":{name}"), value);
         }
-        match update.send().await {
+        // The item's values before (no read unit: they come with the write's answer) say whether
+        // the shipment had an event before this one.
+        match update.return_values(ReturnValue::UpdatedOld).send().await {
+            Ok(out) if out.attributes().is_none_or(HashMap::is_empty) => Ok(Freshness::First),
             Ok(_) => Ok(Freshness::Latest),
             Err(e) if condition_failed(&e) => Ok(Freshness::Stale),
             Err(e) => Err(Unavailable::new(SERVICE, "UpdateItem", e)),

@@ -1,6 +1,8 @@
 //! In-memory fakes of every port, for use-case and handler tests. They keep the semantics of the
-//! real stores (conditional claims, claim expiry, newest-wins shipment state, quarantine once per
-//! tenant and body, newest-wins carrier activity) and can be switched to "unavailable" to test the 503 paths.
+//! real stores (the queue-first claims: copies queued with a token, a conditional claim naming one,
+//! the delivery log dropping the copies it does not name and claiming a copy that has none;
+//! newest-wins shipment state, quarantine once per tenant and body, newest-wins carrier activity)
+//! and can be switched to "unavailable" to test the 503 paths.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +22,8 @@ use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{
     Activity, Attempt, AttemptOutcome, CarrierActivity, Claim, ClaimToken, ConfigStore,
     DeliveryLog, EventQueue, EventStore, Freshness, HourlyActivity, Metrics, PushConfigStore,
-    PushRequest, PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, TenantAuth,
-    Unavailable,
+    PushRequest, PushResult, Pusher, Quarantined, QueueActions, ShipmentStates, Standing,
+    TenantAuth, Unavailable,
 };
 use crate::push::PushConfig;
 use crate::reconcile::{quietest, PullAccountRecord, QuietRules, QuietShipment, ShipmentIndex};
@@ -81,24 +83,26 @@ impl ConfigStore for MemoryConfig {
     }
 }
 
-/// The state of one claimed event id.
+/// A claim as the code before queue-first wrote it (on DynamoDB, the `EVENT#` claims): what
+/// `EventStore::earlier_claim` reads. Planted by tests (`MemoryEvents::queued_as_before`,
+/// `hold_as_before`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimState {
-    Received {
-        expires_at: DateTime<Utc>,
-        token: ClaimToken,
+pub enum ClaimBefore {
+    /// Its attempt had not queued the event yet, and holds it until then.
+    Held {
+        until: DateTime<Utc>,
     },
     Queued,
 }
 
-/// How the earliest-found claims stand (`EventStore::earlier_claim`): queued wins, then a live
-/// claim; an expired one never queued counts for nothing.
-fn earlier(found: &[&ClaimState], now: DateTime<Utc>) -> Option<Claim> {
-    if found.iter().any(|c| matches!(c, ClaimState::Queued)) {
+/// How the claims found stand (`EventStore::earlier_claim`): queued wins, then a live claim; an
+/// expired one never queued counts for nothing.
+fn earlier(found: &[&ClaimBefore], now: DateTime<Utc>) -> Option<Claim> {
+    if found.iter().any(|c| matches!(c, ClaimBefore::Queued)) {
         Some(Claim::AlreadyQueued)
     } else if found
         .iter()
-        .any(|c| matches!(c, ClaimState::Received { expires_at, .. } if *expires_at >= now))
+        .any(|c| matches!(c, ClaimBefore::Held { until } if *until >= now))
     {
         Some(Claim::InFlight)
     } else {
@@ -124,7 +128,10 @@ pub struct QuarantineRecord {
 
 #[derive(Default)]
 struct EventsState {
-    claims: HashMap<EventId, ClaimState>,
+    /// Each claimed event id: the token of the copy its claim names.
+    claims: HashMap<EventId, ClaimToken>,
+    /// Claims of the code before queue-first.
+    claims_before: HashMap<EventId, ClaimBefore>,
     /// Keyed by (tenant, shipment key).
     shipments: HashMap<(String, String), ShipmentState>,
     /// When a reconcile run last asked about a shipment.
@@ -189,8 +196,45 @@ impl MemoryEvents {
         self.claims_lose_answers.store(lose, Ordering::SeqCst);
     }
 
-    pub fn claim_state(&self, event_id: &EventId) -> Option<ClaimState> {
+    /// The token of the copy the event's claim names, if it is claimed.
+    pub fn claim_token(&self, event_id: &EventId) -> Option<ClaimToken> {
         lock(&self.state).claims.get(event_id).cloned()
+    }
+
+    /// `event` as the code before queue-first accepted it, under its id of then: its claim queued,
+    /// its shipment's state written.
+    pub fn queued_as_before(&self, event: &CanonicalEvent) {
+        self.before(event, ClaimBefore::Queued);
+    }
+
+    /// `event` as an attempt of the code before queue-first was accepting it: its claim held
+    /// until `until`, its shipment's state written, not queued yet.
+    pub fn hold_as_before(&self, event: &CanonicalEvent, until: DateTime<Utc>) {
+        self.before(event, ClaimBefore::Held { until });
+    }
+
+    fn before(&self, event: &CanonicalEvent, claim: ClaimBefore) {
+        let mut state = lock(&self.state);
+        state.claims_before.insert(event.event_id.clone(), claim);
+        let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
+        if let Some(next) = ShipmentState::after(state.shipments.get(&key), event) {
+            state.shipments.insert(key, next);
+        }
+    }
+
+    /// Of these queued messages, the copies their event's claim names: what the dispatcher
+    /// pushes (a duplicate's copy is dropped).
+    pub fn named_copies(&self, messages: Vec<QueuedMessage>) -> Vec<QueuedMessage> {
+        let state = lock(&self.state);
+        messages
+            .into_iter()
+            .filter(|m| {
+                state
+                    .claims
+                    .iter()
+                    .any(|(id, token)| id.as_str() == m.event_id && token.as_str() == m.claim_token)
+            })
+            .collect()
     }
 
     pub fn quarantined(&self) -> Vec<QuarantineRecord> {
@@ -227,27 +271,18 @@ impl EventStore for MemoryEvents {
     async fn claim(
         &self,
         event: &CanonicalEvent,
-        now: DateTime<Utc>,
-        hold_for: Duration,
         token: &ClaimToken,
+        _now: DateTime<Utc>,
     ) -> Result<Claim, Unavailable> {
         self.check("PutItem")?;
         let mut state = lock(&self.state);
         let result = match state.claims.get(&event.event_id) {
-            Some(ClaimState::Queued) => Claim::AlreadyQueued,
-            Some(ClaimState::Received { token: mine, .. }) if mine == token => Claim::Claimed,
-            Some(ClaimState::Received { expires_at, .. }) if *expires_at >= now => Claim::InFlight,
-            _ => Claim::Claimed,
+            None => Claim::Claimed,
+            Some(mine) if mine == token => Claim::Claimed,
+            Some(_) => Claim::AlreadyQueued,
         };
         if result == Claim::Claimed {
-            let hold = chrono::Duration::from_std(hold_for).unwrap_or(chrono::Duration::MAX);
-            state.claims.insert(
-                event.event_id.clone(),
-                ClaimState::Received {
-                    expires_at: now + hold,
-                    token: token.clone(),
-                },
-            );
+            state.claims.insert(event.event_id.clone(), token.clone());
         }
         if self.claims_lose_answers.load(Ordering::SeqCst) {
             return Err(down("memory events (answer lost)", "PutItem"));
@@ -255,25 +290,9 @@ impl EventStore for MemoryEvents {
         Ok(result)
     }
 
-    async fn mark_queued(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let event_id = &event.event_id;
-        self.check("UpdateItem")?;
-        lock(&self.state)
-            .claims
-            .insert(event_id.clone(), ClaimState::Queued);
-        Ok(())
-    }
-
-    async fn release(&self, event_id: &EventId, token: &ClaimToken) -> Result<(), Unavailable> {
-        self.check("DeleteItem")?;
-        let mut state = lock(&self.state);
-        if matches!(
-            state.claims.get(event_id),
-            Some(ClaimState::Received { token: mine, .. }) if mine == token
-        ) {
-            state.claims.remove(event_id);
-        }
-        Ok(())
+    async fn is_claimed(&self, event: &CanonicalEvent) -> Result<bool, Unavailable> {
+        self.check("GetItem")?;
+        Ok(lock(&self.state).claims.contains_key(&event.event_id))
     }
 
     async fn earlier_claim(
@@ -283,7 +302,10 @@ impl EventStore for MemoryEvents {
     ) -> Result<Option<Claim>, Unavailable> {
         self.check("GetItem")?;
         let state = lock(&self.state);
-        let found: Vec<&ClaimState> = ids.iter().filter_map(|id| state.claims.get(id)).collect();
+        let found: Vec<&ClaimBefore> = ids
+            .iter()
+            .filter_map(|id| state.claims_before.get(id))
+            .collect();
         Ok(earlier(&found, now))
     }
 
@@ -294,10 +316,15 @@ impl EventStore for MemoryEvents {
         self.check("UpdateItem")?;
         let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
         let mut state = lock(&self.state);
+        let first = !state.shipments.contains_key(&key);
         match ShipmentState::after(state.shipments.get(&key), event) {
             Some(next) => {
                 state.shipments.insert(key, next);
-                Ok(Freshness::Latest)
+                Ok(if first {
+                    Freshness::First
+                } else {
+                    Freshness::Latest
+                })
             }
             None => Ok(Freshness::Stale),
         }
@@ -414,6 +441,8 @@ pub struct QueuedMessage {
     pub tenant_id: String,
     pub carrier: String,
     pub event_id: String,
+    /// The copy's claim token (`ClaimToken`).
+    pub claim_token: String,
 }
 
 #[derive(Default)]
@@ -433,7 +462,7 @@ impl MemoryQueue {
 }
 
 impl EventQueue for MemoryQueue {
-    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+    async fn enqueue(&self, event: &CanonicalEvent, token: &ClaimToken) -> Result<(), Unavailable> {
         if self.unavailable.load(Ordering::SeqCst) {
             return Err(down("memory queue", "SendMessage"));
         }
@@ -444,6 +473,7 @@ impl EventQueue for MemoryQueue {
             tenant_id: event.tenant_id.clone(),
             carrier: event.carrier.to_string(),
             event_id: event.event_id.to_string(),
+            claim_token: token.as_str().to_owned(),
         });
         Ok(())
     }
@@ -582,9 +612,22 @@ impl CircuitStore for MemoryCircuits {
 #[derive(Default)]
 pub struct MemoryDeliveryLog {
     attempts: Mutex<Vec<Attempt>>,
+    /// Where ingest writes the claims (`with_claims`); `None`: every copy handed out is the
+    /// accepted one, as on a queue that holds nothing else.
+    claims: Option<std::sync::Arc<MemoryEvents>>,
 }
 
 impl MemoryDeliveryLog {
+    /// A log that reads the claims ingest wrote in `events`, as DynamoDB's reads them beside the
+    /// attempts: a copy the claim does not name is a duplicate's, and a copy with no claim is
+    /// claimed now.
+    pub fn with_claims(events: std::sync::Arc<MemoryEvents>) -> Self {
+        MemoryDeliveryLog {
+            attempts: Mutex::default(),
+            claims: Some(events),
+        }
+    }
+
     pub fn attempts(&self) -> Vec<Attempt> {
         lock(&self.attempts).clone()
     }
@@ -600,6 +643,25 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(lock(&self.attempts)
             .iter()
             .any(|a| &a.event_id == event_id && a.outcome == AttemptOutcome::Delivered))
+    }
+
+    async fn standing(
+        &self,
+        event: &CanonicalEvent,
+        token: Option<&ClaimToken>,
+        _attempt: u32,
+    ) -> Result<Standing, Unavailable> {
+        if self.was_delivered(&event.event_id).await? {
+            return Ok(Standing::Delivered);
+        }
+        let Some(claims) = &self.claims else {
+            return Ok(Standing::Due);
+        };
+        let token = token.cloned().unwrap_or_else(ClaimToken::untokened);
+        Ok(match claims.claim(event, &token, Utc::now()).await? {
+            Claim::Claimed => Standing::Due,
+            Claim::AlreadyQueued | Claim::InFlight => Standing::Duplicate,
+        })
     }
 }
 
@@ -969,11 +1031,14 @@ impl AdminStore for MemoryAdmin {
         state.redriven.extend(moved.iter().map(|d| d.id.clone()));
         Ok(moved.len() as u64)
     }
-    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+    async fn archived_events(
+        &self,
+        attempts: &[Attempt],
+    ) -> Result<Vec<CanonicalEvent>, Unavailable> {
         Ok(lock(&self.state)
             .archive
             .iter()
-            .filter(|e| ids.contains(&e.event_id))
+            .filter(|e| attempts.iter().any(|a| a.event_id == e.event_id))
             .cloned()
             .collect())
     }

@@ -6,9 +6,11 @@ use aws_sdk_sqs::Client;
 use std::time::Duration;
 
 use crate::model::CanonicalEvent;
-use crate::ports::{EventQueue, QueueActions, Unavailable};
+use crate::ports::{ClaimToken, EventQueue, QueueActions, Unavailable};
 
 const SERVICE: &str = "SQS";
+/// The message attribute holding the copy's `ClaimToken`.
+pub const CLAIM_TOKEN_ATTRIBUTE: &str = "claim_token";
 
 #[derive(Clone)]
 pub struct SqsEventQueue {
@@ -34,7 +36,7 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, Unavailable> {
 }
 
 impl EventQueue for SqsEventQueue {
-    async fn enqueue(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
+    async fn enqueue(&self, event: &CanonicalEvent, token: &ClaimToken) -> Result<(), Unavailable> {
         let body = serde_json::to_string(event)
             .map_err(|e| Unavailable::new(SERVICE, "SendMessage", e))?;
         self.client
@@ -47,6 +49,9 @@ impl EventQueue for SqsEventQueue {
             .message_attributes("tenant_id", attribute(&event.tenant_id)?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)
+            // Which copy this is: the dispatcher pushes only the one the event's claim names
+            // (`DeliveryLog::standing`). Kept on the dead-letter queue and back from it.
+            .message_attributes(CLAIM_TOKEN_ATTRIBUTE, attribute(token.as_str())?)
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "SendMessage", e))?;

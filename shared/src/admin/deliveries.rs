@@ -7,7 +7,7 @@ use tracing::info;
 use super::{Admin, AdminError, AdminStore};
 use crate::circuit::CircuitView;
 use crate::ingest::Reingest;
-use crate::model::{EventId, Status};
+use crate::model::Status;
 use crate::ports::{Attempt, AttemptOutcome, Pusher};
 
 /// A dead-lettered message.
@@ -154,12 +154,12 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let attempts = self.store.attempts(&tenant.id, selection).await?;
         // Each event once, in the order of its first attempt.
         let mut seen = std::collections::HashSet::new();
-        let ids: Vec<EventId> = attempts
+        let firsts: Vec<Attempt> = attempts
             .iter()
             .filter(|a| seen.insert(&a.event_id))
-            .map(|a| a.event_id.clone())
+            .cloned()
             .collect();
-        let events = self.store.archived_events(&ids).await?;
+        let events = self.store.archived_events(&firsts).await?;
         let mut done = 0;
         for event in &events {
             if event.tenant_id != tenant.id.as_str() {

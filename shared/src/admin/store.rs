@@ -11,7 +11,7 @@ use super::{
 };
 use crate::auth::CredentialDigest;
 use crate::circuit::CircuitStore;
-use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+use crate::model::{CanonicalEvent, Carrier, TenantId};
 use crate::ports::{Attempt, CarrierActivity, Unavailable};
 use crate::push::PushConfig;
 use crate::reconcile::{PullAccountRecord, QuietRules, QuietShipment};
@@ -107,10 +107,12 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         ids: Option<&[String]>,
     ) -> impl Future<Output = Result<u64, Unavailable>> + Send;
 
-    /// The accepted events with these ids that are still kept (the dedup window).
+    /// The accepted events of these attempts (one attempt per event) that are still kept (the
+    /// dedup window). An attempt names its event's tenant and shipment too, where DynamoDB keeps
+    /// the event (`adapters::dynamodb`).
     fn archived_events(
         &self,
-        ids: &[EventId],
+        attempts: &[Attempt],
     ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send;
     /// Queues an event again, marked as a replay: it is pushed even if it was delivered before.
     fn enqueue_replay(
@@ -265,9 +267,9 @@ impl<T: AdminStore> AdminStore for std::sync::Arc<T> {
     }
     fn archived_events(
         &self,
-        ids: &[EventId],
+        attempts: &[Attempt],
     ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send {
-        (**self).archived_events(ids)
+        (**self).archived_events(attempts)
     }
     fn enqueue_replay(
         &self,

@@ -8,7 +8,7 @@ use crate::admin::{
     ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
-use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
+use crate::model::{CanonicalEvent, Carrier, TenantId};
 use crate::ports::{Attempt, CarrierActivity, HourlyActivity, PushConfigStore, Unavailable};
 use crate::push::{PushConfig, SecretValue};
 use crate::reconcile::{PullAccountRecord, QuietRules, QuietShipment};
@@ -317,10 +317,13 @@ impl AdminStore for SqliteStore {
         Ok(u64::try_from(moved).unwrap_or(u64::MAX))
     }
 
-    async fn archived_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+    async fn archived_events(
+        &self,
+        attempts: &[Attempt],
+    ) -> Result<Vec<CanonicalEvent>, Unavailable> {
         let conn = self.read();
         let mut events = Vec::new();
-        for id in ids {
+        for id in attempts.iter().map(|a| &a.event_id) {
             let body: Option<Option<String>> = query_row(
                 &conn,
                 "SELECT body FROM claims WHERE event_id = ?1",

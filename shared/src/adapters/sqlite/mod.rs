@@ -480,7 +480,6 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use chrono::TimeZone;
 
@@ -542,7 +541,7 @@ mod tests {
         // The old row is the newest-wins baseline still: an older scan is stale against it.
         let mut older = scan("AWB1", "2026-11-22T07:00:00Z");
         runtime
-            .block_on(store.accept(&mut older, Utc::now(), Duration::from_secs(60)))
+            .block_on(store.accept(&mut older, Utc::now()))
             .unwrap();
         assert!(older.is_stale);
         drop(store);

@@ -321,7 +321,6 @@ impl Intake for SqliteStore {
         &self,
         event: &mut CanonicalEvent,
         now: DateTime<Utc>,
-        _claim_for: Duration,
     ) -> Result<Claim, Unavailable> {
         let accepted = event.clone();
         let (claim, is_stale) = self
@@ -532,12 +531,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (store, mut event) = (store.clone(), event.clone());
-                tokio::spawn(async move {
-                    store
-                        .accept(&mut event, Utc::now(), Duration::from_secs(60))
-                        .await
-                        .unwrap()
-                })
+                tokio::spawn(async move { store.accept(&mut event, Utc::now()).await.unwrap() })
             })
             .collect();
         let mut claims = Vec::new();
@@ -566,18 +560,17 @@ mod tests {
     #[tokio::test]
     async fn a_scan_accepted_under_its_v1_id_is_a_duplicate_and_stays_one() {
         let store = SqliteStore::in_memory().unwrap();
-        let hold = Duration::from_secs(60);
         let mut event = scan("AWB-V1", "2026-11-22T09:00:00Z");
         let mut before = as_claimed_by_v1(&event);
         assert_eq!(
-            store.accept(&mut before, Utc::now(), hold).await.unwrap(),
+            store.accept(&mut before, Utc::now()).await.unwrap(),
             Claim::Claimed
         );
         assert_eq!(queued(&store), 1);
         // The same scan again, under v2: not queued a second time.
         for _ in 0..2 {
             assert_eq!(
-                store.accept(&mut event, Utc::now(), hold).await.unwrap(),
+                store.accept(&mut event, Utc::now()).await.unwrap(),
                 Claim::AlreadyQueued
             );
         }
@@ -585,7 +578,7 @@ mod tests {
         // Another scan with no v1 claim is accepted as usual.
         let mut other = scan("AWB-V1", "2026-11-22T10:00:00Z");
         assert_eq!(
-            store.accept(&mut other, Utc::now(), hold).await.unwrap(),
+            store.accept(&mut other, Utc::now()).await.unwrap(),
             Claim::Claimed
         );
         assert_eq!(queued(&store), 2);
@@ -596,13 +589,12 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let mut newer = scan("AWB2", "2026-11-22T09:00:00Z");
         let mut older = scan("AWB2", "2026-11-22T08:00:00Z");
-        let hold = Duration::from_secs(60);
         assert_eq!(
-            store.accept(&mut newer, Utc::now(), hold).await.unwrap(),
+            store.accept(&mut newer, Utc::now()).await.unwrap(),
             Claim::Claimed
         );
         assert_eq!(
-            store.accept(&mut older, Utc::now(), hold).await.unwrap(),
+            store.accept(&mut older, Utc::now()).await.unwrap(),
             Claim::Claimed
         );
         assert!(!newer.is_stale);
@@ -631,7 +623,6 @@ mod tests {
     #[tokio::test]
     async fn the_newest_accepted_event_is_the_shipment_s_state() {
         let store = SqliteStore::in_memory().unwrap();
-        let hold = Duration::from_secs(60);
         let acme = tenant_id("acme");
         assert_eq!(store.shipment(&acme, "AWB9").await.unwrap(), None);
         let body = |code: u16, time: &str, order: &str| {
@@ -656,7 +647,7 @@ mod tests {
         let mut newest = event(body(8, "2026-11-22T09:00:00Z", ""));
         let mut late = event(body(6, "2026-11-22T08:30:00Z", ""));
         for e in [&mut first, &mut newest, &mut late] {
-            store.accept(e, Utc::now(), hold).await.unwrap();
+            store.accept(e, Utc::now()).await.unwrap();
         }
         let state = store.shipment(&acme, "AWB9").await.unwrap().unwrap();
         assert_eq!(
@@ -686,10 +677,7 @@ mod tests {
     async fn a_message_past_its_receives_is_dead_lettered_not_handed_out() {
         let store = SqliteStore::in_memory().unwrap();
         let mut event = scan("AWB3", "2026-11-22T09:00:00Z");
-        store
-            .accept(&mut event, Utc::now(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        store.accept(&mut event, Utc::now()).await.unwrap();
         let later = |n: i64| Utc::now() + chrono::Duration::seconds(n);
         // Two receives allowed; each lease hides it for 1 s.
         assert_eq!(
@@ -726,11 +714,11 @@ mod tests {
         // Tenant acme's 20 messages are due before globex's 3.
         for i in 0..20 {
             let mut e = scan(&format!("A{i}"), "2026-11-22T09:00:00Z");
-            store.accept(&mut e, Utc::now(), hold).await.unwrap();
+            store.accept(&mut e, Utc::now()).await.unwrap();
         }
         for i in 0..3 {
             let mut e = scan_for("globex", &format!("G{i}"), "2026-11-22T09:00:00Z");
-            store.accept(&mut e, Utc::now(), hold).await.unwrap();
+            store.accept(&mut e, Utc::now()).await.unwrap();
         }
         let tenants = |leased: &[Leased]| {
             let mut counts = HashMap::<String, usize>::new();

@@ -477,10 +477,7 @@ mod tests {
         let mut event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0);
-        store
-            .accept(&mut event, now, Duration::from_secs(60))
-            .await
-            .unwrap();
+        store.accept(&mut event, now).await.unwrap();
         let acme = TenantId::parse("acme").unwrap();
         let rules = QuietRules::default();
         let quiet = store
