@@ -79,6 +79,26 @@ pub struct Dispatch<C, P, L, M, B, S> {
     pub settings: DispatchSettings,
 }
 
+/// One message as a queue hands it out (SQS to the dispatcher Lambda, the SQLite queue to
+/// `rms serve`): what the one message step, [`Dispatch::decide`] then [`settle`], works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The queue's handle on this receive: what it is acknowledged, delayed or dead-lettered by.
+    pub receipt: String,
+    /// The event, as `rms.tracking.v1` JSON.
+    pub body: String,
+    /// How many times the queue has handed it out (1 the first time): the delivery attempt.
+    pub receive_count: u32,
+    /// Queued again by ops (`rms replay`, the admin API): pushed even if it was delivered before.
+    pub replay: bool,
+    /// Which copy of the event this is (`ingest::QueueThenClaim`): only the one its claim names
+    /// is pushed. `None` on a queue that holds only accepted copies (SQLite's), and on copies
+    /// queued by the code before queue-first.
+    pub token: Option<ClaimToken>,
+    /// The attributes it was queued with, kept on the dead-letter queue.
+    pub attributes: Vec<(String, String)>,
+}
+
 impl<C, P, L, M, B, S> Dispatch<C, P, L, M, B, S>
 where
     C: PushConfigStore,
@@ -88,6 +108,31 @@ where
     B: CircuitStore,
     S: ShipmentStates,
 {
+    /// Receive → decide: what becomes of one message handed out by the queue.
+    pub async fn decide(&self, message: &Message, now: DateTime<Utc>) -> Decision {
+        let event = match serde_json::from_str::<CanonicalEvent>(&message.body) {
+            Ok(event) => event,
+            Err(e) => {
+                return Decision::DeadLetter {
+                    reason: format!("the message is not an rms.tracking.v1 event: {e}"),
+                }
+            }
+        };
+        if message.replay {
+            self.redeliver(&event, message.receive_count, now).await
+        } else {
+            self.deliver_copy(&event, message.token.as_ref(), message.receive_count, now)
+                .await
+        }
+    }
+
+    /// The message step of both hosts: receive → decide → settle. `true` when the message is
+    /// done with and must be acknowledged (see [`settle`]).
+    pub async fn process<A: QueueActions>(&self, message: &Message, actions: &A) -> bool {
+        let decision = self.decide(message, Utc::now()).await;
+        settle(&decision, actions, message).await
+    }
+
     /// Delivers one event from a queue that holds only accepted copies (the SQLite store's);
     /// `receive_count` is how many times the queue has handed it out (1 on the first attempt).
     /// An event delivered before is skipped.
@@ -427,17 +472,11 @@ fn circuit_open(circuit: &OpenCircuit) -> String {
 }
 
 /// Carries a decision out on the queue. Returns `true` when the message is done with and must be
-/// acknowledged (deleted), `false` when it must come back. `attempt` is the message's delivery
-/// attempt (its receive count): a dead letter carries it as its `attempts` attribute, since the
-/// dead-letter queue's own count starts again.
-pub async fn settle<A: QueueActions>(
-    decision: &Decision,
-    actions: &A,
-    receipt: &str,
-    body: &str,
-    attributes: &[(String, String)],
-    attempt: u32,
-) -> bool {
+/// acknowledged (deleted), `false` when it must come back. A dead letter carries the message's
+/// delivery attempt (its receive count) as its `attempts` attribute, since the dead-letter
+/// queue's own count starts again.
+pub async fn settle<A: QueueActions>(decision: &Decision, actions: &A, message: &Message) -> bool {
+    let (receipt, attempt) = (message.receipt.as_str(), message.receive_count);
     match decision {
         Decision::Delivered | Decision::Skipped { .. } | Decision::Superseded { .. } => true,
         Decision::Retry { after, .. } => {
@@ -448,13 +487,17 @@ pub async fn settle<A: QueueActions>(
             false
         }
         Decision::DeadLetter { reason } => {
-            let mut attributes: Vec<(String, String)> = attributes
+            let mut attributes: Vec<(String, String)> = message
+                .attributes
                 .iter()
                 .filter(|(name, _)| name != "attempts")
                 .cloned()
                 .collect();
             attributes.push(("attempts".to_owned(), attempt.to_string()));
-            match actions.dead_letter(body, &attributes, reason).await {
+            match actions
+                .dead_letter(&message.body, &attributes, reason)
+                .await
+            {
                 Ok(()) => true,
                 Err(e) => {
                     // Not acknowledged, so not lost: it comes back and is dead-lettered then, or by the
@@ -1206,8 +1249,38 @@ mod tests {
         let superseded = Decision::Superseded {
             by: scans[1].event_id.clone(),
         };
-        assert!(settle(&superseded, &actions, "rh", "{}", &[], 1).await);
+        assert!(settle(&superseded, &actions, &message("{}", 1, vec![])).await);
         assert!(actions.retries().is_empty() && actions.dead_lettered().is_empty());
+    }
+
+    fn message(body: &str, receive_count: u32, attributes: Vec<(String, String)>) -> Message {
+        Message {
+            receipt: "rh".to_owned(),
+            body: body.to_owned(),
+            receive_count,
+            replay: false,
+            token: None,
+            attributes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_is_not_an_event_is_dead_lettered_with_the_reason() {
+        let w = world(vec![]);
+        let actions = crate::adapters::memory::MemoryQueueActions::default();
+        assert!(
+            w.dispatch
+                .process(&message("{not json", 1, vec![]), &actions)
+                .await
+        );
+        let dead = actions.dead_lettered();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].reason.contains("not an rms.tracking.v1 event"),
+            "{}",
+            dead[0].reason
+        );
+        assert!(w.pusher.requests().is_empty());
     }
 
     #[tokio::test]
@@ -1216,11 +1289,11 @@ mod tests {
         let gone = Decision::DeadLetter {
             reason: "the endpoint answered 410".into(),
         };
-        let attributes = [
+        let attributes = vec![
             ("event_id".to_owned(), "evt_1".to_owned()),
             ("attempts".to_owned(), "stale".to_owned()),
         ];
-        assert!(settle(&gone, &actions, "rh", "{}", &attributes, 3).await);
+        assert!(settle(&gone, &actions, &message("{}", 3, attributes)).await);
         let dead = actions.dead_lettered();
         assert_eq!(
             dead[0].attributes,

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shared::adapters::sqlite::{Leased, SqliteStore};
-use shared::dispatch::{settle, Decision};
+use shared::dispatch::{settle, Decision, Message};
 use shared::ports::{Attempt, DeliveryLog, Unavailable};
-use shared::{CanonicalEvent, EventId};
+use shared::EventId;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, warn};
@@ -65,7 +65,7 @@ type Leasing = Pin<Box<dyn Future<Output = Result<Vec<Leased>, Unavailable>> + S
 
 /// A message whose push is decided: what is left is to settle it on the queue.
 struct Pushed {
-    message: Leased,
+    message: Message,
     decision: Decision,
 }
 
@@ -237,42 +237,32 @@ fn release(counts: &mut HashMap<String, usize>, tenant: &str) {
 }
 
 async fn push(app: &App, message: Leased) -> Pushed {
-    let decision = match serde_json::from_str::<CanonicalEvent>(&message.body) {
-        Ok(event) if message.replay => {
-            app.dispatch
-                .redeliver(&event, message.receive_count, Utc::now())
-                .await
-        }
-        Ok(event) => {
-            app.dispatch
-                .deliver(&event, message.receive_count, Utc::now())
-                .await
-        }
-        Err(e) => Decision::DeadLetter {
-            reason: format!("the message is not an rms.tracking.v1 event: {e}"),
-        },
-    };
+    let message = queued(message);
+    let decision = app.dispatch.decide(&message, Utc::now()).await;
     Pushed { message, decision }
+}
+
+/// The leased row as the dispatch use-case's [`Message`]: SQLite holds only accepted copies, so
+/// no claim token; a dead letter keeps the event and tenant ids.
+fn queued(leased: Leased) -> Message {
+    Message {
+        attributes: vec![
+            ("event_id".to_owned(), leased.event_id),
+            ("tenant_id".to_owned(), leased.tenant_id),
+        ],
+        receipt: leased.receipt,
+        body: leased.body,
+        receive_count: leased.receive_count,
+        replay: leased.replay,
+        token: None,
+    }
 }
 
 async fn settle_message(app: &App, pushed: Pushed) {
     let Pushed { message, decision } = pushed;
-    let attributes = vec![
-        ("event_id".to_owned(), message.event_id.clone()),
-        ("tenant_id".to_owned(), message.tenant_id.clone()),
-    ];
-    if settle(
-        &decision,
-        app.store.as_ref(),
-        &message.receipt,
-        &message.body,
-        &attributes,
-        message.receive_count,
-    )
-    .await
-    {
+    if settle(&decision, app.store.as_ref(), &message).await {
         if let Err(e) = app.store.ack(&message.receipt).await {
-            warn!(event_id = %message.event_id, error = %e, "delivered but not removed from the queue; it will be skipped as delivered");
+            warn!(receipt = %message.receipt, error = %e, "delivered but not removed from the queue; it will be skipped as delivered");
         }
     }
 }

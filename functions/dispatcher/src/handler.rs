@@ -2,15 +2,13 @@
 //! exactly the records that must come back. The whole batch never fails for one record.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use shared::adapters::sqs::CLAIM_TOKEN_ATTRIBUTE;
 use shared::circuit::CircuitStore;
-use shared::dispatch::{settle, Decision, Dispatch};
+use shared::dispatch::{Dispatch, Message};
 use shared::ports::{
     ClaimToken, DeliveryLog, Metrics, PushConfigStore, Pusher, QueueActions, ShipmentStates,
 };
-use shared::CanonicalEvent;
 
 /// Delivers a batch; returns the ids of the records to be received again.
 pub async fn handle<C, P, L, M, B, S, A>(
@@ -66,52 +64,33 @@ where
     S: ShipmentStates,
     A: QueueActions,
 {
-    let body = record.body.as_deref().unwrap_or("");
-    let receive_count = record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or(1);
-    let attributes: Vec<(String, String)> = record
-        .message_attributes
-        .iter()
-        .filter_map(|(name, value)| value.string_value.clone().map(|v| (name.clone(), v)))
-        .collect();
+    dispatch.process(&message(record), actions).await
+}
 
-    // Queued again by ops (`rms replay`, the admin API): pushed even if it was delivered before.
-    let replay = record
-        .message_attributes
-        .get("replay")
-        .and_then(|a| a.string_value.as_deref())
-        == Some("true");
-    // Which copy of the event this is (`shared::ingest::QueueThenClaim`): only the one its claim
-    // names is pushed.
-    let token = record
-        .message_attributes
-        .get(CLAIM_TOKEN_ATTRIBUTE)
-        .and_then(|a| a.string_value.as_deref())
-        .map(ClaimToken::from_message);
-    let decision = match serde_json::from_str::<CanonicalEvent>(body) {
-        Ok(event) if replay => dispatch.redeliver(&event, receive_count, Utc::now()).await,
-        Ok(event) => {
-            dispatch
-                .deliver_copy(&event, token.as_ref(), receive_count, Utc::now())
-                .await
-        }
-        Err(e) => Decision::DeadLetter {
-            reason: format!("the message is not an rms.tracking.v1 event: {e}"),
-        },
+/// The SQS record as the dispatch use-case's [`Message`].
+fn message(record: SqsMessage) -> Message {
+    let attribute = |name: &str| {
+        record
+            .message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.as_deref())
     };
-    let receipt = record.receipt_handle.as_deref().unwrap_or("");
-    settle(
-        &decision,
-        actions,
-        receipt,
-        body,
-        &attributes,
-        receive_count,
-    )
-    .await
+    Message {
+        replay: attribute("replay") == Some("true"),
+        token: attribute(CLAIM_TOKEN_ATTRIBUTE).map(ClaimToken::from_message),
+        receive_count: record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1),
+        attributes: record
+            .message_attributes
+            .iter()
+            .filter_map(|(name, value)| value.string_value.clone().map(|v| (name.clone(), v)))
+            .collect(),
+        receipt: record.receipt_handle.unwrap_or_default(),
+        body: record.body.unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +100,7 @@ mod tests {
     use std::time::Duration;
 
     use aws_lambda_events::event::sqs::SqsMessageAttribute;
+    use chrono::Utc;
     use shared::adapters::memory::{
         MemoryCircuits, MemoryDeliveryLog, MemoryEvents, MemoryPushConfigs, MemoryQueueActions,
         RecordingMetrics, ScriptedPusher,
