@@ -12,6 +12,7 @@
 //! selection), and moto_server (our test double) does not implement it.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::AsyncSleep;
@@ -55,6 +56,15 @@ const DEAD_LETTER_ATTRIBUTES: [&str; 3] = ["dead_letter_reason", "dead_lettered_
 const BATCH_GET_MAX: usize = 100;
 /// Rounds of BatchGetItem for the keys DynamoDB left unprocessed (throttling), before giving up.
 const BATCH_GET_ROUNDS: u32 = 6;
+
+/// What a visit of [`DynamoAdmin::walk_dead_letters`] did with a dead letter, and whether the walk
+/// has had enough.
+enum Visited {
+    /// Left on the queue: made visible again after the walk.
+    Kept { enough: bool },
+    /// Taken off the queue (moved back to the events queue).
+    Taken { enough: bool },
+}
 
 /// The stack's table and queue names (the `rms` CLI reads them from the stack's outputs).
 #[derive(Debug, Clone)]
@@ -166,6 +176,58 @@ impl DynamoAdmin {
             .await
             .map_err(|e| Unavailable::new(SQS, "ReceiveMessage", e))?;
         Ok(received.messages.unwrap_or_default())
+    }
+
+    /// Walks the dead-letter queue once, for listing and redrive alike: receives batches
+    /// (hidden for `seconds`) and hands each message met for the first time to `visit`, until
+    /// `visit` has had enough or a batch brings nothing new (the queue is empty, or only messages
+    /// met before came back when their visibility ran out). Every message `visit` did not take
+    /// off the queue is made visible again, even when the walk failed half way. Returns how many
+    /// it took.
+    async fn walk_dead_letters<F, Fut>(
+        &self,
+        seconds: i32,
+        mut visit: F,
+    ) -> Result<u64, Unavailable>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: Future<Output = Result<Visited, Unavailable>>,
+    {
+        let mut met: HashSet<String> = HashSet::new();
+        let mut kept = Vec::new();
+        let mut taken = 0u64;
+        let walked = async {
+            let mut enough = false;
+            while !enough {
+                let batch = self.receive_dead_letters(seconds).await?;
+                let mut new = 0;
+                for message in batch {
+                    let receipt = message.receipt_handle.clone();
+                    let first_time = met.insert(message.message_id.clone().unwrap_or_default());
+                    if first_time && !enough {
+                        new += 1;
+                        match visit(message).await? {
+                            Visited::Taken { enough: e } => {
+                                taken += 1;
+                                enough = e;
+                                continue;
+                            }
+                            Visited::Kept { enough: e } => enough = e,
+                        }
+                    }
+                    kept.extend(receipt);
+                }
+                if new == 0 {
+                    break;
+                }
+            }
+            Ok::<(), Unavailable>(())
+        }
+        .await;
+        let shown = self.show_again(&kept).await;
+        walked?;
+        shown?;
+        Ok(taken)
     }
 
     /// Makes received DLQ messages visible again now.
@@ -833,81 +895,36 @@ impl AdminStore for DynamoAdmin {
         tenant: Option<&TenantId>,
         limit: usize,
     ) -> Result<Vec<DeadLetterView>, Unavailable> {
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut receipts = Vec::new();
         let mut found: Vec<(u64, DeadLetterView)> = Vec::new();
-        let listed = async {
-            while found.len() < limit {
-                let batch = self.receive_dead_letters(LIST_VISIBILITY_SECONDS).await?;
-                let mut new = 0;
-                for message in &batch {
-                    receipts.extend(message.receipt_handle.clone());
-                    let id = message.message_id.clone().unwrap_or_default();
-                    if !seen.insert(id) {
-                        continue;
-                    }
-                    new += 1;
-                    let view = dead_letter_view(message);
-                    if found.len() < limit && tenant.is_none_or(|t| t.as_str() == view.tenant_id) {
-                        found.push((sent_at(message), view));
-                    }
-                }
-                // Empty, or only messages seen before (their visibility ran out): done.
-                if new == 0 {
-                    break;
-                }
+        self.walk_dead_letters(LIST_VISIBILITY_SECONDS, |message| {
+            let view = dead_letter_view(&message);
+            if tenant.is_none_or(|t| t.as_str() == view.tenant_id) {
+                found.push((sent_at(&message), view));
             }
-            Ok::<(), Unavailable>(())
-        }
-        .await;
-        // Shown again even when listing failed half way.
-        let shown = self.show_again(&receipts).await;
-        listed?;
-        shown?;
+            let enough = found.len() >= limit;
+            std::future::ready(Ok(Visited::Kept { enough }))
+        })
+        .await?;
         found.sort_by_key(|(sent, _)| *sent);
         Ok(found.into_iter().map(|(_, view)| view).collect())
     }
 
     async fn redrive(&self, ids: Option<&[String]>) -> Result<u64, Unavailable> {
-        let wanted: Option<HashSet<&str>> = ids.map(|ids| ids.iter().map(String::as_str).collect());
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut skipped = Vec::new();
-        let mut moved = 0u64;
-        let result = async {
-            loop {
-                if wanted
-                    .as_ref()
-                    .is_some_and(|w| w.iter().all(|id| seen.contains(*id)))
-                {
-                    break;
+        // The ids not met yet (`None`: every dead letter).
+        let mut wanted: Option<HashSet<String>> = ids.map(|ids| ids.iter().cloned().collect());
+        self.walk_dead_letters(REDRIVE_VISIBILITY_SECONDS, |message| {
+            let id = message.message_id.as_deref().unwrap_or_default();
+            let selected = wanted.as_mut().is_none_or(|w| w.remove(id));
+            let enough = wanted.as_ref().is_some_and(HashSet::is_empty);
+            async move {
+                if !selected {
+                    return Ok(Visited::Kept { enough });
                 }
-                let batch = self
-                    .receive_dead_letters(REDRIVE_VISIBILITY_SECONDS)
-                    .await?;
-                let mut new = 0;
-                for message in &batch {
-                    let id = message.message_id.clone().unwrap_or_default();
-                    let first_time = seen.insert(id.clone());
-                    new += usize::from(first_time);
-                    let selected = wanted.as_ref().is_none_or(|w| w.contains(id.as_str()));
-                    if first_time && selected {
-                        self.move_back(message).await?;
-                        moved += 1;
-                    } else {
-                        skipped.extend(message.receipt_handle.clone());
-                    }
-                }
-                if new == 0 {
-                    break;
-                }
+                self.move_back(&message).await?;
+                Ok(Visited::Taken { enough })
             }
-            Ok::<(), Unavailable>(())
-        }
-        .await;
-        let shown = self.show_again(&skipped).await;
-        result?;
-        shown?;
-        Ok(moved)
+        })
+        .await
     }
 
     async fn archived_events(
