@@ -2,7 +2,7 @@
 //! authenticate → normalise → accept each event (on AWS: record the shipment's state → enqueue →
 //! claim, `QueueThenClaim`).
 //!
-//! Every answer is an `IngestOutcome`; `http::respond` turns it into the status and body the
+//! Every answer is an `IngestOutcome`; `http::response` turns it into the status and body the
 //! carrier sees. A store or the queue that fails before the event is on the queue answers 503, and
 //! leaves nothing claimed, so that the carrier's retry is accepted rather than taken for a
 //! duplicate.

@@ -98,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_ist_and_sixty_seconds() {
+    fn shipway_times_default_to_ist() {
         let config = from(&BASE).unwrap();
         assert_eq!(
             config.ingest.zones.for_carrier(Carrier::Shipway),
