@@ -1,0 +1,13 @@
+//! The integration tests: the real AWS SDK clients against moto_server, and end-to-end flows, in
+//! one test binary with a module per subject. One module:
+//! `scripts/with-moto cargo test -p integration-tests --test it ingest::`.
+
+mod admin;
+mod calls;
+mod dispatch;
+mod e2e;
+mod ingest;
+mod log_bytes;
+mod pull;
+mod reconcile;
+mod store_down;
