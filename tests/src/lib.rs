@@ -452,19 +452,31 @@ impl LogCapture {
             .with_env_filter(shared::logging::filter("trace"))
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        installed(tracing::subscriber::set_default(subscriber))
     }
 
     /// Installs the Lambda functions' own subscriber (`shared::logging::json_subscriber`, INFO)
     /// for the current thread, writing here: the bytes CloudWatch would ingest.
     pub fn install_lambda_format(&self) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
-        tracing::subscriber::set_default(shared::logging::json_subscriber(move || writer.clone()))
+        installed(tracing::subscriber::set_default(
+            shared::logging::json_subscriber(move || writer.clone()),
+        ))
     }
 
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+}
+
+/// A subscriber just set for this thread, with every log call site's interest worked out again.
+/// The tests of a binary run on parallel threads: a call site first reached on another thread
+/// while the process's first thread subscriber is being set can store an interest worked out
+/// without it (tracing-core asks the subscribers without a lock until there is one), and its
+/// lines would then never reach this capture.
+fn installed(guard: tracing::subscriber::DefaultGuard) -> tracing::subscriber::DefaultGuard {
+    tracing::callsite::rebuild_interest_cache();
+    guard
 }
 
 /// A received SQS message as the event source mapping hands it to the dispatcher: one record of

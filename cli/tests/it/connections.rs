@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{config, fixture, scratch_dir, Server, CLICKPOST_KEY};
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use integration_tests::Receiver;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 use common::{
     case_body, case_named, database_bytes, field_cases, field_config, field_doc, scratch_dir,

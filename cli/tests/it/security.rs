@@ -9,7 +9,7 @@ use std::time::Duration;
 use integration_tests::Receiver;
 use shared::auth::Credential;
 
-mod common;
+use crate::common;
 
 use common::{fixture, scratch_dir, wait_for, Server};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use integration_tests::Receiver;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{config, fixture, scratch_dir, wait_for, Server, CLICKPOST_KEY, SECRET};
 

@@ -545,7 +545,7 @@ mod tests {
     }
 
     // ---- The field-fact cases (docs/carriers.md §6): the same answers as `rms serve` gives in
-    // cli/tests/field.rs, from one data file, tests/fixtures/field-cases.json.
+    // cli/tests/it/field.rs, from one data file, tests/fixtures/field-cases.json.
 
     mod field_cases {
         include!(concat!(

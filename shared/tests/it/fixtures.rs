@@ -535,7 +535,7 @@ fn the_fixture_list_covers_every_json_fixture_on_disk() {
         for entry in std::fs::read_dir(fixture_path(carrier)).unwrap() {
             let name = format!("{carrier}/{}", entry.unwrap().file_name().to_string_lossy());
             // `pull_*.json` are pull-API answers, not webhooks: the pull clients' tests
-            // (`shared::carriers::*::pull`, tests/tests/pull.rs) assert them.
+            // (`shared::carriers::*::pull`, tests/tests/it/pull.rs) assert them.
             if name.ends_with(".json") && !name.starts_with(&format!("{carrier}/pull_")) {
                 assert!(listed.contains(&name), "{name} is not asserted by any test");
             }

@@ -4,7 +4,7 @@
 //! `rms.toml`, and at push time).
 //!
 //! The pusher half needs the `push` feature (on in `cargo test --workspace`; alone:
-//! `cargo test -p shared --features push --test security`).
+//! `cargo test -p shared --features push --test it security::`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 

@@ -2,7 +2,7 @@
 //! every operation and its failures, with ingest (`ingest_http::handle`) and the dispatcher
 //! (`dispatcher::handle`) run against the same stack to see the effects. Every response body and
 //! every log line is checked for the secrets that went in. Run through `scripts/test` (or
-//! `scripts/with-moto cargo test -p integration-tests --test admin`).
+//! `scripts/with-moto cargo test -p integration-tests --test it admin::`).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 

@@ -16,7 +16,7 @@
 //!    after the client gave up: the nastiest case for exactly-once.
 //!
 //! Not run by `cargo test` (ignored); `scripts/fault-inject --scenario store-down` runs
-//! `scripts/with-moto cargo test -p integration-tests --test store_down -- --ignored --nocapture`
+//! `scripts/with-moto cargo test -p integration-tests --test it store_down:: -- --ignored --nocapture`
 //! with `RMS_FAULT_EVENTS` (default 60), `RMS_FAULT_DRAIN_SECONDS` (default 60) and
 //! `RMS_FAULT_LOG_DIR` (the functions' and moto's logs; default `target/fault-inject`).
 
