@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
+pub mod needs;
 pub mod pull_fake;
 pub use pull_fake::{FakeCall, PullFake};
 
@@ -377,7 +378,7 @@ impl Receiver {
     pub fn start(secret: Option<&str>) -> Receiver {
         use std::io::BufRead;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut command = std::process::Command::new(root.join(".venv/bin/python"));
+        let mut command = std::process::Command::new(needs::venv_python());
         command
             .arg(root.join("tests/receiver/receiver.py"))
             .args(["--port", "0"])

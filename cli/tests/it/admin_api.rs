@@ -46,6 +46,7 @@ fn assert_field(answer: &(u16, Value), field: &str) {
 
 #[tokio::test]
 async fn every_admin_operation_answers_as_documented_and_never_shows_a_secret() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("admin-all");
     let receiver = Receiver::start(Some(SECRET));
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -399,6 +400,7 @@ async fn api_tenant(server: &Server, id: &str, key: &str, url: &str) {
 
 #[tokio::test]
 async fn during_a_rotation_both_keys_work_and_the_revoked_one_is_refused() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("admin-rotation");
     let receiver = Receiver::start(None);
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -449,6 +451,7 @@ async fn during_a_rotation_both_keys_work_and_the_revoked_one_is_refused() {
 
 #[tokio::test]
 async fn dead_letters_are_delivered_once_each_after_rms_dlq_redrive() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("admin-redrive");
     // The client's endpoint is down: nothing listens on this port.
     let down = format!("http://127.0.0.1:{}/hook", common::free_port());
@@ -599,6 +602,7 @@ fn failed_start(dir: &std::path::Path, text: &str) -> String {
 
 #[tokio::test]
 async fn a_tenant_of_rms_toml_is_read_through_the_api_and_changed_only_by_the_file() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("admin-file-tenant");
     let receiver = Receiver::start(Some(SECRET));
     let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
@@ -750,6 +754,7 @@ fn one_key_under_two_tenants_of_rms_toml_keeps_rms_serve_from_starting() {
 
 #[tokio::test]
 async fn a_file_key_that_a_tenant_of_the_admin_api_holds_keeps_rms_serve_from_starting() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("admin-taken-key");
     let receiver = Receiver::start(None);
     let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);

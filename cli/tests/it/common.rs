@@ -294,8 +294,7 @@ con.row_factory = sqlite3.Row
 rows = [{k: (r[k].decode('utf-8', 'replace') if isinstance(r[k], bytes) else r[k]) for k in r.keys()}
         for r in con.execute(sys.argv[2])]
 print(json.dumps(rows))";
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let output = Command::new(python)
+    let output = Command::new(integration_tests::needs::venv_python())
         .args(["-c", SCRIPT])
         .arg(db)
         .arg(sql)

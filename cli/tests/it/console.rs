@@ -158,10 +158,7 @@ fn split(link: &str) -> (String, String) {
 
 #[tokio::test]
 async fn rms_console_acts_on_the_stack_after_its_one_time_sign_in() {
-    if std::env::var_os("RMS_MOTO_ENDPOINT").is_none() {
-        eprintln!("skipped: no moto_server (run through scripts/test or scripts/with-moto)");
-        return;
-    }
+    integration_tests::needs!(moto);
     let stack = integration_tests::Stack::create().await;
     let console = console_on(&stack);
     let (base, sign_in) = split(&console.link);

@@ -58,6 +58,7 @@ fn count(db: &Path, table: &str) -> i64 {
 
 #[tokio::test]
 async fn the_field_cases_answer_as_listed() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(Some(SECRET));
     let (mut server, db) = start("field-cases", &receiver, &doc).await;
@@ -90,6 +91,7 @@ async fn the_field_cases_answer_as_listed() {
 
 #[tokio::test]
 async fn set_up_probes_store_queue_and_deliver_nothing() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(None);
     let (mut server, db) = start("field-probes", &receiver, &doc).await;
@@ -138,6 +140,7 @@ fn panel_test_sent_now() -> Vec<u8> {
 
 #[tokio::test]
 async fn the_panel_test_is_never_delivered_and_with_a_key_records_a_test() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(None);
     let (mut server, db) = start("field-panel-test", &receiver, &doc).await;
@@ -197,6 +200,7 @@ async fn the_panel_test_is_never_delivered_and_with_a_key_records_a_test() {
 
 #[tokio::test]
 async fn a_dsqc_reverse_pickup_is_a_return_and_its_pii_is_never_logged() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(Some(SECRET));
     let dir = scratch_dir("field-reverse-pickup");
@@ -238,6 +242,7 @@ async fn a_dsqc_reverse_pickup_is_a_return_and_its_pii_is_never_logged() {
 
 #[tokio::test]
 async fn a_shiprocket_status_no_scan_carries_is_delivered_once_with_nothing_borrowed() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(Some(SECRET));
     let (server, _) = start("field-rto", &receiver, &doc).await;
@@ -259,6 +264,7 @@ async fn a_shiprocket_status_no_scan_carries_is_delivered_once_with_nothing_borr
 
 #[tokio::test]
 async fn clickpost_return_requests_are_read_in_ist_and_npr_is_carried() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(Some(SECRET));
     let (server, _) = start("field-ist", &receiver, &doc).await;
@@ -309,6 +315,7 @@ async fn clickpost_return_requests_are_read_in_ist_and_npr_is_carried() {
 
 #[tokio::test]
 async fn implausible_input_is_refused_naming_the_field_and_quarantined() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let receiver = Receiver::start(None);
     let (mut server, db) = start("field-implausible", &receiver, &doc).await;
@@ -351,6 +358,7 @@ async fn implausible_input_is_refused_naming_the_field_and_quarantined() {
 
 #[tokio::test]
 async fn a_shipway_hash_reaches_neither_the_receiver_nor_the_database() {
+    integration_tests::needs!(venv);
     let doc = field_doc();
     let hash = doc["keys"]["shipway"].as_str().unwrap().to_owned();
     let receiver = Receiver::start(Some(SECRET));

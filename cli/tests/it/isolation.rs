@@ -82,6 +82,7 @@ fn to(requests: &[Value], prefix: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_hanging_endpoint_does_not_delay_another_tenant_and_its_circuit_opens() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("isolation-hang");
     let receiver = Receiver::start(None);
     let server = Server::start(&dir, &two_tenants(&dir, &receiver, "/hang/30", "3s")).await;
@@ -159,6 +160,7 @@ async fn a_hanging_endpoint_does_not_delay_another_tenant_and_its_circuit_opens(
 
 #[tokio::test]
 async fn retry_after_0_does_not_shorten_the_schedule() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("isolation-retry-after");
     let receiver = Receiver::start(None);
     let server = Server::start(

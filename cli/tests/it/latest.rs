@@ -121,6 +121,7 @@ async fn deliveries(server: &Server, id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn after_an_outage_an_every_tenant_gets_20_scans_and_a_latest_tenant_the_newest_only() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("latest-state");
     let receiver = Receiver::start(None);
     let server = Server::start(&dir, &config(&dir, &receiver)).await;

@@ -875,10 +875,7 @@ fn an_event_that_failed_for_good_is_in_deliveries_and_the_dlq_and_can_be_redrive
 /// `scripts/test` starts): names from the environment, and https required for Push Config URLs.
 #[tokio::test]
 async fn on_aws_the_commands_use_the_stack_names_and_refuse_http_urls() {
-    if std::env::var_os("RMS_MOTO_ENDPOINT").is_none() {
-        eprintln!("skipped: no moto_server (run through scripts/test or scripts/with-moto)");
-        return;
-    }
+    integration_tests::needs!(moto);
     let stack = integration_tests::Stack::create().await;
     let aws = |args: &[&str]| {
         let mut command = bare_rms(args);

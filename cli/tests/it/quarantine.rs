@@ -38,6 +38,7 @@ fn assert_field(answer: &(u16, Value), field: &str) {
 
 #[tokio::test]
 async fn a_rejected_body_is_listed_shown_and_replayed_once_its_normaliser_accepts_it() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("quarantine-http");
     let receiver = Receiver::start(Some(common::SECRET));
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -260,6 +261,7 @@ async fn a_rejected_body_is_listed_shown_and_replayed_once_its_normaliser_accept
 
 #[tokio::test]
 async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_carrier() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("carriers-http");
     let receiver = Receiver::start(Some(common::SECRET));
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -324,6 +326,7 @@ async fn the_carrier_view_shows_the_last_accepted_and_rejected_request_of_each_c
 /// replay delivers it exactly once, and replaying it again is a duplicate that delivers nothing.
 #[tokio::test]
 async fn a_body_refused_under_one_rule_is_delivered_once_after_the_rule_changes() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("quarantine-rule-change");
     let receiver = Receiver::start(Some(common::SECRET));
     let base = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);

@@ -38,6 +38,7 @@ fn reconcile(db: &std::path::Path, extra: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 // Multi-threaded: `rms reconcile` runs as a blocking child while the fake answers it.
 async fn scans_only_the_pull_api_has_are_delivered_once_and_a_second_run_adds_nothing() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("reconcile");
     let receiver = Receiver::start(Some(SECRET));
     let fake = PullFake::start().await;
@@ -177,6 +178,7 @@ key = "{CP_KEY}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_account_given_through_the_admin_api_is_the_one_reconcile_uses() {
+    integration_tests::needs!(venv);
     const KEY: &str = "globex-clickpost-key-0001";
     let dir = scratch_dir("reconcile-api");
     let receiver = Receiver::start(None);

@@ -123,6 +123,7 @@ async fn healthy(server: &Server) {
 
 #[tokio::test]
 async fn an_event_reaches_only_its_own_tenant_and_keys_do_not_cross_tenants_or_carriers() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("security-isolation");
     let receiver_a = Receiver::start(Some(SECRET_A));
     let receiver_b = Receiver::start(Some(SECRET_B));
@@ -206,6 +207,7 @@ async fn an_event_reaches_only_its_own_tenant_and_keys_do_not_cross_tenants_or_c
 
 #[tokio::test]
 async fn oversized_bodies_and_headers_are_refused_and_the_server_stays_up() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("security-limits");
     let receiver = Receiver::start(Some(SECRET_A));
     let server = Server::start(
@@ -286,6 +288,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn after_a_full_run_at_trace_neither_the_database_nor_the_log_holds_a_credential() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("security-secrets");
     let receiver_a = Receiver::start(Some(SECRET_A));
     let receiver_b = Receiver::start(Some(SECRET_B));

@@ -16,6 +16,7 @@ use common::{config, fixture, scratch_dir, wait_for, Server, CLICKPOST_KEY, SECR
 
 #[tokio::test]
 async fn every_fixture_is_delivered_once_with_the_configured_headers() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("serve-fixtures");
     let receiver = Receiver::start(Some(SECRET));
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -123,6 +124,7 @@ async fn every_fixture_is_delivered_once_with_the_configured_headers() {
 
 #[tokio::test]
 async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("serve-retry");
     let receiver = Receiver::start(Some(SECRET));
     let server = Server::start(
@@ -161,6 +163,7 @@ async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
 
 #[tokio::test]
 async fn after_max_attempts_the_event_is_a_dead_letter_listed_by_rms_dlq() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("serve-dead");
     let receiver = Receiver::start(None);
     let server = Server::start(
@@ -208,6 +211,7 @@ async fn after_max_attempts_the_event_is_a_dead_letter_listed_by_rms_dlq() {
 
 #[tokio::test]
 async fn sigterm_finishes_and_exits_zero() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("serve-term");
     let receiver = Receiver::start(None);
     let mut server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
@@ -222,6 +226,7 @@ fn scan(i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_default_config_and_the_demo_keep_events_fsync_d_unless_told_os() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("serve-durability");
     let receiver = Receiver::start(None);
     let text = config(&dir, &receiver.url("/ok"), "\"1s\"", 10);
@@ -275,11 +280,13 @@ async fn a_default_config_and_the_demo_keep_events_fsync_d_unless_told_os() {
 
 #[tokio::test]
 async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart() {
+    integration_tests::needs!(venv);
     every_200_survives_a_kill_9("serve-crash", "").await;
 }
 
 #[tokio::test]
 async fn every_event_answered_200_is_delivered_after_a_kill_9_and_a_restart_with_durability_os() {
+    integration_tests::needs!(venv);
     every_200_survives_a_kill_9("serve-crash-os", "durability = \"os\"\n").await;
 }
 

@@ -32,6 +32,7 @@ async fn silent(server: &Server) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_carrier_that_stops_pushing_is_warned_about_and_listed_until_it_pushes_again() {
+    integration_tests::needs!(venv);
     let dir = scratch_dir("silence");
     let receiver = Receiver::start(None);
     let text = format!(

@@ -245,6 +245,7 @@ async fn tenant_with_push(api: &Api, id: &str, key: &str, url: &str) {
 
 #[tokio::test]
 async fn tenants_are_created_listed_read_and_a_disabled_one_is_refused_by_ingest() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -328,6 +329,7 @@ async fn tenants_are_created_listed_read_and_a_disabled_one_is_refused_by_ingest
 
 #[tokio::test]
 async fn a_key_rotation_has_two_live_keys_and_the_revoked_one_is_refused() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -423,6 +425,7 @@ async fn a_key_rotation_has_two_live_keys_and_the_revoked_one_is_refused() {
 /// conditional transaction, or the config store's registration (`DynamoConfigStore::put_credential`).
 #[tokio::test]
 async fn a_registered_key_never_moves_to_another_tenant() {
+    integration_tests::needs!(moto);
     const KEY: &str = "acme-clickpost-owned-key-01";
     let stack = Stack::create().await;
     let admin = stack.admin();
@@ -487,6 +490,7 @@ async fn a_registered_key_never_moves_to_another_tenant() {
 /// brought into range.
 #[tokio::test]
 async fn a_stored_push_config_that_no_longer_validates_is_read_as_written() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let api = Api::new(&stack);
     assert_eq!(
@@ -529,6 +533,7 @@ async fn a_stored_push_config_that_no_longer_validates_is_read_as_written() {
 
 #[tokio::test]
 async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -661,6 +666,7 @@ async fn push_config_is_validated_write_only_and_its_secret_shown_once() {
 
 #[tokio::test]
 async fn a_test_push_reaches_the_endpoint_signed_and_reports_what_came_back() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -740,6 +746,7 @@ async fn a_test_push_reaches_the_endpoint_signed_and_reports_what_came_back() {
 
 #[tokio::test]
 async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -861,6 +868,7 @@ async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
 
 #[tokio::test]
 async fn dead_letters_are_listed_with_reasons_then_redriven_some_and_then_all() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;
@@ -997,6 +1005,7 @@ async fn ingest_body(stack: &Stack, key: &str, body: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_quarantine_is_listed_across_tenants_shown_and_a_fixed_body_replayed_once() {
+    integration_tests::needs!(moto);
     use shared::ports::{EventStore, Quarantined};
     let stack = Stack::create().await;
     let api = Api::new(&stack);
@@ -1255,6 +1264,7 @@ async fn pull_item(stack: &Stack, tenant: &str, carrier: &str) -> Option<HashMap
 
 #[tokio::test]
 async fn pull_accounts_are_stored_as_the_reconciler_reads_them_and_their_secrets_never_shown() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let stack = Stack::create().await;

@@ -212,6 +212,7 @@ impl Units {
 
 #[tokio::test]
 async fn calls_per_accepted_and_delivered_event() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let receiver = Receiver::start(None);

@@ -267,6 +267,7 @@ fn seconds(s: &[u64]) -> Vec<Duration> {
 
 #[tokio::test]
 async fn a_2xx_is_delivered_once_with_the_configured_headers_and_a_valid_signature() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(Some(SECRET));
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/ok"), Duration::from_secs(5))
@@ -303,6 +304,7 @@ async fn a_2xx_is_delivered_once_with_the_configured_headers_and_a_valid_signatu
 
 #[tokio::test]
 async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt_after_the_scheduled_waits() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(Some(SECRET));
     let h = Harness::new(10, seconds(&[1, 2]), local()).await;
     h.set_push(
@@ -358,6 +360,7 @@ async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt_after_the
 
 #[tokio::test]
 async fn after_max_receive_count_the_message_is_in_the_dlq_with_its_body_intact() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(Some(SECRET));
     let h = Harness::new(3, seconds(&[0]), local()).await;
     h.set_push("acme", &receiver.url("/status/503"), Duration::from_secs(5))
@@ -382,6 +385,7 @@ async fn after_max_receive_count_the_message_is_in_the_dlq_with_its_body_intact(
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_retried_after_that_long() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push(
@@ -397,6 +401,7 @@ async fn a_429_with_retry_after_is_retried_after_that_long() {
 
 #[tokio::test]
 async fn a_503_with_retry_after_0_still_waits_the_schedule() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[30]), local()).await;
     h.set_push(
@@ -412,6 +417,7 @@ async fn a_503_with_retry_after_0_still_waits_the_schedule() {
 
 #[tokio::test]
 async fn a_410_goes_to_the_dlq_at_once_with_the_reason() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/status/410"), Duration::from_secs(5))
@@ -437,6 +443,7 @@ async fn a_410_goes_to_the_dlq_at_once_with_the_reason() {
 
 #[tokio::test]
 async fn a_401_is_dead_lettered_and_counted_as_client_auth_failed() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/status/401"), Duration::from_secs(5))
@@ -449,6 +456,7 @@ async fn a_401_is_dead_lettered_and_counted_as_client_auth_failed() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_is_cut_at_the_tenant_timeout() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/hang/10"), Duration::from_secs(1))
@@ -474,6 +482,7 @@ async fn a_hanging_endpoint_is_cut_at_the_tenant_timeout() {
 
 #[tokio::test]
 async fn events_are_sent_with_their_tenant_as_message_group_for_fair_queues() {
+    integration_tests::needs!(moto);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.enqueue("acme", "AWB-G1").await;
     h.enqueue("globex", "AWB-G2").await;
@@ -502,6 +511,7 @@ async fn events_are_sent_with_their_tenant_as_message_group_for_fair_queues() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_opens_the_tenant_circuit_then_a_probe_closes_it() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/hang/5"), Duration::from_secs(1))
@@ -562,6 +572,7 @@ async fn a_hanging_endpoint_opens_the_tenant_circuit_then_a_probe_closes_it() {
 
 #[tokio::test]
 async fn a_batch_of_10_where_3_fail_reports_exactly_those_3() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(Some(SECRET));
     let h = Harness::new(10, seconds(&[30]), local()).await;
     h.set_push("good", &receiver.url("/ok"), Duration::from_secs(5))
@@ -592,6 +603,7 @@ async fn a_batch_of_10_where_3_fail_reports_exactly_those_3() {
 
 #[tokio::test]
 async fn private_targets_are_refused_with_a_logged_reason_and_dead_lettered() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let receiver = Receiver::start(None);
@@ -647,6 +659,7 @@ async fn private_targets_are_refused_with_a_logged_reason_and_dead_lettered() {
 
 #[tokio::test]
 async fn credential_header_values_never_appear_in_the_logs() {
+    integration_tests::needs!(moto);
     let logs = LogCapture::default();
     let _guard = logs.install();
     let receiver = Receiver::start(Some(SECRET));
@@ -677,6 +690,7 @@ async fn credential_header_values_never_appear_in_the_logs() {
 
 #[tokio::test]
 async fn an_unselected_status_is_acknowledged_without_a_call() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     let store = DynamoConfigStore::new(h.stack.dynamo.clone(), &h.stack.config_table);
@@ -726,6 +740,7 @@ async fn ingest_scans(stack: &Stack, key: &str, awb: &str, count: u32) {
 #[tokio::test]
 async fn a_latest_tenant_gets_the_newest_event_of_a_backlog_and_the_log_shows_the_rest_superseded()
 {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     let store = DynamoConfigStore::new(h.stack.dynamo.clone(), &h.stack.config_table);

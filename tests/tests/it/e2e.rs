@@ -93,6 +93,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn carrier_posts_reach_the_client_through_the_function_binaries() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let receiver = Receiver::start(Some(SECRET));
     for (carrier, key) in [

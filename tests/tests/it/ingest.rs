@@ -54,6 +54,7 @@ async fn claim_state(stack: &Stack, event_id: &str) -> Option<String> {
 
 #[tokio::test]
 async fn an_accepted_event_is_on_the_queue_once_with_its_attributes() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
@@ -92,6 +93,7 @@ async fn an_accepted_event_is_on_the_queue_once_with_its_attributes() {
 
 #[tokio::test]
 async fn the_same_payload_posted_50_times_concurrently_leaves_exactly_one_message() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = Arc::new(stack.ingest());
@@ -125,6 +127,7 @@ async fn the_same_payload_posted_50_times_concurrently_leaves_exactly_one_messag
 
 #[tokio::test]
 async fn a_shipway_batch_of_n_leaves_n_messages() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack
         .add_tenant_key("acme", Carrier::Shipway, "d60cdf34ebacf6cbf4e6080061c1ba1f")
@@ -159,6 +162,7 @@ async fn a_shipway_batch_of_n_leaves_n_messages() {
 
 #[tokio::test]
 async fn an_sqs_failure_after_the_claim_is_503_and_the_retry_is_queued_once() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let body = fixture("clickpost/out_for_delivery_all_status.json");
@@ -191,6 +195,7 @@ async fn an_sqs_failure_after_the_claim_is_503_and_the_retry_is_queued_once() {
 
 #[tokio::test]
 async fn dynamodb_down_is_503_with_nothing_queued() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let dynamo_down = aws_sdk_dynamodb::Client::new(&sdk_config(&dead_endpoint()).await);
@@ -207,6 +212,7 @@ async fn dynamodb_down_is_503_with_nothing_queued() {
 
 #[tokio::test]
 async fn a_newer_then_an_older_event_are_both_queued_the_older_flagged_stale() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
@@ -285,6 +291,7 @@ async fn a_newer_then_an_older_event_are_both_queued_the_older_flagged_stale() {
 
 #[tokio::test]
 async fn a_shipment_item_written_before_the_state_reads_with_defaults_and_is_taken_over() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let store = DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table);
     let text = |v: &str| AttributeValue::S(v.to_owned());
@@ -337,6 +344,7 @@ async fn a_shipment_item_written_before_the_state_reads_with_defaults_and_is_tak
 
 #[tokio::test]
 async fn an_invalid_payload_is_quarantined_in_the_events_table() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();
@@ -367,6 +375,7 @@ async fn an_invalid_payload_is_quarantined_in_the_events_table() {
 
 #[tokio::test]
 async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retry() {
+    integration_tests::needs!(moto);
     use std::time::Duration;
 
     let stack = Stack::create().await;
@@ -430,6 +439,7 @@ async fn an_expired_received_claim_is_taken_again_and_a_live_one_asks_for_a_retr
 /// undoes only its own attempt's claim.
 #[tokio::test]
 async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
+    integration_tests::needs!(moto);
     use std::time::Duration;
 
     let stack = Stack::create().await;
@@ -473,6 +483,7 @@ async fn a_claim_is_recognised_and_released_only_by_its_own_attempt() {
 /// v1 claim, the re-send is "in flight" (503) and leaves no v2 claim behind.
 #[tokio::test]
 async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
+    integration_tests::needs!(moto);
     use std::time::Duration;
 
     let stack = Stack::create().await;
@@ -539,6 +550,7 @@ fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
 /// reconciler asks about no other tenant.
 #[tokio::test]
 async fn a_shipment_is_indexed_for_the_reconciler_only_when_its_tenant_has_a_pull_account() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let ingest = stack.ingest();

@@ -63,6 +63,7 @@ fn access_log_line() -> String {
 /// Lambda writes no START/END/REPORT lines (the template; `infra/tests` checks it).
 #[tokio::test]
 async fn log_bytes_per_accepted_and_delivered_event() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     stack.add_tenant_key("acme", Carrier::Clickpost, KEY).await;
     let receiver = Receiver::start(None);

@@ -2,6 +2,8 @@
 //! one test binary with a module per subject. One module:
 //! `scripts/with-moto cargo test -p integration-tests --test it ingest::`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod admin;
 mod calls;
 mod dispatch;

@@ -425,6 +425,7 @@ async fn clickpost_credentials_never_reach_a_log_line_or_an_error() {
 /// (moto), whether the webhook was claimed under the current id or, before it, under v1.
 #[tokio::test]
 async fn a_pulled_scan_already_taken_by_webhook_is_not_queued_again() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let intake = stack.ingest().intake;
     let fake = fake().await;

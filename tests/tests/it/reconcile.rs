@@ -82,6 +82,7 @@ fn only(report: &RunReport) -> &shared::reconcile::AccountReport {
 
 #[tokio::test]
 async fn scans_only_the_pull_api_has_are_queued_once_and_a_second_run_adds_nothing() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let fake = PullFake::start().await;
     stack
@@ -189,6 +190,7 @@ async fn scans_only_the_pull_api_has_are_queued_once_and_a_second_run_adds_nothi
 
 #[tokio::test]
 async fn a_shiprocket_token_the_carrier_expires_is_renewed_once() {
+    integration_tests::needs!(moto);
     let stack = Stack::create().await;
     let fake = PullFake::start().await;
     stack
