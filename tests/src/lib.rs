@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
+#[path = "../support/fixtures.rs"]
+pub mod fixtures;
 pub mod needs;
 pub mod pull_fake;
+pub use fixtures::fixture;
 pub use pull_fake::{FakeCall, PullFake};
 
 use std::collections::HashMap;
@@ -355,14 +358,6 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, delivery_in
             );
     }
     create.send().await.unwrap();
-}
-
-/// A fixture's bytes, from `tests/fixtures/`.
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// The Python stand-in for a client's endpoint (`tests/receiver/receiver.py`), which verifies

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::Receiver;
 use serde_json::Value;
+use shared::Carrier;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const CLICKPOST_KEY: &str = "serve-test-clickpost";
@@ -18,13 +19,23 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures")
-            .join(name),
-    )
-    .unwrap()
+pub use integration_tests::fixtures::fixture;
+
+/// Each vendor sample (`fixtures::SAMPLES`) as a carrier posts it: its notify path, the header
+/// that carries the tenant's key for its carrier (`key`), and its fixture name.
+pub fn samples(
+    key: impl Fn(Carrier) -> String,
+) -> Vec<(&'static str, (&'static str, String), &'static str)> {
+    integration_tests::fixtures::SAMPLES
+        .into_iter()
+        .map(|name| {
+            let carrier: Carrier = integration_tests::fixtures::carrier_of(name)
+                .parse()
+                .unwrap();
+            let spec = carrier.spec();
+            (spec.notify_path, (spec.key_header(), key(carrier)), name)
+        })
+        .collect()
 }
 
 pub fn scratch_dir(name: &str) -> PathBuf {

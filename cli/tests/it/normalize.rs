@@ -4,18 +4,12 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use chrono::Utc;
+use integration_tests::fixtures::{carrier_of, fixture, fixture_path, SAMPLES};
 use serde_json::Value;
 use shared::{normalize, Carrier, NormalizeContext};
-
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
 
 fn rms(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rms"))
@@ -39,17 +33,8 @@ fn without_received_at(mut events: Vec<Value>) -> Vec<Value> {
 
 #[test]
 fn each_fixture_prints_the_events_the_library_gives_one_per_line() {
-    let fixtures = [
-        ("clickpost", "clickpost/delivered_selected_captured.json"),
-        ("clickpost", "clickpost/failed_delivery_ndr_selected.json"),
-        ("clickpost", "clickpost/out_for_delivery_all_status.json"),
-        ("clickpost", "clickpost/seed_return_order_placed.json"),
-        ("clickpost", "clickpost/seed_test_webhook_data.json"),
-        ("shiprocket", "shiprocket/in_transit_official.json"),
-        ("shipway", "shipway/classic_status_feed.json"),
-        ("shipway", "shipway/panel_delivered.json"),
-    ];
-    for (carrier, name) in fixtures {
+    for name in SAMPLES {
+        let carrier = carrier_of(name);
         let path = fixture_path(name);
         let out = rms(
             &[
@@ -72,7 +57,7 @@ fn each_fixture_prints_the_events_the_library_gives_one_per_line() {
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
 
-        let body = std::fs::read(&path).unwrap();
+        let body = fixture(name);
         let expected: Vec<Value> = normalize(
             carrier.parse::<Carrier>().unwrap(),
             &body,
@@ -92,7 +77,7 @@ fn each_fixture_prints_the_events_the_library_gives_one_per_line() {
 
 #[test]
 fn stdin_and_dash_read_the_payload_from_stdin() {
-    let body = std::fs::read(fixture_path("shipway/classic_status_feed.json")).unwrap();
+    let body = fixture("shipway/classic_status_feed.json");
     for args in [
         &["normalize", "shipway"][..],
         &["normalize", "shipway", "-"][..],
@@ -105,7 +90,7 @@ fn stdin_and_dash_read_the_payload_from_stdin() {
 
 #[test]
 fn bad_input_exits_non_zero_with_a_one_line_reason() {
-    let mut truncated = std::fs::read(fixture_path("shiprocket/in_transit_official.json")).unwrap();
+    let mut truncated = fixture("shiprocket/in_transit_official.json");
     truncated.truncate(200);
     let cases: [(&str, Vec<u8>, &str); 7] = [
         (
@@ -132,7 +117,7 @@ fn bad_input_exits_non_zero_with_a_one_line_reason() {
         ("clickpost", Vec::new(), "the body is empty"),
         (
             "clickpost",
-            std::fs::read(fixture_path("clickpost/seed_verbatim_python_literals.txt")).unwrap(),
+            fixture("clickpost/seed_verbatim_python_literals.txt"),
             "expected value at line 11 column 14",
         ),
     ];

@@ -808,11 +808,7 @@ fn an_event_that_failed_for_good_is_in_deliveries_and_the_dlq_and_can_be_redrive
     let db = database("flow");
     let (url, received) = receiver("503 Service Unavailable|down");
     let serve = Serve::start(&db, &url);
-    let fixture = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/clickpost/out_for_delivery_all_status.json"),
-    )
-    .unwrap();
+    let fixture = integration_tests::fixture("clickpost/out_for_delivery_all_status.json");
     let answer = serve.notify("/rms/in/api/clickpost/notify", "webhook_key", &fixture);
     assert!(answer.contains("200"), "{answer}");
 

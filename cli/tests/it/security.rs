@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use integration_tests::Receiver;
 use shared::auth::Credential;
+use shared::Carrier;
 
 use crate::common;
 
@@ -78,29 +79,11 @@ const SHIPWAY: &str = "/rms/in/api/shipway/notify";
 
 /// Every fixture with the header that carries the tenant's key for its carrier.
 fn fixtures(s: &Secrets) -> Vec<(&'static str, (&'static str, String), &'static str)> {
-    let cp = |name| (CLICKPOST, ("webhook_key", s.clickpost.clone()), name);
-    vec![
-        cp("clickpost/delivered_selected_captured.json"),
-        cp("clickpost/failed_delivery_ndr_selected.json"),
-        cp("clickpost/out_for_delivery_all_status.json"),
-        cp("clickpost/seed_return_order_placed.json"),
-        cp("clickpost/seed_test_webhook_data.json"),
-        (
-            SHIPROCKET,
-            ("x-api-key", s.shiprocket.clone()),
-            "shiprocket/in_transit_official.json",
-        ),
-        (
-            SHIPWAY,
-            ("x-api-key", s.shipway.clone()),
-            "shipway/classic_status_feed.json",
-        ),
-        (
-            SHIPWAY,
-            ("x-api-key", s.shipway.clone()),
-            "shipway/panel_delivered.json",
-        ),
-    ]
+    common::samples(|carrier| match carrier {
+        Carrier::Clickpost => s.clickpost.clone(),
+        Carrier::Shiprocket => s.shiprocket.clone(),
+        Carrier::Shipway => s.shipway.clone(),
+    })
 }
 
 /// A client without connection reuse: after refusing an oversized request the server closes

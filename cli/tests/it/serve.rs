@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::Receiver;
 use serde_json::Value;
+use shared::Carrier;
 
 use crate::common;
 
@@ -20,51 +21,15 @@ async fn every_fixture_is_delivered_once_with_the_configured_headers() {
     let dir = scratch_dir("serve-fixtures");
     let receiver = Receiver::start(Some(SECRET));
     let server = Server::start(&dir, &config(&dir, &receiver.url("/ok"), "\"1s\"", 10)).await;
-    let fixtures = [
-        (
-            "/rms/in/api/clickpost/notify",
-            ("webhook_key", CLICKPOST_KEY),
-            "clickpost/delivered_selected_captured.json",
-        ),
-        (
-            "/rms/in/api/clickpost/notify",
-            ("webhook_key", CLICKPOST_KEY),
-            "clickpost/failed_delivery_ndr_selected.json",
-        ),
-        (
-            "/rms/in/api/clickpost/notify",
-            ("webhook_key", CLICKPOST_KEY),
-            "clickpost/out_for_delivery_all_status.json",
-        ),
-        (
-            "/rms/in/api/clickpost/notify",
-            ("webhook_key", CLICKPOST_KEY),
-            "clickpost/seed_return_order_placed.json",
-        ),
-        (
-            "/rms/in/api/clickpost/notify",
-            ("webhook_key", CLICKPOST_KEY),
-            "clickpost/seed_test_webhook_data.json",
-        ),
-        (
-            "/rms/in/api/st/notify",
-            ("x-api-key", "serve-test-shiprocket"),
-            "shiprocket/in_transit_official.json",
-        ),
-        (
-            "/rms/in/api/shipway/notify",
-            ("x-api-key", "serve-test-shipway"),
-            "shipway/classic_status_feed.json",
-        ),
-        (
-            "/rms/in/api/shipway/notify",
-            ("x-api-key", "serve-test-shipway"),
-            "shipway/panel_delivered.json",
-        ),
-    ];
+    let fixtures = common::samples(|carrier| match carrier {
+        Carrier::Clickpost => CLICKPOST_KEY.to_owned(),
+        other => format!("serve-test-{other}"),
+    });
     let mut accepted = HashSet::new();
-    for (path, key, name) in fixtures {
-        let (status, answer) = server.post(path, &[key], fixture(name)).await;
+    for (path, (header, key), name) in &fixtures {
+        let (status, answer) = server
+            .post(path, &[(*header, key.as_str())], fixture(name))
+            .await;
         assert_eq!(
             (status, answer["status"].as_str()),
             (200, Some("accepted")),
@@ -76,8 +41,10 @@ async fn every_fixture_is_delivered_once_with_the_configured_headers() {
     }
     assert_eq!(accepted.len(), 9);
     // Duplicates give no second delivery.
-    for (path, key, name) in fixtures {
-        let (status, answer) = server.post(path, &[key], fixture(name)).await;
+    for (path, (header, key), name) in &fixtures {
+        let (status, answer) = server
+            .post(path, &[(*header, key.as_str())], fixture(name))
+            .await;
         assert_eq!(
             (status, answer["status"].as_str()),
             (200, Some("duplicate")),

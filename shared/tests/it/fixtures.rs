@@ -13,15 +13,7 @@ use shared::{
     normalize, CanonicalEvent, Carrier, NormalizeContext, NormalizeError, ShipmentType, Status,
 };
 
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("reading fixture {name}: {e}"))
-}
+use crate::support::{carrier_of, fixture, fixture_path, SAMPLES};
 
 fn ctx() -> NormalizeContext {
     NormalizeContext::new(
@@ -416,56 +408,23 @@ fn every_fixture_carries_its_payload_as_source_and_the_context_fields() {
 
 /// Every fixture that is a tracking update: each normalises to at least one event.
 fn all_fixtures() -> Vec<(Carrier, &'static str)> {
-    vec![
-        (
-            Carrier::Clickpost,
-            "clickpost/delivered_selected_captured.json",
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/failed_delivery_ndr_selected.json",
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/out_for_delivery_all_status.json",
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/seed_return_order_placed.json",
-        ),
-        (Carrier::Clickpost, "clickpost/seed_test_webhook_data.json"),
-        (Carrier::Shiprocket, "shiprocket/in_transit_official.json"),
-        (Carrier::Shipway, "shipway/classic_status_feed.json"),
-        (Carrier::Shipway, "shipway/panel_delivered.json"),
-        // Built from the field facts (tests/fixtures/FIELD-FACTS.md).
-        (
-            Carrier::Clickpost,
-            "clickpost/field_rvp_dsqc_picked_up.json",
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/field_return_approved_ist.json",
-        ),
-        (Carrier::Clickpost, "clickpost/field_pickup_failed_npr.json"),
-        (
-            Carrier::Clickpost,
-            "clickpost/field_rto_in_transit_no_latest_status.json",
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/field_rvp_delivered_event_11.json",
-        ),
-        (Carrier::Shiprocket, "shiprocket/field_rto_initiated.json"),
-        (
-            Carrier::Shiprocket,
-            "shiprocket/field_rto_initiated_resent.json",
-        ),
-        (
-            Carrier::Shipway,
-            "shipway/field_classic_hash_delivered.json",
-        ),
-        (Carrier::Shipway, "shipway/field_panel_scans_keyed.json"),
-    ]
+    // The vendors' samples, then those built from the field facts (tests/fixtures/FIELD-FACTS.md).
+    let field = [
+        "clickpost/field_rvp_dsqc_picked_up.json",
+        "clickpost/field_return_approved_ist.json",
+        "clickpost/field_pickup_failed_npr.json",
+        "clickpost/field_rto_in_transit_no_latest_status.json",
+        "clickpost/field_rvp_delivered_event_11.json",
+        "shiprocket/field_rto_initiated.json",
+        "shiprocket/field_rto_initiated_resent.json",
+        "shipway/field_classic_hash_delivered.json",
+        "shipway/field_panel_scans_keyed.json",
+    ];
+    SAMPLES
+        .into_iter()
+        .chain(field)
+        .map(|name| (carrier_of(name).parse().unwrap(), name))
+        .collect()
 }
 
 /// Fixtures that are not tracking updates: carrier set-up probes and panel test bodies. The relay

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+/// tests/support/fixtures.rs: the fixtures' reader and list, as every crate's tests have them.
+#[path = "../../../tests/support/fixtures.rs"]
+mod support;
+
 mod carrier_docs;
 mod fixtures;
 mod never_panics;

@@ -4,42 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::path::PathBuf;
-
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::Value;
 use shared::{normalize, Carrier, NormalizeContext};
 
-const FIXTURES: [(Carrier, &str); 8] = [
-    (
-        Carrier::Clickpost,
-        "clickpost/delivered_selected_captured.json",
-    ),
-    (
-        Carrier::Clickpost,
-        "clickpost/failed_delivery_ndr_selected.json",
-    ),
-    (
-        Carrier::Clickpost,
-        "clickpost/out_for_delivery_all_status.json",
-    ),
-    (
-        Carrier::Clickpost,
-        "clickpost/seed_return_order_placed.json",
-    ),
-    (Carrier::Clickpost, "clickpost/seed_test_webhook_data.json"),
-    (Carrier::Shiprocket, "shiprocket/in_transit_official.json"),
-    (Carrier::Shipway, "shipway/classic_status_feed.json"),
-    (Carrier::Shipway, "shipway/panel_delivered.json"),
-];
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    std::fs::read(path).unwrap()
-}
+use crate::support::{carrier_of, fixture, SAMPLES};
 
 fn ctx() -> NormalizeContext {
     NormalizeContext::new(
@@ -177,19 +147,20 @@ proptest! {
 
     #[test]
     fn mutated_fixtures_never_panic(
-        which in 0..FIXTURES.len(),
+        which in 0..SAMPLES.len(),
         mutations in prop::collection::vec(mutation(), 1..6),
     ) {
-        all_carriers(&apply(fixture(FIXTURES[which].1), &mutations));
+        all_carriers(&apply(fixture(SAMPLES[which]), &mutations));
     }
 
     #[test]
     fn fixtures_with_a_value_of_another_type_never_panic(
-        which in 0..FIXTURES.len(),
+        which in 0..SAMPLES.len(),
         mut pick in 0usize..80,
         replacement in json_value(),
     ) {
-        let (carrier, name) = FIXTURES[which];
+        let name = SAMPLES[which];
+        let carrier: Carrier = carrier_of(name).parse().unwrap();
         let mut value: Value = serde_json::from_slice(&fixture(name)).unwrap();
         replace_nth(&mut value, &mut pick, &replacement);
         let _ = normalize(carrier, value.to_string().as_bytes(), &ctx());
