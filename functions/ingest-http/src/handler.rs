@@ -410,36 +410,6 @@ mod tests {
         assert!(w.queue.messages().is_empty());
     }
 
-    #[tokio::test]
-    async fn an_older_event_after_a_newer_one_is_queued_as_stale() {
-        let w = world();
-        let newer = fixture("clickpost/delivered_selected_captured.json");
-        let older = String::from_utf8(newer.clone())
-            .unwrap()
-            .replace("\"clickpost_status_code\":8", "\"clickpost_status_code\":6")
-            .replacen("2023-02-07T18:09:00Z", "2023-02-07T09:00:00Z", 1);
-        post(&w, Carrier::Clickpost, &[auth(Carrier::Clickpost)], &newer).await;
-        let (status, _, _) = post(
-            &w,
-            Carrier::Clickpost,
-            &[auth(Carrier::Clickpost)],
-            older.as_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200);
-        let stale: Vec<bool> = w
-            .queue
-            .messages()
-            .iter()
-            .map(|m| {
-                serde_json::from_str::<Value>(&m.body).unwrap()["is_stale"]
-                    .as_bool()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(stale, vec![false, true]);
-    }
-
     /// Collects everything the JSON logger writes.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -12,4 +12,5 @@ mod ingest;
 mod log_bytes;
 mod pull;
 mod reconcile;
+mod store_contract;
 mod store_down;
