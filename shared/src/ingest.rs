@@ -786,7 +786,10 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::memory::{ClaimState, MemoryEvents, MemoryQueue};
+    use crate::adapters::memory::{
+        ClaimState, MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics,
+    };
+    use crate::auth::Credential;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
@@ -874,9 +877,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_found_key_is_remembered_for_the_ttl_and_an_unknown_one_is_asked_again() {
-        use crate::adapters::memory::MemoryConfig;
-        use crate::auth::Credential;
-
         let memory = Arc::new(MemoryConfig::default());
         let acme = TenantAuth {
             tenant_id: TenantId::parse("acme").unwrap(),
@@ -932,30 +932,137 @@ mod tests {
         assert_eq!(queue.messages().len(), 1);
     }
 
-    type MemoryIngest = Ingest<
-        crate::adapters::memory::MemoryConfig,
-        ClaimThenQueue<Arc<MemoryEvents>, MemoryQueue>,
-        crate::adapters::memory::RecordingMetrics,
-    >;
+    const KEY: &str = "cp-use-case-key-0001";
 
-    /// Ingest over in-memory stores, and its event store.
-    fn over_memory() -> (Arc<MemoryEvents>, MemoryIngest) {
-        let events = Arc::new(MemoryEvents::default());
-        let ingest = Ingest::new(
-            crate::adapters::memory::MemoryConfig::default(),
-            ClaimThenQueue {
-                events: events.clone(),
-                queue: MemoryQueue::default(),
-            },
-            crate::adapters::memory::RecordingMetrics::default(),
-            IngestSettings::default(),
+    /// Ingest over the fakes, acme holding the Clickpost key `KEY`, and the fakes to look at.
+    struct World {
+        ingest: Ingest<Arc<MemoryConfig>, Memory, RecordingMetrics>,
+        config: Arc<MemoryConfig>,
+        events: Arc<MemoryEvents>,
+        queue: Arc<MemoryQueue>,
+    }
+
+    fn world() -> World {
+        let config = Arc::new(MemoryConfig::default());
+        let acme = TenantAuth {
+            tenant_id: TenantId::parse("acme").unwrap(),
+            include_source: true,
+            enabled: true,
+        };
+        config.add_credential(Carrier::Clickpost, &Credential::new(KEY), acme);
+        let (intake, events, queue) = intake();
+        World {
+            ingest: Ingest::new(
+                config.clone(),
+                intake,
+                RecordingMetrics::default(),
+                IngestSettings::default(),
+            ),
+            config,
+            events,
+            queue,
+        }
+    }
+
+    /// The vendor's Clickpost sample as pushed with `KEY`, and its one event.
+    fn clickpost_push() -> (Inbound, CanonicalEvent) {
+        let body = crate::fixtures::fixture("clickpost/out_for_delivery_all_status.json");
+        let event = normalize(
+            Carrier::Clickpost,
+            &body,
+            &NormalizeContext::new("acme", now()),
+        )
+        .unwrap()
+        .remove(0);
+        let push = Inbound {
+            carrier: Carrier::Clickpost,
+            method: "POST".into(),
+            headers: HashMap::from([("webhook_key".to_owned(), KEY.to_owned())]),
+            query: HashMap::new(),
+            body,
+        };
+        (push, event)
+    }
+
+    fn accepted(event: &CanonicalEvent) -> IngestOutcome {
+        IngestOutcome::Accepted {
+            queued: vec![event.event_id.clone()],
+            duplicates: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_failure_releases_the_claim_so_the_carriers_retry_is_accepted() {
+        let w = world();
+        let (push, event) = clickpost_push();
+        w.queue.set_unavailable(true);
+        assert_eq!(
+            w.ingest.handle(&push, now()).await,
+            IngestOutcome::Unavailable
         );
-        (events, ingest)
+        assert_eq!(w.events.claim_state(&event.event_id), None, "released");
+        w.queue.set_unavailable(false);
+        assert_eq!(w.ingest.handle(&push, now()).await, accepted(&event));
+        assert_eq!(w.queue.messages().len(), 1);
+    }
+
+    /// The claim's write landed but its answer was lost (a timeout, a reset connection): the
+    /// attempt gives its claim up, so the carrier's retry is accepted at once rather than refused
+    /// as "in flight" until the claim expires.
+    #[tokio::test]
+    async fn a_claim_whose_answer_was_lost_is_released_so_the_retry_is_accepted() {
+        let w = world();
+        let (push, event) = clickpost_push();
+        w.events.set_claims_lose_answers(true);
+        assert_eq!(
+            w.ingest.handle(&push, now()).await,
+            IngestOutcome::Unavailable
+        );
+        w.events.set_claims_lose_answers(false);
+        assert_eq!(w.ingest.handle(&push, now()).await, accepted(&event));
+        assert_eq!(w.queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_unavailable_with_nothing_queued() {
+        let w = world();
+        let (push, _) = clickpost_push();
+        w.events.set_unavailable(true);
+        assert_eq!(
+            w.ingest.handle(&push, now()).await,
+            IngestOutcome::Unavailable
+        );
+        w.events.set_unavailable(false);
+        w.config.set_unavailable(true);
+        assert_eq!(
+            w.ingest.handle(&push, now()).await,
+            IngestOutcome::Unavailable
+        );
+        assert!(w.queue.messages().is_empty());
+    }
+
+    /// Another request holds the event's claim and has not queued it yet: the carrier is asked
+    /// to retry, and the claim is left to its holder; once it has expired unqueued (its holder
+    /// died), the retry takes it.
+    #[tokio::test]
+    async fn a_claim_another_request_holds_is_in_flight_until_it_expires() {
+        let w = world();
+        let (push, event) = clickpost_push();
+        let theirs = ClaimToken::new();
+        w.events.claim(&event, now(), HOLD, &theirs).await.unwrap();
+        assert_eq!(w.ingest.handle(&push, now()).await, IngestOutcome::InFlight);
+        assert!(matches!(
+            w.events.claim_state(&event.event_id),
+            Some(ClaimState::Received { token, .. }) if token == theirs
+        ));
+        assert!(w.queue.messages().is_empty());
+        let later = now() + chrono::TimeDelta::seconds(60);
+        assert_eq!(w.ingest.handle(&push, later).await, accepted(&event));
     }
 
     #[tokio::test]
     async fn carrier_activity_is_written_at_most_once_a_minute_and_every_request_is_counted() {
-        let (events, ingest) = over_memory();
+        let World { ingest, events, .. } = world();
         let acme = TenantId::parse("acme").unwrap();
         let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap();
         let accepted =
@@ -987,7 +1094,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_count_that_could_not_be_written_is_written_with_the_next_one() {
-        let (events, ingest) = over_memory();
+        let World { ingest, events, .. } = world();
         let acme = TenantId::parse("acme").unwrap();
         let at = |m: u32| Utc.with_ymd_and_hms(2026, 11, 22, 10, m, 0).unwrap();
         events.set_unavailable(true);
