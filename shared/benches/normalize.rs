@@ -5,18 +5,15 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shared::{normalize, Carrier, NormalizeContext};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    std::fs::read(path).unwrap()
-}
+/// tests/support/fixtures.rs: the fixtures' reader, as every crate's tests have it.
+#[path = "../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::fixture;
 
 fn normalizers(c: &mut Criterion) {
     let ctx = NormalizeContext::new(

@@ -20,5 +20,10 @@ pub mod reconcile;
 pub mod shipment;
 pub mod time;
 
+/// The fixtures' reader and list, as every crate's tests have them.
+#[cfg(test)]
+#[path = "../../tests/support/fixtures.rs"]
+mod fixtures;
+
 pub use carriers::{normalize, NormalizeContext, NormalizeError};
 pub use model::{CanonicalEvent, Carrier, EventId, ShipmentType, Status, TenantId};

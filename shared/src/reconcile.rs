@@ -733,13 +733,9 @@ mod tests {
     use crate::ingest::QueueThenClaim;
     use crate::push::{SecretValue, TargetPolicy};
 
+    /// A fixture as text: the pull answers are handed to the transport as text.
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/fixtures")
-                .join(name),
-        )
-        .unwrap()
+        String::from_utf8(crate::fixtures::fixture(name)).unwrap()
     }
 
     type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;

@@ -5,7 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
+#[path = "../support/fixtures.rs"]
+pub mod fixtures;
+pub mod needs;
 pub mod pull_fake;
+pub use fixtures::fixture;
 pub use pull_fake::{FakeCall, PullFake};
 
 use std::collections::HashMap;
@@ -395,14 +399,6 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, delivery_in
     create.send().await.unwrap();
 }
 
-/// A fixture's bytes, from `tests/fixtures/`.
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
 /// The Python stand-in for a client's endpoint (`tests/receiver/receiver.py`), which verifies
 /// signatures with the `standardwebhooks` package. Stopped when dropped.
 pub struct Receiver {
@@ -416,7 +412,7 @@ impl Receiver {
     pub fn start(secret: Option<&str>) -> Receiver {
         use std::io::BufRead;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut command = std::process::Command::new(root.join(".venv/bin/python"));
+        let mut command = std::process::Command::new(needs::venv_python());
         command
             .arg(root.join("tests/receiver/receiver.py"))
             .args(["--port", "0"])
@@ -491,19 +487,31 @@ impl LogCapture {
             .with_env_filter(shared::logging::filter("trace"))
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        installed(tracing::subscriber::set_default(subscriber))
     }
 
     /// Installs the Lambda functions' own subscriber (`shared::logging::json_subscriber`, INFO)
     /// for the current thread, writing here: the bytes CloudWatch would ingest.
     pub fn install_lambda_format(&self) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
-        tracing::subscriber::set_default(shared::logging::json_subscriber(move || writer.clone()))
+        installed(tracing::subscriber::set_default(
+            shared::logging::json_subscriber(move || writer.clone()),
+        ))
     }
 
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+}
+
+/// A subscriber just set for this thread, with every log call site's interest worked out again.
+/// The tests of a binary run on parallel threads: a call site first reached on another thread
+/// while the process's first thread subscriber is being set can store an interest worked out
+/// without it (tracing-core asks the subscribers without a lock until there is one), and its
+/// lines would then never reach this capture.
+fn installed(guard: tracing::subscriber::DefaultGuard) -> tracing::subscriber::DefaultGuard {
+    tracing::callsite::rebuild_interest_cache();
+    guard
 }
 
 /// A received SQS message as the event source mapping hands it to the dispatcher: one record of

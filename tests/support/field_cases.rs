@@ -1,6 +1,6 @@
 // The field-fact cases (tests/fixtures/field-cases.json) as both hosts' tests read them. Included
 // (`include!`) by the Lambda handler's tests (functions/ingest-http/src/handler.rs) and by the
-// `rms serve` tests (cli/tests/common/mod.rs), so that the two hosts are held to the same answers
+// `rms serve` tests (cli/tests/it/common.rs), so that the two hosts are held to the same answers
 // by the same code. Plain comments: an included file cannot hold inner doc comments.
 
 use serde_json::Value;

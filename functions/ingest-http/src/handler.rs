@@ -38,6 +38,7 @@ mod tests {
 
     use super::*;
     use crate::apigw;
+    use crate::fixtures::{carrier_of, fixture, SAMPLES};
     use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
 
     const CLICKPOST_KEY: &str = "cp-7e7cc4c4-webhook-key";
@@ -111,13 +112,6 @@ mod tests {
         apigw::notify_request(carrier, method, headers, query, body)
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures")
-            .join(name);
-        std::fs::read(path).unwrap()
-    }
-
     fn auth(carrier: Carrier) -> (&'static str, &'static str) {
         (carrier.spec().key_header(), key_of(carrier))
     }
@@ -143,46 +137,19 @@ mod tests {
         (response.status().as_u16(), body, retry_after)
     }
 
-    const FIXTURES: [(Carrier, &str, usize); 8] = [
-        (
-            Carrier::Clickpost,
-            "clickpost/delivered_selected_captured.json",
-            1,
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/failed_delivery_ndr_selected.json",
-            1,
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/out_for_delivery_all_status.json",
-            1,
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/seed_return_order_placed.json",
-            1,
-        ),
-        (
-            Carrier::Clickpost,
-            "clickpost/seed_test_webhook_data.json",
-            1,
-        ),
-        (
-            Carrier::Shiprocket,
-            "shiprocket/in_transit_official.json",
-            1,
-        ),
-        (Carrier::Shipway, "shipway/classic_status_feed.json", 2),
-        (Carrier::Shipway, "shipway/panel_delivered.json", 1),
-    ];
-
     #[tokio::test]
     async fn every_fixture_is_accepted_and_queued_once_with_its_attributes() {
         let w = world();
         let mut expected_messages = 0;
-        for (carrier, name, events) in FIXTURES {
+        for name in SAMPLES {
+            let carrier: Carrier = carrier_of(name).parse().unwrap();
+            let events = shared::normalize(
+                carrier,
+                &fixture(name),
+                &shared::NormalizeContext::new("acme", Utc::now()),
+            )
+            .unwrap()
+            .len();
             let (status, body, _) = post(&w, carrier, &[auth(carrier)], &fixture(name)).await;
             assert_eq!(status, 200, "{name}: {body}");
             assert_eq!(body["status"], "accepted", "{name}");
@@ -506,7 +473,8 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let w = world();
-        for (carrier, name, _) in FIXTURES {
+        for name in SAMPLES {
+            let carrier: Carrier = carrier_of(name).parse().unwrap();
             post(&w, carrier, &[auth(carrier)], &fixture(name)).await;
             post(&w, carrier, &[auth(carrier)], &fixture(name)).await;
             post(

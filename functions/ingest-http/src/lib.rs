@@ -6,6 +6,11 @@ pub mod apigw;
 mod config;
 mod handler;
 
+/// tests/support/fixtures.rs: the fixtures' reader and list, as every crate's tests have them.
+#[cfg(test)]
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+
 pub use config::{Config, ConfigError};
 pub use handler::handle;
 

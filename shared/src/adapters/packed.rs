@@ -166,12 +166,7 @@ mod tests {
     use crate::carriers::{normalize, NormalizeContext};
     use crate::model::Carrier;
 
-    fn fixture(path: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures")
-            .join(path);
-        std::fs::read(path).unwrap()
-    }
+    use crate::fixtures::fixture;
 
     fn events(carrier: Carrier, path: &str) -> Vec<CanonicalEvent> {
         let ctx = NormalizeContext::new(

@@ -509,44 +509,13 @@ impl QueueActions for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::TimeZone;
-
     use super::*;
     use crate::adapters::sqlite::parse_time;
     use crate::adapters::sqlite::test_support::*;
     use crate::admin::AdminStore;
-    use crate::carriers::{normalize, NormalizeContext};
-    use crate::ports::ShipmentStates;
 
     fn queued(store: &SqliteStore) -> u64 {
         store.queue_depth().unwrap().0
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_same_event_posted_concurrently_is_accepted_once() {
-        let store = Arc::new(SqliteStore::in_memory().unwrap());
-        let event = scan("AWB1", "2026-11-22T09:00:00Z");
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let (store, mut event) = (store.clone(), event.clone());
-                tokio::spawn(async move { store.accept(&mut event, Utc::now()).await.unwrap() })
-            })
-            .collect();
-        let mut claims = Vec::new();
-        for task in tasks {
-            claims.push(task.await.unwrap());
-        }
-        assert_eq!(claims.iter().filter(|c| **c == Claim::Claimed).count(), 1);
-        assert_eq!(
-            claims
-                .iter()
-                .filter(|c| **c == Claim::AlreadyQueued)
-                .count(),
-            49
-        );
-        assert_eq!(queued(&store), 1);
     }
 
     /// The event as the code before the v2 identity accepted it: under its v1 id.
@@ -582,129 +551,6 @@ mod tests {
             Claim::Claimed
         );
         assert_eq!(queued(&store), 2);
-    }
-
-    #[tokio::test]
-    async fn an_older_scan_is_queued_marked_stale() {
-        let store = SqliteStore::in_memory().unwrap();
-        let mut newer = scan("AWB2", "2026-11-22T09:00:00Z");
-        let mut older = scan("AWB2", "2026-11-22T08:00:00Z");
-        assert_eq!(
-            store.accept(&mut newer, Utc::now()).await.unwrap(),
-            Claim::Claimed
-        );
-        assert_eq!(
-            store.accept(&mut older, Utc::now()).await.unwrap(),
-            Claim::Claimed
-        );
-        assert!(!newer.is_stale);
-        assert!(older.is_stale);
-        let leased = store
-            .lease(
-                10,
-                10,
-                &HashMap::new(),
-                Duration::from_secs(30),
-                10,
-                Utc::now(),
-            )
-            .await
-            .unwrap();
-        let bodies: Vec<CanonicalEvent> = leased
-            .iter()
-            .map(|m| serde_json::from_str(&m.body).unwrap())
-            .collect();
-        assert_eq!(bodies.len(), 2);
-        assert!(bodies
-            .iter()
-            .any(|e| e.is_stale && e.event_id == older.event_id));
-    }
-
-    #[tokio::test]
-    async fn the_newest_accepted_event_is_the_shipment_s_state() {
-        let store = SqliteStore::in_memory().unwrap();
-        let acme = tenant_id("acme");
-        assert_eq!(store.shipment(&acme, "AWB9").await.unwrap(), None);
-        let body = |code: u16, time: &str, order: &str| {
-            format!(
-                r#"{{"waybill":"AWB9","cp_id":4,"clickpost_status_code":{code},"timestamp":"{time}"{order}}}"#
-            )
-        };
-        let ctx = NormalizeContext::new(
-            "acme",
-            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
-        );
-        let event = |text: String| {
-            normalize(Carrier::Clickpost, text.as_bytes(), &ctx)
-                .unwrap()
-                .remove(0)
-        };
-        let mut first = event(body(
-            5,
-            "2026-11-22T08:00:00Z",
-            r#","additional":{"order_id":"ORD-9"}"#,
-        ));
-        let mut newest = event(body(8, "2026-11-22T09:00:00Z", ""));
-        let mut late = event(body(6, "2026-11-22T08:30:00Z", ""));
-        for e in [&mut first, &mut newest, &mut late] {
-            store.accept(e, Utc::now()).await.unwrap();
-        }
-        let state = store.shipment(&acme, "AWB9").await.unwrap().unwrap();
-        assert_eq!(
-            state,
-            ShipmentState {
-                latest_event_id: Some(newest.event_id.clone()),
-                latest_event_time: newest.event_time,
-                last_status: Some(Status::Delivered),
-                terminal: true,
-                carrier: Some(Carrier::Clickpost),
-                awb: Some("AWB9".into()),
-                // The newest scan has no order id: the earlier one's is kept.
-                order_id: Some("ORD-9".into()),
-                courier_id: Some("4".into()),
-                last_received_at: Some(newest.received_at),
-            }
-        );
-        assert!(late.is_stale);
-        // Another tenant's shipment with the same AWB is its own.
-        assert_eq!(
-            store.shipment(&tenant_id("globex"), "AWB9").await.unwrap(),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn a_message_past_its_receives_is_dead_lettered_not_handed_out() {
-        let store = SqliteStore::in_memory().unwrap();
-        let mut event = scan("AWB3", "2026-11-22T09:00:00Z");
-        store.accept(&mut event, Utc::now()).await.unwrap();
-        let later = |n: i64| Utc::now() + chrono::Duration::seconds(n);
-        // Two receives allowed; each lease hides it for 1 s.
-        assert_eq!(
-            store
-                .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(0))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            store
-                .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(2))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(store
-            .lease(10, 10, &HashMap::new(), Duration::from_secs(1), 2, later(4))
-            .await
-            .unwrap()
-            .is_empty());
-        let dead = AdminStore::dead_letters(&store, None, 100).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].event_id, event.event_id.as_str());
-        assert!(dead[0].reason.contains("2 times"), "{}", dead[0].reason);
     }
 
     #[tokio::test]
