@@ -19,8 +19,8 @@ pub struct Args {
     /// The payload file; `-` or nothing reads stdin.
     file: Option<PathBuf>,
     /// The tenant the events are for (part of each event_id).
-    #[arg(long, default_value = "local")]
-    tenant: String,
+    #[arg(long, default_value = "local", value_parser = |t: &str| shared::TenantId::parse(t))]
+    tenant: shared::TenantId,
     /// The zone of the carrier's wall-clock times [default: the carrier's, +05:30 for all three].
     #[arg(long, value_parser = shared::time::parse_zone)]
     zone: Option<FixedOffset>,

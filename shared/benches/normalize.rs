@@ -17,7 +17,7 @@ use fixtures::fixture;
 
 fn normalizers(c: &mut Criterion) {
     let ctx = NormalizeContext::new(
-        "acme",
+        shared::TenantId::parse("acme").unwrap(),
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     );
     let samples = [

@@ -180,11 +180,8 @@ where
     ) -> Decision {
         let replay = matches!(origin, Origin::Replay);
         let attempt = receive_count.max(1);
-        let tenant_id = match TenantId::parse(&event.tenant_id) {
-            Ok(t) => t,
-            Err(e) => return dead_letter(e.to_string()),
-        };
-        let config = match self.configs.push_config(&tenant_id).await {
+        let tenant_id = &event.tenant_id;
+        let config = match self.configs.push_config(tenant_id).await {
             Ok(Some(config)) => config,
             Ok(None) => {
                 return self.wait(event, attempt, None, "the tenant has no Push Config yet")
@@ -621,7 +618,7 @@ mod tests {
         let body =
             br#"{"waybill":"AWB1","clickpost_status_code":8,"timestamp":"2023-02-07T18:09:00Z"}"#;
         let ctx = NormalizeContext::new(
-            "acme",
+            crate::model::TenantId::parse("acme").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         );
         normalize(Carrier::Clickpost, body, &ctx).unwrap().remove(0)
@@ -1003,7 +1000,7 @@ mod tests {
         let globex = TenantId::parse("globex").unwrap();
         w.configs.set(&globex, Some(config()));
         let mut other = event();
-        other.tenant_id = "globex".into();
+        other.tenant_id = TenantId::parse("globex").unwrap();
         for attempt in 1..=5 {
             w.dispatch.deliver(&other, attempt, now()).await;
         }
@@ -1095,8 +1092,7 @@ mod tests {
                 let body = format!(
                     r#"{{"waybill":"AWB1","clickpost_status_code":{code},"timestamp":"2023-02-07T18:{n:02}:00Z"}}"#
                 );
-                let ctx = NormalizeContext::new(
-                    "acme",
+                let ctx = NormalizeContext::new(crate::model::TenantId::parse("acme").unwrap(),
                     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
                 );
                 normalize(Carrier::Clickpost, body.as_bytes(), &ctx)

@@ -407,7 +407,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
     ) -> IngestOutcome {
         let tenant_id = tenant.tenant_id.clone();
         let ctx = NormalizeContext {
-            tenant_id: tenant_id.to_string(),
+            tenant_id: tenant_id.clone(),
             received_at,
             zone: self.settings.zones.for_carrier(carrier),
             include_source: tenant.include_source,
@@ -782,7 +782,7 @@ mod tests {
         let body = format!(
             r#"{{"waybill":"AWB-V1","clickpost_status_code":6,"timestamp":"{time}","additional":{{"notification_event_id":3}}}}"#
         );
-        let ctx = NormalizeContext::new("acme", now());
+        let ctx = NormalizeContext::new(crate::model::TenantId::parse("acme").unwrap(), now());
         normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0)

@@ -387,7 +387,7 @@ pub struct V1EventIdParts<'a> {
 pub struct CanonicalEvent {
     pub schema: String,
     pub event_id: EventId,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub carrier: Carrier,
     /// Courier name, or the carrier's courier id where no name is given.
     pub courier: Option<String>,

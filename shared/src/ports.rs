@@ -338,7 +338,7 @@ pub trait ShipmentStates: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub event_id: EventId,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The shipment's AWB (or its key, for a return request without one).
     pub awb: String,
     pub status: Status,

@@ -575,7 +575,7 @@ where
     }
 
     fn context(&self, tenant: &TenantId, carrier: Carrier, now: DateTime<Utc>) -> NormalizeContext {
-        let mut ctx = NormalizeContext::new(tenant.as_str(), now);
+        let mut ctx = NormalizeContext::new(tenant.clone(), now);
         ctx.zone = self.settings.zones.for_carrier(carrier);
         ctx.max_future = self.settings.max_future;
         ctx
@@ -793,7 +793,7 @@ mod tests {
         let mut pushed = normalize(
             Carrier::Clickpost,
             body.as_bytes(),
-            &NormalizeContext::new("acme", now),
+            &NormalizeContext::new(crate::model::TenantId::parse("acme").unwrap(), now),
         )
         .unwrap();
         for event in &mut pushed {
@@ -887,7 +887,7 @@ mod tests {
         for event in &mut normalize(
             Carrier::Clickpost,
             body.as_bytes(),
-            &NormalizeContext::new("acme", now),
+            &NormalizeContext::new(crate::model::TenantId::parse("acme").unwrap(), now),
         )
         .unwrap()
         {

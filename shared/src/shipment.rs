@@ -109,7 +109,7 @@ mod tests {
                 "additional":{{"order_id":"ORD-1"}}}}"#
         );
         let ctx = NormalizeContext::new(
-            "acme",
+            crate::model::TenantId::parse("acme").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         );
         normalize(Carrier::Clickpost, body.as_bytes(), &ctx)

@@ -61,7 +61,7 @@ fn each_fixture_prints_the_events_the_library_gives_one_per_line() {
         let expected: Vec<Value> = normalize(
             carrier.parse::<Carrier>().unwrap(),
             &body,
-            &NormalizeContext::new("acme", Utc::now()),
+            &NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), Utc::now()),
         )
         .unwrap()
         .iter()

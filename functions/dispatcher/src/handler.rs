@@ -130,7 +130,7 @@ mod tests {
         let body = format!(
             r#"{{"waybill":"{awb}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#
         );
-        let ctx = NormalizeContext::new("acme", Utc::now());
+        let ctx = NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), Utc::now());
         serde_json::to_string(&normalize(Carrier::Clickpost, body.as_bytes(), &ctx).unwrap()[0])
             .unwrap()
     }

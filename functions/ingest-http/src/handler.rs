@@ -146,7 +146,10 @@ mod tests {
             let events = shared::normalize(
                 carrier,
                 &fixture(name),
-                &shared::NormalizeContext::new("acme", Utc::now()),
+                &shared::NormalizeContext::new(
+                    shared::TenantId::parse("acme").unwrap(),
+                    Utc::now(),
+                ),
             )
             .unwrap()
             .len();

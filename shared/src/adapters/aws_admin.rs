@@ -406,7 +406,7 @@ fn attempt_from(item: &HashMap<String, AttributeValue>) -> Option<Attempt> {
     let outcome = AttemptOutcome::parse(&text(item, "outcome")?)?;
     Some(Attempt {
         event_id: EventId::from_stored(text(item, "event_id")?),
-        tenant_id: text(item, "tenant_id")?,
+        tenant_id: TenantId::parse(&text(item, "tenant_id")?).ok()?,
         awb: text(item, "awb")?,
         status: text(item, "status")?.parse::<Status>().ok()?,
         attempt: number(item, "attempt")?,
@@ -946,7 +946,7 @@ impl AdminStore for DynamoAdmin {
                 .iter()
                 .flat_map(|a| {
                     [
-                        claim_key(&a.tenant_id, &a.awb, &a.event_id),
+                        claim_key(a.tenant_id.as_str(), &a.awb, &a.event_id),
                         legacy_claim_key(&a.event_id),
                     ]
                 })
@@ -1032,8 +1032,8 @@ impl AdminStore for DynamoAdmin {
             .send_message()
             .queue_url(&self.names.queue_url)
             .message_body(body)
-            .message_group_id(&event.tenant_id)
-            .message_attributes("tenant_id", attribute(&event.tenant_id)?)
+            .message_group_id(event.tenant_id.as_str())
+            .message_attributes("tenant_id", attribute(event.tenant_id.as_str())?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)
             .message_attributes("replay", attribute("true")?)

@@ -167,9 +167,13 @@ async fn put_claim(
     now: DateTime<Utc>,
 ) -> Result<Claim, Unavailable> {
     let packed = super::packed::pack(event).map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
-    let mut item = claim_key(&event.tenant_id, event.shipment_key(), &event.event_id);
+    let mut item = claim_key(
+        event.tenant_id.as_str(),
+        event.shipment_key(),
+        &event.event_id,
+    );
     item.insert(CLAIM_TOKEN.into(), s(token.as_str()));
-    item.insert("tenant_id".into(), s(&event.tenant_id));
+    item.insert("tenant_id".into(), s(event.tenant_id.as_str()));
     // The event rides on its claim for the dedup window: what `replay` sends again. Packed
     // (`packed.rs`), so that the claim stays under 1 KB, one write unit.
     item.insert(
@@ -684,7 +688,7 @@ impl DynamoDeliveryLog {
 
     /// Writes the entries as pages: one item per tenant and UTC day.
     async fn write_pages(&self, entries: Vec<PageEntry>) -> Result<(), Unavailable> {
-        let mut pages: std::collections::BTreeMap<(String, chrono::NaiveDate), Vec<PageEntry>> =
+        let mut pages: std::collections::BTreeMap<(TenantId, chrono::NaiveDate), Vec<PageEntry>> =
             Default::default();
         for entry in entries {
             let day = entry.at().date_naive();
@@ -701,7 +705,7 @@ impl DynamoDeliveryLog {
             let packed = super::packed::compress(&json)
                 .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
             let mut item = key(
-                page_pk(&tenant, day),
+                page_pk(tenant.as_str(), day),
                 // The first attempt's time (a Query by time range finds the page), and a random
                 // part: two dispatchers write pages of the same millisecond.
                 &format!(
@@ -736,7 +740,7 @@ pub(super) struct PageEntry {
     #[serde(rename = "e")]
     pub event_id: String,
     #[serde(rename = "k")]
-    pub tenant: String,
+    pub tenant: TenantId,
     #[serde(rename = "w")]
     pub awb: String,
     #[serde(rename = "s")]
@@ -824,11 +828,11 @@ impl DeliveryLog for DynamoDeliveryLog {
         // One item per attempt, and a delivered attempt is also the event's delivered marker
         // (`delivered` finds it): one write where there were two.
         let mut item = key(
-            delivery_pk(&attempt.tenant_id, &attempt.awb),
+            delivery_pk(attempt.tenant_id.as_str(), &attempt.awb),
             &attempt_sk(&attempt.event_id, &at, attempt.attempt),
         );
         item.insert("event_id".into(), s(attempt.event_id.as_str()));
-        item.insert("tenant_id".into(), s(&attempt.tenant_id));
+        item.insert("tenant_id".into(), s(attempt.tenant_id.as_str()));
         item.insert("awb".into(), s(&attempt.awb));
         item.insert("status".into(), s(attempt.status.as_str()));
         item.insert("attempt".into(), n(i64::from(attempt.attempt)));
@@ -900,7 +904,7 @@ impl DeliveryLog for DynamoDeliveryLog {
             .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
             .expression_attribute_values(
                 ":pk",
-                s(delivery_pk(&event.tenant_id, event.shipment_key())),
+                s(delivery_pk(event.tenant_id.as_str(), event.shipment_key())),
             )
             .expression_attribute_values(":event", s(id))
             .projection_expression("sk, #token, outcome")
@@ -1051,7 +1055,7 @@ impl DynamoEventStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(
-                &event.tenant_id,
+                event.tenant_id.as_str(),
                 event.shipment_key(),
                 &event.event_id,
             )))
@@ -1256,7 +1260,7 @@ impl EventStore for DynamoEventStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(claim_key(
-                &event.tenant_id,
+                event.tenant_id.as_str(),
                 event.shipment_key(),
                 &event.event_id,
             )))
@@ -1339,9 +1343,15 @@ impl EventStore for DynamoEventStore {
         // last status is not terminal and its tenant has a pull account at its carrier
         // (`with_pull_accounts`), keyed by when it was last heard of.
         values.push(("heard_at", n(event.received_at.timestamp_millis())));
-        let indexed = !state.terminal && self.reconciled(&event.tenant_id, event.carrier).await;
+        let indexed = !state.terminal
+            && self
+                .reconciled(event.tenant_id.as_str(), event.carrier)
+                .await;
         if indexed {
-            values.push((OPEN, s(open_key(&event.tenant_id, event.carrier.as_str()))));
+            values.push((
+                OPEN,
+                s(open_key(event.tenant_id.as_str(), event.carrier.as_str())),
+            ));
         }
         let assignments: Vec<String> = values
             .iter()
@@ -1354,7 +1364,7 @@ impl EventStore for DynamoEventStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(shipment_item_key(
-                &event.tenant_id,
+                event.tenant_id.as_str(),
                 event.shipment_key(),
             )))
             // One conditional write, the newest event time wins. Equal times are not stale: a

@@ -216,7 +216,7 @@ impl MemoryEvents {
     fn before(&self, event: &CanonicalEvent, claim: ClaimBefore) {
         let mut state = lock(&self.state);
         state.claims_before.insert(event.event_id.clone(), claim);
-        let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
+        let key = (event.tenant_id.to_string(), event.shipment_key().to_owned());
         if let Some(next) = ShipmentState::after(state.shipments.get(&key), event) {
             state.shipments.insert(key, next);
         }
@@ -314,7 +314,7 @@ impl EventStore for MemoryEvents {
         event: &CanonicalEvent,
     ) -> Result<Freshness, Unavailable> {
         self.check("UpdateItem")?;
-        let key = (event.tenant_id.clone(), event.shipment_key().to_owned());
+        let key = (event.tenant_id.to_string(), event.shipment_key().to_owned());
         let mut state = lock(&self.state);
         let first = !state.shipments.contains_key(&key);
         match ShipmentState::after(state.shipments.get(&key), event) {
@@ -470,7 +470,7 @@ impl EventQueue for MemoryQueue {
             .map_err(|e| Unavailable::new("memory queue", "serialise", e))?;
         lock(&self.messages).push(QueuedMessage {
             body,
-            tenant_id: event.tenant_id.clone(),
+            tenant_id: event.tenant_id.to_string(),
             carrier: event.carrier.to_string(),
             event_id: event.event_id.to_string(),
             claim_token: token.as_str().to_owned(),
@@ -1001,7 +1001,7 @@ impl AdminStore for MemoryAdmin {
         Ok(lock(&self.state)
             .attempts
             .iter()
-            .filter(|a| a.tenant_id == tenant.as_str())
+            .filter(|a| &a.tenant_id == tenant)
             .filter(|a| match selection {
                 Selection::Awb(awb) => &a.awb == awb,
                 Selection::Between { from, to } => (*from..=*to).contains(&a.at),

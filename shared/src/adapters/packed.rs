@@ -170,7 +170,7 @@ mod tests {
 
     fn events(carrier: Carrier, path: &str) -> Vec<CanonicalEvent> {
         let ctx = NormalizeContext::new(
-            "acme-logistics",
+            crate::model::TenantId::parse("acme-logistics").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap(),
         );
         normalize(carrier, &fixture(path), &ctx).unwrap()

@@ -45,8 +45,8 @@ impl EventQueue for SqsEventQueue {
             .message_body(body)
             // On a standard queue the group is the fairness key: SQS fair queues keep one tenant's
             // backlog from raising the other tenants' dwell time.
-            .message_group_id(&event.tenant_id)
-            .message_attributes("tenant_id", attribute(&event.tenant_id)?)
+            .message_group_id(event.tenant_id.as_str())
+            .message_attributes("tenant_id", attribute(event.tenant_id.as_str())?)
             .message_attributes("carrier", attribute(event.carrier.as_str())?)
             .message_attributes("event_id", attribute(event.event_id.as_str())?)
             // Which copy this is: the dispatcher pushes only the one the event's claim names

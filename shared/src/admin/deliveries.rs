@@ -162,7 +162,7 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
         let events = self.store.archived_events(&firsts).await?;
         let mut done = 0;
         for event in &events {
-            if event.tenant_id != tenant.id.as_str() {
+            if event.tenant_id != tenant.id {
                 continue;
             }
             self.store.enqueue_replay(event).await?;

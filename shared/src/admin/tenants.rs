@@ -666,7 +666,7 @@ pub fn sample_event(tenant: &TenantId, status: Status, now: DateTime<Utc>) -> Ca
     let mut event = CanonicalEvent {
         schema: crate::model::SCHEMA_ID.to_owned(),
         event_id: EventId::unset(),
-        tenant_id: tenant.to_string(),
+        tenant_id: tenant.clone(),
         carrier: Carrier::Clickpost,
         courier: Some("RMS test".to_owned()),
         awb: Some(format!("TEST-{}", status.as_str().to_ascii_uppercase())),

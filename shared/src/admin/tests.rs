@@ -598,7 +598,7 @@ async fn replay_queues_each_attempted_event_once() {
     for attempt in 1..=2 {
         admin.store.add_attempt(Attempt {
             event_id: event.event_id.clone(),
-            tenant_id: "acme".into(),
+            tenant_id: TenantId::parse("acme").unwrap(),
             awb: event.awb.clone().unwrap(),
             status: Status::Delivered,
             attempt,
@@ -898,7 +898,7 @@ async fn deliveries_by_hour_count_pushes_of_the_last_24_hours_by_outcome() {
     let log = |minutes_ago: i64, outcome: AttemptOutcome, tenant: &str| {
         admin.store.add_attempt(Attempt {
             event_id: event.event_id.clone(),
-            tenant_id: tenant.into(),
+            tenant_id: TenantId::parse(tenant).unwrap(),
             awb: "A1".into(),
             status: Status::Delivered,
             attempt: 1,

@@ -325,7 +325,10 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn ctx() -> NormalizeContext {
-        NormalizeContext::new("acme", Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+        NormalizeContext::new(
+            crate::model::TenantId::parse("acme").unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        )
     }
 
     fn event(json: &str) -> CanonicalEvent {

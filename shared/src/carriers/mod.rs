@@ -22,6 +22,7 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::TenantId;
 use crate::model::{
     CanonicalEvent, EventId, EventIdParts, Occurrence, Source, UnknownName, V1EventIdParts,
 };
@@ -188,7 +189,7 @@ impl CarrierSpec {
 /// What a normaliser needs besides the bytes: who the payload is for and how to read its times.
 #[derive(Debug, Clone)]
 pub struct NormalizeContext {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub received_at: DateTime<Utc>,
     /// The zone the carrier's wall-clock times are in (default IST).
     pub zone: FixedOffset,
@@ -199,9 +200,9 @@ pub struct NormalizeContext {
 }
 
 impl NormalizeContext {
-    pub fn new(tenant_id: impl Into<String>, received_at: DateTime<Utc>) -> Self {
+    pub fn new(tenant_id: TenantId, received_at: DateTime<Utc>) -> Self {
         NormalizeContext {
-            tenant_id: tenant_id.into(),
+            tenant_id,
             received_at,
             zone: time::ist(),
             include_source: true,
@@ -363,7 +364,7 @@ fn seal(
         return Err(NormalizeError::NoShipmentId(why_no_key));
     }
     let event_id = EventId::derive(&EventIdParts {
-        tenant_id: &event.tenant_id,
+        tenant_id: event.tenant_id.as_str(),
         carrier: event.carrier,
         shipment_key: key,
         status_code: &event.carrier_status.code,
@@ -373,7 +374,7 @@ fn seal(
     for (time_text, notification_event_id) in &identity.v1 {
         let notification = notification_event_id.map(|n| n.to_string());
         let id = EventId::derive_v1(&V1EventIdParts {
-            tenant_id: &event.tenant_id,
+            tenant_id: event.tenant_id.as_str(),
             carrier: event.carrier,
             shipment_key: key,
             status_code: &event.carrier_status.code,

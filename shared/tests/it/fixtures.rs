@@ -17,7 +17,7 @@ use crate::support::{carrier_of, fixture, fixture_path, SAMPLES};
 
 fn ctx() -> NormalizeContext {
     NormalizeContext::new(
-        "acme",
+        shared::TenantId::parse("acme").unwrap(),
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     )
 }
@@ -390,7 +390,7 @@ fn every_fixture_carries_its_payload_as_source_and_the_context_fields() {
         let body: Value = serde_json::from_slice(&fixture(name)).unwrap();
         for e in events(carrier, name) {
             assert_eq!(e.schema, "rms.tracking.v1");
-            assert_eq!(e.tenant_id, "acme");
+            assert_eq!(e.tenant_id.as_str(), "acme");
             assert_eq!(e.carrier, carrier);
             assert!(!e.is_stale);
             assert_eq!(e.received_at, ctx().received_at);

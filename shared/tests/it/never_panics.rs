@@ -13,7 +13,7 @@ use crate::support::{carrier_of, fixture, SAMPLES};
 
 fn ctx() -> NormalizeContext {
     NormalizeContext::new(
-        "acme",
+        shared::TenantId::parse("acme").unwrap(),
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     )
 }

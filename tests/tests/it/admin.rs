@@ -855,7 +855,7 @@ async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
     // expires.
     let body =
         br#"{"waybill":"AWB-OLD","clickpost_status_code":5,"timestamp":"2024-03-01T10:00:00Z"}"#;
-    let ctx = shared::NormalizeContext::new("acme", Utc::now());
+    let ctx = shared::NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), Utc::now());
     let old = shared::normalize(Carrier::Clickpost, body, &ctx)
         .unwrap()
         .remove(0);

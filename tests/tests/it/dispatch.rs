@@ -146,7 +146,7 @@ impl Harness {
         let body = format!(
             r#"{{"waybill":"{awb}","clickpost_status_code":5,"timestamp":"2023-02-07T18:09:00Z"}}"#
         );
-        let ctx = NormalizeContext::new(tenant, chrono::Utc::now());
+        let ctx = NormalizeContext::new(TenantId::parse(tenant).unwrap(), chrono::Utc::now());
         let event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0);

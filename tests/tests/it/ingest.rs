@@ -266,7 +266,8 @@ async fn a_shipment_item_written_before_the_state_reads_with_defaults_and_is_tak
 
     // A newer event takes the item over with its whole state.
     let body = br#"{"waybill":"81125552141","cp_id":21,"clickpost_status_code":5,"timestamp":"2023-02-08T10:00:00Z"}"#;
-    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let ctx =
+        shared::NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), chrono::Utc::now());
     let event = shared::normalize(Carrier::Clickpost, body, &ctx)
         .unwrap()
         .remove(0);
@@ -457,7 +458,8 @@ async fn a_scan_accepted_under_its_v1_id_is_not_queued_again() {
 /// The Clickpost fixture the claim tests use, and its canonical event for tenant `acme`.
 fn clickpost_event() -> (Vec<u8>, shared::CanonicalEvent) {
     let body = fixture("clickpost/out_for_delivery_all_status.json");
-    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let ctx =
+        shared::NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), chrono::Utc::now());
     let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
         .unwrap()
         .remove(0);
@@ -470,7 +472,8 @@ fn clickpost_event_at(time: &str) -> (Vec<u8>, shared::CanonicalEvent) {
         r#"{{"waybill":"AWB-ORPHAN","cp_id":4,"clickpost_status_code":5,"timestamp":"{time}"}}"#
     )
     .into_bytes();
-    let ctx = shared::NormalizeContext::new("acme", chrono::Utc::now());
+    let ctx =
+        shared::NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), chrono::Utc::now());
     let event = shared::normalize(Carrier::Clickpost, &body, &ctx)
         .unwrap()
         .remove(0);

@@ -28,7 +28,7 @@ const SW_LICENCE: &str = "d60cdf34ebacf6cbf4e6080061c1ba1f";
 
 fn ctx() -> NormalizeContext {
     NormalizeContext::new(
-        "acme",
+        shared::TenantId::parse("acme").unwrap(),
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     )
 }

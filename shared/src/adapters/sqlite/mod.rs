@@ -23,9 +23,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
 use tokio::sync::{mpsc, Notify};
 
+use crate::model::TenantId;
 use crate::ports::Unavailable;
 
 use writer::{sync_committed, Job, WalFile, Writer, MAX_GROUP};
@@ -608,5 +610,19 @@ mod tests {
         assert!(!acme.file_managed);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+// Tenant ids are stored as their text, and read back through the same rule: a row written
+// outside this code with an id it would refuse reads as an error, not as a tenant.
+impl ToSql for TenantId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for TenantId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        TenantId::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }

@@ -473,7 +473,10 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let now = Utc::now();
         let body = r#"{"waybill":"Q1","cp_id":9,"clickpost_status_code":5,"timestamp":"2026-11-20T09:00:00Z"}"#;
-        let ctx = NormalizeContext::new("acme", now - chrono::TimeDelta::hours(7));
+        let ctx = NormalizeContext::new(
+            crate::model::TenantId::parse("acme").unwrap(),
+            now - chrono::TimeDelta::hours(7),
+        );
         let mut event = normalize(Carrier::Clickpost, body.as_bytes(), &ctx)
             .unwrap()
             .remove(0);

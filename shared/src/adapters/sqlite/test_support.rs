@@ -16,7 +16,7 @@ pub(super) fn scan(awb: &str, time: &str) -> CanonicalEvent {
 pub(super) fn scan_for(tenant: &str, awb: &str, time: &str) -> CanonicalEvent {
     let body = format!(r#"{{"waybill":"{awb}","clickpost_status_code":8,"timestamp":"{time}"}}"#);
     let ctx = NormalizeContext::new(
-        tenant,
+        crate::model::TenantId::parse(tenant).unwrap(),
         Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     );
     normalize(Carrier::Clickpost, body.as_bytes(), &ctx)

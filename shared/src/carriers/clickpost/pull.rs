@@ -612,7 +612,7 @@ mod tests {
 
     fn ctx() -> NormalizeContext {
         NormalizeContext::new(
-            "acme",
+            crate::model::TenantId::parse("acme").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         )
     }

@@ -549,7 +549,7 @@ mod tests {
 
     fn ctx() -> NormalizeContext {
         NormalizeContext::new(
-            "acme",
+            crate::model::TenantId::parse("acme").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
         )
     }
@@ -655,7 +655,10 @@ mod tests {
         ]);
         let a = ["A1".to_owned()];
         let later = |hours| {
-            NormalizeContext::new("acme", ctx().received_at + chrono::TimeDelta::hours(hours))
+            NormalizeContext::new(
+                crate::model::TenantId::parse("acme").unwrap(),
+                ctx().received_at + chrono::TimeDelta::hours(hours),
+            )
         };
         pull.track_awbs(&a, &ctx()).await.unwrap();
         pull.track_awbs(&a, &later(1)).await.unwrap();
