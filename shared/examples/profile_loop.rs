@@ -28,7 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let ctx = NormalizeContext::new(shared::TenantId::parse("acme").unwrap(), Utc::now());
+    let ctx = NormalizeContext::new(
+        shared::TenantId::parse("acme").expect("a valid tenant id"),
+        Utc::now(),
+    );
     let mut events = 0;
     for _ in 0..times {
         match normalize(carrier, std::hint::black_box(&body), &ctx) {

@@ -220,7 +220,7 @@ where
         if config.delivery == Delivery::Latest && !replay {
             match self
                 .shipments
-                .shipment(&tenant_id, event.shipment_key())
+                .shipment(tenant_id, event.shipment_key())
                 .await
             {
                 Ok(Some(state)) => {
@@ -244,7 +244,7 @@ where
                     .await
             }
         };
-        let gate = self.breaker.gate(&tenant_id, now).await;
+        let gate = self.breaker.gate(tenant_id, now).await;
         if let Gate::Open(circuit) = &gate {
             // Failed fast: no call, and the attempt counts as a failed one, so the message keeps
             // its place on the retry schedule and still reaches the dead-letter queue in the end.
@@ -256,12 +256,12 @@ where
         let result = self.pusher.push(&request).await;
         match &result {
             PushResult::Answered { .. } => {
-                self.note_circuit(&tenant_id, &gate, Health::Reachable, now)
+                self.note_circuit(tenant_id, &gate, Health::Reachable, now)
                     .await;
             }
             PushResult::TimedOut { .. } | PushResult::ConnectFailed { .. } => {
                 let failure = failure(&result);
-                self.note_circuit(&tenant_id, &gate, Health::Unreachable(&failure), now)
+                self.note_circuit(tenant_id, &gate, Health::Unreachable(&failure), now)
                     .await;
             }
             PushResult::Refused { .. } => {}

@@ -480,6 +480,20 @@ impl SqliteStore {
     }
 }
 
+// Tenant ids are stored as their text, and read back through the same rule: a row written
+// outside this code with an id it would refuse reads as an error, not as a tenant.
+impl ToSql for TenantId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for TenantId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        TenantId::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -610,19 +624,5 @@ mod tests {
         assert!(!acme.file_managed);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-// Tenant ids are stored as their text, and read back through the same rule: a row written
-// outside this code with an id it would refuse reads as an error, not as a tenant.
-impl ToSql for TenantId {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for TenantId {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        TenantId::parse(value.as_str()?).map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }
