@@ -4,7 +4,9 @@
 //! expires items through TTL on `expires_at` (epoch seconds) and has two global secondary indexes,
 //! both sparse with all attributes projected: `by_tenant_day` (`tenant_day` / `at_key`) over the
 //! delivery log, and `by_quiet` (`open` S / `heard_at` N) over the shipments that are not terminal.
-//! Items (the admin adapter, `aws_admin.rs`, reads and writes the same ones):
+//! Items (the admin adapter reads and writes the same ones; the key, writing and reading of the
+//! config items, the attempts, the quarantine and the activity are in `aws_admin/items.rs`, used by
+//! both):
 //!
 //! | table | pk | sk | what |
 //! |---|---|---|---|
@@ -12,9 +14,8 @@
 //! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
 //! | config | `CIRCUIT#<tenant>` | `CIRCUIT` | an open circuit (`circuit.rs`; closed: no item; a partition of its own, so the dispatcher's IAM policy can allow writing these items and no other): `opened_at` (RFC 3339), `failures` (N), `last_error`, `probe_at_ms` (N, epoch ms; the probe is claimed by a conditional update of it) |
-//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | a pull account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`; the admin API writes it): `carrier`, `base_url`, `user`, `secret` (S) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
-//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile.rs`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
+//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
 //! | events | `DELIVERY#<tenant>#<shipment key>` | `<event_id>` | the dedup claim, in its shipment's delivery log partition (so that the dispatcher reads it and the event's attempts with one Query): `claim_token` (which queued copy of the event is the accepted one, `ClaimToken`), `tenant_id`, `ev` (B): the event packed (`packed.rs`), what a replay sends; `expires_at` = its write + `DEDUP_WINDOW`. Written once, after the copy is on the queue, by ingest or, for a copy whose request died before it, by the dispatcher |
 //! | events | `EVENT#<event_id>` | `CLAIM` | the claims of the code before queue-first (read by replay until they expire) and the v1 claims (read by ingest's bridge, `EventStore::earlier_claim`): `state` RECEIVED (with `claim_token` and `claim_expires_at`: an attempt held it) or QUEUED, `tenant_id`; once queued, `ev` (B), the event packed, or, in claims written before the packing, the canonical JSON in `event` (S) |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal and the tenant has a pull account at the carrier (REMOVEd otherwise: `DynamoEventStore::with_pull_accounts`), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |

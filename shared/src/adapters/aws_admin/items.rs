@@ -425,6 +425,77 @@ mod tests {
     use crate::admin::StoredCredential;
     use crate::model::{Carrier, TenantId};
 
+    /// The config table's items as the layout table in `dynamodb.rs` describes them, attribute
+    /// by attribute: ingest, the reconciler and the admin API read each other's items.
+    #[test]
+    fn config_items_are_written_as_the_layout_table_says() {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let tenant_id = TenantId::parse("acme").unwrap();
+        let digest = crate::auth::Credential::new("a-key-of-sixteen-chars").digest();
+        let hex = digest.to_hex();
+        let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let profile = tenant::item(&tenant_id, false, true, at);
+        assert_eq!(
+            profile,
+            Item::from([
+                ("pk".into(), s("TENANT#acme")),
+                ("sk".into(), s("PROFILE")),
+                ("tenant_id".into(), s("acme")),
+                ("include_source".into(), AttributeValue::Bool(false)),
+                ("enabled".into(), AttributeValue::Bool(true)),
+                ("created_at".into(), s("2024-05-01T10:00:00+00:00")),
+            ])
+        );
+        assert_eq!(tenant::owner(&profile), Some(tenant_id.clone()));
+        let owner = credential::owner_item(Carrier::Shipway, &digest, &tenant_id, at);
+        assert_eq!(
+            owner,
+            Item::from([
+                ("pk".into(), s(&format!("CREDENTIAL#shipway#{hex}"))),
+                ("sk".into(), s("CREDENTIAL")),
+                ("tenant_id".into(), s("acme")),
+                ("carrier".into(), s("shipway")),
+                ("key_hint".into(), s(&digest.hint())),
+                ("added_at".into(), s("2024-05-01T10:00:00+00:00")),
+            ])
+        );
+        assert_eq!(credential::owner_from(&owner), Some(tenant_id.clone()));
+        assert_eq!(
+            credential::index_item(Carrier::Shipway, &digest, &tenant_id, at),
+            Item::from([
+                ("pk".into(), s("TENANT#acme")),
+                ("sk".into(), s(&format!("KEY#shipway#{hex}"))),
+                ("carrier".into(), s("shipway")),
+                ("added_at".into(), s("2024-05-01T10:00:00+00:00")),
+            ])
+        );
+        let account = crate::reconcile::PullAccountRecord {
+            carrier: Carrier::Shipway,
+            base_url: "https://api.example".into(),
+            user: "u".into(),
+            secret: crate::push::SecretValue::new("p"),
+        };
+        let pull = pull_account::item(&tenant_id, &account);
+        assert_eq!(
+            pull,
+            Item::from([
+                ("pk".into(), s("TENANT#acme")),
+                ("sk".into(), s("PULL#shipway")),
+                ("carrier".into(), s("shipway")),
+                ("base_url".into(), s("https://api.example")),
+                ("user".into(), s("u")),
+                ("secret".into(), s("p")),
+            ])
+        );
+        let read = pull_account::from(&pull).unwrap();
+        assert_eq!(
+            (read.carrier, read.base_url, read.user, read.secret.expose()),
+            (account.carrier, account.base_url, account.user, "p")
+        );
+    }
+
     #[test]
     fn a_key_index_item_reads_back_as_the_stored_credential() {
         let tenant = TenantId::parse("acme").unwrap();
