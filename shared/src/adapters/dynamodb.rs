@@ -4,7 +4,9 @@
 //! expires items through TTL on `expires_at` (epoch seconds) and has two global secondary indexes,
 //! both sparse with all attributes projected: `by_tenant_day` (`tenant_day` / `at_key`) over the
 //! delivery log, and `by_quiet` (`open` S / `heard_at` N) over the shipments that are not terminal.
-//! Items (the admin adapter, `aws_admin.rs`, reads and writes the same ones):
+//! Items (the admin adapter reads and writes the same ones; the key, writing and reading of the
+//! config items, the attempts, the quarantine and the activity are in `aws_admin/items.rs`, used by
+//! both):
 //!
 //! | table | pk | sk | what |
 //! |---|---|---|---|
@@ -12,9 +14,8 @@
 //! | config | `TENANT#<tenant>` | `KEY#<carrier>#<sha256 hex>` | the same key, indexed by tenant (one Query lists a tenant's keys): `carrier`, `added_at`; written and deleted with the `CREDENTIAL` item in one transaction |
 //! | config | `TENANT#<tenant>` | `PROFILE` | `tenant_id`, `include_source` (BOOL), `enabled` (BOOL; `false`: its keys are refused), `created_at` (RFC 3339) |
 //! | config | `CIRCUIT#<tenant>` | `CIRCUIT` | an open circuit (`circuit.rs`; closed: no item; a partition of its own, so the dispatcher's IAM policy can allow writing these items and no other): `opened_at` (RFC 3339), `failures` (N), `last_error`, `probe_at_ms` (N, epoch ms; the probe is claimed by a conditional update of it) |
-//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | a pull account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`; the admin API writes it): `carrier`, `base_url`, `user`, `secret` (S) |
 //! | config | `TENANT#<tenant>` | `PUSH` | Push Config: `url`, `headers` (M), `statuses` (L), `signing_secret`, `timeout_ms`, `enabled`, `delivery` (`every`/`latest`; absent: `every`) |
-//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile.rs`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
+//! | config | `TENANT#<tenant>` | `PULL#<carrier>` | the tenant's account at the carrier's tracking API, for the reconciler (`reconcile::PullAccountSource`); written by the admin API and `rms pull set`: `carrier`, `base_url`, `user`, `secret` (all S; the secret is never shown) |
 //! | events | `DELIVERY#<tenant>#<shipment key>` | `<event_id>` | the dedup claim, in its shipment's delivery log partition (so that the dispatcher reads it and the event's attempts with one Query): `claim_token` (which queued copy of the event is the accepted one, `ClaimToken`), `tenant_id`, `ev` (B): the event packed (`packed.rs`), what a replay sends; `expires_at` = its write + `DEDUP_WINDOW`. Written once, after the copy is on the queue, by ingest or, for a copy whose request died before it, by the dispatcher |
 //! | events | `EVENT#<event_id>` | `CLAIM` | the claims of the code before queue-first (read by replay until they expire) and the v1 claims (read by ingest's bridge, `EventStore::earlier_claim`): `state` RECEIVED (with `claim_token` and `claim_expires_at`: an attempt held it) or QUEUED, `tenant_id`; once queued, `ev` (B), the event packed, or, in claims written before the packing, the canonical JSON in `event` (S) |
 //! | events | `SHIPMENT#<tenant>#<shipment key>` | `LATEST` | the shipment's state (`shipment::ShipmentState`), as of its newest accepted event, written by one conditional UpdateItem per accepted event (`is_stale` when the condition fails): `latest_event_time` (N, epoch ms), `latest_event_id`, `last_status`, `terminal` (BOOL), `carrier`, `awb`, `order_id`, `courier_id` (the last three kept when a newer event lacks them), `last_received_at` (N, epoch ms); `expires_at` = last write + `SHIPMENT_STATE_TTL`. For the reconciler's `by_quiet` index (sparse): `open` = `<tenant>#<carrier>` while the last status is not terminal and the tenant has a pull account at the carrier (REMOVEd otherwise: `DynamoEventStore::with_pull_accounts`), `heard_at` (N, epoch ms: the newest arrival, or the last pull), `last_pulled_at` (N, epoch ms: the last reconcile run that asked the carrier). Items written before the state have only `latest_event_time` and `latest_event_id`; items written before the index lack `open`, so they are not reconciled until their next event |
@@ -32,6 +33,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
+use super::aws_admin::items::{activity, attempt, credential, pull_account, quarantine, tenant};
 use crate::auth::CredentialDigest;
 use crate::circuit::{CircuitStore, OpenCircuit};
 use crate::model::{CanonicalEvent, Carrier, EventId, Status, TenantId};
@@ -66,11 +68,11 @@ pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: i64) -> AttributeValue {
+pub(super) fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
+pub(super) fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
     now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
@@ -78,20 +80,6 @@ fn epoch_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
 /// fixed width, so that DynamoDB's string comparison is time order.
 pub(super) fn stamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-pub(super) fn quarantine_key(tenant: &TenantId, digest: &str) -> HashMap<String, AttributeValue> {
-    key(format!("QUARANTINE#{tenant}"), digest)
-}
-
-pub(super) fn activity_pk(tenant: &TenantId) -> String {
-    format!("ACTIVITY#{tenant}")
-}
-
-/// The sort key of a carrier's request counts in one hour, beside its `ACTIVITY#` item:
-/// `<carrier>#<hour>`, the hour as `YYYY-MM-DDTHH` (UTC), so that text order is time order.
-pub(super) fn hourly_sk(carrier: Carrier, hour: DateTime<Utc>) -> String {
-    format!("{carrier}#{}", hour.format("%Y-%m-%dT%H"))
 }
 
 /// How long a carrier's hourly request counts are kept (the view shows the last 24 hours).
@@ -129,10 +117,6 @@ async fn put(
         .await
         .map_err(|e| Unavailable::new(SERVICE, "PutItem", e))?;
     Ok(())
-}
-
-pub(super) fn credential_pk(carrier: Carrier, digest: &CredentialDigest) -> String {
-    format!("CREDENTIAL#{carrier}#{}", digest.to_hex())
 }
 
 /// The key of an event's claim: in its shipment's delivery log partition, under the bare event id
@@ -211,50 +195,6 @@ fn open_key(tenant: &str, carrier: &str) -> String {
     format!("{tenant}#{carrier}")
 }
 
-pub(super) fn profile_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
-    key(format!("TENANT#{tenant}"), "PROFILE")
-}
-
-/// The `CREDENTIAL` item of a key: which tenant it belongs to.
-pub(super) fn credential_item(
-    carrier: Carrier,
-    digest: &CredentialDigest,
-    tenant: &TenantId,
-    added_at: DateTime<Utc>,
-) -> HashMap<String, AttributeValue> {
-    let mut item = key(credential_pk(carrier, digest), "CREDENTIAL");
-    item.insert("tenant_id".into(), s(tenant.as_str()));
-    item.insert("carrier".into(), s(carrier.as_str()));
-    item.insert("key_hint".into(), s(digest.hint()));
-    item.insert("added_at".into(), s(added_at.to_rfc3339()));
-    item
-}
-
-/// The key of a tenant's index item for one of its credentials.
-pub(super) fn tenant_key_key(
-    tenant: &TenantId,
-    carrier: Carrier,
-    digest: &CredentialDigest,
-) -> HashMap<String, AttributeValue> {
-    key(
-        format!("TENANT#{tenant}"),
-        &format!("KEY#{carrier}#{}", digest.to_hex()),
-    )
-}
-
-/// A tenant's index item for one of its credentials (listed with one Query).
-pub(super) fn tenant_key_item(
-    carrier: Carrier,
-    digest: &CredentialDigest,
-    tenant: &TenantId,
-    added_at: DateTime<Utc>,
-) -> HashMap<String, AttributeValue> {
-    let mut item = tenant_key_key(tenant, carrier, digest);
-    item.insert("carrier".into(), s(carrier.as_str()));
-    item.insert("added_at".into(), s(added_at.to_rfc3339()));
-    item
-}
-
 /// The config table: tenants and their carrier credentials.
 #[derive(Clone)]
 pub struct DynamoConfigStore {
@@ -284,7 +224,7 @@ impl DynamoConfigStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(credential_item(carrier, digest, tenant, now)))
+            .set_item(Some(credential::owner_item(carrier, digest, tenant, now)))
             .condition_expression("attribute_not_exists(pk) OR tenant_id = :tenant")
             .expression_attribute_values(":tenant", s(tenant.as_str()))
             .send()
@@ -298,7 +238,7 @@ impl DynamoConfigStore {
         put(
             &self.client,
             &self.table,
-            tenant_key_item(carrier, digest, tenant, now),
+            credential::index_item(carrier, digest, tenant, now),
         )
         .await?;
         Ok(true)
@@ -313,29 +253,11 @@ impl DynamoConfigStore {
         put(
             &self.client,
             &self.table,
-            profile_item(tenant, include_source, true, Utc::now()),
+            tenant::item(tenant, include_source, true, Utc::now()),
         )
         .await?;
         Ok(())
     }
-}
-
-/// A tenant's `PROFILE` item.
-pub(super) fn profile_item(
-    tenant: &TenantId,
-    include_source: bool,
-    enabled: bool,
-    created_at: DateTime<Utc>,
-) -> HashMap<String, AttributeValue> {
-    let mut item = profile_key(tenant);
-    item.insert("tenant_id".into(), s(tenant.as_str()));
-    item.insert(
-        "include_source".into(),
-        AttributeValue::Bool(include_source),
-    );
-    item.insert("enabled".into(), AttributeValue::Bool(enabled));
-    item.insert("created_at".into(), s(created_at.to_rfc3339()));
-    item
 }
 
 pub(super) fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> Option<bool> {
@@ -352,41 +274,32 @@ impl ConfigStore for DynamoConfigStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(credential_pk(carrier, digest), "CREDENTIAL")))
+            .set_key(Some(credential::owner_key(carrier, digest)))
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
-        let Some(tenant_id) = found
-            .item()
-            .and_then(|item| text(item, "tenant_id"))
-            .and_then(|t| TenantId::parse(&t).ok())
-        else {
+        let Some(tenant_id) = found.item().and_then(credential::owner_from) else {
             return Ok(None);
         };
         let profile = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(profile_key(&tenant_id)))
+            .set_key(Some(tenant::key(&tenant_id)))
             .projection_expression("include_source, enabled")
             .send()
             .await
             .map_err(|e| Unavailable::new(SERVICE, "GetItem", e))?;
+        // No profile: as a profile with neither setting.
         let profile = profile.item();
-        let include_source = profile
-            .and_then(|item| flag(item, "include_source"))
-            .unwrap_or(true);
         Ok(Some(TenantAuth {
             tenant_id,
-            include_source,
+            include_source: profile.is_none_or(tenant::include_source),
             // A disabled tenant's keys are refused (401, saying so) until it is enabled again.
-            enabled: profile.and_then(|item| flag(item, "enabled")) != Some(false),
+            enabled: profile.is_none_or(tenant::enabled),
         }))
     }
 }
-
-/// The sort key prefix of a tenant's pull account items (`PULL#<carrier>`).
-const PULL: &str = "PULL#";
 
 impl PullAccountSource for DynamoConfigStore {
     async fn pull_accounts(
@@ -406,35 +319,24 @@ impl PullAccountSource for DynamoConfigStore {
                 .scan()
                 .table_name(&self.table)
                 .filter_expression("begins_with(sk, :pull) OR sk = :profile")
-                .expression_attribute_values(":pull", s(PULL))
-                .expression_attribute_values(":profile", s("PROFILE"))
+                .expression_attribute_values(":pull", s(pull_account::PREFIX))
+                .expression_attribute_values(":profile", s(tenant::PROFILE))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| Unavailable::new(SERVICE, "Scan", e))?;
             for item in page.items() {
                 // An item this build cannot read (a carrier it does not know) is skipped.
-                let Some(owner) = text(item, "pk")
-                    .and_then(|pk| pk.strip_prefix("TENANT#").map(str::to_owned))
-                    .and_then(|t| TenantId::parse(&t).ok())
-                else {
+                let Some(owner) = tenant::owner(item) else {
                     continue;
                 };
-                if text(item, "sk").as_deref() == Some("PROFILE") {
-                    if flag(item, "enabled") == Some(false) {
+                if text(item, "sk").as_deref() == Some(tenant::PROFILE) {
+                    if !tenant::enabled(item) {
                         disabled.insert(owner);
                     }
                     continue;
                 }
-                let record = (|| {
-                    Some(PullAccountRecord {
-                        carrier: text(item, "carrier")?.parse().ok()?,
-                        base_url: text(item, "base_url")?,
-                        user: text(item, "user")?,
-                        secret: SecretValue::new(text(item, "secret")?),
-                    })
-                })();
-                if let Some(record) = record {
+                if let Some(record) = pull_account::from(item) {
                     accounts.push((owner, record));
                 }
             }
@@ -464,20 +366,17 @@ impl DynamoConfigStore {
         tenant: &TenantId,
         account: &PullAccountRecord,
     ) -> Result<(), Unavailable> {
-        let mut item = key(
-            format!("TENANT#{tenant}"),
-            &format!("{PULL}{}", account.carrier),
-        );
-        item.insert("carrier".into(), s(account.carrier.as_str()));
-        item.insert("base_url".into(), s(&account.base_url));
-        item.insert("user".into(), s(&account.user));
-        item.insert("secret".into(), s(account.secret.expose()));
-        put(&self.client, &self.table, item).await
+        put(
+            &self.client,
+            &self.table,
+            pull_account::item(tenant, account),
+        )
+        .await
     }
 }
 
 pub(super) fn push_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
-    key(format!("TENANT#{tenant}"), "PUSH")
+    key(tenant::pk(tenant), "PUSH")
 }
 
 impl DynamoConfigStore {
@@ -813,46 +712,11 @@ pub(super) fn delivery_pk(tenant: &str, awb: &str) -> String {
     format!("DELIVERY#{tenant}#{awb}")
 }
 
-/// An attempt's sort key: the event first, so that one Query finds an event's attempts
-/// (`delivered`), then the time and the attempt number (a replay's attempts count from 1 again).
-/// Attempts written before had `<time>#<event_id>#<attempt>`.
-fn attempt_sk(event_id: &EventId, at: &str, attempt: u32) -> String {
-    format!("{event_id}#{at}#{attempt:03}")
-}
-
 impl DeliveryLog for DynamoDeliveryLog {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
-        let at = attempt
-            .at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         // One item per attempt, and a delivered attempt is also the event's delivered marker
         // (`delivered` finds it): one write where there were two.
-        let mut item = key(
-            delivery_pk(attempt.tenant_id.as_str(), &attempt.awb),
-            &attempt_sk(&attempt.event_id, &at, attempt.attempt),
-        );
-        item.insert("event_id".into(), s(attempt.event_id.as_str()));
-        item.insert("tenant_id".into(), s(attempt.tenant_id.as_str()));
-        item.insert("awb".into(), s(&attempt.awb));
-        item.insert("status".into(), s(attempt.status.as_str()));
-        item.insert("attempt".into(), n(i64::from(attempt.attempt)));
-        item.insert("outcome".into(), s(attempt.outcome.as_str()));
-        if let Some(code) = attempt.http_status {
-            item.insert("http_status".into(), n(i64::from(code)));
-        }
-        item.insert(
-            "latency_ms".into(),
-            n(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX)),
-        );
-        if let Some(error) = &attempt.error {
-            item.insert("error".into(), s(error));
-        }
-        item.insert("at".into(), s(&at));
-        item.insert(
-            "expires_at".into(),
-            n(epoch_after(attempt.at, DELIVERY_LOG_TTL)),
-        );
-        put(&self.client, &self.table, item).await?;
+        put(&self.client, &self.table, attempt::item(attempt)).await?;
         // A tenant's attempts by time ("deliveries between two times") are on pages, one per
         // dispatcher batch, not in an index: an index entry is one more write unit per attempt,
         // a page of ten attempts one write unit for all ten. Attempts written before are in the
@@ -1025,10 +889,7 @@ impl DynamoEventStore {
             .client
             .get_item()
             .table_name(&check.config_table)
-            .set_key(Some(key(
-                format!("TENANT#{tenant}"),
-                &format!("{PULL}{carrier}"),
-            )))
+            .set_key(Some(pull_account::key(tenant, carrier)))
             // The key only: the item holds the account's secret, which ingest has no use for.
             .projection_expression("pk")
             .send()
@@ -1399,7 +1260,7 @@ impl EventStore for DynamoEventStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(quarantine_key(q.tenant_id, &q.body_digest)))
+            .set_key(Some(quarantine::key(q.tenant_id, &q.body_digest)))
             // Every name through an alias: DynamoDB reserves hundreds of words.
             .update_expression(
                 "ADD #times :one \
@@ -1445,7 +1306,7 @@ impl EventStore for DynamoEventStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(activity_pk(tenant), carrier.as_str())))
+            .set_key(Some(key(activity::pk(tenant), carrier.as_str())))
             .expression_attribute_names("#at", column)
             .expression_attribute_values(":at", s(stamp(at)))
             // The latest time wins: an older report (a slow request) changes nothing.
@@ -1469,7 +1330,10 @@ impl EventStore for DynamoEventStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(activity_pk(tenant), &hourly_sk(carrier, hour))))
+            .set_key(Some(key(
+                activity::pk(tenant),
+                &activity::hourly_sk(carrier, hour),
+            )))
             .update_expression("ADD #count :n SET expires_at = :exp")
             .expression_attribute_names("#count", activity.as_str())
             .expression_attribute_values(":n", n(i64::from(count)))
