@@ -37,8 +37,8 @@ struct Args {
     /// Measured runs per case (after one unmeasured warm-up run).
     #[arg(long, default_value_t = 20)]
     runs: usize,
-    /// Where the binaries are; default: next to this harness (`target/release` when it is built
-    /// with the functions).
+    /// Where the binaries are; default: next to this harness (`target/release-lambda` when it is
+    /// built with the functions).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// A DynamoDB/SQS-compatible endpoint (moto_server) holding the config table `rms-config`.

@@ -1,6 +1,9 @@
 //! A fake Lambda Runtime API (the `2018-06-01` interface a function's runtime polls) for one
 //! process: it hands out one event, holds every later poll, and reports each step of the
-//! function's life to the harness with the instant it saw it.
+//! function's life to the harness with the instant it saw it. It also answers the Extensions API
+//! (`2020-01-01`) as far as an internal extension that subscribes to nothing needs: the notify
+//! functions register one (`lambda_runtime::spawn_graceful_shutdown_handler`) so that Lambda sends
+//! them SIGTERM before a shutdown, and panic at start if the registration fails.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +74,11 @@ pub async fn serve(event: String) -> std::io::Result<Server> {
         .route("/2018-06-01/runtime/invocation/next", get(next))
         .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/2020-01-01/extension/register", post(register_extension))
+        .route(
+            "/2020-01-01/extension/event/next",
+            get(next_extension_event),
+        )
         .with_state(api);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -130,6 +138,27 @@ async fn answer(
         body,
     });
     StatusCode::ACCEPTED
+}
+
+/// The Extensions API's answer to a registration: the extension's id in a header, and the
+/// function it is registered with.
+async fn register_extension() -> Response {
+    (
+        [
+            (
+                "lambda-extension-identifier",
+                "00000000-0000-4000-8000-0000000e0001",
+            ),
+            ("content-type", "application/json"),
+        ],
+        r#"{"functionName":"coldstart","functionVersion":"$LATEST","handler":"bootstrap"}"#,
+    )
+        .into_response()
+}
+
+/// An extension subscribed to no events waits here for ever, as it does on Lambda.
+async fn next_extension_event() -> Response {
+    std::future::pending::<Response>().await
 }
 
 async fn init_error(State(api): State<Arc<Api>>, body: Bytes) -> StatusCode {
