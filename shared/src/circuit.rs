@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -114,39 +114,6 @@ pub trait CircuitStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
-}
-
-impl<T: CircuitStore> CircuitStore for Arc<T> {
-    fn open_circuit(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<Option<OpenCircuit>, Unavailable>> + Send {
-        (**self).open_circuit(tenant)
-    }
-
-    fn save_open_circuit(
-        &self,
-        tenant: &TenantId,
-        circuit: &OpenCircuit,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).save_open_circuit(tenant, circuit)
-    }
-
-    fn claim_probe(
-        &self,
-        tenant: &TenantId,
-        seen: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, Unavailable>> + Send {
-        (**self).claim_probe(tenant, seen, next)
-    }
-
-    fn close_circuit(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).close_circuit(tenant)
-    }
 }
 
 /// Whether a push may go out.

@@ -595,8 +595,6 @@ impl<S: PushConfigStore> PushConfigStore for CachedPushConfigs<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::TimeZone;
 
     use super::*;
@@ -642,33 +640,33 @@ mod tests {
     }
 
     type MemoryDispatch = Dispatch<
-        Arc<MemoryPushConfigs>,
-        Arc<ScriptedPusher>,
-        Arc<MemoryDeliveryLog>,
-        Arc<RecordingMetrics>,
-        Arc<MemoryCircuits>,
-        Arc<MemoryEvents>,
+        MemoryPushConfigs,
+        ScriptedPusher,
+        MemoryDeliveryLog,
+        RecordingMetrics,
+        MemoryCircuits,
+        MemoryEvents,
     >;
 
     struct World {
         dispatch: MemoryDispatch,
-        configs: Arc<MemoryPushConfigs>,
-        pusher: Arc<ScriptedPusher>,
-        log: Arc<MemoryDeliveryLog>,
-        metrics: Arc<RecordingMetrics>,
-        circuits: Arc<MemoryCircuits>,
+        configs: MemoryPushConfigs,
+        pusher: ScriptedPusher,
+        log: MemoryDeliveryLog,
+        metrics: RecordingMetrics,
+        circuits: MemoryCircuits,
         /// Where ingest records the shipments' state.
-        events: Arc<MemoryEvents>,
+        events: MemoryEvents,
     }
 
     fn world(results: Vec<PushResult>) -> World {
-        let configs = Arc::new(MemoryPushConfigs::default());
+        let configs = MemoryPushConfigs::default();
         configs.set(&TenantId::parse("acme").unwrap(), Some(config()));
-        let pusher = Arc::new(ScriptedPusher::new(results));
-        let metrics = Arc::new(RecordingMetrics::default());
-        let circuits = Arc::new(MemoryCircuits::default());
-        let events = Arc::new(MemoryEvents::default());
-        let log = Arc::new(MemoryDeliveryLog::default());
+        let pusher = ScriptedPusher::new(results);
+        let metrics = RecordingMetrics::default();
+        let circuits = MemoryCircuits::default();
+        let events = MemoryEvents::default();
+        let log = MemoryDeliveryLog::default();
         World {
             dispatch: Dispatch {
                 configs: configs.clone(),
@@ -704,7 +702,7 @@ mod tests {
     /// A world whose delivery log reads the claims ingest writes, as DynamoDB's does.
     fn world_with_claims(results: Vec<PushResult>) -> World {
         let mut w = world(results);
-        w.log = Arc::new(MemoryDeliveryLog::with_claims(w.events.clone()));
+        w.log = MemoryDeliveryLog::with_claims(w.events.clone());
         w.dispatch.log = w.log.clone();
         w
     }
@@ -1328,7 +1326,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_push_config_cache_reads_once_per_ttl() {
-        let inner = Arc::new(MemoryPushConfigs::default());
+        let inner = MemoryPushConfigs::default();
         let acme = TenantId::parse("acme").unwrap();
         inner.set(&acme, Some(config()));
         let cached = CachedPushConfigs::new(inner.clone(), Duration::from_secs(60));

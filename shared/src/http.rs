@@ -316,10 +316,9 @@ mod tests {
     fn a_compressed_body_is_415_naming_the_encoding_and_nothing_is_stored() {
         use crate::adapters::memory::{MemoryConfig, MemoryEvents, MemoryQueue, RecordingMetrics};
         use crate::ingest::{IngestSettings, QueueThenClaim};
-        use std::sync::Arc;
 
         // A tenant's key comes with each body: were it read, it would be quarantined.
-        let config = Arc::new(MemoryConfig::default());
+        let config = MemoryConfig::default();
         let tenant = crate::ports::TenantAuth {
             tenant_id: crate::model::TenantId::parse("acme").unwrap(),
             include_source: true,
@@ -330,9 +329,9 @@ mod tests {
             &crate::auth::Credential::new("k"),
             tenant,
         );
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let metrics = Arc::new(RecordingMetrics::default());
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
+        let metrics = RecordingMetrics::default();
         let ingest = Ingest::new(
             config,
             QueueThenClaim {

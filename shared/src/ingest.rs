@@ -8,7 +8,7 @@
 //! duplicate.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -187,7 +187,9 @@ pub enum AuthFailure {
 /// carrier-status view's resolution).
 const ACTIVITY_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
-/// The ingest use-case over its ports.
+/// The ingest use-case over its ports. A clone shares the activity record, so that `rms serve`'s
+/// carrier requests and quarantine replays record activity as one process.
+#[derive(Clone)]
 pub struct Ingest<C, S, M> {
     pub config: C,
     /// Where accepted events and quarantined payloads go.
@@ -196,8 +198,10 @@ pub struct Ingest<C, S, M> {
     pub settings: IngestSettings,
     /// For each (tenant, carrier, activity): when this process last recorded it, and how many
     /// have happened since.
-    activity_recorded: Mutex<HashMap<(TenantId, Carrier, Activity), Unrecorded>>,
+    activity_recorded: Arc<Mutex<ActivityRecord>>,
 }
+
+type ActivityRecord = HashMap<(TenantId, Carrier, Activity), Unrecorded>;
 
 /// One kind of a carrier's activity as this process has seen it since it last recorded it.
 #[derive(Debug, Clone, Copy)]
@@ -213,7 +217,7 @@ impl<C, S, M> Ingest<C, S, M> {
             intake,
             metrics,
             settings,
-            activity_recorded: Mutex::new(HashMap::new()),
+            activity_recorded: Arc::default(),
         }
     }
 }
@@ -579,18 +583,6 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Reingest for Ingest<C, S, M> {
     }
 }
 
-impl<T: Reingest> Reingest for std::sync::Arc<T> {
-    fn reingest(
-        &self,
-        tenant: &TenantAuth,
-        carrier: Carrier,
-        body: &[u8],
-        received_at: DateTime<Utc>,
-    ) -> impl std::future::Future<Output = IngestOutcome> + Send {
-        (**self).reingest(tenant, carrier, body, received_at)
-    }
-}
-
 /// A config store that remembers, per process, the keys it found for `ttl`: on AWS the key and the
 /// tenant's profile are two reads (one read unit) per request otherwise, more than the rest of an
 /// event's reads together. A key that is not found is asked again every time (a new key works at
@@ -766,8 +758,6 @@ fn source_of(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::TimeZone;
 
     use super::*;
@@ -796,11 +786,11 @@ mod tests {
         old
     }
 
-    type Memory = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type Memory = QueueThenClaim<MemoryEvents, MemoryQueue>;
 
-    fn intake() -> (Memory, Arc<MemoryEvents>, Arc<MemoryQueue>) {
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
+    fn intake() -> (Memory, MemoryEvents, MemoryQueue) {
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
         let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
@@ -982,7 +972,7 @@ mod tests {
         use crate::adapters::memory::MemoryConfig;
         use crate::auth::Credential;
 
-        let memory = Arc::new(MemoryConfig::default());
+        let memory = MemoryConfig::default();
         let acme = TenantAuth {
             tenant_id: TenantId::parse("acme").unwrap(),
             include_source: true,
@@ -1039,13 +1029,13 @@ mod tests {
 
     type MemoryIngest = Ingest<
         crate::adapters::memory::MemoryConfig,
-        QueueThenClaim<Arc<MemoryEvents>, MemoryQueue>,
+        QueueThenClaim<MemoryEvents, MemoryQueue>,
         crate::adapters::memory::RecordingMetrics,
     >;
 
     /// Ingest over in-memory stores, and its event store.
-    fn over_memory() -> (Arc<MemoryEvents>, MemoryIngest) {
-        let events = Arc::new(MemoryEvents::default());
+    fn over_memory() -> (MemoryEvents, MemoryIngest) {
+        let events = MemoryEvents::default();
         let ingest = Ingest::new(
             crate::adapters::memory::MemoryConfig::default(),
             QueueThenClaim {

@@ -138,28 +138,6 @@ pub trait ShipmentIndex: Send + Sync {
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 }
 
-impl<T: ShipmentIndex> ShipmentIndex for std::sync::Arc<T> {
-    fn mark_pulled(
-        &self,
-        tenant: &TenantId,
-        shipment_keys: &[String],
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), Unavailable>> + Send {
-        (**self).mark_pulled(tenant, shipment_keys, now)
-    }
-
-    fn quiet_shipments(
-        &self,
-        tenant: &TenantId,
-        carrier: Carrier,
-        rules: &QuietRules,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<QuietShipment>, Unavailable>> + Send {
-        (**self).quiet_shipments(tenant, carrier, rules, now, limit)
-    }
-}
-
 /// Keeps the quiet shipments, the longest quiet first, at most `limit`: the rule the stores
 /// apply to the non-terminal shipments they read.
 pub fn quietest(
@@ -342,7 +320,7 @@ pub struct Reconciler<S, I, L, T, M> {
     pub intake: I,
     /// Where each event found only by polling is marked (`AttemptOutcome::Reconciled`).
     pub log: L,
-    pub transport: std::sync::Arc<T>,
+    pub transport: T,
     pub metrics: M,
     pub settings: ReconcileSettings,
     /// Shiprocket tokens by API user, kept between runs of this process (240 h each).
@@ -376,7 +354,7 @@ where
             shipments,
             intake,
             log,
-            transport: std::sync::Arc::new(transport),
+            transport,
             metrics,
             settings,
             tokens: Mutex::new(HashMap::new()),
@@ -724,8 +702,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::adapters::memory::{MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics};
     use crate::carriers::pull::testing::{answer, Scripted};
@@ -738,7 +714,7 @@ mod tests {
         String::from_utf8(crate::fixtures::fixture(name)).unwrap()
     }
 
-    type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type MemoryIntake = QueueThenClaim<MemoryEvents, MemoryQueue>;
 
     fn clickpost_account() -> (TenantId, PullAccount) {
         let base = BaseUrl::parse("http://127.0.0.1:9/", TargetPolicy::LOCAL).unwrap();
@@ -751,27 +727,21 @@ mod tests {
     }
 
     fn reconciler(
-        events: &Arc<MemoryEvents>,
-        queue: &Arc<MemoryQueue>,
+        events: &MemoryEvents,
+        queue: &MemoryQueue,
         answers: Vec<
             Result<crate::carriers::pull::PullResponse, crate::carriers::pull::TransportError>,
         >,
-    ) -> Reconciler<
-        Arc<MemoryEvents>,
-        MemoryIntake,
-        Arc<MemoryDeliveryLog>,
-        Scripted,
-        Arc<RecordingMetrics>,
-    > {
+    ) -> Reconciler<MemoryEvents, MemoryIntake, MemoryDeliveryLog, Scripted, RecordingMetrics> {
         Reconciler::new(
             events.clone(),
             QueueThenClaim {
                 events: events.clone(),
                 queue: queue.clone(),
             },
-            Arc::new(MemoryDeliveryLog::default()),
+            MemoryDeliveryLog::default(),
             Scripted::new(answers),
-            Arc::new(RecordingMetrics::default()),
+            RecordingMetrics::default(),
             ReconcileSettings {
                 rules: QuietRules::uniform(Duration::ZERO),
                 ..ReconcileSettings::default()
@@ -781,8 +751,8 @@ mod tests {
 
     #[tokio::test]
     async fn what_no_webhook_brought_is_queued_once_and_a_second_run_finds_nothing_new() {
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
         let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),
@@ -850,8 +820,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_shipment_no_webhook_ever_mentioned_is_found_through_updated_order() {
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
         let updated = r#"{"meta":{"status":200,"success":true},"result":[{"waybill":"SF49245NER",
             "carrier_partner":9,"clickpost_status_code":6,"timestamp":"2019-05-06 10:04:20",
             "updated_at":"2019-05-06T04:40:00Z"}]}"#;
@@ -876,8 +846,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_429_stops_the_account_until_its_retry_after() {
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
         let intake = QueueThenClaim {
             events: events.clone(),
             queue: queue.clone(),

@@ -21,7 +21,6 @@ use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -348,9 +347,9 @@ pub async fn on_backend(target: Target, user: impl WithAdmin) -> Result<(), Fail
             // Opening a missing file would create an empty database and answer "no tenant".
             crate::database::check(&path, false)
                 .map_err(|message| Failure::Setup(format!("--local: {message}")))?;
-            let store = Arc::new(SqliteStore::open(&path).map_err(|e| {
+            let store = SqliteStore::open(&path).map_err(|e| {
                 Failure::Setup(format!("--local {}: cannot open it: {e}", path.display()))
-            })?);
+            })?;
             // As `rms serve` with allow_private_targets: local receivers, plain http. Replays go
             // through ingest as `rms serve` runs it, into the same database.
             let admin = Admin {

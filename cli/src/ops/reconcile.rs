@@ -3,7 +3,6 @@
 //! summary table; `--dry-run` lists what would be pulled without a call.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -99,11 +98,9 @@ async fn on_backend(args: Args) -> Result<ExitCode, String> {
     match &args.target.local {
         Some(path) => {
             crate::database::check(path, false).map_err(|message| format!("--local: {message}"))?;
-            let store = Arc::new(
-                SqliteStore::open(path)
-                    .map_err(|e| format!("--local {}: cannot open it: {e}", path.display()))?,
-            );
-            let accounts = accounts(&*store, tenant.as_ref(), args.carrier, policy).await?;
+            let store = SqliteStore::open(path)
+                .map_err(|e| format!("--local {}: cannot open it: {e}", path.display()))?;
+            let accounts = accounts(&store, tenant.as_ref(), args.carrier, policy).await?;
             let reconciler = Reconciler::new(
                 store.clone(),
                 store.clone(),

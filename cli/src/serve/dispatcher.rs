@@ -49,7 +49,7 @@ fn start_by() -> Duration {
 /// The dispatcher's attempt log: written in the store's next group without waiting for its
 /// commit, so that a slot is free as soon as its push is decided. The message's acknowledgement
 /// or retry is handed to the store after it, so it is committed with or after its attempt.
-pub struct AttemptLog(pub Arc<SqliteStore>);
+pub struct AttemptLog(pub SqliteStore);
 
 impl DeliveryLog for AttemptLog {
     async fn record_attempt(&self, attempt: &Attempt) -> Result<(), Unavailable> {
@@ -260,7 +260,7 @@ fn queued(leased: Leased) -> Message {
 
 async fn settle_message(app: &App, pushed: Pushed) {
     let Pushed { message, decision } = pushed;
-    if settle(&decision, app.store.as_ref(), &message).await {
+    if settle(&decision, &app.store, &message).await {
         if let Err(e) = app.store.ack(&message.receipt).await {
             warn!(receipt = %message.receipt, error = %e, "delivered but not removed from the queue; it will be skipped as delivered");
         }

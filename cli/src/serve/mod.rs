@@ -27,17 +27,11 @@ use tracing::{info, warn};
 
 pub use config::ServeConfig;
 
-pub type LocalIngest = Ingest<Arc<SqliteStore>, Arc<SqliteStore>, NoMetrics>;
-pub type LocalDispatch = Dispatch<
-    Arc<SqliteStore>,
-    HttpPusher,
-    dispatcher::AttemptLog,
-    NoMetrics,
-    Arc<SqliteStore>,
-    Arc<SqliteStore>,
->;
+pub type LocalIngest = Ingest<SqliteStore, SqliteStore, NoMetrics>;
+pub type LocalDispatch =
+    Dispatch<SqliteStore, HttpPusher, dispatcher::AttemptLog, NoMetrics, SqliteStore, SqliteStore>;
 /// Quarantine replays go through the same ingest as the carriers' requests.
-pub type LocalAdmin = Admin<Arc<SqliteStore>, HttpPusher, Arc<LocalIngest>>;
+pub type LocalAdmin = Admin<SqliteStore, HttpPusher, LocalIngest>;
 
 /// Run the relay on this machine: carrier notify paths, delivery, admin API.
 #[derive(clap::Args)]
@@ -130,8 +124,8 @@ fn colours() -> bool {
 
 /// Everything the routes and the dispatcher loop share.
 pub struct App {
-    pub store: Arc<SqliteStore>,
-    pub ingest: Arc<LocalIngest>,
+    pub store: SqliteStore,
+    pub ingest: LocalIngest,
     pub dispatch: LocalDispatch,
     pub admin: Arc<LocalAdmin>,
     pub config: ServeConfig,
@@ -171,14 +165,12 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     // Held until the process ends: one `rms serve` per database, so that the leases left by a
     // crashed one can be released at start.
     let _owner = lock_database(&config.database)?;
-    let store = Arc::new(
-        SqliteStore::open_with(&config.database, config.durability).map_err(|e| {
-            format!(
-                "cannot open the database {}: {e}",
-                config.database.display()
-            )
-        })?,
-    );
+    let store = SqliteStore::open_with(&config.database, config.durability).map_err(|e| {
+        format!(
+            "cannot open the database {}: {e}",
+            config.database.display()
+        )
+    })?;
     load_tenants(&store, &config)?;
     match store.release_leases(Utc::now()) {
         Ok(0) => {}
@@ -192,12 +184,12 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
     }
 
     let targets = config.targets();
-    let ingest = Arc::new(Ingest::new(
+    let ingest = Ingest::new(
         store.clone(),
         store.clone(),
         NoMetrics,
         config.ingest.clone(),
-    ));
+    );
     let app = Arc::new(App {
         ingest: ingest.clone(),
         dispatch: Dispatch {

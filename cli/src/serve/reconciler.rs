@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 pub type LocalReconciler =
-    Reconciler<Arc<SqliteStore>, Arc<SqliteStore>, Arc<SqliteStore>, HttpPullTransport, NoMetrics>;
+    Reconciler<SqliteStore, SqliteStore, SqliteStore, HttpPullTransport, NoMetrics>;
 
 /// The stored pull accounts (of `tenant`, at `carrier`, when given) as the reconciler takes
 /// them; an account whose base URL the current rules refuse is reported and left out.
@@ -34,7 +34,7 @@ async fn accounts(
 /// Runs until `stopped`, one reconcile run every `every`, the first one `every` after the start.
 pub async fn run(
     reconciler: Arc<LocalReconciler>,
-    store: Arc<SqliteStore>,
+    store: SqliteStore,
     policy: TargetPolicy,
     every: Duration,
     mut stopped: watch::Receiver<bool>,

@@ -77,7 +77,7 @@ async fn notify(State(app): State<Arc<App>>, carrier: Carrier, request: Request)
         // Over the limit, or the body stopped arriving: [`json_errors`] answers 408 then.
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    shared::http::handle(app.ingest.as_ref(), carrier, &parts, &body, Utc::now())
+    shared::http::handle(&app.ingest, carrier, &parts, &body, Utc::now())
         .await
         .into_response()
 }

@@ -96,7 +96,6 @@ fn message(record: SqsMessage) -> Message {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use aws_lambda_events::event::sqs::SqsMessageAttribute;
@@ -145,16 +144,16 @@ mod tests {
     }
 
     type TestDispatch = Dispatch<
-        Arc<MemoryPushConfigs>,
-        Arc<ScriptedPusher>,
-        Arc<MemoryDeliveryLog>,
-        Arc<RecordingMetrics>,
-        Arc<MemoryCircuits>,
-        Arc<MemoryEvents>,
+        MemoryPushConfigs,
+        ScriptedPusher,
+        MemoryDeliveryLog,
+        RecordingMetrics,
+        MemoryCircuits,
+        MemoryEvents,
     >;
 
     fn dispatch(script: Vec<PushResult>) -> TestDispatch {
-        let configs = Arc::new(MemoryPushConfigs::default());
+        let configs = MemoryPushConfigs::default();
         configs.set(
             &TenantId::parse("acme").unwrap(),
             Some(PushConfig {
@@ -170,11 +169,11 @@ mod tests {
         );
         Dispatch {
             configs,
-            pusher: Arc::new(ScriptedPusher::new(script)),
-            log: Arc::new(MemoryDeliveryLog::default()),
-            metrics: Arc::new(RecordingMetrics::default()),
-            breaker: Breaker::new(Arc::default(), BreakerSettings::default()),
-            shipments: Arc::default(),
+            pusher: ScriptedPusher::new(script),
+            log: MemoryDeliveryLog::default(),
+            metrics: RecordingMetrics::default(),
+            breaker: Breaker::new(MemoryCircuits::default(), BreakerSettings::default()),
+            shipments: MemoryEvents::default(),
             settings: DispatchSettings::default(),
         }
     }

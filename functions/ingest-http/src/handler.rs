@@ -58,22 +58,19 @@ mod tests {
             .map_or("a-test-key-for-a-new-carrier", |(_, key)| *key)
     }
 
-    type MemoryIngest = Ingest<
-        Arc<MemoryConfig>,
-        QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>,
-        Arc<RecordingMetrics>,
-    >;
+    type MemoryIngest =
+        Ingest<MemoryConfig, QueueThenClaim<MemoryEvents, MemoryQueue>, RecordingMetrics>;
 
     struct World {
         ingest: MemoryIngest,
-        config: Arc<MemoryConfig>,
-        events: Arc<MemoryEvents>,
-        queue: Arc<MemoryQueue>,
-        metrics: Arc<RecordingMetrics>,
+        config: MemoryConfig,
+        events: MemoryEvents,
+        queue: MemoryQueue,
+        metrics: RecordingMetrics,
     }
 
     fn world() -> World {
-        let config = Arc::new(MemoryConfig::default());
+        let config = MemoryConfig::default();
         let tenant = TenantAuth {
             tenant_id: TenantId::parse("acme").unwrap(),
             include_source: true,
@@ -82,9 +79,9 @@ mod tests {
         for carrier in Carrier::ALL {
             config.add_credential(carrier, &Credential::new(key_of(carrier)), tenant.clone());
         }
-        let events = Arc::new(MemoryEvents::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let metrics = Arc::new(RecordingMetrics::default());
+        let events = MemoryEvents::default();
+        let queue = MemoryQueue::default();
+        let metrics = RecordingMetrics::default();
         World {
             ingest: Ingest::new(
                 config.clone(),

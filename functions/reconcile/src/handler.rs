@@ -59,8 +59,6 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-    use std::sync::Arc;
-
     use shared::adapters::memory::{
         MemoryDeliveryLog, MemoryEvents, MemoryQueue, RecordingMetrics,
     };
@@ -86,6 +84,7 @@ mod tests {
     }
 
     /// A carrier API that must not be called.
+    #[derive(Clone)]
     struct NoCalls;
 
     impl PullTransport for NoCalls {
@@ -94,27 +93,22 @@ mod tests {
         }
     }
 
-    type MemoryIntake = QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>;
+    type MemoryIntake = QueueThenClaim<MemoryEvents, MemoryQueue>;
 
-    type MemoryReconciler = Reconciler<
-        Arc<MemoryEvents>,
-        MemoryIntake,
-        Arc<MemoryDeliveryLog>,
-        NoCalls,
-        Arc<RecordingMetrics>,
-    >;
+    type MemoryReconciler =
+        Reconciler<MemoryEvents, MemoryIntake, MemoryDeliveryLog, NoCalls, RecordingMetrics>;
 
     fn reconciler() -> MemoryReconciler {
-        let events = Arc::new(MemoryEvents::default());
+        let events = MemoryEvents::default();
         Reconciler::new(
             events.clone(),
             QueueThenClaim {
                 events,
-                queue: Arc::new(MemoryQueue::default()),
+                queue: MemoryQueue::default(),
             },
-            Arc::new(MemoryDeliveryLog::default()),
+            MemoryDeliveryLog::default(),
             NoCalls,
-            Arc::new(RecordingMetrics::default()),
+            RecordingMetrics::default(),
             ReconcileSettings::default(),
         )
     }

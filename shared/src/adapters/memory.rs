@@ -3,10 +3,13 @@
 //! the delivery log dropping the copies it does not name and claiming a copy that has none;
 //! newest-wins shipment state, quarantine once per tenant and body, newest-wins carrier activity)
 //! and can be switched to "unavailable" to test the 503 paths.
+//!
+//! Each fake is a cheap `Clone` handle whose clones share its state: a test hands one clone to
+//! the use-case and keeps another to assert on.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,10 +43,10 @@ fn down(service: &'static str, operation: &'static str) -> Unavailable {
     Unavailable::new(service, operation, "switched off by the test")
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryConfig {
-    credentials: Mutex<HashMap<(Carrier, CredentialDigest), TenantAuth>>,
-    unavailable: AtomicBool,
+    credentials: Arc<Mutex<HashMap<(Carrier, CredentialDigest), TenantAuth>>>,
+    unavailable: Arc<AtomicBool>,
 }
 
 impl MemoryConfig {
@@ -178,11 +181,11 @@ fn apply_activity(
     view.hourly[slot].add(activity, u64::from(count));
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryEvents {
-    state: Mutex<EventsState>,
-    unavailable: AtomicBool,
-    claims_lose_answers: AtomicBool,
+    state: Arc<Mutex<EventsState>>,
+    unavailable: Arc<AtomicBool>,
+    claims_lose_answers: Arc<AtomicBool>,
 }
 
 impl MemoryEvents {
@@ -445,10 +448,10 @@ pub struct QueuedMessage {
     pub claim_token: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryQueue {
-    messages: Mutex<Vec<QueuedMessage>>,
-    unavailable: AtomicBool,
+    messages: Arc<Mutex<Vec<QueuedMessage>>>,
+    unavailable: Arc<AtomicBool>,
 }
 
 impl MemoryQueue {
@@ -483,9 +486,9 @@ impl EventQueue for MemoryQueue {
 type Count = (&'static str, u64, Vec<(&'static str, String)>);
 
 /// Metrics kept in memory, for assertions.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct RecordingMetrics {
-    counts: Mutex<Vec<Count>>,
+    counts: Arc<Mutex<Vec<Count>>>,
 }
 
 impl RecordingMetrics {
@@ -520,10 +523,10 @@ impl Metrics for RecordingMetrics {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryPushConfigs {
-    configs: Mutex<HashMap<TenantId, PushConfig>>,
-    reads: std::sync::atomic::AtomicUsize,
+    configs: Arc<Mutex<HashMap<TenantId, PushConfig>>>,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MemoryPushConfigs {
@@ -550,10 +553,10 @@ impl PushConfigStore for MemoryPushConfigs {
 }
 
 /// Open circuits, as the config table or the database keeps them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryCircuits {
-    open: Mutex<HashMap<TenantId, OpenCircuit>>,
-    unavailable: AtomicBool,
+    open: Arc<Mutex<HashMap<TenantId, OpenCircuit>>>,
+    unavailable: Arc<AtomicBool>,
 }
 
 impl MemoryCircuits {
@@ -609,21 +612,21 @@ impl CircuitStore for MemoryCircuits {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryDeliveryLog {
-    attempts: Mutex<Vec<Attempt>>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
     /// Where ingest writes the claims (`with_claims`); `None`: every copy handed out is the
     /// accepted one, as on a queue that holds nothing else.
-    claims: Option<std::sync::Arc<MemoryEvents>>,
+    claims: Option<MemoryEvents>,
 }
 
 impl MemoryDeliveryLog {
     /// A log that reads the claims ingest wrote in `events`, as DynamoDB's reads them beside the
     /// attempts: a copy the claim does not name is a duplicate's, and a copy with no claim is
     /// claimed now.
-    pub fn with_claims(events: std::sync::Arc<MemoryEvents>) -> Self {
+    pub fn with_claims(events: MemoryEvents) -> Self {
         MemoryDeliveryLog {
-            attempts: Mutex::default(),
+            attempts: Arc::default(),
             claims: Some(events),
         }
     }
@@ -667,16 +670,17 @@ impl DeliveryLog for MemoryDeliveryLog {
 
 /// A pusher that answers from a script, in order, and keeps every request it was given. When the
 /// script runs out it answers as a closed port would.
+#[derive(Clone)]
 pub struct ScriptedPusher {
-    script: Mutex<std::collections::VecDeque<PushResult>>,
-    requests: Mutex<Vec<PushRequest>>,
+    script: Arc<Mutex<std::collections::VecDeque<PushResult>>>,
+    requests: Arc<Mutex<Vec<PushRequest>>>,
 }
 
 impl ScriptedPusher {
     pub fn new(script: Vec<PushResult>) -> Self {
         ScriptedPusher {
-            script: Mutex::new(script.into()),
-            requests: Mutex::new(Vec::new()),
+            script: Arc::new(Mutex::new(script.into())),
+            requests: Arc::default(),
         }
     }
 
@@ -705,10 +709,10 @@ pub struct DeadLettered {
     pub reason: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryQueueActions {
-    retries: Mutex<Vec<(String, Duration)>>,
-    dead: Mutex<Vec<DeadLettered>>,
+    retries: Arc<Mutex<Vec<(String, Duration)>>>,
+    dead: Arc<Mutex<Vec<DeadLettered>>>,
 }
 
 impl MemoryQueueActions {
@@ -761,9 +765,9 @@ struct AdminState {
 
 /// The admin store: tenants, credentials, Push Configs, the delivery log, dead letters and the
 /// event archive, in memory. Tests seed attempts, dead letters and archived events directly.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryAdmin {
-    state: Mutex<AdminState>,
+    state: Arc<Mutex<AdminState>>,
     pub circuits: MemoryCircuits,
 }
 
@@ -839,17 +843,17 @@ pub type ReingestCall = (TenantAuth, Carrier, Vec<u8>, DateTime<Utc>);
 
 /// Ingest for quarantine replays, answering from a script in order (then `Unavailable`); keeps
 /// what it was given.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ScriptedReingest {
-    script: Mutex<std::collections::VecDeque<IngestOutcome>>,
-    calls: Mutex<Vec<ReingestCall>>,
+    script: Arc<Mutex<std::collections::VecDeque<IngestOutcome>>>,
+    calls: Arc<Mutex<Vec<ReingestCall>>>,
 }
 
 impl ScriptedReingest {
     pub fn new(script: Vec<IngestOutcome>) -> Self {
         ScriptedReingest {
-            script: Mutex::new(script.into()),
-            calls: Mutex::new(Vec::new()),
+            script: Arc::new(Mutex::new(script.into())),
+            calls: Arc::default(),
         }
     }
 

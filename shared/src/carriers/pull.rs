@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -173,21 +172,12 @@ pub struct TransportError {
 }
 
 /// Sends a [`PullRequest`]: `adapters::pull_http::HttpPullTransport` on reqwest; a scripted
-/// fake in tests.
-pub trait PullTransport: Send + Sync {
+/// fake in tests. A cheap `Clone` handle: the reconciler hands a clone to each carrier's client.
+pub trait PullTransport: Clone + Send + Sync {
     fn send(
         &self,
         request: &PullRequest,
     ) -> impl Future<Output = Result<PullResponse, TransportError>> + Send;
-}
-
-impl<T: PullTransport> PullTransport for Arc<T> {
-    fn send(
-        &self,
-        request: &PullRequest,
-    ) -> impl Future<Output = Result<PullResponse, TransportError>> + Send {
-        (**self).send(request)
-    }
 }
 
 /// Why a pull failed, with the call (`endpoint`, credentials shown as `…`). Each variant is
@@ -545,21 +535,22 @@ pub(crate) mod testing {
     //! A scripted transport: answers in order, records every request.
 
     use std::collections::VecDeque;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    #[derive(Default)]
+    /// A cheap `Clone` handle: its clones share the script and the requests sent.
+    #[derive(Clone, Default)]
     pub struct Scripted {
-        answers: Mutex<VecDeque<Result<PullResponse, TransportError>>>,
-        pub sent: Mutex<Vec<PullRequest>>,
+        answers: Arc<Mutex<VecDeque<Result<PullResponse, TransportError>>>>,
+        pub sent: Arc<Mutex<Vec<PullRequest>>>,
     }
 
     impl Scripted {
         pub fn new(answers: Vec<Result<PullResponse, TransportError>>) -> Self {
             Scripted {
-                answers: Mutex::new(answers.into()),
-                sent: Mutex::default(),
+                answers: Arc::new(Mutex::new(answers.into())),
+                sent: Arc::default(),
             }
         }
 

@@ -180,7 +180,6 @@ async fn store_down_mid_load_loses_no_event() {
             ..production.settings
         },
     });
-    let actions = Arc::new(actions);
 
     let stats = Arc::new(Stats::default());
     let load = Arc::new(Load::new(events));
@@ -637,7 +636,7 @@ struct Poller {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     dispatch: Arc<TestDispatch>,
-    actions: Arc<SqsQueueActions>,
+    actions: SqsQueueActions,
     concurrency: usize,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -674,7 +673,7 @@ impl Poller {
             let mut event = SqsEvent::default();
             event.records = messages.iter().map(sqs_record).collect();
             let invocation =
-                dispatcher::handle(&*self.dispatch, &*self.actions, event, self.concurrency);
+                dispatcher::handle(&*self.dispatch, &self.actions, event, self.concurrency);
             let failed: HashSet<String> =
                 match tokio::time::timeout(DISPATCHER_TIMEOUT, invocation).await {
                     Ok(response) => response

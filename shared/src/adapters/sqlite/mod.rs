@@ -304,11 +304,14 @@ impl std::str::FromStr for Durability {
 /// transaction (see [`Writer`]); reads go to a second connection, which WAL lets read while a
 /// group is being written, so a read never waits for a commit or an fsync. The rare writes
 /// (configuration, admin, quarantine) run on the writer's connection between two groups.
+///
+/// A cheap `Clone` handle: its clones share the connections and the writer thread.
+#[derive(Clone)]
 pub struct SqliteStore {
     /// The connection every write goes through.
     conn: Arc<Mutex<Connection>>,
     /// The reads' own connection; `None` for an in-memory database (one connection is all of it).
-    reader: Option<Mutex<Connection>>,
+    reader: Option<Arc<Mutex<Connection>>>,
     /// To the writer thread.
     jobs: mpsc::Sender<Box<dyn Job>>,
     durability: Durability,
@@ -405,8 +408,8 @@ impl SqliteStore {
             jobs: waiting,
             syncer: None,
         };
-        // Each thread ends when what feeds it goes: the writer when the store (the only sender of
-        // jobs) is dropped, the syncer when the writer ends.
+        // Each thread ends when what feeds it goes: the writer when the store's last handle (the
+        // only senders of jobs) is dropped, the syncer when the writer ends.
         if let Some(wal) = &wal {
             // The schema statements above wrote the WAL: the first sync finds the file.
             wal.sync()
@@ -425,7 +428,7 @@ impl SqliteStore {
             .map_err(|e| Unavailable::new(SERVICE, "start the writer", e))?;
         Ok(SqliteStore {
             conn,
-            reader: reader.map(Mutex::new),
+            reader: reader.map(|r| Arc::new(Mutex::new(r))),
             jobs,
             durability,
             wal,

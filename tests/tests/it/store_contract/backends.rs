@@ -1,7 +1,7 @@
 //! The stores under contract, each as its host wires it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -27,7 +27,7 @@ fn event_of(body: &str) -> CanonicalEvent {
 // ---- The in-memory fakes, as the use-case tests wire them.
 
 pub struct Memory {
-    intake: QueueThenClaim<Arc<MemoryEvents>, Arc<MemoryQueue>>,
+    intake: QueueThenClaim<MemoryEvents, MemoryQueue>,
     log: MemoryDeliveryLog,
     /// How many of the queue's messages `queued` has returned.
     seen: Mutex<usize>,
@@ -36,8 +36,8 @@ pub struct Memory {
 pub async fn memory() -> Option<Memory> {
     Some(Memory {
         intake: QueueThenClaim {
-            events: Arc::new(MemoryEvents::default()),
-            queue: Arc::new(MemoryQueue::default()),
+            events: MemoryEvents::default(),
+            queue: MemoryQueue::default(),
         },
         log: MemoryDeliveryLog::default(),
         seen: Mutex::new(0),
