@@ -408,8 +408,8 @@ impl SqliteStore {
             jobs: waiting,
             syncer: None,
         };
-        // Each thread ends when what feeds it goes: the writer when the store's last handle (the
-        // only senders of jobs) is dropped, the syncer when the writer ends.
+        // Each thread ends when what feeds it goes: the writer when the store's handles (the only
+        // senders of jobs) are all dropped, the syncer when the writer ends.
         if let Some(wal) = &wal {
             // The schema statements above wrote the WAL: the first sync finds the file.
             wal.sync()
