@@ -318,6 +318,7 @@ async fn a_2xx_is_delivered_once_with_the_configured_headers_and_a_valid_signatu
 /// the event is pushed, the others are dropped.
 #[tokio::test]
 async fn of_copies_without_a_claim_in_one_batch_exactly_one_is_pushed() {
+    integration_tests::needs!(moto);
     let receiver = Receiver::start(None);
     let h = Harness::new(10, seconds(&[1]), local()).await;
     h.set_push("acme", &receiver.url("/ok"), Duration::from_secs(5))
