@@ -202,7 +202,7 @@ impl<S: CircuitStore> Breaker<S> {
                 circuit
             }
             Err(e) => {
-                tracing::warn!(tenant_id = %tenant, error = %e, "circuit state unreadable; delivering as if closed");
+                tracing::warn!(error = %e, "circuit state unreadable; delivering as if closed");
                 None
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{error_span, info, warn, Instrument};
 
 use crate::circuit::{Breaker, CircuitStore, Gate, Health, OpenCircuit, Transition};
 use crate::model::{CanonicalEvent, EventId, TenantId};
@@ -171,7 +171,23 @@ where
             .await
     }
 
+    /// One delivery, in a span that gives each of its log lines the tenant and the event (at
+    /// ERROR level, so that it is there whatever `RUST_LOG` lets through).
     async fn deliver_once_or_again(
+        &self,
+        event: &CanonicalEvent,
+        origin: Origin<'_>,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let span =
+            error_span!("delivery", tenant_id = %event.tenant_id, event_id = %event.event_id);
+        self.deliver_in_span(event, origin, receive_count, now)
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_in_span(
         &self,
         event: &CanonicalEvent,
         origin: Origin<'_>,
@@ -194,7 +210,7 @@ where
         if !config.wants(event.status) {
             self.metrics
                 .count("Filtered", 1, &[("Tenant", event.tenant_id.as_str())]);
-            info!(tenant_id = %event.tenant_id, event_id = %event.event_id, status = %event.status, "status not selected by the tenant; skipped");
+            info!(status = %event.status, "status not selected by the tenant; skipped");
             return Decision::Skipped {
                 reason: "status not selected",
             };
@@ -203,13 +219,13 @@ where
             match self.log.standing(event, token, attempt).await {
                 Ok(Standing::Due) => {}
                 Ok(Standing::Delivered) => {
-                    info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "already delivered; skipped");
+                    info!("already delivered; skipped");
                     return Decision::Skipped {
                         reason: "already delivered",
                     };
                 }
                 Ok(Standing::Duplicate) => {
-                    info!(tenant_id = %event.tenant_id, event_id = %event.event_id, "copy of a duplicate; dropped");
+                    info!("copy of a duplicate; dropped");
                     return Decision::Skipped {
                         reason: "a duplicate's copy",
                     };
@@ -282,18 +298,18 @@ where
             Ok(Some(Transition::Opened(circuit))) => {
                 self.metrics
                     .count("CircuitOpened", 1, &[("Tenant", tenant.as_str())]);
-                warn!(tenant_id = %tenant, failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit opened: the tenant's endpoint keeps failing; its messages are failed fast until a probe gets an answer");
+                warn!(failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit opened: the tenant's endpoint keeps failing; its messages are failed fast until a probe gets an answer");
             }
             Ok(Some(Transition::StillOpen(circuit))) => {
-                warn!(tenant_id = %tenant, failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit probe failed; the circuit stays open");
+                warn!(failures = circuit.failures, last_error = %circuit.last_error, probe_at = %circuit.probe_at.to_rfc3339(), "circuit probe failed; the circuit stays open");
             }
             Ok(Some(Transition::Closed)) => {
                 self.metrics
                     .count("CircuitClosed", 1, &[("Tenant", tenant.as_str())]);
-                info!(tenant_id = %tenant, "circuit closed: the tenant's endpoint answers again");
+                info!("circuit closed: the tenant's endpoint answers again");
             }
             Err(e) => {
-                warn!(tenant_id = %tenant, error = %e, "circuit state not saved");
+                warn!(error = %e, "circuit state not saved");
             }
         }
     }
@@ -323,7 +339,7 @@ where
                 if matches!(status, 401 | 403) {
                     self.metrics
                         .count("ClientAuthFailed", 1, &[("Tenant", tenant)]);
-                    warn!(tenant_id = tenant, event_id = %event.event_id, http_status = status, "the client's endpoint refused our credentials; check the tenant's Push Config headers");
+                    warn!(http_status = status, "the client's endpoint refused our credentials; check the tenant's Push Config headers");
                 }
                 (decision, Some(*status), *latency)
             }
@@ -380,7 +396,7 @@ where
         if let Err(e) = self.log.record_attempt(&record).await {
             // The delivery happened (or not) whatever the log says; losing a log line must not
             // cause a second delivery, so the decision stands.
-            warn!(event_id = %event.event_id, error = %e, "delivery attempt not logged");
+            warn!(error = %e, "delivery attempt not logged");
         }
         match &decision {
             Decision::Delivered => {
@@ -396,20 +412,20 @@ where
                 // log); this one says what became of the event. The attempt only when it is a retry:
                 // most deliveries are first attempts, and every byte of a line is billed.
                 let retry = (attempt > 1).then_some(attempt);
-                info!(tenant_id = tenant, event_id = %event.event_id, attempt = retry, http_status, latency_ms, "delivered");
+                info!(attempt = retry, http_status, latency_ms, "delivered");
             }
             Decision::Retry { after, reason } => {
                 self.metrics
                     .count("DeliveryFailed", 1, &[("Tenant", tenant)]);
-                warn!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, attempt, http_status, retry_in_s = after.as_secs(), reason = %reason, "delivery failed; will retry");
+                warn!(awb = %record.awb, attempt, http_status, retry_in_s = after.as_secs(), reason = %reason, "delivery failed; will retry");
             }
             Decision::DeadLetter { reason } => {
                 self.metrics.count("DeadLettered", 1, &[("Tenant", tenant)]);
-                warn!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, attempt, http_status, reason = %reason, "delivery dead-lettered");
+                warn!(awb = %record.awb, attempt, http_status, reason = %reason, "delivery dead-lettered");
             }
             Decision::Superseded { by } => {
                 self.metrics.count("Superseded", 1, &[("Tenant", tenant)]);
-                info!(tenant_id = tenant, event_id = %event.event_id, awb = %record.awb, status = %event.status, superseded_by = %by, "superseded by a newer event of the shipment; not pushed (delivery = latest)");
+                info!(awb = %record.awb, status = %event.status, superseded_by = %by, "superseded by a newer event of the shipment; not pushed (delivery = latest)");
             }
             Decision::Skipped { .. } => {}
         }

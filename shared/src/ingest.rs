@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use sha2::{Digest, Sha256};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, error_span, field, info, warn, Instrument, Span};
 
 use crate::auth::{presented_credentials, CredentialSources};
 use crate::carriers::{normalize, BodyKind, NormalizeContext};
@@ -223,7 +223,15 @@ impl<C, S, M> Ingest<C, S, M> {
 }
 
 impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
+    /// Handles one carrier request, in a span that gives each of its log lines the carrier and,
+    /// once the key is known, the tenant (at ERROR level, so that it is there whatever `RUST_LOG`
+    /// lets through).
     pub async fn handle(&self, request: &Inbound, now: DateTime<Utc>) -> IngestOutcome {
+        let span = error_span!("ingest", carrier = %request.carrier, tenant_id = field::Empty);
+        self.handle_in_span(request, now).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, request: &Inbound, now: DateTime<Utc>) -> IngestOutcome {
         let carrier = request.carrier;
         let outcome = self.handle_inner(request, now).await;
         let result = match &outcome {
@@ -253,7 +261,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         }
         // Each outcome worth an operator's attention logs itself (accepted, duplicate, 401, 400,
         // 503); this line is for debugging only, so INFO stays one line per event.
-        debug!(carrier = %carrier, outcome = result, "request handled");
+        debug!(outcome = result, "request handled");
         outcome
     }
 
@@ -281,7 +289,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         // URL: they are recognised before authentication, and nothing of them is kept.
         let kind = carrier.spec().classify(&request.body);
         if kind == BodyKind::Probe {
-            info!(carrier = %carrier, "carrier set-up probe answered");
+            info!("carrier set-up probe answered");
             return IngestOutcome::Probe;
         }
 
@@ -289,17 +297,18 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             Ok(Ok(tenant)) => tenant,
             Ok(Err(_)) if kind == BodyKind::PanelTest => {
                 // The panel is answered 200 all the same; only a known key says who is wired.
-                warn!(carrier = %carrier, "panel test body without a known credential");
+                warn!("panel test body without a known credential");
                 return IngestOutcome::PanelTest;
             }
             Ok(Err(failure)) => return IngestOutcome::Unauthorized(failure),
             Err(e) => {
-                error!(carrier = %carrier, error = %e, cause = %source_of(&e), "config store unavailable");
+                error!(error = %e, cause = %source_of(&e), "config store unavailable");
                 return IngestOutcome::Unavailable;
             }
         };
+        Span::current().record("tenant_id", field::display(&tenant.tenant_id));
         if kind == BodyKind::PanelTest {
-            info!(tenant_id = %tenant.tenant_id, carrier = %carrier, "panel test body received; not an event");
+            info!("panel test body received; not an event");
             self.record(&tenant.tenant_id, carrier, Activity::PanelTest, now, None)
                 .await;
             return IngestOutcome::PanelTest;
@@ -349,7 +358,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             .record_activity(tenant, carrier, activity, now, detail, count)
             .await
         {
-            warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "carrier activity not recorded");
+            warn!(error = %e, "carrier activity not recorded");
             if let Some(unrecorded) =
                 self.unrecorded()
                     .get_mut(&(tenant.clone(), carrier, activity))
@@ -434,20 +443,23 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         let mut queued = Vec::new();
         let mut duplicates = Vec::new();
         for mut event in events {
-            match self.accept(&mut event, now).await {
+            let span = error_span!("event", event_id = %event.event_id);
+            let claim = self.accept(&mut event, now).instrument(span.clone()).await;
+            let _in_event = span.enter();
+            match claim {
                 Ok(Claim::Claimed) => queued.push(event.event_id),
                 Ok(Claim::AlreadyQueued) => {
                     self.metrics
                         .count("Duplicate", 1, &[("Carrier", carrier.as_str())]);
-                    info!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, "duplicate event");
+                    info!("duplicate event");
                     duplicates.push(event.event_id);
                 }
                 Ok(Claim::InFlight) => {
-                    info!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, "event is being accepted by another request");
+                    info!("event is being accepted by another request");
                     return IngestOutcome::InFlight;
                 }
                 Err(e) => {
-                    error!(tenant_id = %tenant_id, carrier = %carrier, event_id = %event.event_id, error = %e, cause = %source_of(&e), "event not accepted");
+                    error!(error = %e, cause = %source_of(&e), "event not accepted");
                     return IngestOutcome::Unavailable;
                 }
             }
@@ -469,7 +481,7 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
             },
         );
         let Some(first) = presented.first() else {
-            warn!(carrier = %request.carrier, "no credential presented");
+            warn!("no credential presented");
             return Ok(Err(AuthFailure::Missing));
         };
         for credential in &presented {
@@ -480,13 +492,14 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
                 .await?
             {
                 if !tenant.enabled {
-                    warn!(tenant_id = %tenant.tenant_id, carrier = %request.carrier, "key of a disabled tenant");
+                    Span::current().record("tenant_id", field::display(&tenant.tenant_id));
+                    warn!("key of a disabled tenant");
                     return Ok(Err(AuthFailure::Disabled));
                 }
                 return Ok(Ok(tenant));
             }
         }
-        warn!(carrier = %request.carrier, key_hint = %first.digest().hint(), "unknown credential");
+        warn!(key_hint = %first.digest().hint(), "unknown credential");
         Ok(Err(AuthFailure::Unknown))
     }
 
@@ -505,12 +518,9 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         if event.status == Status::Unknown {
             self.metrics
                 .count("UnmappedStatus", 1, &[("Carrier", carrier)]);
-            warn!(carrier = %carrier, code = %event.carrier_status.code, "unmapped carrier status code");
+            warn!(code = %event.carrier_status.code, "unmapped carrier status code");
         }
         info!(
-            tenant_id = %event.tenant_id,
-            carrier = %carrier,
-            event_id = %event.event_id,
             awb = %event.awb.as_deref().unwrap_or(""),
             status = %event.status,
             // Only when true: on most events it is false, and every byte of a line is billed.
@@ -543,13 +553,13 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Ingest<C, S, M> {
         };
         match self.intake.quarantine(&item).await {
             Ok(()) => {
-                warn!(tenant_id = %tenant_id, carrier = %carrier, body_digest = %item.body_digest, reason, "payload rejected and quarantined");
+                warn!(body_digest = %item.body_digest, reason, "payload rejected and quarantined");
                 IngestOutcome::Invalid {
                     reason: reason.to_owned(),
                 }
             }
             Err(e) => {
-                error!(tenant_id = %tenant_id, carrier = %carrier, error = %e, cause = %source_of(&e), "quarantine unavailable");
+                error!(error = %e, cause = %source_of(&e), "quarantine unavailable");
                 IngestOutcome::Unavailable
             }
         }
@@ -578,7 +588,9 @@ impl<C: ConfigStore, S: Intake, M: Metrics> Reingest for Ingest<C, S, M> {
         received_at: DateTime<Utc>,
     ) -> IngestOutcome {
         // The events keep the time their body first arrived; claims run on the clock.
+        let span = error_span!("reingest", carrier = %carrier, tenant_id = %tenant.tenant_id);
         self.ingest_body(tenant, carrier, body, received_at, Utc::now(), false)
+            .instrument(span)
             .await
     }
 }
@@ -678,7 +690,7 @@ impl<E: EventStore, Q: EventQueue> Intake for QueueThenClaim<E, Q> {
                 // The event is on the queue, so it is accepted: the dispatcher finds no claim for
                 // the copy (or this one, if the write landed) and writes it then. Answering 503
                 // would only queue another copy.
-                warn!(event_id = %event.event_id, error = %e, cause = %source_of(&e), "event queued, its claim not written; the dispatcher writes it");
+                warn!(error = %e, cause = %source_of(&e), "event queued, its claim not written; the dispatcher writes it");
                 Ok(Claim::Claimed)
             }
         }
@@ -739,7 +751,7 @@ impl<E: EventStore, Q: EventQueue> QueueThenClaim<E, Q> {
             None | Some(Claim::Claimed) => Ok(None),
             Some(Claim::AlreadyQueued) => {
                 // How often this still happens says when the bridge can go.
-                info!(event_id = %event.event_id, "duplicate of an event accepted before queue first");
+                info!("duplicate of an event accepted before queue first");
                 Ok(Some(Claim::AlreadyQueued))
             }
             Some(Claim::InFlight) => Ok(Some(Claim::InFlight)),

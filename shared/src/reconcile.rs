@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{error_span, info, warn, Instrument};
 
 use crate::carriers::pull::{PullError, PullTransport, Pulled, PulledShipment};
 use crate::carriers::{clickpost, shiprocket, shipway, NormalizeContext};
@@ -377,7 +377,22 @@ where
         reports
     }
 
+    /// Reconciles one account, in a span that gives each of its log lines the tenant and the
+    /// carrier (at ERROR level, so that it is there whatever `RUST_LOG` lets through).
     async fn reconcile_account(
+        &self,
+        tenant: &TenantId,
+        account: &PullAccount,
+        now: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> AccountReport {
+        let span = error_span!("reconcile", tenant_id = %tenant, carrier = %account.carrier());
+        self.reconcile_in_span(tenant, account, now, progress)
+            .instrument(span)
+            .await
+    }
+
+    async fn reconcile_in_span(
         &self,
         tenant: &TenantId,
         account: &PullAccount,
@@ -433,7 +448,7 @@ where
                     }
                 }
                 Err(e) => {
-                    warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "updated-order sweep failed");
+                    warn!(error = %e, "updated-order sweep failed");
                     report.errors.push(e.to_string());
                     if let Some(until) = e.back_off_until() {
                         report.back_off_until = Some(until);
@@ -460,7 +475,7 @@ where
             match answer {
                 Ok(shipments) => self.accept(&mut report, shipments, now).await,
                 Err(e) => {
-                    warn!(tenant_id = %tenant, carrier = %carrier, error = %e, "pull failed");
+                    warn!(error = %e, "pull failed");
                     report.errors.push(e.to_string());
                     if let Some(until) = e.back_off_until() {
                         report.back_off_until = Some(until);
@@ -491,7 +506,15 @@ where
                 &[("Carrier", carrier.as_str())],
             );
         }
-        info!(tenant_id = %tenant, carrier = %carrier, quiet = report.quiet, calls = report.calls, found = report.found, reconciled = report.reconciled, known = report.known, errors = report.errors.len(), "reconciled");
+        info!(
+            quiet = report.quiet,
+            calls = report.calls,
+            found = report.found,
+            reconciled = report.reconciled,
+            known = report.known,
+            errors = report.errors.len(),
+            "reconciled"
+        );
         report
     }
 
@@ -620,10 +643,16 @@ where
                     }
                     for mut event in events {
                         report.found += 1;
-                        match self.intake.accept_pulled(&mut event, now).await {
+                        let span = error_span!("event", event_id = %event.event_id);
+                        let claim = self
+                            .intake
+                            .accept_pulled(&mut event, now)
+                            .instrument(span.clone())
+                            .await;
+                        match claim {
                             Ok(Claim::Claimed) => {
                                 report.reconciled += 1;
-                                info!(tenant_id = %event.tenant_id, event_id = %event.event_id, awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought");
+                                span.in_scope(|| info!(awb = %event.shipment_key(), status = %event.status, "reconciled: an event no webhook brought"));
                                 let mark = Attempt {
                                     event_id: event.event_id.clone(),
                                     tenant_id: event.tenant_id.clone(),
@@ -641,7 +670,7 @@ where
                                 };
                                 if let Err(e) = self.log.record_attempt(&mark).await {
                                     // The event is queued; only its mark is missing.
-                                    warn!(event_id = %event.event_id, error = %e, "reconciled event not marked in the delivery log");
+                                    span.in_scope(|| warn!(error = %e, "reconciled event not marked in the delivery log"));
                                 }
                             }
                             Ok(Claim::AlreadyQueued | Claim::InFlight) => report.known += 1,

@@ -179,6 +179,17 @@ async fn log_bytes_per_accepted_and_delivered_event() {
     let messages = |m: &str| lines.iter().filter(|l| l["message"] == m).count() as u64;
     assert_eq!(messages("event accepted"), EVENTS);
     assert_eq!(messages("delivered"), EVENTS);
+    // The spans' fields are on each line, flat, once: a Logs Insights query filters on them.
+    for line in lines.iter().filter(|l| l.get("_aws").is_none()) {
+        assert_eq!(line["tenant_id"], "acme", "{line}");
+        assert!(
+            line["event_id"].as_str().is_some_and(|id| id.len() > 10),
+            "{line}"
+        );
+        if line["message"] == "event accepted" {
+            assert_eq!(line["carrier"], "clickpost", "{line}");
+        }
+    }
     let emf_documents = lines.iter().filter(|l| l.get("_aws").is_some()).count() as u64;
     // Ingest: the first request's at once, the rest gathered; the dispatcher: one per batch (one
     // tenant).

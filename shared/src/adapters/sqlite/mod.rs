@@ -9,6 +9,7 @@
 //! (`kill -9`), not a power cut. See [`Writer`] for how the fsync is shared.
 
 mod admin;
+mod checkpointer;
 mod queue;
 mod stores;
 mod tenants;
@@ -372,17 +373,20 @@ impl SqliteStore {
     pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, Unavailable> {
         let conn = Connection::open(path).map_err(unavailable("open"))?;
         // NORMAL in both modes: a commit writes the WAL without waiting for the disk, and in
-        // fsync mode the syncer thread fsyncs it (see `Writer`).
+        // fsync mode the syncer thread fsyncs it (see `Writer`). The writer never checkpoints:
+        // the checkpointer thread does, on its own connection (see `checkpointer`).
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+             PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(unavailable("configure"))?;
         let reader = Connection::open(path).map_err(unavailable("open"))?;
         reader
             .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
             .map_err(unavailable("configure"))?;
+        let checkpoints = checkpointer::connect(path).map_err(unavailable("open"))?;
         let wal = (durability == Durability::Fsync).then(|| Arc::new(WalFile::new(path)));
-        SqliteStore::start(conn, Some(reader), durability, wal)
+        SqliteStore::start(conn, Some((reader, checkpoints)), durability, wal)
     }
 
     /// A private in-memory database, for tests.
@@ -391,9 +395,11 @@ impl SqliteStore {
         SqliteStore::start(conn, None, Durability::default(), None)
     }
 
+    /// Starts the writer thread on `conn` (and, for a file, the checkpointer on the second
+    /// connection of `file`, whose first is the reads'), and the syncer in fsync mode.
     fn start(
         conn: Connection,
-        reader: Option<Connection>,
+        file: Option<(Connection, Connection)>,
         durability: Durability,
         wal: Option<Arc<WalFile>>,
     ) -> Result<SqliteStore, Unavailable> {
@@ -407,9 +413,20 @@ impl SqliteStore {
             conn: conn.clone(),
             jobs: waiting,
             syncer: None,
+            checkpointer: None,
         };
+        let (reader, checkpoints) = file.unzip();
+        if let Some(checkpoints) = checkpoints {
+            // One pending signal is enough: the checkpointer checkpoints whatever is committed.
+            let (committed, signals) = std::sync::mpsc::sync_channel(1);
+            writer.checkpointer = Some(committed);
+            std::thread::Builder::new()
+                .name("sqlite-checkpointer".into())
+                .spawn(move || checkpointer::run(checkpoints, signals))
+                .map_err(|e| Unavailable::new(SERVICE, "start the checkpointer", e))?;
+        }
         // Each thread ends when what feeds it goes: the writer when the store's handles (the only
-        // senders of jobs) are all dropped, the syncer when the writer ends.
+        // senders of jobs) are all dropped, the syncer and the checkpointer when the writer ends.
         if let Some(wal) = &wal {
             // The schema statements above wrote the WAL: the first sync finds the file.
             wal.sync()
@@ -625,6 +642,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!acme.file_managed);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_open_store_copies_its_log_into_the_database_off_the_writer() {
+        let dir = std::env::temp_dir().join(format!("rms-checkpoints-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("busy.db");
+        let _ = std::fs::remove_file(&path);
+        let store = SqliteStore::open(&path).unwrap();
+        // The writer's connection never checkpoints (a checkpoint there would stall every accept
+        // waiting behind it).
+        let autocheckpoint: i64 = store
+            .conn()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, 0);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for n in 0..200 {
+                let mut event = scan(&format!("AWB{n}"), "2026-11-22T10:00:00Z");
+                store.accept(&mut event, Utc::now()).await.unwrap();
+            }
+        });
+        // The checkpointer thread copies the committed pages into the database file while the
+        // store stays open (without it they would stay in the log until the store closed).
+        let waited = std::time::Instant::now();
+        while size() <= before && waited.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(size() > before, "the database file is still {before} bytes");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

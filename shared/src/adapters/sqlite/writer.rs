@@ -164,6 +164,8 @@ pub(super) struct Writer {
     pub(super) jobs: mpsc::Receiver<Box<dyn Job>>,
     /// In fsync mode (a file database): where the committed durable jobs wait for the fsync.
     pub(super) syncer: Option<std::sync::mpsc::Sender<Vec<Box<dyn Job>>>>,
+    /// A file database: told after each commit, so that the log is checkpointed off this thread.
+    pub(super) checkpointer: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl Writer {
@@ -178,6 +180,10 @@ impl Writer {
                 }
             }
             let committed = commit_group(&lock(&self.conn), &mut group);
+            if let (Some(checkpointer), Ok(())) = (&self.checkpointer, &committed) {
+                // Full: a signal is already waiting, and it covers this commit too.
+                let _ = checkpointer.try_send(());
+            }
             let mut to_sync = Vec::new();
             for job in group.drain(..) {
                 match &self.syncer {
