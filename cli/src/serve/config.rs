@@ -336,7 +336,7 @@ impl Default for ServeConfig {
             timeout: PushTimeout::DEFAULT.get(),
             retry_schedule: defaults.retry_schedule,
             max_attempts: 10,
-            concurrency: 10,
+            concurrency: 64,
             tenant_concurrency: 4,
             breaker: BreakerSettings::default(),
             server: ServerSettings::default(),

@@ -96,7 +96,16 @@ fn step(conn: &Connection, restart: bool, restart_pages: i64) -> bool {
     let mode = if restart { "RESTART" } else { "PASSIVE" };
     match checkpoint(conn, mode) {
         // After a RESTART that finished, the log starts again at the next write, whatever it held.
-        Ok(done) => done.log > restart_pages && (!restart || done.busy),
+        Ok(done) => {
+            tracing::debug!(
+                mode,
+                log = done.log,
+                copied = done.copied,
+                busy = done.busy,
+                "WAL checkpoint"
+            );
+            done.log > restart_pages && (!restart || done.busy)
+        }
         Err(e) => {
             tracing::warn!(error = %e, mode, "WAL checkpoint failed; the next one tries again");
             false
