@@ -263,7 +263,8 @@ pub enum Durability {
     Fsync,
     /// Written to the operating system (the WAL file, not fsync'd): a 200 survives the process
     /// being killed (`kill -9`, a panic), not a power cut or a kernel crash, which lose what was
-    /// accepted since the last checkpoint (at low traffic, hours of events).
+    /// accepted since the last checkpoint (the checkpointer's, within about 200 ms of a commit,
+    /// syncs the WAL first).
     Os,
 }
 
