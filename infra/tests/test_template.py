@@ -96,10 +96,15 @@ class Routes(unittest.TestCase):
 class Queues(unittest.TestCase):
     def test_the_redrive_policy_allows_every_scheduled_retry(self):
         queue = RESOURCES["EventsQueue"]["Properties"]
-        self.assertEqual(queue["RedrivePolicy"]["maxReceiveCount"], RETRY_WAITS + 1)
+        self.assertEqual(queue["RedrivePolicy"]["maxReceiveCount"], {"Ref": "MaxDeliveryAttempts"})
+        self.assertEqual(TEMPLATE["Parameters"]["MaxDeliveryAttempts"]["Default"], RETRY_WAITS + 1)
         self.assertEqual(
             queue["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
         )
+
+    def test_the_dispatcher_dead_letters_at_the_queues_own_limit(self):
+        variables = RESOURCES["DispatcherFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(variables["MAX_ATTEMPTS"], {"Ref": "MaxDeliveryAttempts"})
 
     def test_retention_outlasts_the_whole_schedule(self):
         schedule_seconds = 30 + 120 + 600 + 1800 + 3600 + 7200 + 14400 + 28800 + 43200

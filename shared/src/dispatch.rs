@@ -28,6 +28,12 @@ pub struct DispatchSettings {
     pub retry_schedule: Vec<Duration>,
     /// ±fraction of randomness on each wait, so that retries after an outage spread out.
     pub jitter: f64,
+    /// The last attempt: a failure that would be retried is dead-lettered instead, with its
+    /// reason, and logged as such. The queue moves a message received more often than this to the
+    /// dead letters itself (SQS's `maxReceiveCount`, the SQLite queue's lease); this is the same
+    /// limit (`MAX_ATTEMPTS` in the SAM template, `dispatch.max_attempts` in `rms.toml`), seen by
+    /// the attempt that reaches it, so the last attempt says why the message stopped.
+    pub max_attempts: u32,
 }
 
 impl Default for DispatchSettings {
@@ -46,6 +52,8 @@ impl Default for DispatchSettings {
                 minutes(720),
             ],
             jitter: 0.2,
+            // The first attempt and one after each of the schedule's nine waits.
+            max_attempts: 10,
         }
     }
 }
@@ -434,7 +442,7 @@ where
 
     /// A retry after the schedule's wait for this attempt, or the endpoint's `Retry-After` when
     /// that is longer: an endpoint may ask for more time, never for less (`Retry-After: 0` would
-    /// otherwise spend every attempt in a second).
+    /// otherwise spend every attempt in a second). On the last attempt, a dead letter.
     fn wait(
         &self,
         event: &CanonicalEvent,
@@ -442,6 +450,10 @@ where
         retry_after: Option<Duration>,
         reason: &str,
     ) -> Decision {
+        let max = self.settings.max_attempts;
+        if attempt >= max {
+            return dead_letter(format!("{reason}; no attempts left (max attempts: {max})"));
+        }
         let after = backoff(&self.settings, attempt, event.event_id.as_str())
             .max(retry_after.unwrap_or(Duration::ZERO))
             .min(MAX_DELAY);
@@ -857,7 +869,9 @@ mod tests {
                 43_200,
             ),
         ] {
-            let w = world(vec![result.clone()]);
+            let mut w = world(vec![result.clone()]);
+            // A limit beyond the schedule (`dispatch.max_attempts` may be): its last wait repeats.
+            w.dispatch.settings.max_attempts = 100;
             let Decision::Retry { after, .. } = w.dispatch.deliver(&event(), attempt, now()).await
             else {
                 panic!("{result:?} should be retried");
@@ -1031,6 +1045,37 @@ mod tests {
             w.dispatch.deliver(&event(), 1, now()).await,
             Decision::Delivered
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_on_the_last_attempt_is_dead_lettered_with_its_reason() {
+        let max = DispatchSettings::default().max_attempts;
+        let w = world(vec![answered(503), timed_out(), timed_out()]);
+        let decision = w.dispatch.deliver(&event(), max - 1, now()).await;
+        assert!(matches!(decision, Decision::Retry { .. }), "{decision:?}");
+        for attempt in [max, max + 1] {
+            let decision = w.dispatch.deliver(&event(), attempt, now()).await;
+            let Decision::DeadLetter { reason } = decision else {
+                panic!("attempt {attempt}: {decision:?}")
+            };
+            assert!(reason.starts_with("no answer within 10000 ms"), "{reason}");
+            assert!(
+                reason.ends_with("no attempts left (max attempts: 10)"),
+                "{reason}"
+            );
+        }
+        // The delivery log says what became of it, with the failure that ended it.
+        let outcomes: Vec<_> = w.log.attempts().iter().map(|a| a.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                AttemptOutcome::Retry,
+                AttemptOutcome::DeadLetter,
+                AttemptOutcome::DeadLetter
+            ]
+        );
+        assert_eq!(w.metrics.total("DeadLettered"), 2);
+        assert_eq!(w.metrics.total("DeliveryFailed"), 1);
     }
 
     #[tokio::test]

@@ -211,6 +211,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
             shipments: store.clone(),
             settings: DispatchSettings {
                 retry_schedule: config.retry_schedule.clone(),
+                max_attempts: config.max_attempts,
                 ..DispatchSettings::default()
             },
         },

@@ -24,6 +24,9 @@ pub struct Config {
     /// `CIRCUIT_FAILURES` (default 5: timeouts or connection failures in a row that open a
     /// tenant's circuit) and `CIRCUIT_COOL_DOWN_SECONDS` (default 30: until the next probe).
     pub breaker: BreakerSettings,
+    /// `MAX_ATTEMPTS` (default 10): the attempt after which a failed delivery is dead-lettered;
+    /// the template sets it and the queue's `maxReceiveCount` from one parameter.
+    pub max_attempts: u32,
 }
 
 impl Config {
@@ -40,8 +43,10 @@ impl Config {
             cool_down: Duration::from_secs(env.number("CIRCUIT_COOL_DOWN_SECONDS", 30)?),
             ..BreakerSettings::default()
         };
+        let max_attempts = env.positive("MAX_ATTEMPTS", 10)?;
         Ok(Config {
             breaker,
+            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
             config_table: env.required("CONFIG_TABLE")?,
             events_table: env.required("EVENTS_TABLE")?,
             events_queue_url: env.required("EVENTS_QUEUE_URL")?,
@@ -56,7 +61,10 @@ impl Config {
     }
 
     pub fn dispatch_settings(&self) -> DispatchSettings {
-        DispatchSettings::default()
+        DispatchSettings {
+            max_attempts: self.max_attempts,
+            ..DispatchSettings::default()
+        }
     }
 }
 
@@ -95,6 +103,18 @@ mod tests {
             (10, 60)
         );
         assert_eq!(config.breaker, BreakerSettings::default());
+        // The template's maxReceiveCount, and the schedule's nine waits plus the first attempt.
+        assert_eq!(config.dispatch_settings().max_attempts, 10);
+    }
+
+    #[test]
+    fn max_attempts_comes_from_the_environment() {
+        let mut env = BASE.to_vec();
+        env.push(("MAX_ATTEMPTS", "4"));
+        assert_eq!(from(&env).unwrap().dispatch_settings().max_attempts, 4);
+        let mut env = BASE.to_vec();
+        env.push(("MAX_ATTEMPTS", "0"));
+        assert!(from(&env).unwrap_err().to_string().contains("MAX_ATTEMPTS"));
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl<'a> Dispatcher<'a> {
                 settings: DispatchSettings {
                     retry_schedule: vec![Duration::from_secs(1)],
                     jitter: 0.0,
+                    ..DispatchSettings::default()
                 },
             },
             actions: SqsQueueActions::new(stack.sqs.clone(), &stack.queue_url, &stack.dlq_url),

@@ -97,9 +97,11 @@ impl Harness {
                 },
             ),
             shipments: DynamoEventStore::new(stack.dynamo.clone(), &stack.events_table),
+            // As the template sets them: the dispatcher's last attempt is the queue's last receive.
             settings: DispatchSettings {
                 retry_schedule: schedule,
                 jitter: 0.0,
+                max_attempts: max_receive_count,
             },
         };
         let actions = Recording {
@@ -395,7 +397,7 @@ async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt_after_the
 }
 
 #[tokio::test]
-async fn after_max_receive_count_the_message_is_in_the_dlq_with_its_body_intact() {
+async fn after_the_last_attempt_the_message_is_in_the_dlq_with_its_body_intact_and_why() {
     integration_tests::needs!(moto);
     let receiver = Receiver::start(Some(SECRET));
     let h = Harness::new(3, seconds(&[0]), local()).await;
@@ -403,14 +405,23 @@ async fn after_max_receive_count_the_message_is_in_the_dlq_with_its_body_intact(
         .await;
     let body = h.enqueue("acme", "AWB-DOWN").await;
 
-    for attempt in 1..=3 {
+    for attempt in 1..=2 {
         let poll = h.poll_until_received(Duration::from_secs(3)).await;
         assert_eq!(poll.failed.len(), 1, "attempt {attempt}");
     }
-    // The next receive exceeds maxReceiveCount: SQS moves the message to the DLQ.
+    // The last attempt fails too: the dispatcher moves it to the DLQ itself, saying why, and
+    // acknowledges it (SQS's own move, past maxReceiveCount, is for a message nothing settled).
+    let poll = h.poll_until_received(Duration::from_secs(3)).await;
+    assert!(poll.failed.is_empty(), "acknowledged");
     assert!(h.poll().await.received.is_empty());
     let dead = h.stack.drain(&h.stack.dlq_url).await;
     assert_eq!(dead.len(), 1);
+    let reason = &dead[0].attributes["dead_letter_reason"];
+    assert!(
+        reason.contains("503") && reason.contains("no attempts left (max attempts: 3)"),
+        "{reason}"
+    );
+    assert_eq!(dead[0].attributes["attempts"], "3");
     assert_eq!(dead[0].body, serde_json::from_str::<Value>(&body).unwrap());
     assert_eq!(
         dead[0].attributes["event_id"],
