@@ -481,6 +481,7 @@ impl LogCapture {
     /// Installs a JSON subscriber for the current thread, as verbose as the binaries' filter
     /// allows (`shared::logging` at TRACE); logs are kept until `text()`.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        anchor_interest();
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -493,6 +494,7 @@ impl LogCapture {
     /// Installs the Lambda functions' own subscriber (`shared::logging::json_subscriber`, INFO)
     /// for the current thread, writing here: the bytes CloudWatch would ingest.
     pub fn install_lambda_format(&self) -> tracing::subscriber::DefaultGuard {
+        anchor_interest();
         let writer = self.clone();
         installed(tracing::subscriber::set_default(
             shared::logging::json_subscriber(move || writer.clone()),
@@ -505,13 +507,25 @@ impl LogCapture {
 }
 
 /// A subscriber just set for this thread, with every log call site's interest worked out again.
-/// The tests of a binary run on parallel threads: a call site first reached on another thread
-/// while the process's first thread subscriber is being set can store an interest worked out
-/// without it (tracing-core asks the subscribers without a lock until there is one), and its
-/// lines would then never reach this capture.
+///
+/// tracing works out a call site's interest once, when a thread first reaches it, and keeps it
+/// for every thread. While the process has one subscriber (this capture), it asks the reaching
+/// thread's own: a sibling test without a capture that reaches a call site first stores "never",
+/// and this capture misses that line for good (`log_bytes` beside `calls::` lost every "event
+/// accepted"). So the first capture also sets a global subscriber that keeps nothing (a bare
+/// `Registry`); with two, tracing asks them all, and each line goes to the thread's own.
 fn installed(guard: tracing::subscriber::DefaultGuard) -> tracing::subscriber::DefaultGuard {
     tracing::callsite::rebuild_interest_cache();
     guard
+}
+
+/// Sets the global subscriber that keeps nothing (see `installed`), once per process; a test
+/// that sets its own global one first (`store_down`, run alone) keeps it.
+fn anchor_interest() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
 }
 
 /// A received SQS message as the event source mapping hands it to the dispatcher: one record of

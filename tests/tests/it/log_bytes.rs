@@ -1,8 +1,8 @@
 //! CloudWatch Logs bytes per notification: the real ingest and dispatcher code against
 //! moto_server, their log lines and EMF documents captured as the Lambda functions write them. The
 //! figure feeds the cost table in docs/performance.md; the assertions keep it true. The subscriber
-//! it installs is the thread's; `LogCapture` works out the call sites' interest again once it is
-//! set, so that the other tests running in this process cannot have settled it without it.
+//! it installs is the thread's; `LogCapture` keeps the other tests of this process, running
+//! beside it, from settling a call site's interest without it (`integration_tests::installed`).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
