@@ -360,10 +360,12 @@ def test_onboarding_a_carrier_and_a_client_end_to_end(page, server, receiver):
     expect(row).to_contain_text("max attempts")
     shot(page, "dead-letters")
 
-    # Its timeline shows the AWB as text, every failed attempt, and ran nothing.
+    # Its timeline shows the AWB as text, every failed attempt (the last, the eighth, a dead
+    # letter), and ran nothing.
     page.goto(f"{server}/console/tenants/acme/deliveries?" + urllib.parse.urlencode({"awb": HTML_AWB}))
     expect(page.locator("code.awb").first).to_have_text(HTML_AWB)
-    expect(page.locator("li.attempt .outcome.retry")).to_have_count(8)
+    expect(page.locator("li.attempt .outcome.retry")).to_have_count(7)
+    expect(page.locator("li.attempt .outcome.dead_letter")).to_have_count(1)
     expect(page.locator("li.attempt").first).to_contain_text("HTTP 500")
     assert page.evaluate("window.__pwned") is None
 
