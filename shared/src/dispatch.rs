@@ -39,21 +39,23 @@ pub struct DispatchSettings {
 impl Default for DispatchSettings {
     fn default() -> Self {
         let minutes = |m: u64| Duration::from_secs(m * 60);
+        let retry_schedule = vec![
+            Duration::from_secs(30),
+            minutes(2),
+            minutes(10),
+            minutes(30),
+            minutes(60),
+            minutes(120),
+            minutes(240),
+            minutes(480),
+            minutes(720),
+        ];
+        // The first attempt and one after each of the schedule's waits: 10.
+        let max_attempts = u32::try_from(retry_schedule.len() + 1).unwrap_or(u32::MAX);
         DispatchSettings {
-            retry_schedule: vec![
-                Duration::from_secs(30),
-                minutes(2),
-                minutes(10),
-                minutes(30),
-                minutes(60),
-                minutes(120),
-                minutes(240),
-                minutes(480),
-                minutes(720),
-            ],
+            retry_schedule,
             jitter: 0.2,
-            // The first attempt and one after each of the schedule's nine waits.
-            max_attempts: 10,
+            max_attempts,
         }
     }
 }

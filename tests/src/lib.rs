@@ -488,7 +488,7 @@ impl LogCapture {
             .with_env_filter(shared::logging::filter("trace"))
             .with_writer(move || writer.clone())
             .finish();
-        installed(tracing::subscriber::set_default(subscriber))
+        tracing::subscriber::set_default(subscriber)
     }
 
     /// Installs the Lambda functions' own subscriber (`shared::logging::json_subscriber`, INFO)
@@ -496,9 +496,7 @@ impl LogCapture {
     pub fn install_lambda_format(&self) -> tracing::subscriber::DefaultGuard {
         anchor_interest();
         let writer = self.clone();
-        installed(tracing::subscriber::set_default(
-            shared::logging::json_subscriber(move || writer.clone()),
-        ))
+        tracing::subscriber::set_default(shared::logging::json_subscriber(move || writer.clone()))
     }
 
     pub fn text(&self) -> String {
@@ -506,21 +504,15 @@ impl LogCapture {
     }
 }
 
-/// A subscriber just set for this thread, with every log call site's interest worked out again.
+/// Sets, once per process, a global subscriber that keeps nothing (a bare `Registry`); a test
+/// that sets its own global one first (`store_down`, run alone) keeps it.
 ///
 /// tracing works out a call site's interest once, when a thread first reaches it, and keeps it
-/// for every thread. While the process has one subscriber (this capture), it asks the reaching
+/// for every thread. While the process has one subscriber (a capture), it asks the reaching
 /// thread's own: a sibling test without a capture that reaches a call site first stores "never",
-/// and this capture misses that line for good (`log_bytes` beside `calls::` lost every "event
-/// accepted"). So the first capture also sets a global subscriber that keeps nothing (a bare
-/// `Registry`); with two, tracing asks them all, and each line goes to the thread's own.
-fn installed(guard: tracing::subscriber::DefaultGuard) -> tracing::subscriber::DefaultGuard {
-    tracing::callsite::rebuild_interest_cache();
-    guard
-}
-
-/// Sets the global subscriber that keeps nothing (see `installed`), once per process; a test
-/// that sets its own global one first (`store_down`, run alone) keeps it.
+/// and the capture misses that line for good (`log_bytes` beside `calls::` lost every "event
+/// accepted"). With two, tracing asks them all, and each line goes to the thread's own. (Setting
+/// a subscriber works the interest of the call sites reached so far out again.)
 fn anchor_interest() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -335,7 +335,7 @@ impl Default for ServeConfig {
             silent_after: Some(Duration::from_secs(3 * 3600)),
             timeout: PushTimeout::DEFAULT.get(),
             retry_schedule: defaults.retry_schedule,
-            max_attempts: 10,
+            max_attempts: defaults.max_attempts,
             concurrency: 64,
             tenant_concurrency: 4,
             breaker: BreakerSettings::default(),

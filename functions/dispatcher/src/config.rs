@@ -43,7 +43,8 @@ impl Config {
             cool_down: Duration::from_secs(env.number("CIRCUIT_COOL_DOWN_SECONDS", 30)?),
             ..BreakerSettings::default()
         };
-        let max_attempts = env.positive("MAX_ATTEMPTS", 10)?;
+        let defaults = DispatchSettings::default();
+        let max_attempts = env.positive("MAX_ATTEMPTS", u64::from(defaults.max_attempts))?;
         Ok(Config {
             breaker,
             max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),

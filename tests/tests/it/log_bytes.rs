@@ -2,7 +2,7 @@
 //! moto_server, their log lines and EMF documents captured as the Lambda functions write them. The
 //! figure feeds the cost table in docs/performance.md; the assertions keep it true. The subscriber
 //! it installs is the thread's; `LogCapture` keeps the other tests of this process, running
-//! beside it, from settling a call site's interest without it (`integration_tests::installed`).
+//! beside it, from settling a call site's interest without it (`integration_tests::anchor_interest`).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
