@@ -8,12 +8,12 @@ mod serve;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 // mimalloc instead of glibc's malloc: `rms serve` allocates and frees per request on every
 // worker thread, where glibc's arenas spent about a tenth of the CPU (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
