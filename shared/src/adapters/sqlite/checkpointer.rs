@@ -12,10 +12,10 @@
 //! lock, not the writer's). SQLite starts the log again from its beginning only at a write that
 //! begins when everything in it was copied, which a busy writer, always a commit ahead, rarely
 //! sees: so each PASSIVE checkpoint is followed by short ones that copy what was committed
-//! meanwhile, until one finds nothing new (`step`). A writer too busy even for that (saturation)
-//! lets the log pass [`RESTART_PAGES`]; the next checkpoint is then a RESTART, which holds new
-//! writes back while it copies the last pages and fsyncs (most were copied by the PASSIVE ones)
-//! and makes the next write start the log again, so that the file stays bounded.
+//! meanwhile, until one finds nothing new (`step`). A writer too busy even for that (1,000 req/s
+//! and more) lets the log pass [`RESTART_PAGES`]; the PASSIVE ones are then followed at once by a
+//! RESTART, which holds new writes back while it copies what was committed during the last of
+//! them and fsyncs, and makes the next write start the log again, so that the file stays bounded.
 //!
 //! Durability is unchanged: the checkpoint fsyncs the WAL before copying it and the database
 //! before the log can be reused, whichever connection runs it.
@@ -30,8 +30,8 @@ use rusqlite::Connection;
 /// about what the default 1,000-page threshold gives at full load, with the copy off the writer.
 pub(super) const EVERY: Duration = Duration::from_millis(200);
 
-/// Past this many pages (about 40 MB at 4 KiB) still in the log after a PASSIVE checkpoint, the
-/// next one is a RESTART, which waits for readers to let go.
+/// Past this many pages (about 40 MB at 4 KiB) in the log after the PASSIVE checkpoints, a RESTART
+/// follows them, which waits for the writer and the readers to let go.
 pub(super) const RESTART_PAGES: i64 = 10_000;
 
 /// What one checkpoint found (`PRAGMA wal_checkpoint`'s row).
@@ -68,7 +68,6 @@ pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Chec
 /// dropped), with a last checkpoint.
 pub(super) fn run(conn: Connection, committed: Receiver<()>) {
     let mut last = Instant::now();
-    let mut restart = false;
     // Wait for a commit, then let the next ones gather until a checkpoint is due.
     while let Ok(()) = committed.recv() {
         let due = last + EVERY;
@@ -86,7 +85,7 @@ pub(super) fn run(conn: Connection, committed: Receiver<()>) {
             }
         }
         while committed.try_recv().is_ok() {}
-        restart = step(&conn, restart, RESTART_PAGES);
+        step(&conn, RESTART_PAGES);
         last = Instant::now();
     }
     let _ = checkpoint(&conn, "PASSIVE");
@@ -96,57 +95,57 @@ pub(super) fn run(conn: Connection, committed: Receiver<()>) {
 /// the one before ran (see [`step`]).
 const CATCH_UP: usize = 4;
 
-/// One checkpoint; `true` when the log holds more than `restart_pages` and the next must be a
-/// RESTART.
+/// One round of checkpoints; returns the mode of the last one run.
 ///
 /// A PASSIVE checkpoint copying a few hundred ms of commits takes milliseconds (the copy and two
 /// fsyncs), and a writer at a few hundred commits a second commits again meanwhile: the log is
-/// never all copied when its next write begins, so SQLite never starts it again by itself, and it
-/// grows until a RESTART, which holds every write back for its copy and fsyncs (9-19 ms measured
-/// at 500 req/s, every 1.4 s). So a PASSIVE one is followed by short ones, each copying only the
-/// commits that landed during the one before, until one finds the log all copied with nothing new:
-/// the writer's next write then starts the log again, holding nothing back. A writer that commits
-/// faster than that (saturation) still gets the RESTART past `restart_pages`.
-fn step(conn: &Connection, restart: bool, restart_pages: i64) -> bool {
-    step_with(|mode| checkpoint(conn, mode), restart, restart_pages)
+/// never all copied when its next write begins, so SQLite never starts it again by itself. So a
+/// PASSIVE one is followed by short ones, each copying only the commits that landed during the one
+/// before, until one finds the log all copied with nothing new: the writer's next write then
+/// starts the log again, holding nothing back.
+///
+/// A writer that commits faster than they catch up lets the log grow past `restart_pages`; a
+/// RESTART then follows at once, while the PASSIVE ones have left it only the last few commits to
+/// copy. (A RESTART instead of the PASSIVE ones copied 200 ms of commits, about 3,000 pages at
+/// 1,000 req/s, with new writes held back: 15-20 ms stalls every second.) A RESTART that could not
+/// finish (busy) is tried again at the next round, the log being still past the limit.
+fn step(conn: &Connection, restart_pages: i64) -> &'static str {
+    step_with(|mode| checkpoint(conn, mode), restart_pages)
 }
 
 /// [`step`] with the checkpoint as `run` (a test's, to commit between two checkpoints).
 fn step_with(
     mut run: impl FnMut(&str) -> rusqlite::Result<Checkpointed>,
-    restart: bool,
     restart_pages: i64,
-) -> bool {
-    let mode = if restart { "RESTART" } else { "PASSIVE" };
+) -> &'static str {
+    let mut mode = "PASSIVE";
     let mut done = run(mode);
-    if !restart {
-        for _ in 0..CATCH_UP {
-            let Ok(before) = done else { break };
-            done = run("PASSIVE");
-            if let Ok(now) = done {
-                if now.log == before.log && now.copied == now.log {
-                    break;
-                }
+    for _ in 0..CATCH_UP {
+        let Ok(before) = done else { break };
+        done = run(mode);
+        if let Ok(now) = done {
+            if now.log == before.log && now.copied == now.log {
+                break;
             }
         }
     }
+    if matches!(done, Ok(d) if d.log > restart_pages) {
+        mode = "RESTART";
+        done = run(mode);
+    }
     match done {
-        // After a RESTART that finished, the log starts again at the next write, whatever it held.
-        Ok(done) => {
-            tracing::debug!(
-                mode,
-                log = done.log,
-                copied = done.copied,
-                busy = done.busy,
-                "WAL checkpoint"
-            );
-            done.log > restart_pages && (!restart || done.busy)
-        }
+        Ok(done) => tracing::debug!(
+            mode,
+            log = done.log,
+            copied = done.copied,
+            busy = done.busy,
+            "WAL checkpoint"
+        ),
         Err(e) => {
-            tracing::warn!(error = %e, mode, "WAL checkpoint failed; the next one tries again");
-            false
+            tracing::warn!(error = %e, mode, "WAL checkpoint failed; the next one tries again")
         }
     }
+    mode
 }
 
 #[cfg(test)]
@@ -201,31 +200,54 @@ mod tests {
     }
 
     #[test]
-    fn a_log_past_the_limit_is_restarted_even_while_the_writer_keeps_writing() {
+    fn a_log_past_the_limit_is_copied_first_then_restarted_even_while_the_writer_keeps_writing() {
         let (path, writer) = database("restart.db");
         let checkpoints = connect(&path).unwrap();
-        // A writer always a commit ahead: its next transaction begins before the checkpoint, so
-        // the PASSIVE checkpoints copy the log but SQLite never starts it again.
         let mut rounds = 0;
-        loop {
+        let calls = loop {
             rounds += 1;
             assert!(rounds < 10, "the log never passed 100 pages");
             write_pages(&writer, 30);
-            // The writer's next group has begun (its snapshot taken) when the checkpoint runs,
-            // and commits after it.
+            // A writer always a commit ahead: its next group has begun (its snapshot taken) when
+            // the PASSIVE checkpoints run, and commits after them, so they copy the log but
+            // SQLite never starts it again.
             writer.execute_batch("BEGIN IMMEDIATE").unwrap();
             writer
                 .execute("INSERT INTO t VALUES (-1, NULL)", [])
                 .unwrap();
-            let restart = step(&checkpoints, false, 100);
-            writer.execute_batch("COMMIT").unwrap();
-            if restart {
-                break;
+            let mut open = true;
+            let mut calls = Vec::new();
+            let mode = step_with(
+                |mode| {
+                    if mode == "RESTART" && open {
+                        // A RESTART waits for the group in progress to commit.
+                        writer.execute_batch("COMMIT").unwrap();
+                        open = false;
+                    }
+                    let done = checkpoint(&checkpoints, mode);
+                    calls.push((mode.to_owned(), *done.as_ref().unwrap()));
+                    done
+                },
+                100,
+            );
+            if open {
+                writer.execute_batch("COMMIT").unwrap();
             }
-        }
+            if mode == "RESTART" {
+                break calls;
+            }
+        };
         assert!(rounds >= 3, "the log grew by the writes: {rounds} rounds");
-        // The RESTART checkpoint: the next write starts the log from its beginning.
-        assert!(!step(&checkpoints, true, 100));
+        // The PASSIVE checkpoints copied the whole log first: the RESTART, which holds the writer
+        // back, had only the group committed after them to copy.
+        let (last, restart) = calls.split_last().unwrap();
+        assert_eq!(last.0, "RESTART", "{calls:?}");
+        assert!(!last.1.busy, "{calls:?}");
+        let passive = &restart.last().unwrap().1;
+        assert_eq!(restart.last().unwrap().0, "PASSIVE", "{calls:?}");
+        assert_eq!(passive.copied, passive.log, "{calls:?}");
+        assert_eq!(last.1.log, passive.log + 1, "one late page: {calls:?}");
+        // The next write starts the log from its beginning.
         write_pages(&writer, 5);
         let after = checkpoint(&checkpoints, "PASSIVE").unwrap();
         assert!(after.log < 30, "the log started again: {after:?}");
@@ -238,7 +260,7 @@ mod tests {
         write_pages(&writer, 200);
         // The writer's next group begins before the first checkpoint and commits while it runs.
         let mut runs = 0;
-        let restart = step_with(
+        let mode = step_with(
             |mode| {
                 runs += 1;
                 if runs > 1 {
@@ -252,10 +274,9 @@ mod tests {
                 writer.execute_batch("COMMIT").unwrap();
                 done
             },
-            false,
             10_000,
         );
-        assert!(!restart);
+        assert_eq!(mode, "PASSIVE");
         assert!(
             runs >= 3,
             "a second checkpoint copied the late commit, a third found nothing new"
