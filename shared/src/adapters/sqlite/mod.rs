@@ -415,6 +415,7 @@ impl SqliteStore {
             jobs: waiting,
             syncer: None,
             checkpointer: None,
+            wal: None,
         };
         let (reader, checkpoints) = file.unzip();
         if let Some(checkpoints) = checkpoints {
@@ -432,9 +433,14 @@ impl SqliteStore {
             // The schema statements above wrote the WAL: the first sync finds the file.
             wal.sync()
                 .map_err(|e| Unavailable::new(SERVICE, "sync the write-ahead log", e))?;
+            let own = || {
+                wal.another()
+                    .map_err(|e| Unavailable::new(SERVICE, "sync the write-ahead log", e))
+            };
+            writer.wal = Some(own()?);
             let (committed, to_sync) = std::sync::mpsc::channel();
             writer.syncer = Some(committed);
-            let wal = wal.clone();
+            let wal = own()?;
             std::thread::Builder::new()
                 .name("sqlite-syncer".into())
                 .spawn(move || sync_committed(wal, to_sync))

@@ -159,11 +159,18 @@ fn in_savepoint<T>(
 /// checkpoint). A carrier hears 200 only once its event is committed and, in fsync mode, synced.
 /// The dispatcher's jobs are answered at the commit: losing one in a power cut means a message
 /// delivered again, which at-least-once delivery allows.
+///
+/// When nothing is waiting after a commit (a quiet relay, a group of one or two accepts), this
+/// thread fsyncs the WAL itself instead: there is no next group to overlap, and the syncer's
+/// wake-up, a thread hand-off in every accept's path, is saved. The syncer may be fsyncing at the
+/// same time, each on its own descriptor (`WalFile::another`).
 pub(super) struct Writer {
     pub(super) conn: Arc<Mutex<Connection>>,
     pub(super) jobs: mpsc::Receiver<Box<dyn Job>>,
     /// In fsync mode (a file database): where the committed durable jobs wait for the fsync.
     pub(super) syncer: Option<std::sync::mpsc::Sender<Vec<Box<dyn Job>>>>,
+    /// In fsync mode, this thread's own descriptor of the WAL, for the fsyncs it runs itself.
+    pub(super) wal: Option<WalFile>,
     /// A file database: told after each commit, so that the log is checkpointed off this thread.
     pub(super) checkpointer: Option<std::sync::mpsc::SyncSender<()>>,
 }
@@ -189,6 +196,13 @@ impl Writer {
                 match &self.syncer {
                     Some(_) if committed.is_ok() && job.durable() => to_sync.push(job),
                     _ => job.finish(committed.clone()),
+                }
+            }
+            if let (Some(wal), false, true) = (&self.wal, to_sync.is_empty(), self.jobs.is_empty())
+            {
+                let synced = wal.sync();
+                for job in to_sync.drain(..) {
+                    job.finish(synced.clone());
                 }
             }
             if let (Some(syncer), false) = (&self.syncer, to_sync.is_empty()) {
@@ -219,7 +233,7 @@ fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), Str
 /// The syncer thread (fsync mode): takes every committed group waiting, fsyncs the WAL once for
 /// all of them, then answers their durable jobs.
 pub(super) fn sync_committed(
-    wal: Arc<WalFile>,
+    wal: WalFile,
     committed: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>,
 ) {
     while let Ok(mut jobs) = committed.recv() {
@@ -236,12 +250,18 @@ pub(super) fn sync_committed(
 /// The database's write-ahead log file (`<database>-wal`), opened by us to fsync it: an fsync
 /// flushes the file, whichever descriptor asks. SQLite keeps that file while any connection is
 /// open; if it were replaced all the same, the next sync opens the new one.
+///
+/// Each thread that fsyncs has its own `WalFile` (`another`), so its own descriptor: Linux tells
+/// a write-back error to every descriptor that was open when it happened, but to one descriptor
+/// only once, so of two fsyncs at once on a shared descriptor one could succeed over pages that
+/// were lost. Within one `WalFile` the fsyncs take turns.
 pub(super) struct WalFile {
     path: std::path::PathBuf,
     open: Mutex<Option<(std::fs::File, FileIdentity)>>,
-    /// Set by the first failed fsync: after it, what the page cache held may never reach the
-    /// disk, whatever later fsyncs say, so every later sync fails too.
-    failed: Mutex<Option<String>>,
+    /// Set by the first failed fsync of any of the log's `WalFile`s: after it, what the page
+    /// cache held may never reach the disk, whatever later fsyncs say, so every later sync fails
+    /// too.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 #[cfg(unix)]
@@ -264,8 +284,20 @@ impl WalFile {
         WalFile {
             path: path.into(),
             open: Mutex::new(None),
-            failed: Mutex::new(None),
+            failed: Arc::default(),
         }
+    }
+
+    /// The same log with a descriptor of its own, for another thread, opened now (a descriptor
+    /// hears only of the write-back errors after its opening); a failure of either fails both.
+    pub(super) fn another(&self) -> Result<WalFile, String> {
+        let wal = WalFile {
+            path: self.path.clone(),
+            open: Mutex::new(None),
+            failed: self.failed.clone(),
+        };
+        wal.sync()?;
+        Ok(wal)
     }
 
     /// fsyncs the WAL: everything committed before the call is then on stable storage.
@@ -355,5 +387,52 @@ impl SqliteStore {
     /// storage.
     pub async fn flush(&self) -> Result<(), Unavailable> {
         self.submit("flush", WriteKind::FLUSH, |_| Ok(())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    fn wal_of(name: &str) -> WalFile {
+        let dir = std::env::temp_dir().join(format!("rms-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database = dir.join(name);
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::write(&wal, b"frames").unwrap();
+        WalFile::new(&database)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn each_thread_syncs_the_log_on_a_descriptor_of_its_own() {
+        let syncer = wal_of("own.db");
+        let writer = syncer.another().unwrap();
+        syncer.sync().unwrap();
+        writer.sync().unwrap();
+        let descriptor = |wal: &WalFile| {
+            use std::os::fd::AsRawFd;
+            lock(&wal.open).as_ref().map(|(file, _)| file.as_raw_fd())
+        };
+        assert!(descriptor(&writer).is_some());
+        assert_ne!(descriptor(&syncer), descriptor(&writer));
+    }
+
+    #[test]
+    fn after_one_failed_fsync_every_sync_of_the_log_fails_on_every_descriptor() {
+        let syncer = wal_of("failed.db");
+        let writer = syncer.another().unwrap();
+        // What `sync` records when the disk reports a write-back error to the syncer's descriptor.
+        *lock(&syncer.failed) = Some("fsync of the log failed (Input/output error)".into());
+        let refused = writer.sync().unwrap_err();
+        assert!(refused.contains("Input/output error"), "{refused}");
+        assert!(syncer.sync().is_err());
+        assert!(
+            writer.another().is_err(),
+            "a descriptor opened later fails too"
+        );
     }
 }
