@@ -333,40 +333,44 @@ impl Intake for SqliteStore {
     }
 
     async fn quarantine(&self, item: &Quarantined<'_>) -> Result<(), Unavailable> {
-        let conn = self.conn();
-        // What TTL does on AWS: bodies whose last arrival is past the quarantine's time go (a
-        // repeat of one starts afresh).
-        execute(
-            &conn,
-            "DELETE FROM quarantined WHERE last_received_at < ?1",
-            params![stamp(item.received_at - QUARANTINE_KEPT)],
-        )
-        .map_err(unavailable("quarantine"))?;
-        // One upsert: the body is kept once; a repeat counts and moves the last arrival.
-        execute(
-            &conn,
-            "INSERT INTO quarantined
-                 (tenant_id, digest, carrier, body, reason, first_received_at, last_received_at, times)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
-             ON CONFLICT (tenant_id, digest) DO UPDATE SET
-                 times = times + 1,
-                 carrier = excluded.carrier,
-                 reason = excluded.reason,
-                 first_received_at = MIN(first_received_at, excluded.first_received_at),
-                 last_received_at = MAX(last_received_at, excluded.last_received_at)",
-            params![
-                item.tenant_id.as_str(),
-                item.body_digest,
-                item.carrier.as_str(),
-                item.body,
-                item.reason,
-                stamp(item.received_at)
-            ],
-        )
-        .map_err(unavailable("quarantine"))?;
-        drop(conn);
-        // Kept means on disk, as for an accepted event.
-        self.sync_wal("quarantine")
+        let (tenant, digest, carrier) = (
+            item.tenant_id.as_str().to_owned(),
+            item.body_digest.clone(),
+            item.carrier.as_str(),
+        );
+        let (body, reason) = (item.body.to_vec(), item.reason.to_owned());
+        let (received, expired) = (
+            stamp(item.received_at),
+            stamp(item.received_at - QUARANTINE_KEPT),
+        );
+        // Kept means on disk, as for an accepted event: answered at its group's commit and, in
+        // fsync mode, once on stable storage, like an accept (a flood of rejected bodies shares
+        // commits and fsyncs, and never blocks the requests' threads).
+        self.submit("quarantine", WriteKind::KEEP, move |conn| {
+            // What TTL does on AWS: bodies whose last arrival is past the quarantine's time go (a
+            // repeat of one starts afresh).
+            execute(
+                conn,
+                "DELETE FROM quarantined WHERE last_received_at < ?1",
+                params![expired],
+            )?;
+            // One upsert: the body is kept once; a repeat counts and moves the last arrival.
+            execute(
+                conn,
+                "INSERT INTO quarantined
+                     (tenant_id, digest, carrier, body, reason, first_received_at, last_received_at, times)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+                 ON CONFLICT (tenant_id, digest) DO UPDATE SET
+                     times = times + 1,
+                     carrier = excluded.carrier,
+                     reason = excluded.reason,
+                     first_received_at = MIN(first_received_at, excluded.first_received_at),
+                     last_received_at = MAX(last_received_at, excluded.last_received_at)",
+                params![tenant, digest, carrier, body, reason, received],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn record_activity(
@@ -401,7 +405,6 @@ impl Intake for SqliteStore {
                      last_rejected_at = MAX(COALESCE(last_rejected_at, ''), excluded.last_rejected_at)"
             }
         };
-        // The hour's count, and hours older than HOURLY_KEPT dropped, in the same transaction.
         let count_sql = match activity {
             Activity::PanelTest => {
                 "INSERT INTO carrier_hourly (tenant_id, carrier, hour_ms, tests) VALUES (?1, ?2, ?3, ?4)
@@ -416,47 +419,30 @@ impl Intake for SqliteStore {
                  ON CONFLICT DO UPDATE SET rejected = rejected + excluded.rejected"
             }
         };
+        let (tenant, carrier) = (tenant.as_str().to_owned(), carrier.as_str());
         let hour = HourlyActivity::hour_of(at);
-        let mut conn = self.conn();
-        let done = (|| {
-            let tx = conn.transaction()?;
-            if activity == Activity::Rejected {
-                execute(
-                    &tx,
-                    sql,
-                    params![tenant.as_str(), carrier.as_str(), stamp(at), detail],
-                )?;
-            } else {
-                execute(
-                    &tx,
-                    sql,
-                    params![tenant.as_str(), carrier.as_str(), stamp(at)],
-                )?;
-            }
+        let kept_from = (hour - HOURLY_KEPT).timestamp_millis();
+        let (hour, at, detail) = (
+            hour.timestamp_millis(),
+            stamp(at),
+            detail.map(str::to_owned),
+        );
+        // The view's times, the hour's count, and hours older than HOURLY_KEPT dropped: one job,
+        // so all or nothing.
+        self.submit("record activity", WriteKind::KEEP, move |conn| {
+            match activity {
+                Activity::Rejected => execute(conn, sql, params![tenant, carrier, at, detail])?,
+                _ => execute(conn, sql, params![tenant, carrier, at])?,
+            };
+            execute(conn, count_sql, params![tenant, carrier, hour, count])?;
             execute(
-                &tx,
-                count_sql,
-                params![
-                    tenant.as_str(),
-                    carrier.as_str(),
-                    hour.timestamp_millis(),
-                    count
-                ],
-            )?;
-            execute(
-                &tx,
+                conn,
                 "DELETE FROM carrier_hourly WHERE tenant_id = ?1 AND carrier = ?2 AND hour_ms < ?3",
-                params![
-                    tenant.as_str(),
-                    carrier.as_str(),
-                    (hour - HOURLY_KEPT).timestamp_millis()
-                ],
+                params![tenant, carrier, kept_from],
             )?;
-            tx.commit()
-        })();
-        done.map_err(unavailable("record activity"))?;
-        drop(conn);
-        self.sync_wal("record activity")
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -56,6 +56,13 @@ impl WriteKind {
         queues: false,
         savepoint: false,
     };
+    /// What a request keeps besides an event (a rejected body, the carrier's activity): several
+    /// statements, answered once on stable storage in fsync mode, like an accept.
+    pub(super) const KEEP: WriteKind = WriteKind {
+        durable: true,
+        queues: false,
+        savepoint: true,
+    };
     /// Nothing, answered once everything handed over before is on stable storage.
     pub(super) const FLUSH: WriteKind = WriteKind {
         durable: true,
