@@ -104,10 +104,11 @@ impl WithAdmin for Serve {
                 "the embedded store"
             }
         ));
+        let signalled = crate::serve::shutdown_signal();
         info!(%address, "rms console is up");
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
-            crate::serve::shutdown_signal().await;
+            signalled.await;
             let _ = stop.send(true);
         });
         server::serve(

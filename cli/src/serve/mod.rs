@@ -248,6 +248,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         ));
     }
     let router = routes::router(app.clone(), demo);
+    let signalled = shutdown_signal();
     info!(
         listen = %app.config.listen,
         database = %app.config.database.display(),
@@ -259,7 +260,7 @@ async fn serve(mut config: ServeConfig, demo: bool) -> Result<(), String> {
         demo::banner(&app.config);
     }
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         info!("shutting down: no new requests; finishing deliveries in flight");
         let _ = stop.send(true);
     });
@@ -370,24 +371,25 @@ pub fn is_stopping(stopped: &watch::Receiver<bool>) -> bool {
     *stopped.borrow() || stopped.has_changed().is_err()
 }
 
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Listens for Ctrl-C and, on Unix, SIGTERM from this call on, and resolves at the first. Call it
+/// before the server takes requests and await it in a task: a signal that arrives before the task
+/// first runs is then not lost (a listener registered only once the task runs would miss a
+/// SIGTERM sent in between, and the process would go on serving).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
+    let listeners = {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::interrupt()).and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+    };
+    async move {
+        #[cfg(unix)]
+        if let Ok((mut interrupt, mut terminate)) = listeners {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

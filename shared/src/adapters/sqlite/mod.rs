@@ -301,11 +301,13 @@ impl std::str::FromStr for Durability {
 
 /// One SQLite database holding every port's state.
 ///
-/// Writes on the hot paths (accepting an event; the dispatcher's leases, attempt log,
-/// acknowledgements and retries) go to one writer thread, which runs everything waiting in one
-/// transaction (see [`Writer`]); reads go to a second connection, which WAL lets read while a
-/// group is being written, so a read never waits for a commit or an fsync. The rare writes
-/// (configuration, admin, quarantine) run on the writer's connection between two groups.
+/// Every write a carrier's request makes (accepting an event, quarantining a rejected body, the
+/// carrier's activity) and the dispatcher's (leases, attempt log, acknowledgements and retries)
+/// goes to one writer thread, which runs everything waiting in one transaction (see [`Writer`]):
+/// however many requests arrive, none writes or fsyncs on its own thread. Reads go to a second
+/// connection, which WAL lets read while a group is being written, so a read never waits for a
+/// commit or an fsync. The rare writes (configuration, admin) run on the writer's connection
+/// between two groups.
 ///
 /// A cheap `Clone` handle: its clones share the connections and the writer thread.
 #[derive(Clone)]
