@@ -3,6 +3,11 @@
 #   start_serve BIN DATABASE LOG [SERVE ARGS...]   starts it and waits for /admin/health; sets $url
 #   health FIELD                                   that field of /admin/health
 #   stop_serve                                     stops it (also done on exit, with $work removed)
+# The load generator, for every benchmark that sources this (a Debian package).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package)" >&2
+  apt-get install -y -q wrk >/dev/null
+fi
 work=$(mktemp -d)
 server=
 url=
