@@ -812,7 +812,7 @@ impl MemoryAdmin {
     pub fn redriven(&self) -> Vec<String> {
         lock(&self.state).redriven.clone()
     }
-    /// Events queued again by `enqueue_replay`.
+    /// Events queued again by `enqueue_replays`.
     pub fn replayed(&self) -> Vec<CanonicalEvent> {
         lock(&self.state).replayed.clone()
     }
@@ -1046,8 +1046,8 @@ impl AdminStore for MemoryAdmin {
             .cloned()
             .collect())
     }
-    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        lock(&self.state).replayed.push(event.clone());
+    async fn enqueue_replays(&self, events: &[CanonicalEvent]) -> Result<(), Unavailable> {
+        lock(&self.state).replayed.extend_from_slice(events);
         Ok(())
     }
     async fn quarantined(

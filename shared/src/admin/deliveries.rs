@@ -79,6 +79,11 @@ pub struct HourOfDeliveries {
     pub failed: u64,
 }
 
+/// How many events a replay queues at a time: one write of the writer's group in `rms serve`
+/// (small enough not to hold up the carriers' events committed with it), SQS batches of 10 sent
+/// at once on AWS.
+const REPLAY_CHUNK: usize = 50;
+
 /// How many hours [`Admin::deliveries_by_hour`] covers.
 pub const DELIVERY_HOURS: i64 = 24;
 
@@ -159,14 +164,12 @@ impl<S: AdminStore, P: Pusher, R: Reingest> Admin<S, P, R> {
             .filter(|a| seen.insert(&a.event_id))
             .cloned()
             .collect();
-        let events = self.store.archived_events(&firsts).await?;
+        let mut events = self.store.archived_events(&firsts).await?;
+        events.retain(|e| e.tenant_id == tenant.id);
         let mut done = 0;
-        for event in &events {
-            if event.tenant_id != tenant.id {
-                continue;
-            }
-            self.store.enqueue_replay(event).await?;
-            done += 1;
+        for chunk in events.chunks(REPLAY_CHUNK) {
+            self.store.enqueue_replays(chunk).await?;
+            done += chunk.len();
             progress(done, events.len());
         }
         info!(tenant_id = %tenant.id, replayed = done, "events replayed");

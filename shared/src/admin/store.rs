@@ -114,10 +114,12 @@ pub trait AdminStore: CircuitStore + Send + Sync {
         &self,
         attempts: &[Attempt],
     ) -> impl Future<Output = Result<Vec<CanonicalEvent>, Unavailable>> + Send;
-    /// Queues an event again, marked as a replay: it is pushed even if it was delivered before.
-    fn enqueue_replay(
+    /// Queues these events again, each marked as a replay: it is pushed even if it was delivered
+    /// before. On an error, some of them may have been queued (each is then pushed once more
+    /// when the replay is run again, which a replay allows).
+    fn enqueue_replays(
         &self,
-        event: &CanonicalEvent,
+        events: &[CanonicalEvent],
     ) -> impl Future<Output = Result<(), Unavailable>> + Send;
 
     /// Quarantined bodies that match, oldest first (by first arrival), at most `filter.limit`.

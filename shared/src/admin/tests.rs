@@ -592,6 +592,51 @@ async fn a_test_push_sends_a_signed_sample_and_reports_the_answer() {
 }
 
 #[tokio::test]
+async fn a_long_replay_queues_every_event_in_order_and_reports_progress_as_it_goes() {
+    let admin = with_tenant(vec![]).await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let events: Vec<crate::model::CanonicalEvent> = (0..120)
+        .map(|n| {
+            sample_event(
+                &tenant,
+                Status::InTransit,
+                now() + chrono::Duration::seconds(n),
+            )
+        })
+        .collect();
+    for event in &events {
+        admin.store.add_attempt(Attempt {
+            event_id: event.event_id.clone(),
+            tenant_id: tenant.clone(),
+            awb: event.awb.clone().unwrap(),
+            status: event.status,
+            attempt: 1,
+            outcome: AttemptOutcome::Delivered,
+            http_status: Some(200),
+            latency_ms: 5,
+            error: None,
+            at: event.event_time,
+        });
+        admin.store.archive(event.clone());
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let replayed = admin
+        .replay(
+            "acme",
+            &Selection::Awb(events[0].awb.clone().unwrap()),
+            &|done, of| seen.lock().unwrap().push((done, of)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed, 120);
+    assert_eq!(admin.store.replayed(), events);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(50, 120), (100, 120), (120, 120)]
+    );
+}
+
+#[tokio::test]
 async fn replay_queues_each_attempted_event_once() {
     let admin = with_tenant(vec![]).await;
     let event = sample_event(&TenantId::parse("acme").unwrap(), Status::Delivered, now());

@@ -745,6 +745,51 @@ async fn a_test_push_reaches_the_endpoint_signed_and_reports_what_came_back() {
     assert_not_logged(&logs, &[HEADER_VALUE, &secret]);
 }
 
+/// A replay of a day's deliveries goes to SQS in batches (of 10) sent at once: every event is
+/// queued again once, marked as a replay, and pushed again.
+#[tokio::test]
+async fn a_replay_larger_than_an_sqs_batch_queues_every_event_once() {
+    integration_tests::needs!(moto);
+    let stack = Stack::create().await;
+    let api = Api::new(&stack);
+    let receiver = Receiver::start(None);
+    const KEY: &str = "acme-clickpost-replay-batches";
+    tenant_with_push(&api, "acme", KEY, &receiver.url("/ok")).await;
+    let dispatcher = Dispatcher::new(&stack);
+    let started = Utc::now();
+    for n in 0..23 {
+        let (status, answer) =
+            ingest(&stack, KEY, &format!("AWB-R{n}"), "2024-03-01T10:00:00Z").await;
+        assert_eq!((status, &answer["status"]), (200, &json!("accepted")));
+    }
+    assert_eq!(dispatcher.poll().await.len(), 23);
+    let ids = |requests: &[Value]| -> Vec<String> {
+        let mut ids: Vec<String> = requests
+            .iter()
+            .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let delivered = ids(&receiver.requests().await);
+    assert_eq!(delivered.len(), 23);
+
+    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let selection = json!({
+        "from": time(started - chrono::Duration::minutes(1)),
+        "to": time(Utc::now() + chrono::Duration::minutes(1)),
+    });
+    let (status, replayed) = api.post("/admin/tenants/acme/replay", selection).await;
+    assert_eq!((status, replayed), (200, json!({"replayed": 23})));
+    let queued = dispatcher.poll().await;
+    assert_eq!(queued.len(), 23, "each event queued again once: {queued:?}");
+    assert!(queued
+        .iter()
+        .all(|a| a["replay"] == "true" && a["tenant_id"] == "acme"));
+    let requests = receiver.requests().await;
+    assert_eq!(ids(&requests[23..]), delivered, "each pushed again once");
+}
+
 #[tokio::test]
 async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
     integration_tests::needs!(moto);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
@@ -658,30 +658,30 @@ impl AdminStore for DynamoAdmin {
             .collect())
     }
 
-    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let body =
-            serde_json::to_string(event).map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|e| Unavailable::new(SQS, "SendMessage", e))
-        };
-        // As ingest queues it (`sqs.rs`), plus `replay`: the dispatcher pushes it even if it
-        // was delivered before.
-        self.sqs
-            .send_message()
-            .queue_url(&self.names.queue_url)
-            .message_body(body)
-            .message_group_id(event.tenant_id.as_str())
-            .message_attributes("tenant_id", attribute(event.tenant_id.as_str())?)
-            .message_attributes("carrier", attribute(event.carrier.as_str())?)
-            .message_attributes("event_id", attribute(event.event_id.as_str())?)
-            .message_attributes("replay", attribute("true")?)
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
+    async fn enqueue_replays(&self, events: &[CanonicalEvent]) -> Result<(), Unavailable> {
+        // Batches of at most SQS_BATCH events and SQS_BATCH_BYTES of bodies.
+        let mut batches: Vec<Vec<(&CanonicalEvent, String)>> = Vec::new();
+        let mut bytes = 0;
+        for event in events {
+            let body = serde_json::to_string(event)
+                .map_err(|e| Unavailable::new(SQS, "SendMessageBatch", e))?;
+            let size = body.len();
+            match batches.last_mut() {
+                Some(batch) if batch.len() < SQS_BATCH && bytes + size <= SQS_BATCH_BYTES => {
+                    batch.push((event, body));
+                    bytes += size;
+                }
+                _ => {
+                    batches.push(vec![(event, body)]);
+                    bytes = size;
+                }
+            }
+        }
+        // The batches of one call go at once: a replay of thousands takes seconds, not minutes.
+        futures_util::future::try_join_all(
+            batches.into_iter().map(|batch| self.send_replays(batch)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -799,6 +799,59 @@ impl AdminStore for DynamoAdmin {
             waiting: self.approximate_count(&self.names.queue_url).await?,
             dead_letters: self.approximate_count(&self.names.dlq_url).await?,
         })
+    }
+}
+
+/// The most messages one SendMessageBatch takes, and the most bytes of their bodies (SQS's
+/// limit for a batch, with room for the attributes).
+const SQS_BATCH: usize = 10;
+const SQS_BATCH_BYTES: usize = 200 * 1024;
+
+impl DynamoAdmin {
+    /// Queues one batch of events again, as ingest queues them (`sqs.rs`), plus `replay`: the
+    /// dispatcher pushes each even if it was delivered before. An error if SQS refused any.
+    async fn send_replays(&self, batch: Vec<(&CanonicalEvent, String)>) -> Result<(), Unavailable> {
+        let failed =
+            |e: &dyn std::fmt::Display| Unavailable::new(SQS, "SendMessageBatch", e.to_string());
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| failed(&e))
+        };
+        let count = batch.len();
+        let mut entries = Vec::with_capacity(count);
+        for (n, (event, body)) in batch.into_iter().enumerate() {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(n.to_string())
+                .message_body(body)
+                .message_group_id(event.tenant_id.as_str())
+                .message_attributes("tenant_id", attribute(event.tenant_id.as_str())?)
+                .message_attributes("carrier", attribute(event.carrier.as_str())?)
+                .message_attributes("event_id", attribute(event.event_id.as_str())?)
+                .message_attributes("replay", attribute("true")?)
+                .build()
+                .map_err(|e| failed(&e))?;
+            entries.push(entry);
+        }
+        let sent = self
+            .sqs
+            .send_message_batch()
+            .queue_url(&self.names.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "SendMessageBatch", e))?;
+        match sent.failed().first() {
+            None => Ok(()),
+            Some(refused) => Err(failed(&format!(
+                "{} of {count} messages refused, the first: {}: {}",
+                sent.failed().len(),
+                refused.code(),
+                refused.message().unwrap_or("no reason given")
+            ))),
+        }
     }
 }
 

@@ -8,13 +8,14 @@ use crate::admin::{
     ReplayNote, ReplayOutcome, Selection, StoredCredential, Tenant,
 };
 use crate::auth::CredentialDigest;
-use crate::model::{CanonicalEvent, Carrier, TenantId};
+use crate::model::{CanonicalEvent, Carrier, EventId, TenantId};
 use crate::ports::{Attempt, CarrierActivity, HourlyActivity, PushConfigStore, Unavailable};
 use crate::push::{PushConfig, SecretValue};
 use crate::reconcile::{PullAccountRecord, QuietRules, QuietShipment};
 
 use super::stores::shipment_row;
 use super::tenants::{credential_owner, tenant_credentials};
+use super::writer::WriteKind;
 use super::{
     execute, from_ms, parse_time, query_row, stamp, unavailable, SqliteStore, QUARANTINE_KEPT,
     SERVICE,
@@ -65,6 +66,28 @@ fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
     }))
 }
 
+impl SqliteStore {
+    /// The kept events of these ids (those still kept), in that order.
+    fn archived_events_now(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+        let conn = self.operator_read();
+        let mut events = Vec::new();
+        for id in ids {
+            let body: Option<Option<String>> = query_row(
+                &conn,
+                "SELECT body FROM claims WHERE event_id = ?1",
+                params![id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable("archived events"))?;
+            if let Some(event) = body.flatten().and_then(|b| serde_json::from_str(&b).ok()) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+}
+
 impl AdminStore for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, Unavailable> {
         let created = execute(
@@ -86,7 +109,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))
             .map_err(unavailable("list tenants"))?;
@@ -101,7 +124,7 @@ impl AdminStore for SqliteStore {
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Unavailable> {
         let found = query_row(
-            &self.read(),
+            &self.operator_read(),
             &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
             params![id.as_str()],
             tenant_row,
@@ -123,7 +146,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn credentials(&self, tenant: &TenantId) -> Result<Vec<StoredCredential>, Unavailable> {
-        tenant_credentials(&self.read(), tenant).map_err(unavailable("list credentials"))
+        tenant_credentials(&self.operator_read(), tenant).map_err(unavailable("list credentials"))
     }
 
     async fn credential_owner(
@@ -131,7 +154,7 @@ impl AdminStore for SqliteStore {
         carrier: Carrier,
         digest: &CredentialDigest,
     ) -> Result<Option<TenantId>, Unavailable> {
-        let owner = credential_owner(&self.read(), carrier, digest)
+        let owner = credential_owner(&self.operator_read(), carrier, digest)
             .map_err(unavailable("find credential"))?;
         Ok(owner.and_then(|t| TenantId::parse(&t).ok()))
     }
@@ -190,7 +213,7 @@ impl AdminStore for SqliteStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<PullAccountRecord>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT carrier, base_url, user, secret FROM pull_accounts
@@ -266,13 +289,15 @@ impl AdminStore for SqliteStore {
         tenant: &TenantId,
         selection: &Selection,
     ) -> Result<Vec<Attempt>, Unavailable> {
-        match selection {
-            Selection::Awb(awb) => SqliteStore::attempts(self, tenant.as_str(), awb),
-            Selection::Between { from, to } => self.attempts_where(
+        let (tenant, selection) = (tenant.clone(), selection.clone());
+        self.operator_reading("deliveries", move |store| match selection {
+            Selection::Awb(awb) => store.attempts(tenant.as_str(), &awb),
+            Selection::Between { from, to } => store.attempts_where(
                 "tenant_id = ?1 AND at >= ?2 AND at <= ?3",
                 params![tenant.as_str(), from.to_rfc3339(), to.to_rfc3339()],
             ),
-        }
+        })
+        .await
     }
 
     async fn dead_letters(
@@ -281,7 +306,7 @@ impl AdminStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DeadLetterView>, Unavailable> {
         // The tenant filter and the limit are the database's work: a DLQ can be large.
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT id, event_id, tenant_id, COALESCE(dead_reason, ''), receive_count FROM queue
@@ -321,43 +346,42 @@ impl AdminStore for SqliteStore {
         &self,
         attempts: &[Attempt],
     ) -> Result<Vec<CanonicalEvent>, Unavailable> {
-        let conn = self.read();
-        let mut events = Vec::new();
-        for id in attempts.iter().map(|a| &a.event_id) {
-            let body: Option<Option<String>> = query_row(
-                &conn,
-                "SELECT body FROM claims WHERE event_id = ?1",
-                params![id.as_str()],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(unavailable("archived events"))?;
-            if let Some(event) = body.flatten().and_then(|b| serde_json::from_str(&b).ok()) {
-                events.push(event);
-            }
-        }
-        Ok(events)
+        let ids: Vec<EventId> = attempts.iter().map(|a| a.event_id.clone()).collect();
+        self.operator_reading("archived events", move |store| {
+            store.archived_events_now(&ids)
+        })
+        .await
     }
 
-    async fn enqueue_replay(&self, event: &CanonicalEvent) -> Result<(), Unavailable> {
-        let body =
-            serde_json::to_string(event).map_err(|e| Unavailable::new(SERVICE, "replay", e))?;
+    async fn enqueue_replays(&self, events: &[CanonicalEvent]) -> Result<(), Unavailable> {
         let now = Utc::now();
-        execute(&self.conn(),
-            "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at, replay) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
-            params![event.event_id.as_str(), event.tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
-        )
-        .map_err(unavailable("replay"))?;
-        self.sync_wal("replay")?;
-        self.queued.notify_one();
-        Ok(())
+        let rows = events
+            .iter()
+            .map(|event| {
+                let body = serde_json::to_string(event)
+                    .map_err(|e| Unavailable::new(SERVICE, "replay", e))?;
+                Ok((event.event_id.clone(), event.tenant_id.clone(), body))
+            })
+            .collect::<Result<Vec<_>, Unavailable>>()?;
+        // A write of the writer's group, like an accept: committed with the carriers' events
+        // instead of holding the connection for a commit and an fsync of its own.
+        self.submit("replay", WriteKind::REPLAY, move |conn| {
+            for (event_id, tenant_id, body) in &rows {
+                execute(conn,
+                    "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at, replay) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+                    params![event_id.as_str(), tenant_id, body, now.timestamp_millis(), now.to_rfc3339()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn quarantined(
         &self,
         filter: &QuarantineFilter,
     ) -> Result<Vec<QuarantineView>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(&format!(
                 "SELECT {QUARANTINE_COLUMNS} FROM quarantined
@@ -395,7 +419,7 @@ impl AdminStore for SqliteStore {
         id: &str,
     ) -> Result<Option<QuarantinedBody>, Unavailable> {
         let found = query_row(
-            &self.read(),
+            &self.operator_read(),
             &format!(
                 "SELECT {QUARANTINE_COLUMNS}, body FROM quarantined
                  WHERE tenant_id = ?1 AND digest = ?2 AND last_received_at >= ?3"
@@ -437,7 +461,7 @@ impl AdminStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<QuietShipment>, Unavailable> {
         let before = rules.heard_before_ms(now);
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
@@ -473,7 +497,7 @@ impl AdminStore for SqliteStore {
         tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<CarrierActivity>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT carrier, last_test_at, last_accepted_at, last_rejected_at, last_rejected_reason

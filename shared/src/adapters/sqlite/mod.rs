@@ -304,10 +304,11 @@ impl std::str::FromStr for Durability {
 /// Every write a carrier's request makes (accepting an event, quarantining a rejected body, the
 /// carrier's activity) and the dispatcher's (leases, attempt log, acknowledgements and retries)
 /// goes to one writer thread, which runs everything waiting in one transaction (see [`Writer`]):
-/// however many requests arrive, none writes or fsyncs on its own thread. Reads go to a second
-/// connection, which WAL lets read while a group is being written, so a read never waits for a
-/// commit or an fsync. The rare writes (configuration, admin) run on the writer's connection
-/// between two groups.
+/// however many requests arrive, none writes or fsyncs on its own thread. Reads go to connections
+/// of their own, which WAL lets read while a group is being written, so a read never waits for a
+/// commit or an fsync: one for the carriers' requests and the dispatcher, one for the operators
+/// (whose listings can be long). The rare writes (configuration, admin) run on the writer's
+/// connection between two groups; an operator's replay is a job of the writer's.
 ///
 /// A cheap `Clone` handle: its clones share the connections and the writer thread.
 #[derive(Clone)]
@@ -316,6 +317,10 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The reads' own connection; `None` for an in-memory database (one connection is all of it).
     reader: Option<Arc<Mutex<Connection>>>,
+    /// The operators' reads' own connection (the admin API, the console, the ops commands, the
+    /// reconciler's scans): a listing of thousands of rows, or a replay's reads, never holds the
+    /// connection the carriers' requests and the dispatcher read on. `None` in memory.
+    operator: Option<Arc<Mutex<Connection>>>,
     /// To the writer thread.
     jobs: mpsc::Sender<Box<dyn Job>>,
     durability: Durability,
@@ -325,6 +330,14 @@ pub struct SqliteStore {
     /// Woken after each commit that may have queued a message, so that the dispatcher leases at
     /// once instead of at its next poll.
     queued: Arc<Notify>,
+}
+
+/// A file database's two read-only connections.
+struct Readers {
+    /// The carriers' requests' and the dispatcher's.
+    requests: Connection,
+    /// The operators'.
+    operators: Connection,
 }
 
 /// A lock whose holder panicked is taken all the same: what it guards (a connection, whose
@@ -383,13 +396,20 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(unavailable("configure"))?;
-        let reader = Connection::open(path).map_err(unavailable("open"))?;
-        reader
-            .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
-            .map_err(unavailable("configure"))?;
+        let read_only = || -> Result<Connection, Unavailable> {
+            let reader = Connection::open(path).map_err(unavailable("open"))?;
+            reader
+                .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")
+                .map_err(unavailable("configure"))?;
+            Ok(reader)
+        };
+        let readers = Readers {
+            requests: read_only()?,
+            operators: read_only()?,
+        };
         let checkpoints = checkpointer::connect(path).map_err(unavailable("open"))?;
         let wal = (durability == Durability::Fsync).then(|| Arc::new(WalFile::new(path)));
-        SqliteStore::start(conn, Some((reader, checkpoints)), durability, wal)
+        SqliteStore::start(conn, Some((readers, checkpoints)), durability, wal)
     }
 
     /// A private in-memory database, for tests.
@@ -399,10 +419,10 @@ impl SqliteStore {
     }
 
     /// Starts the writer thread on `conn` (and, for a file, the checkpointer on the second
-    /// connection of `file`, whose first is the reads'), and the syncer in fsync mode.
+    /// connection of `file`, whose first are the reads'), and the syncer in fsync mode.
     fn start(
         conn: Connection,
-        file: Option<(Connection, Connection)>,
+        file: Option<(Readers, Connection)>,
         durability: Durability,
         wal: Option<Arc<WalFile>>,
     ) -> Result<SqliteStore, Unavailable> {
@@ -452,9 +472,18 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Unavailable::new(SERVICE, "start the writer", e))?;
+        let (reader, operator) = reader
+            .map(|r| {
+                (
+                    Arc::new(Mutex::new(r.requests)),
+                    Arc::new(Mutex::new(r.operators)),
+                )
+            })
+            .unzip();
         Ok(SqliteStore {
             conn,
-            reader: reader.map(|r| Arc::new(Mutex::new(r))),
+            reader,
+            operator,
             jobs,
             durability,
             wal,
@@ -484,6 +513,27 @@ impl SqliteStore {
             Some(reader) => lock(reader),
             None => lock(&self.conn),
         }
+    }
+
+    /// The connection for the operators' reads: sees every write answered so far.
+    fn operator_read(&self) -> MutexGuard<'_, Connection> {
+        match &self.operator {
+            Some(operator) => lock(operator),
+            None => lock(&self.conn),
+        }
+    }
+
+    /// Runs an operator's read (a listing of thousands of rows, a replay's) on tokio's blocking
+    /// threads: on a runtime worker it would hold up the carriers' requests queued behind it.
+    async fn operator_reading<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        read: impl FnOnce(&SqliteStore) -> Result<T, Unavailable> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| Unavailable::new(SERVICE, operation, e))?
     }
 
     /// A rare write, on the writing connection between two groups; in fsync mode, on stable

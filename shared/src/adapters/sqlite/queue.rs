@@ -213,7 +213,7 @@ impl SqliteStore {
     /// How many messages wait (ready) and how many are dead.
     pub fn queue_depth(&self) -> Result<(u64, u64), Unavailable> {
         query_row(
-            &self.read(),
+            &self.operator_read(),
             "SELECT COALESCE(SUM(state = 'ready'), 0), COALESCE(SUM(state = 'dead'), 0) FROM queue",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),

@@ -241,7 +241,7 @@ impl SqliteStore {
         tenant: Option<&TenantId>,
         carrier: Option<Carrier>,
     ) -> Result<Vec<(TenantId, PullAccountRecord)>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT p.tenant_id, p.carrier, p.base_url, p.user, p.secret
@@ -305,7 +305,7 @@ impl ShipmentIndex for SqliteStore {
         // Every shipment that is not terminal and has been quiet at least the shortest
         // threshold; the status-dependent rule is applied to those (`reconcile::quietest`).
         let before = rules.heard_before_ms(now);
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(
                 "SELECT latest_ms, latest_event_id, last_status, terminal, carrier, awb, order_id,
@@ -429,7 +429,7 @@ impl SqliteStore {
         condition: &str,
         parameters: impl rusqlite::Params,
     ) -> Result<Vec<Attempt>, Unavailable> {
-        let conn = self.read();
+        let conn = self.operator_read();
         let mut statement = conn
             .prepare_cached(&format!(
                 "SELECT event_id, tenant_id, awb, status, attempt, outcome, http_status, latency_ms, error, at

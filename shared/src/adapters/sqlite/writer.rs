@@ -44,6 +44,13 @@ impl WriteKind {
         queues: true,
         savepoint: true,
     };
+    /// Events an operator queues again (a replay): answered, like an accept, once on stable
+    /// storage in fsync mode, and all of them or none.
+    pub(super) const REPLAY: WriteKind = WriteKind {
+        durable: true,
+        queues: true,
+        savepoint: true,
+    };
     /// A write of the dispatcher's of several statements (a lease, an attempt and its marker).
     pub(super) const STATEMENTS: WriteKind = WriteKind {
         durable: false,
