@@ -68,7 +68,7 @@ fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Tenant>> {
 
 impl SqliteStore {
     /// The kept events of these ids (those still kept), in that order.
-    fn archived_events_now(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
+    fn kept_events(&self, ids: &[EventId]) -> Result<Vec<CanonicalEvent>, Unavailable> {
         let conn = self.operator_read();
         let mut events = Vec::new();
         for id in ids {
@@ -347,10 +347,8 @@ impl AdminStore for SqliteStore {
         attempts: &[Attempt],
     ) -> Result<Vec<CanonicalEvent>, Unavailable> {
         let ids: Vec<EventId> = attempts.iter().map(|a| a.event_id.clone()).collect();
-        self.operator_reading("archived events", move |store| {
-            store.archived_events_now(&ids)
-        })
-        .await
+        self.operator_reading("archived events", move |store| store.kept_events(&ids))
+            .await
     }
 
     async fn enqueue_replays(&self, events: &[CanonicalEvent]) -> Result<(), Unavailable> {
