@@ -967,6 +967,79 @@ async fn deliveries_by_awb_and_time_range_and_a_replay_is_pushed_again() {
     assert_not_logged(&logs, &[KEY, HEADER_VALUE]);
 }
 
+/// Dead letters go back to the events queue in batches (received 10 at a time, sent and deleted
+/// 10 at a time): chosen ones across several batches, then the rest, each exactly once and
+/// without its dead-letter reason.
+#[tokio::test]
+async fn a_redrive_of_more_dead_letters_than_one_batch_moves_each_once() {
+    integration_tests::needs!(moto);
+    let stack = Stack::create().await;
+    let api = Api::new(&stack);
+    let receiver = Receiver::start(None);
+    const KEY: &str = "acme-clickpost-redrive-batches";
+    tenant_with_push(&api, "acme", KEY, &receiver.url("/status/410")).await;
+    let dispatcher = Dispatcher::new(&stack);
+    for n in 0..23 {
+        let (status, _) = ingest(&stack, KEY, &format!("AWB-DL{n}"), "2024-03-01T10:00:00Z").await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(dispatcher.poll().await.len(), 23);
+    let (_, dead) = api.get("/admin/dead-letters?limit=100").await;
+    let dead = dead.as_array().unwrap().clone();
+    assert_eq!(dead.len(), 23);
+    let (status, _) = api
+        .put(
+            "/admin/tenants/acme/push",
+            json!({"url": receiver.url("/ok")}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let chosen: Vec<&str> = dead
+        .iter()
+        .step_by(2)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let (status, moved) = api
+        .post("/admin/dead-letters/redrive", json!({ "ids": chosen }))
+        .await;
+    assert_eq!((status, moved), (200, json!({"redriven": 12})));
+    let (_, left) = api.get("/admin/dead-letters?limit=100").await;
+    let left: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 11);
+    assert!(left.iter().all(|id| !chosen.contains(id)));
+    let back = dispatcher.poll().await;
+    assert_eq!(back.len(), 12);
+    assert!(back.iter().all(|a| !a.contains_key("dead_letter_reason")));
+
+    let (status, moved) = api
+        .call(Method::POST, "/admin/dead-letters/redrive", None)
+        .await;
+    assert_eq!((status, moved), (200, json!({"redriven": 11})));
+    assert_eq!(api.get("/admin/dead-letters").await.1, json!([]));
+    assert_eq!(dispatcher.poll().await.len(), 11);
+    let mut pushed: Vec<String> = receiver
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r["path"] == "/ok")
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+        .collect();
+    pushed.sort();
+    let all = pushed.len();
+    pushed.dedup();
+    assert_eq!(
+        (all, pushed.len()),
+        (23, 23),
+        "each dead letter pushed once when redriven"
+    );
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_with_reasons_then_redriven_some_and_then_all() {
     integration_tests::needs!(moto);

@@ -1,17 +1,17 @@
 //! The events queue's dead letters (its DLQ), for the admin store.
 //!
 //! Dead letters are listed by receiving them with a short visibility timeout and making them
-//! visible again at once. Redrive is receive → SendMessage to the events queue → DeleteMessage,
-//! for "these ids" and for "all" alike: SQS's StartMessageMoveTask moves a whole queue only (no
-//! selection), and moto_server (our test double) does not implement it. Listing and redrive walk
-//! the queue with the same loop (`walk_dead_letters`).
+//! visible again at once. Redrive is receive → SendMessageBatch to the events queue →
+//! DeleteMessageBatch, up to 10 messages a time, for "these ids" and for "all" alike: SQS's
+//! StartMessageMoveTask moves a whole queue only (no selection), and moto_server (our test double)
+//! does not implement it. Listing and redrive walk the queue with the same loop
+//! (`walk_dead_letters`).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
-    MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 
 use super::{DynamoAdmin, SQS};
@@ -27,13 +27,13 @@ const REDRIVE_VISIBILITY_SECONDS: i32 = 30;
 /// goes back without them.
 const DEAD_LETTER_ATTRIBUTES: [&str; 3] = ["dead_letter_reason", "dead_lettered_at", "reason"];
 
-/// What a visit of [`DynamoAdmin::walk_dead_letters`] did with a dead letter, and whether the walk
-/// has had enough.
+/// What a visit of [`DynamoAdmin::walk_dead_letters`] decides for a dead letter, and whether the
+/// walk has had enough.
 enum Visited {
     /// Left on the queue: made visible again after the walk.
     Kept { enough: bool },
-    /// Taken off the queue (moved back to the events queue).
-    Taken { enough: bool },
+    /// To be moved back to the events queue (with the others of its batch).
+    Take { enough: bool },
 }
 
 impl DynamoAdmin {
@@ -45,12 +45,13 @@ impl DynamoAdmin {
     ) -> Result<Vec<DeadLetterView>, Unavailable> {
         let mut found: Vec<(u64, DeadLetterView)> = Vec::new();
         self.walk_dead_letters(LIST_VISIBILITY_SECONDS, |message| {
-            let view = dead_letter_view(&message);
+            let view = dead_letter_view(message);
             if tenant.is_none_or(|t| t.as_str() == view.tenant_id) {
-                found.push((sent_at(&message), view));
+                found.push((sent_at(message), view));
             }
-            let enough = found.len() >= limit;
-            std::future::ready(Ok(Visited::Kept { enough }))
+            Visited::Kept {
+                enough: found.len() >= limit,
+            }
         })
         .await?;
         found.sort_by_key(|(sent, _)| *sent);
@@ -68,12 +69,9 @@ impl DynamoAdmin {
             let id = message.message_id.as_deref().unwrap_or_default();
             let selected = wanted.as_mut().is_none_or(|w| w.remove(id));
             let enough = wanted.as_ref().is_some_and(HashSet::is_empty);
-            async move {
-                if !selected {
-                    return Ok(Visited::Kept { enough });
-                }
-                self.move_back(&message).await?;
-                Ok(Visited::Taken { enough })
+            match selected {
+                true => Visited::Take { enough },
+                false => Visited::Kept { enough },
             }
         })
         .await
@@ -99,18 +97,14 @@ impl DynamoAdmin {
     /// Walks the dead-letter queue once, for listing and redrive alike: receives batches
     /// (hidden for `seconds`) and hands each message met for the first time to `visit`, until
     /// `visit` has had enough or a batch brings nothing new (the queue is empty, or only messages
-    /// met before came back when their visibility ran out). Every message `visit` did not take
-    /// off the queue is made visible again, even when the walk failed half way. Returns how many
-    /// it took.
-    async fn walk_dead_letters<F, Fut>(
+    /// met before came back when their visibility ran out). The messages of a batch `visit`
+    /// takes are moved back to the events queue together (`move_back`); every other message is
+    /// made visible again, even when the walk failed half way. Returns how many it moved.
+    async fn walk_dead_letters(
         &self,
         seconds: i32,
-        mut visit: F,
-    ) -> Result<u64, Unavailable>
-    where
-        F: FnMut(Message) -> Fut,
-        Fut: Future<Output = Result<Visited, Unavailable>>,
-    {
+        mut visit: impl FnMut(&Message) -> Visited,
+    ) -> Result<u64, Unavailable> {
         let mut met: HashSet<String> = HashSet::new();
         let mut kept = Vec::new();
         let mut taken = 0u64;
@@ -119,21 +113,27 @@ impl DynamoAdmin {
             while !enough {
                 let batch = self.receive_dead_letters(seconds).await?;
                 let mut new = 0;
+                let mut taking = Vec::new();
                 for message in batch {
-                    let receipt = message.receipt_handle.clone();
                     let first_time = met.insert(message.message_id.clone().unwrap_or_default());
                     if first_time && !enough {
                         new += 1;
-                        match visit(message).await? {
-                            Visited::Taken { enough: e } => {
-                                taken += 1;
+                        match visit(&message) {
+                            Visited::Take { enough: e } => {
                                 enough = e;
+                                taking.push(message);
                                 continue;
                             }
                             Visited::Kept { enough: e } => enough = e,
                         }
                     }
-                    kept.extend(receipt);
+                    kept.extend(message.receipt_handle);
+                }
+                if !taking.is_empty() {
+                    let moved = self.move_back(&taking).await;
+                    kept.extend(moved.not_sent);
+                    taken += moved.sent;
+                    moved.failure.map_or(Ok(()), Err)?;
                 }
                 if new == 0 {
                     break;
@@ -174,40 +174,139 @@ impl DynamoAdmin {
         Ok(())
     }
 
-    /// Copies a dead letter to the events queue (body and attributes, without the dead-letter
-    /// reason), then deletes it from the DLQ.
-    async fn move_back(&self, message: &Message) -> Result<(), Unavailable> {
-        let attributes: HashMap<String, MessageAttributeValue> = message
-            .message_attributes
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(name, _)| !DEAD_LETTER_ATTRIBUTES.contains(&name.as_str()))
+    /// Copies dead letters (at most 10, one received batch) to the events queue (body and
+    /// attributes, without the dead-letter reason), then deletes those sent from the DLQ.
+    async fn move_back(&self, messages: &[Message]) -> MovedBack {
+        let sent = match self.send_back(messages).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                return MovedBack {
+                    sent: 0,
+                    not_sent: receipts(messages),
+                    failure: Some(e),
+                }
+            }
+        };
+        // Entry ids are positions in `messages`.
+        let message_at = |id: &str| id.parse::<usize>().ok().and_then(|n| messages.get(n));
+        let mut moved = MovedBack {
+            sent: 0,
+            not_sent: receipts(sent.failed().iter().filter_map(|f| message_at(f.id()))),
+            failure: sent.failed().first().map(|refused| {
+                Unavailable::new(
+                    SQS,
+                    "SendMessageBatch",
+                    format!(
+                        "{} of {} dead letters not sent back, the first: {}: {}",
+                        sent.failed().len(),
+                        messages.len(),
+                        refused.code(),
+                        refused.message().unwrap_or("no reason given")
+                    ),
+                )
+            }),
+        };
+        let delete: Vec<DeleteMessageBatchRequestEntry> = sent
+            .successful()
+            .iter()
+            .filter_map(|s| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(s.id())
+                    .receipt_handle(message_at(s.id())?.receipt_handle.clone()?)
+                    .build()
+                    .ok()
+            })
             .collect();
-        // Back in its tenant's message group (fair queues), as ingest sends it.
-        let tenant = attributes
-            .get("tenant_id")
-            .and_then(|a| a.string_value.clone());
-        self.sqs
-            .send_message()
-            .queue_url(&self.names.queue_url)
-            .set_message_group_id(tenant)
-            .message_body(message.body.clone().unwrap_or_default())
-            .set_message_attributes(Some(attributes).filter(|a| !a.is_empty()))
-            .send()
-            .await
-            .map_err(|e| Unavailable::new(SQS, "SendMessage", e))?;
-        // If this fails the event is on both queues; the delivery log keeps it from being
+        moved.sent = u64::try_from(delete.len()).unwrap_or(u64::MAX);
+        if delete.is_empty() {
+            return moved;
+        }
+        // If a delete fails the event is on both queues; the delivery log keeps it from being
         // pushed twice.
-        self.sqs
-            .delete_message()
+        let not_deleted = match self
+            .sqs
+            .delete_message_batch()
             .queue_url(&self.names.dlq_url)
-            .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+            .set_entries(Some(delete))
             .send()
             .await
-            .map_err(|e| Unavailable::new(SQS, "DeleteMessage", e))?;
-        Ok(())
+        {
+            Ok(deleted) => deleted.failed().first().map(|f| {
+                format!(
+                    "{} sent back but not deleted from the dead-letter queue, the first: {}: {}",
+                    deleted.failed().len(),
+                    f.code(),
+                    f.message().unwrap_or("no reason given")
+                )
+            }),
+            Err(e) => Some(format!(
+                "sent back but not deleted from the dead-letter queue: {e}"
+            )),
+        };
+        if let (Some(reason), None) = (not_deleted, &moved.failure) {
+            moved.failure = Some(Unavailable::new(SQS, "DeleteMessageBatch", reason));
+        }
+        moved
     }
+
+    /// Sends dead letters back to the events queue in one SendMessageBatch, each entry's id its
+    /// position in `messages`.
+    async fn send_back(
+        &self,
+        messages: &[Message],
+    ) -> Result<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput, Unavailable>
+    {
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(n, message)| {
+                let attributes: HashMap<String, MessageAttributeValue> = message
+                    .message_attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(name, _)| !DEAD_LETTER_ATTRIBUTES.contains(&name.as_str()))
+                    .collect();
+                // Back in its tenant's message group (fair queues), as ingest sends it.
+                let tenant = attributes
+                    .get("tenant_id")
+                    .and_then(|a| a.string_value.clone());
+                SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .set_message_group_id(tenant)
+                    .message_body(message.body.clone().unwrap_or_default())
+                    .set_message_attributes(Some(attributes).filter(|a| !a.is_empty()))
+                    .build()
+                    .map_err(|e| Unavailable::new(SQS, "SendMessageBatch", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.sqs
+            .send_message_batch()
+            .queue_url(&self.names.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| Unavailable::new(SQS, "SendMessageBatch", e))
+    }
+}
+
+/// What [`DynamoAdmin::move_back`] did with a batch.
+#[derive(Default)]
+struct MovedBack {
+    /// Sent to the events queue (and deleted from the DLQ, unless `failure` says otherwise).
+    sent: u64,
+    /// The receipts of those not sent: shown again after the walk.
+    not_sent: Vec<String>,
+    /// Why some were not sent or not deleted.
+    failure: Option<Unavailable>,
+}
+
+/// The receipt handles of these messages.
+fn receipts<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<String> {
+    messages
+        .into_iter()
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect()
 }
 
 fn string_attribute(message: &Message, name: &str) -> Option<String> {
