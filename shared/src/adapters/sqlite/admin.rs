@@ -363,7 +363,7 @@ impl AdminStore for SqliteStore {
             .collect::<Result<Vec<_>, Unavailable>>()?;
         // A write of the writer's group, like an accept: committed with the carriers' events
         // instead of holding the connection for a commit and an fsync of its own.
-        self.submit("replay", WriteKind::REPLAY, move |conn| {
+        self.submit("replay", WriteKind::QUEUE, move |conn| {
             for (event_id, tenant_id, body) in &rows {
                 execute(conn,
                     "INSERT INTO queue (event_id, tenant_id, body, visible_at_ms, enqueued_at, replay) VALUES (?1, ?2, ?3, ?4, ?5, 1)",

@@ -324,7 +324,7 @@ impl Intake for SqliteStore {
     ) -> Result<Claim, Unavailable> {
         let accepted = event.clone();
         let (claim, is_stale) = self
-            .submit("accept", WriteKind::ACCEPT, move |conn| {
+            .submit("accept", WriteKind::QUEUE, move |conn| {
                 accept_one(conn, &accepted, now)
             })
             .await?;

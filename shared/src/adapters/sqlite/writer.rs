@@ -38,15 +38,9 @@ pub(super) struct WriteKind {
 }
 
 impl WriteKind {
-    /// An accepted event: the claim, the shipment's state, the queued message.
-    pub(super) const ACCEPT: WriteKind = WriteKind {
-        durable: true,
-        queues: true,
-        savepoint: true,
-    };
-    /// Events an operator queues again (a replay): answered, like an accept, once on stable
-    /// storage in fsync mode, and all of them or none.
-    pub(super) const REPLAY: WriteKind = WriteKind {
+    /// Queues messages, answered only once on stable storage in fsync mode, all or nothing: an
+    /// accepted event (the claim, the shipment's state, the message), an operator's replay.
+    pub(super) const QUEUE: WriteKind = WriteKind {
         durable: true,
         queues: true,
         savepoint: true,
