@@ -1,12 +1,17 @@
-# Sourced by the `rms serve` benchmarks (scripts/bench-serve, scripts/bench/alternate-saturation):
-# one demo server at a time on 127.0.0.1 and a free port, stopped when the script exits.
+# Sourced by the `rms serve` benchmarks (scripts/bench-serve and scripts/bench/*): one demo server
+# at a time on 127.0.0.1 and a free port, stopped when the script exits.
 #   start_serve BIN DATABASE LOG [SERVE ARGS...]   starts it and waits for /admin/health; sets $url
 #   health FIELD                                   that field of /admin/health
 #   stop_serve                                     stops it (also done on exit, with $work removed)
 # The load generator, for every benchmark that sources this (a Debian package).
 if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "no wrk (the load generator); install Debian's package: sudo apt-get install wrk" >&2
+    exit 1
+  fi
   echo "installing wrk (Debian package)" >&2
-  apt-get install -y -q wrk >/dev/null
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 work=$(mktemp -d)
 server=
