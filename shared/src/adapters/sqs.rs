@@ -27,7 +27,8 @@ impl SqsEventQueue {
     }
 }
 
-fn attribute(value: &str) -> Result<MessageAttributeValue, Unavailable> {
+/// A string message attribute, as every message of the events queue carries them.
+pub(crate) fn attribute(value: &str) -> Result<MessageAttributeValue, Unavailable> {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)

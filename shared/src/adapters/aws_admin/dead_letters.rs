@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 
-use super::{DynamoAdmin, SQS};
+use super::{refused, DynamoAdmin, SQS};
 use crate::admin::DeadLetterView;
 use crate::model::TenantId;
 use crate::ports::Unavailable;
@@ -192,17 +192,11 @@ impl DynamoAdmin {
         let mut moved = MovedBack {
             sent: 0,
             not_sent: receipts(sent.failed().iter().filter_map(|f| message_at(f.id()))),
-            failure: sent.failed().first().map(|refused| {
+            failure: refused(sent.failed(), messages.len()).map(|refused| {
                 Unavailable::new(
                     SQS,
                     "SendMessageBatch",
-                    format!(
-                        "{} of {} dead letters not sent back, the first: {}: {}",
-                        sent.failed().len(),
-                        messages.len(),
-                        refused.code(),
-                        refused.message().unwrap_or("no reason given")
-                    ),
+                    format!("dead letters not sent back: {refused}"),
                 )
             }),
         };
@@ -231,14 +225,11 @@ impl DynamoAdmin {
             .send()
             .await
         {
-            Ok(deleted) => deleted.failed().first().map(|f| {
-                format!(
-                    "{} sent back but not deleted from the dead-letter queue, the first: {}: {}",
-                    deleted.failed().len(),
-                    f.code(),
-                    f.message().unwrap_or("no reason given")
-                )
-            }),
+            Ok(deleted) => {
+                refused(deleted.failed(), usize::try_from(moved.sent).unwrap_or(0)).map(|refused| {
+                    format!("sent back but not deleted from the dead-letter queue: {refused}")
+                })
+            }
             Err(e) => Some(format!(
                 "sent back but not deleted from the dead-letter queue: {e}"
             )),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::AsyncSleep;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{BatchResultErrorEntry, QueueAttributeName, SendMessageBatchRequestEntry};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use tracing::warn;
 
@@ -26,6 +26,7 @@ use super::dynamodb::{
     tenant_day, text, DynamoConfigStore, DynamoEventStore, PageEntry, BY_TENANT_DAY, PACKED_EVENT,
     PAGE_ENTRIES, SERVICE as DYNAMODB,
 };
+use super::sqs::attribute;
 use crate::admin::{
     AdminStore, DeadLetterView, QuarantineFilter, QuarantineView, QuarantinedBody, QueueDepth,
     ReplayOutcome, Selection, StoredCredential, Tenant,
@@ -813,13 +814,6 @@ impl DynamoAdmin {
     async fn send_replays(&self, batch: Vec<(&CanonicalEvent, String)>) -> Result<(), Unavailable> {
         let failed =
             |e: &dyn std::fmt::Display| Unavailable::new(SQS, "SendMessageBatch", e.to_string());
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|e| failed(&e))
-        };
         let count = batch.len();
         let mut entries = Vec::with_capacity(count);
         for (n, (event, body)) in batch.into_iter().enumerate() {
@@ -843,16 +837,22 @@ impl DynamoAdmin {
             .send()
             .await
             .map_err(|e| Unavailable::new(SQS, "SendMessageBatch", e))?;
-        match sent.failed().first() {
+        match refused(sent.failed(), count) {
             None => Ok(()),
-            Some(refused) => Err(failed(&format!(
-                "{} of {count} messages refused, the first: {}: {}",
-                sent.failed().len(),
-                refused.code(),
-                refused.message().unwrap_or("no reason given")
-            ))),
+            Some(refused) => Err(failed(&format!("replayed events not queued: {refused}"))),
         }
     }
+}
+
+/// What SQS refused of a batch of `count` entries, for an error: how many, and why the first.
+pub(super) fn refused(failed: &[BatchResultErrorEntry], count: usize) -> Option<String> {
+    let first = failed.first()?;
+    Some(format!(
+        "{} of {count}, the first: {}: {}",
+        failed.len(),
+        first.code(),
+        first.message().unwrap_or("no reason given")
+    ))
 }
 
 #[cfg(test)]
